@@ -1,0 +1,17 @@
+//! shoal: a container orchestrator for edge and ARM clusters.
+//!
+//! Data flows one way, down this list:
+//! - `cli`: clap definitions and the client side of every command.
+//! - `api`: the control API the CLI talks to (HTTP/JSON on a unix socket).
+//! - `store`: redb tables, the `Proposer` (the one write path) and events.
+//! - `orchestrator`: services → tasks (replicas, restarts, updates).
+//! - `scheduler`: pending tasks → nodes.
+//! - `dispatcher`: per-node assignments and batched status writes.
+//! - `agent`: the node side: one state machine per task.
+//! - `executor`: containerd, driven through its gRPC API.
+//! - `logs`: the log driver containerd starts, and the reader.
+//! - `daemon`: wiring only.
+
+pub mod executor;
+pub mod logs;
+pub mod types;

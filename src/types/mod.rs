@@ -1,0 +1,37 @@
+//! Domain types of the cluster: nodes, services, tasks and the cluster object.
+//! Plain data with serde, no I/O. Everything the store holds is defined here.
+
+mod ids;
+mod image;
+mod node;
+mod service;
+mod task;
+
+pub use ids::{new_id, now_ms};
+pub use image::{normalize_image, ImageInfo};
+pub use node::*;
+pub use service::*;
+pub use task::*;
+
+use serde::{Deserialize, Serialize};
+
+/// Bookkeeping every stored object carries. `version` is the store's commit
+/// index of the last write, so an update can name the version it read and a
+/// concurrent write is caught instead of lost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub version: u64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// The cluster object: one per cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub id: String,
+    pub meta: Meta,
+    /// Node heartbeat period, cluster-wide.
+    pub heartbeat_period_ms: u64,
+    /// Old tasks kept per slot, the current one included.
+    pub task_history_limit: u32,
+}

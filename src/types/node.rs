@@ -1,0 +1,153 @@
+//! Nodes: machines in the cluster, their role, availability and status.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ImageInfo, Meta};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeRole {
+    Manager,
+    Worker,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Manager => "manager",
+            NodeRole::Worker => "worker",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Availability {
+    #[default]
+    Active,
+    Pause,
+    Drain,
+}
+
+impl Availability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Pause => "pause",
+            Availability::Drain => "drain",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum NodeState {
+    #[default]
+    Unknown,
+    Down,
+    Ready,
+    Disconnected,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Unknown => "unknown",
+            NodeState::Down => "down",
+            NodeState::Ready => "ready",
+            NodeState::Disconnected => "disconnected",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    pub role: NodeRole,
+    pub availability: Availability,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Platform {
+    /// `linux`
+    pub os: String,
+    /// Normalized as docker does: `amd64`, `arm64`, `arm`.
+    pub arch: String,
+}
+
+impl Platform {
+    /// The platform of this machine, with the arch normalized.
+    pub fn local() -> Platform {
+        Platform {
+            os: std::env::consts::OS.to_string(),
+            arch: normalize_arch(std::env::consts::ARCH).to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.arch)
+    }
+}
+
+/// Map kernel and Rust arch names onto the OCI names that images use, so
+/// `aarch64` and `arm64` are one platform (swarmkit#2294).
+pub fn normalize_arch(arch: &str) -> &str {
+    match arch {
+        "x86_64" | "x86-64" | "amd64" => "amd64",
+        "aarch64" | "arm64" | "armv8" => "arm64",
+        "arm" | "armv7" | "armv7l" | "armhf" | "armv6l" => "arm",
+        "i386" | "i686" | "x86" => "386",
+        other => other,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NodeDescription {
+    pub hostname: String,
+    pub platform: Platform,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    /// Images present on the node, reported by its agent.
+    pub images: Vec<ImageInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NodeStatus {
+    pub state: NodeState,
+    pub message: String,
+    /// The address other nodes use to reach this one.
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerStatus {
+    pub leader: bool,
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    pub meta: Meta,
+    pub spec: NodeSpec,
+    pub description: NodeDescription,
+    pub status: NodeStatus,
+    pub manager: Option<ManagerStatus>,
+    /// The shoal version the node runs.
+    pub version: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_arch;
+
+    #[test]
+    fn arches_normalize_to_oci_names() {
+        assert_eq!(normalize_arch("x86_64"), "amd64");
+        assert_eq!(normalize_arch("aarch64"), "arm64");
+        assert_eq!(normalize_arch("arm64"), "arm64");
+        assert_eq!(normalize_arch("armv7l"), "arm");
+        assert_eq!(normalize_arch("riscv64"), "riscv64");
+    }
+}

@@ -1,0 +1,99 @@
+//! Services: the declared unit of scheduling, and the spec of their tasks.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Meta;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceMode {
+    Replicated { replicas: u64 },
+    Global,
+}
+
+impl ServiceMode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServiceMode::Replicated { .. } => "replicated",
+            ServiceMode::Global => "global",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RestartCondition {
+    #[default]
+    Any,
+    OnFailure,
+    None,
+}
+
+impl RestartCondition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartCondition::Any => "any",
+            RestartCondition::OnFailure => "on-failure",
+            RestartCondition::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub condition: RestartCondition,
+    pub delay_ms: u64,
+    /// None: unlimited.
+    pub max_attempts: Option<u64>,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            condition: RestartCondition::Any,
+            delay_ms: 5_000,
+            max_attempts: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ContainerSpec {
+    /// Normalized reference, e.g. `docker.io/library/busybox:latest`.
+    pub image: String,
+    /// Command and arguments. Empty: the image's entrypoint and cmd.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` pairs, in order.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    /// A user name or `uid[:gid]`.
+    pub user: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub stop_signal: Option<String>,
+    pub stop_grace_period_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TaskSpec {
+    pub container: ContainerSpec,
+    pub restart: RestartPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub mode: ServiceMode,
+    pub task: TaskSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: String,
+    pub meta: Meta,
+    pub spec: ServiceSpec,
+    /// Bumped when the task spec changes, so the orchestrator can tell
+    /// which tasks are out of date. Scaling alone does not bump it.
+    pub spec_version: u64,
+    pub previous_spec: Option<ServiceSpec>,
+}
