@@ -13,5 +13,9 @@
 //! - `daemon`: wiring only.
 
 pub mod executor;
+pub mod orchestrator;
+pub mod scheduler;
+pub mod shutdown;
+pub mod store;
 pub mod logs;
 pub mod types;

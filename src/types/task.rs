@@ -89,6 +89,9 @@ pub struct Task {
     pub spec: TaskSpec,
     /// The service's `spec_version` this task was made from.
     pub spec_version: u64,
+    /// How many tasks ran in this slot before this one because of the
+    /// restart policy; `--restart-max-attempts` is checked against it.
+    pub restarts: u64,
     pub desired_state: TaskState,
     pub status: TaskStatus,
 }

@@ -1,0 +1,97 @@
+//! The orchestrator (leader-only): services → tasks. Each pass reads one
+//! snapshot, runs the pure decisions (`replicated`, `global`, `reaper`) and
+//! proposes the result as one batch. Passes run on every commit (debounced)
+//! and when a restart delay runs out.
+
+mod global;
+mod plan;
+mod reaper;
+mod replicated;
+mod restart;
+#[cfg(test)]
+mod testutil;
+
+pub use plan::new_task;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use crate::scheduler::eligible_for_global;
+use crate::shutdown::Shutdown;
+use crate::store::{Change, Kind, Proposer, Store, StoreError};
+use crate::types::{now_ms, ServiceMode, Task, TaskState};
+use plan::Plan;
+
+/// Coalesce bursts of commits into one pass.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+pub async fn run(store: Store, proposer: Arc<dyn Proposer>, mut shutdown: Shutdown) {
+    let mut events = store.watch();
+    loop {
+        let wake = match pass(&store, proposer.as_ref()).await {
+            Ok(wake) => wake,
+            Err(e) => {
+                warn!(error = %e, "orchestrator pass failed; retrying");
+                Some(now_ms() + 1_000)
+            }
+        };
+        let sleep = wake.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = events.recv() => {}
+            _ = tokio::time::sleep(sleep.unwrap_or(Duration::from_secs(3600))), if sleep.is_some() => {}
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+        // Drain what piled up: the next pass reads the latest state anyway.
+        while events.try_recv().is_ok() {}
+    }
+}
+
+/// One reconcile pass. Returns when the next pass is due, if a timer runs.
+async fn pass(store: &Store, proposer: &dyn Proposer) -> Result<Option<i64>, StoreError> {
+    let view = store.read()?;
+    let Some(cluster) = view.cluster()? else {
+        return Ok(None);
+    };
+    let services = view.services()?;
+    let nodes = view.nodes()?;
+    let tasks = view.tasks()?;
+    drop(view);
+
+    let now = now_ms();
+    let mut by_service: HashMap<&str, Vec<Task>> = HashMap::new();
+    for t in &tasks {
+        by_service.entry(&t.service_id).or_default().push(t.clone());
+    }
+    let mut plan = Plan::default();
+    for s in &services {
+        let ts = by_service.remove(s.id.as_str()).unwrap_or_default();
+        plan.merge(match s.spec.mode {
+            ServiceMode::Replicated { replicas } => replicated::reconcile(s, replicas, &ts, now),
+            ServiceMode::Global => global::reconcile(s, &eligible_for_global(&nodes), &ts, now),
+        });
+    }
+    // Tasks of removed services.
+    for t in by_service.values().flatten() {
+        if t.desired_state < TaskState::Remove {
+            plan.desire.push((t.id.clone(), TaskState::Remove));
+        }
+    }
+    let wake = plan.wake_at_ms;
+    let mut changes = plan.into_changes();
+    for id in reaper::prune(&tasks, cluster.task_history_limit as usize) {
+        changes.push(Change::Delete {
+            kind: Kind::Task,
+            id,
+            expected_version: None,
+        });
+    }
+    if !changes.is_empty() {
+        debug!(changes = changes.len(), "orchestrator proposes");
+        proposer.propose(changes).await?;
+    }
+    Ok(wake)
+}

@@ -1,0 +1,171 @@
+//! Replicated services as a pure decision: given a service and its tasks,
+//! which tasks to create and which to stop so that slots 1..=N each have one
+//! live task of the current spec.
+//!
+//! - A slot with no task gets one.
+//! - A slot whose task ended while meant to run follows the restart policy.
+//! - Slots above N are removed (scale down).
+//! - Out-of-date tasks are replaced one slot at a time, and only while every
+//!   other slot is running (a rolling update with parallelism 1).
+
+use std::collections::BTreeMap;
+
+use super::plan::{new_task, Plan};
+use super::restart::{decide, Restart};
+use crate::types::{Service, Task, TaskState};
+
+pub fn reconcile(service: &Service, replicas: u64, tasks: &[Task], now_ms: i64) -> Plan {
+    let mut plan = Plan::default();
+    let mut slots: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
+    for t in tasks {
+        slots.entry(t.slot).or_default().push(t);
+    }
+
+    // Scale down: every task meant to run in a slot above N is removed.
+    for (_, ts) in slots.range(replicas + 1..) {
+        for t in ts.iter().filter(|t| t.desired_state <= TaskState::Running) {
+            plan.desire.push((t.id.clone(), TaskState::Remove));
+        }
+    }
+
+    let mut outdated = Vec::new();
+    let mut settled = true;
+    for slot in 1..=replicas {
+        let ts = slots.get(&slot).map(Vec::as_slice).unwrap_or(&[]);
+        // The tasks meant to run, newest first. Normally there is one.
+        let mut meant: Vec<&&Task> = ts
+            .iter()
+            .filter(|t| t.desired_state <= TaskState::Running)
+            .collect();
+        meant.sort_by_key(|t| std::cmp::Reverse((t.meta.created_ms, t.meta.version)));
+        for extra in meant.iter().skip(1) {
+            plan.desire.push((extra.id.clone(), TaskState::Shutdown));
+        }
+        let Some(current) = meant.first() else {
+            // Empty slot, or its last task was shut down on purpose.
+            let restarts = ts.iter().map(|t| t.restarts).max().unwrap_or(0);
+            plan.create
+                .push(new_task(service, slot, None, restarts, now_ms));
+            settled = false;
+            continue;
+        };
+        if current.status.state.is_terminal() {
+            settled = false;
+            match decide(&service.spec.task.restart, current, now_ms) {
+                Restart::Now => {
+                    plan.desire.push((current.id.clone(), TaskState::Shutdown));
+                    plan.create.push(new_task(
+                        service,
+                        slot,
+                        None,
+                        current.restarts + 1,
+                        now_ms,
+                    ));
+                }
+                Restart::At(t) => plan.wake(t),
+                Restart::Never => {}
+            }
+            continue;
+        }
+        if current.spec_version != service.spec_version {
+            outdated.push(*current);
+        } else if current.status.state != TaskState::Running {
+            settled = false;
+        }
+    }
+
+    // Rolling update, one slot at a time: replace the lowest outdated slot
+    // only once everything else runs.
+    if settled && plan.is_empty() {
+        if let Some(old) = outdated.first() {
+            plan.desire.push((old.id.clone(), TaskState::Shutdown));
+            plan.create
+                .push(new_task(service, old.slot, None, 0, now_ms));
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrator::testutil::{service, task_in};
+
+    fn running(slot: u64, version: u64) -> Task {
+        let mut t = task_in(slot, version);
+        t.status.state = TaskState::Running;
+        t
+    }
+
+    #[test]
+    fn empty_service_gets_one_task_per_slot() {
+        let s = service(3);
+        let plan = reconcile(&s, 3, &[], 0);
+        let slots: Vec<u64> = plan.create.iter().map(|t| t.slot).collect();
+        assert_eq!(slots, vec![1, 2, 3]);
+        assert!(plan.desire.is_empty());
+    }
+
+    #[test]
+    fn a_converged_service_needs_nothing() {
+        let s = service(2);
+        let plan = reconcile(&s, 2, &[running(1, 1), running(2, 1)], 0);
+        assert!(plan.is_empty());
+    }
+
+    #[test]
+    fn scaling_down_removes_the_high_slots() {
+        let s = service(1);
+        let ts = [running(1, 1), running(2, 1), running(3, 1)];
+        let plan = reconcile(&s, 1, &ts, 0);
+        assert!(plan.create.is_empty());
+        assert_eq!(
+            plan.desire,
+            vec![
+                (ts[1].id.clone(), TaskState::Remove),
+                (ts[2].id.clone(), TaskState::Remove)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dead_task_is_replaced_in_its_slot_after_the_delay() {
+        let mut s = service(1);
+        s.spec.task.restart.delay_ms = 1_000;
+        let mut dead = running(1, 1);
+        dead.status.state = TaskState::Failed;
+        dead.status.timestamp_ms = 10_000;
+        let early = reconcile(&s, 1, &[dead.clone()], 10_500);
+        assert!(early.create.is_empty());
+        assert_eq!(early.wake_at_ms, Some(11_000));
+        let plan = reconcile(&s, 1, &[dead.clone()], 11_000);
+        assert_eq!(plan.desire, vec![(dead.id.clone(), TaskState::Shutdown)]);
+        assert_eq!(plan.create.len(), 1);
+        assert_eq!(plan.create[0].slot, 1);
+        assert_eq!(plan.create[0].restarts, 1);
+    }
+
+    #[test]
+    fn an_update_replaces_one_slot_at_a_time() {
+        let mut s = service(2);
+        s.spec_version = 2;
+        let ts = [running(1, 1), running(2, 1)];
+        let plan = reconcile(&s, 2, &ts, 0);
+        assert_eq!(plan.desire, vec![(ts[0].id.clone(), TaskState::Shutdown)]);
+        assert_eq!(plan.create.len(), 1);
+        assert_eq!(plan.create[0].spec_version, 2);
+
+        // While the new task of slot 1 starts, slot 2 waits.
+        let mut old = ts[0].clone();
+        old.desired_state = TaskState::Shutdown;
+        let mut new = task_in(1, 2);
+        new.status.state = TaskState::Starting;
+        let plan = reconcile(&s, 2, &[old.clone(), new.clone(), ts[1].clone()], 0);
+        assert!(plan.is_empty());
+
+        // Once it runs, slot 2 goes.
+        new.status.state = TaskState::Running;
+        let plan = reconcile(&s, 2, &[old, new, ts[1].clone()], 0);
+        assert_eq!(plan.desire, vec![(ts[1].id.clone(), TaskState::Shutdown)]);
+    }
+}

@@ -1,0 +1,94 @@
+//! The restart policy as a pure decision: a task in a slot has ended while
+//! it was meant to run; does a new one start, and when?
+
+use crate::types::{RestartCondition, RestartPolicy, Task, TaskState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Start a replacement now.
+    Now,
+    /// Start a replacement at this time (ms since epoch).
+    At(i64),
+    /// Leave the slot as it is.
+    Never,
+}
+
+/// `ended` is a task whose observed state is terminal and whose desired
+/// state is still `running`.
+pub fn decide(policy: &RestartPolicy, ended: &Task, now_ms: i64) -> Restart {
+    let failed = match ended.status.state {
+        TaskState::Complete => ended.status.exit_code.unwrap_or(0) != 0,
+        // Shut down without being asked (the node stopped it, or it vanished).
+        TaskState::Shutdown => false,
+        _ => true,
+    };
+    let wanted = match policy.condition {
+        RestartCondition::Any => true,
+        RestartCondition::OnFailure => failed,
+        RestartCondition::None => false,
+    };
+    if !wanted {
+        return Restart::Never;
+    }
+    if policy.max_attempts.is_some_and(|max| ended.restarts >= max) {
+        return Restart::Never;
+    }
+    let due = ended.status.timestamp_ms + policy.delay_ms as i64;
+    if now_ms >= due {
+        Restart::Now
+    } else {
+        Restart::At(due)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrator::testutil::task_in;
+
+    fn ended(state: TaskState, code: i32, restarts: u64) -> Task {
+        let mut t = task_in(1, 1);
+        t.status.state = state;
+        t.status.exit_code = Some(code);
+        t.status.timestamp_ms = 1_000;
+        t.restarts = restarts;
+        t
+    }
+
+    fn policy(condition: RestartCondition, max: Option<u64>) -> RestartPolicy {
+        RestartPolicy {
+            condition,
+            delay_ms: 5_000,
+            max_attempts: max,
+        }
+    }
+
+    #[test]
+    fn any_restarts_after_the_delay() {
+        let p = policy(RestartCondition::Any, None);
+        let t = ended(TaskState::Complete, 0, 0);
+        assert_eq!(decide(&p, &t, 2_000), Restart::At(6_000));
+        assert_eq!(decide(&p, &t, 6_000), Restart::Now);
+    }
+
+    #[test]
+    fn on_failure_restarts_only_failures() {
+        let p = policy(RestartCondition::OnFailure, None);
+        assert_eq!(decide(&p, &ended(TaskState::Complete, 0, 0), 9_000), Restart::Never);
+        assert_eq!(decide(&p, &ended(TaskState::Failed, 137, 0), 9_000), Restart::Now);
+        assert_eq!(decide(&p, &ended(TaskState::Complete, 3, 0), 9_000), Restart::Now);
+    }
+
+    #[test]
+    fn none_never_restarts() {
+        let p = policy(RestartCondition::None, None);
+        assert_eq!(decide(&p, &ended(TaskState::Failed, 1, 0), 9_000), Restart::Never);
+    }
+
+    #[test]
+    fn max_attempts_stops_restarts() {
+        let p = policy(RestartCondition::Any, Some(2));
+        assert_eq!(decide(&p, &ended(TaskState::Failed, 1, 1), 9_000), Restart::Now);
+        assert_eq!(decide(&p, &ended(TaskState::Failed, 1, 2), 9_000), Restart::Never);
+    }
+}

@@ -1,0 +1,143 @@
+//! The scheduler (leader-only): pending tasks → nodes. Placement is a list
+//! of small filters, then spread: the node with the fewest tasks of this
+//! service, then the fewest tasks overall. A task that fits nowhere keeps
+//! `pending` with a status message that says why.
+
+mod filters;
+
+pub use filters::eligible_for_global;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, warn};
+
+use crate::shutdown::Shutdown;
+use crate::store::{Change, Proposer, Store, StoreError};
+use crate::types::{now_ms, Node, Task, TaskState, TaskStatus};
+use filters::{explain, fits};
+
+const DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// Where `task` should run, or why it can run nowhere.
+/// `load` counts live tasks per node: (per service id, total).
+pub fn place(task: &Task, nodes: &[Node], load: &Load) -> Result<String, String> {
+    let mut best: Option<(&Node, (usize, usize))> = None;
+    let mut misfits = Vec::new();
+    for node in nodes {
+        if let Some(want) = &task.node_id {
+            if *want != node.id {
+                continue;
+            }
+        }
+        match fits(task, node) {
+            Ok(()) => {
+                let key = load.of(&node.id, &task.service_id);
+                if best.is_none_or(|(b, k)| key < k || (key == k && node.id < b.id)) {
+                    best = Some((node, key));
+                }
+            }
+            Err(why) => misfits.push(why),
+        }
+    }
+    match best {
+        Some((node, _)) => Ok(node.id.clone()),
+        None => Err(explain(&misfits)),
+    }
+}
+
+/// Live tasks per node, overall and per service.
+#[derive(Default)]
+pub struct Load {
+    total: HashMap<String, usize>,
+    per_service: HashMap<(String, String), usize>,
+}
+
+impl Load {
+    pub fn from_tasks(tasks: &[Task]) -> Load {
+        let mut load = Load::default();
+        for t in tasks.iter().filter(|t| t.is_live()) {
+            if let Some(n) = &t.node_id {
+                load.add(n, &t.service_id);
+            }
+        }
+        load
+    }
+
+    pub fn add(&mut self, node: &str, service: &str) {
+        *self.total.entry(node.to_string()).or_default() += 1;
+        *self
+            .per_service
+            .entry((node.to_string(), service.to_string()))
+            .or_default() += 1;
+    }
+
+    fn of(&self, node: &str, service: &str) -> (usize, usize) {
+        (
+            self.per_service
+                .get(&(node.to_string(), service.to_string()))
+                .copied()
+                .unwrap_or(0),
+            self.total.get(node).copied().unwrap_or(0),
+        )
+    }
+}
+
+pub async fn run(store: Store, proposer: Arc<dyn Proposer>, mut shutdown: Shutdown) {
+    let mut events = store.watch();
+    loop {
+        if let Err(e) = pass(&store, proposer.as_ref()).await {
+            warn!(error = %e, "scheduler pass failed; retrying");
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = events.recv() => {}
+            // Nodes come and go: look again now and then even when idle.
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+        while events.try_recv().is_ok() {}
+    }
+}
+
+async fn pass(store: &Store, proposer: &dyn Proposer) -> Result<(), StoreError> {
+    let view = store.read()?;
+    let nodes = view.nodes()?;
+    let tasks = view.tasks()?;
+    drop(view);
+    let mut load = Load::from_tasks(&tasks);
+    let mut changes = Vec::new();
+    let pending = tasks.iter().filter(|t| {
+        t.status.state == TaskState::Pending && t.desired_state <= TaskState::Running
+    });
+    for task in pending {
+        match place(task, &nodes, &load) {
+            Ok(node) => {
+                load.add(&node, &task.service_id);
+                changes.push(Change::TaskAssign {
+                    id: task.id.clone(),
+                    node_id: node,
+                });
+            }
+            Err(why) if why != task.status.message => changes.push(Change::TaskStatus {
+                id: task.id.clone(),
+                status: TaskStatus {
+                    state: TaskState::Pending,
+                    timestamp_ms: now_ms(),
+                    message: why,
+                    ..Default::default()
+                },
+            }),
+            Err(_) => {}
+        }
+    }
+    if !changes.is_empty() {
+        debug!(changes = changes.len(), "scheduler proposes");
+        proposer.propose(changes).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

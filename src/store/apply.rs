@@ -1,0 +1,271 @@
+//! Changes and how a batch of them is applied. `apply` is deterministic
+//! (given the same state and batch, the same result), which is what Raft
+//! will need: every manager applies the same log to the same state.
+
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::codec::{decode, encode};
+use super::{Commit, StoreError, CLUSTER, META, NODES, SERVICES, TASKS};
+use crate::types::{now_ms, Cluster, Meta, Node, Service, Task, TaskState, TaskStatus};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    Cluster,
+    Node,
+    Service,
+    Task,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Cluster => "cluster",
+            Kind::Node => "node",
+            Kind::Service => "service",
+            Kind::Task => "task",
+        }
+    }
+
+    fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        match self {
+            Kind::Cluster => CLUSTER,
+            Kind::Node => NODES,
+            Kind::Service => SERVICES,
+            Kind::Task => TASKS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Object {
+    Cluster(Cluster),
+    Node(Node),
+    Service(Service),
+    Task(Task),
+}
+
+impl Object {
+    fn kind(&self) -> Kind {
+        match self {
+            Object::Cluster(_) => Kind::Cluster,
+            Object::Node(_) => Kind::Node,
+            Object::Service(_) => Kind::Service,
+            Object::Task(_) => Kind::Task,
+        }
+    }
+
+    fn id(&self) -> &str {
+        match self {
+            Object::Cluster(o) => &o.id,
+            Object::Node(o) => &o.id,
+            Object::Service(o) => &o.id,
+            Object::Task(o) => &o.id,
+        }
+    }
+
+    fn meta_mut(&mut self) -> &mut Meta {
+        match self {
+            Object::Cluster(o) => &mut o.meta,
+            Object::Node(o) => &mut o.meta,
+            Object::Service(o) => &mut o.meta,
+            Object::Task(o) => &mut o.meta,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Object::Cluster(o) => encode(o),
+            Object::Node(o) => encode(o),
+            Object::Service(o) => encode(o),
+            Object::Task(o) => encode(o),
+        }
+    }
+}
+
+/// One change in a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Change {
+    /// Fails if the id exists.
+    Create(Object),
+    /// Fails unless the stored version is the one in the object's meta,
+    /// i.e. the version the writer read.
+    Update(Object),
+    /// Fails if missing, or if `expected_version` is given and differs.
+    Delete {
+        kind: Kind,
+        id: String,
+        expected_version: Option<u64>,
+    },
+    /// The node's report of a task. Applied only if the state moves
+    /// forward; ignored for a task that no longer exists. Reports come
+    /// from nodes and must never conflict with managers' writes.
+    TaskStatus { id: String, status: TaskStatus },
+    /// A manager's new desired state for a task; only moves forward.
+    TaskDesired { id: String, state: TaskState },
+    /// The scheduler's decision: only applied to a task that is still
+    /// pending and unassigned.
+    TaskAssign { id: String, node_id: String },
+}
+
+pub(super) fn apply(db: &Database, batch: Vec<Change>) -> Result<Commit, StoreError> {
+    let tx = db.begin_write()?;
+    let index = {
+        let mut meta = tx.open_table(META)?;
+        let index = meta.get("index")?.map(|v| v.value()).unwrap_or(0) + 1;
+        meta.insert("index", index)?;
+        index
+    };
+    let now = now_ms();
+    let mut changed = Vec::with_capacity(batch.len());
+    for change in batch {
+        if let Some(c) = apply_one(&tx, change, index, now)? {
+            changed.push(c);
+        }
+    }
+    // On any error above, `tx` is dropped un-committed: nothing is written.
+    tx.commit()?;
+    Ok(Commit { index, changed })
+}
+
+fn apply_one(
+    tx: &redb::WriteTransaction,
+    change: Change,
+    index: u64,
+    now: i64,
+) -> Result<Option<(Kind, String, bool)>, StoreError> {
+    match change {
+        Change::Create(mut obj) => {
+            let (kind, id) = (obj.kind(), obj.id().to_string());
+            let mut table = tx.open_table(kind.table())?;
+            if table.get(id.as_str())?.is_some() {
+                return Err(StoreError::Exists {
+                    kind: kind.as_str(),
+                    id,
+                });
+            }
+            *obj.meta_mut() = Meta {
+                version: index,
+                created_ms: now,
+                updated_ms: now,
+            };
+            table.insert(id.as_str(), obj.encode().as_slice())?;
+            Ok(Some((kind, id, false)))
+        }
+        Change::Update(mut obj) => {
+            let (kind, id) = (obj.kind(), obj.id().to_string());
+            let mut table = tx.open_table(kind.table())?;
+            let stored: Meta = match table.get(id.as_str())? {
+                Some(v) => stored_meta(kind, v.value())?,
+                None => {
+                    return Err(StoreError::NotFound {
+                        kind: kind.as_str(),
+                        id,
+                    })
+                }
+            };
+            let meta = obj.meta_mut();
+            if meta.version != stored.version {
+                return Err(StoreError::Conflict {
+                    kind: kind.as_str(),
+                    id,
+                    expected: meta.version,
+                    actual: stored.version,
+                });
+            }
+            *meta = Meta {
+                version: index,
+                created_ms: stored.created_ms,
+                updated_ms: now,
+            };
+            table.insert(id.as_str(), obj.encode().as_slice())?;
+            Ok(Some((kind, id, false)))
+        }
+        Change::Delete {
+            kind,
+            id,
+            expected_version,
+        } => {
+            let mut table = tx.open_table(kind.table())?;
+            let stored = match table.get(id.as_str())? {
+                Some(v) => stored_meta(kind, v.value())?,
+                None => {
+                    return Err(StoreError::NotFound {
+                        kind: kind.as_str(),
+                        id,
+                    })
+                }
+            };
+            if let Some(expected) = expected_version.filter(|e| *e != stored.version) {
+                return Err(StoreError::Conflict {
+                    kind: kind.as_str(),
+                    id,
+                    expected,
+                    actual: stored.version,
+                });
+            }
+            table.remove(id.as_str())?;
+            Ok(Some((kind, id, true)))
+        }
+        Change::TaskStatus { id, status } => update_task(tx, &id, index, now, |t| {
+            if status.state < t.status.state {
+                return false;
+            }
+            t.status = status;
+            true
+        }),
+        Change::TaskDesired { id, state } => update_task(tx, &id, index, now, |t| {
+            if state <= t.desired_state {
+                return false;
+            }
+            t.desired_state = state;
+            true
+        }),
+        Change::TaskAssign { id, node_id } => update_task(tx, &id, index, now, |t| {
+            // Global tasks are made for a node already; the scheduler still
+            // confirms them.
+            let other_node = t.node_id.as_ref().is_some_and(|n| *n != node_id);
+            if other_node || t.status.state > TaskState::Pending {
+                return false;
+            }
+            t.node_id = Some(node_id);
+            t.status.state = TaskState::Assigned;
+            t.status.timestamp_ms = now;
+            t.status.message = "scheduler assigned task to node".into();
+            t.status.error = None;
+            true
+        }),
+    }
+}
+
+/// Read-modify-write of one task; `f` says whether it changed anything.
+/// A missing task is not an error: the change raced with its removal.
+fn update_task(
+    tx: &redb::WriteTransaction,
+    id: &str,
+    index: u64,
+    now: i64,
+    f: impl FnOnce(&mut Task) -> bool,
+) -> Result<Option<(Kind, String, bool)>, StoreError> {
+    let mut table = tx.open_table(TASKS)?;
+    let mut task: Task = match table.get(id)? {
+        Some(v) => decode(v.value())?,
+        None => return Ok(None),
+    };
+    if !f(&mut task) {
+        return Ok(None);
+    }
+    task.meta.version = index;
+    task.meta.updated_ms = now;
+    table.insert(id, encode(&task).as_slice())?;
+    Ok(Some((Kind::Task, id.to_string(), false)))
+}
+
+fn stored_meta(kind: Kind, bytes: &[u8]) -> Result<Meta, StoreError> {
+    Ok(match kind {
+        Kind::Cluster => decode::<Cluster>(bytes)?.meta,
+        Kind::Node => decode::<Node>(bytes)?.meta,
+        Kind::Service => decode::<Service>(bytes)?.meta,
+        Kind::Task => decode::<Task>(bytes)?.meta,
+    })
+}

@@ -1,0 +1,107 @@
+//! Typed reads from one consistent redb snapshot.
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+
+use super::codec::decode;
+use super::{StoreError, CLUSTER, META, NODES, SERVICES, TASKS};
+use crate::types::{Cluster, Node, Service, Task};
+
+/// A snapshot of the store: everything read through one view is from the
+/// same commit.
+pub struct ReadView {
+    tx: ReadTransaction,
+}
+
+impl ReadView {
+    pub(super) fn new(tx: ReadTransaction) -> ReadView {
+        ReadView { tx }
+    }
+
+    pub fn index(&self) -> Result<u64, StoreError> {
+        let t = self.tx.open_table(META)?;
+        Ok(t.get("index")?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        id: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let t = self.tx.open_table(table)?;
+        let v = t.get(id)?;
+        v.map(|v| decode(v.value())).transpose()
+    }
+
+    fn all<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<T>, StoreError> {
+        let t = self.tx.open_table(table)?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (_, v) = entry?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The cluster object, if `init` has run.
+    pub fn cluster(&self) -> Result<Option<Cluster>, StoreError> {
+        Ok(self.all::<Cluster>(CLUSTER)?.into_iter().next())
+    }
+
+    pub fn node(&self, id: &str) -> Result<Option<Node>, StoreError> {
+        self.get(NODES, id)
+    }
+
+    pub fn nodes(&self) -> Result<Vec<Node>, StoreError> {
+        self.all(NODES)
+    }
+
+    pub fn service(&self, id: &str) -> Result<Option<Service>, StoreError> {
+        self.get(SERVICES, id)
+    }
+
+    pub fn services(&self) -> Result<Vec<Service>, StoreError> {
+        self.all(SERVICES)
+    }
+
+    /// A service by name, or else by id or unique id prefix, as docker
+    /// resolves them.
+    pub fn find_service(&self, name_or_id: &str) -> Result<Option<Service>, StoreError> {
+        let all = self.services()?;
+        if let Some(s) = all.iter().find(|s| s.spec.name == name_or_id || s.id == name_or_id) {
+            return Ok(Some(s.clone()));
+        }
+        let mut prefixed = all.into_iter().filter(|s| s.id.starts_with(name_or_id));
+        match (prefixed.next(), prefixed.next()) {
+            (Some(s), None) if !name_or_id.is_empty() => Ok(Some(s)),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        self.get(TASKS, id)
+    }
+
+    pub fn tasks(&self) -> Result<Vec<Task>, StoreError> {
+        self.all(TASKS)
+    }
+
+    pub fn tasks_of_service(&self, service_id: &str) -> Result<Vec<Task>, StoreError> {
+        Ok(self
+            .tasks()?
+            .into_iter()
+            .filter(|t| t.service_id == service_id)
+            .collect())
+    }
+
+    pub fn tasks_of_node(&self, node_id: &str) -> Result<Vec<Task>, StoreError> {
+        Ok(self
+            .tasks()?
+            .into_iter()
+            .filter(|t| t.node_id.as_deref() == Some(node_id))
+            .collect())
+    }
+}

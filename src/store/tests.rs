@@ -1,0 +1,115 @@
+//! Unit tests of the store: atomic batches, version conflicts, and status
+//! that only moves forward.
+
+use super::*;
+use crate::types::*;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("state.redb")).unwrap();
+    (dir, s)
+}
+
+fn task(id: &str) -> Task {
+    Task {
+        id: id.into(),
+        meta: Meta::default(),
+        service_id: "svc".into(),
+        service_name: "web".into(),
+        slot: 1,
+        node_id: None,
+        spec: TaskSpec::default(),
+        spec_version: 1,
+        restarts: 0,
+        desired_state: TaskState::Running,
+        status: TaskStatus {
+            state: TaskState::Pending,
+            ..Default::default()
+        },
+    }
+}
+
+#[test]
+fn a_failing_batch_writes_nothing() {
+    let (_d, s) = store();
+    s.apply(vec![Change::Create(Object::Task(task("a")))]).unwrap();
+    let err = s
+        .apply(vec![
+            Change::Create(Object::Task(task("b"))),
+            Change::Create(Object::Task(task("a"))),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Exists { .. }));
+    let r = s.read().unwrap();
+    assert!(r.task("b").unwrap().is_none());
+    assert_eq!(r.index().unwrap(), 1);
+}
+
+#[test]
+fn an_update_from_a_stale_read_is_a_conflict() {
+    let (_d, s) = store();
+    s.apply(vec![Change::Create(Object::Task(task("a")))]).unwrap();
+    let read = s.read().unwrap().task("a").unwrap().unwrap();
+    let mut first = read.clone();
+    first.slot = 2;
+    s.apply(vec![Change::Update(Object::Task(first))]).unwrap();
+    let mut second = read;
+    second.slot = 3;
+    let err = s.apply(vec![Change::Update(Object::Task(second))]).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    assert_eq!(s.read().unwrap().task("a").unwrap().unwrap().slot, 2);
+}
+
+#[test]
+fn task_status_only_moves_forward() {
+    let (_d, s) = store();
+    s.apply(vec![Change::Create(Object::Task(task("a")))]).unwrap();
+    let status = |state| TaskStatus {
+        state,
+        ..Default::default()
+    };
+    s.apply(vec![Change::TaskStatus {
+        id: "a".into(),
+        status: status(TaskState::Running),
+    }])
+    .unwrap();
+    s.apply(vec![Change::TaskStatus {
+        id: "a".into(),
+        status: status(TaskState::Starting),
+    }])
+    .unwrap();
+    let t = s.read().unwrap().task("a").unwrap().unwrap();
+    assert_eq!(t.status.state, TaskState::Running);
+    // A report for a task that is gone is ignored, not an error.
+    s.apply(vec![Change::TaskStatus {
+        id: "gone".into(),
+        status: status(TaskState::Running),
+    }])
+    .unwrap();
+}
+
+#[test]
+fn events_follow_commits() {
+    let (_d, s) = store();
+    let mut rx = s.watch();
+    s.apply(vec![Change::Create(Object::Task(task("a")))]).unwrap();
+    let c = rx.try_recv().unwrap();
+    assert_eq!(c.changed, vec![(Kind::Task, "a".to_string(), false)]);
+    assert!(s.apply(vec![Change::Create(Object::Task(task("a")))]).is_err());
+    assert!(rx.try_recv().is_err(), "a failed batch publishes nothing");
+}
+
+#[test]
+fn assignment_applies_only_to_pending_unassigned_tasks() {
+    let (_d, s) = store();
+    s.apply(vec![Change::Create(Object::Task(task("a")))]).unwrap();
+    let assign = |n: &str| Change::TaskAssign {
+        id: "a".into(),
+        node_id: n.into(),
+    };
+    s.apply(vec![assign("n1")]).unwrap();
+    s.apply(vec![assign("n2")]).unwrap();
+    let t = s.read().unwrap().task("a").unwrap().unwrap();
+    assert_eq!(t.node_id.as_deref(), Some("n1"));
+    assert_eq!(t.status.state, TaskState::Assigned);
+}
