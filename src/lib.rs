@@ -12,10 +12,19 @@
 //! - `logs`: the log driver containerd starts, and the reader.
 //! - `daemon`: wiring only.
 
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod daemon;
+pub mod dispatcher;
 pub mod executor;
+pub mod logs;
+pub mod netaddr;
 pub mod orchestrator;
 pub mod scheduler;
 pub mod shutdown;
 pub mod store;
-pub mod logs;
 pub mod types;
+
+/// The version every node reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,5 +1,81 @@
 //! The one binary: CLI, manager and worker. `main` only starts things.
+//!
+//! Exit codes: 0 success; 1 the command failed (one line on stderr);
+//! 2 the command line was wrong.
 
-fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+use std::process::ExitCode;
+
+use clap::Parser;
+use shoal::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    // containerd's shim starts this same binary as the log driver of a
+    // container; that mode has no CLI.
+    shoal::logs::driver::run_if_invoked();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
+    let daemon = matches!(cli.command, Command::Daemon(_));
+    if daemon {
+        init_tracing(&cli.log_level);
+    }
+    let runtime = if daemon {
+        tokio::runtime::Builder::new_multi_thread()
+            // Small boards: two workers are plenty for the control plane.
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(shoal::cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help and version print as clap prints them; a usage error prints its
+/// one `error:` line, without clap's usage block.
+fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.render().to_string();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or("error: invalid command line");
+    eprintln!("{line}");
+    ExitCode::from(2)
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // No colour codes in journald or log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }

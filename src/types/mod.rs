@@ -5,12 +5,14 @@ mod ids;
 mod image;
 mod node;
 mod service;
+mod signal;
 mod task;
 
 pub use ids::{new_id, now_ms};
 pub use image::{normalize_image, ImageInfo};
 pub use node::*;
 pub use service::*;
+pub use signal::parse_signal;
 pub use task::*;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,169 @@
+//! One task's life on a node, one step at a time:
+//! accepted → preparing → ready → starting → running → complete/failed,
+//! or shutdown when the manager asks. Reports only move forward. A task
+//! that this node started before a restart is re-adopted, not started again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::dispatcher::StatusReport;
+use crate::executor::{ContainerState, ExecError, Executor, ExitStatus};
+use crate::types::{now_ms, Task, TaskState, TaskStatus};
+
+struct Reporter {
+    task_id: String,
+    last: TaskState,
+    tx: mpsc::Sender<StatusReport>,
+}
+
+impl Reporter {
+    async fn send(&mut self, state: TaskState, message: &str, f: impl FnOnce(&mut TaskStatus)) {
+        if state < self.last {
+            return;
+        }
+        self.last = state;
+        let mut st = TaskStatus {
+            state,
+            timestamp_ms: now_ms(),
+            message: message.to_string(),
+            container_id: Some(self.task_id.clone()),
+            ..Default::default()
+        };
+        f(&mut st);
+        let _ = self.tx.send((self.task_id.clone(), st)).await;
+    }
+
+    async fn exited(&mut self, exit: ExitStatus) {
+        let (state, msg) = if exit.code == 0 {
+            (TaskState::Complete, "finished".to_string())
+        } else {
+            (TaskState::Failed, format!("task: non-zero exit ({})", exit.code))
+        };
+        self.send(state, &msg.clone(), |st| {
+            st.exit_code = Some(exit.code);
+            st.oom_killed = exit.oom_killed;
+            if exit.code != 0 {
+                st.error = Some(if exit.oom_killed {
+                    format!("{msg}: out of memory")
+                } else {
+                    msg
+                });
+            }
+        })
+        .await;
+    }
+
+    async fn failed(&mut self, state: TaskState, error: String) {
+        self.send(state, &error.clone(), |st| st.error = Some(error))
+            .await;
+    }
+}
+
+pub async fn drive<E: Executor>(
+    exec: Arc<E>,
+    mut rx: watch::Receiver<Task>,
+    tx: mpsc::Sender<StatusReport>,
+    node_name: String,
+) {
+    let task = rx.borrow_and_update().clone();
+    let mut rep = Reporter {
+        task_id: task.id.clone(),
+        last: task.status.state,
+        tx,
+    };
+    if !task.status.state.is_terminal() {
+        run(&*exec, &mut rx, &mut rep, &node_name).await;
+    }
+    // Keep the finished container (for logs) until the task is deleted.
+    while rx.changed().await.is_ok() {}
+    let id = &rep.task_id;
+    if let Err(e) = exec.stop(id, "SIGKILL", Duration::ZERO).await {
+        warn!(task = %id, error = %e, "cannot stop removed task");
+    }
+    if let Err(e) = exec.remove(id).await {
+        warn!(task = %id, error = %e, "cannot remove container");
+    }
+}
+
+fn wants_stop(rx: &watch::Receiver<Task>) -> bool {
+    rx.borrow().desired_state > TaskState::Running
+}
+
+/// Bring the task up (or adopt it), then wait for it to exit or to be
+/// stopped. Returns once the task is terminal.
+async fn run<E: Executor>(
+    exec: &E,
+    rx: &mut watch::Receiver<Task>,
+    rep: &mut Reporter,
+    node_name: &str,
+) {
+    let task = rx.borrow().clone();
+    let id = task.id.clone();
+    let adopt = task.status.state >= TaskState::Starting;
+    let mut up = false;
+    if adopt {
+        match exec.inspect(&id).await {
+            Ok(ContainerState::Running { .. }) => {
+                info!(task = %id, "re-adopted running container");
+                up = true;
+            }
+            Ok(ContainerState::Exited(exit)) => return rep.exited(exit).await,
+            Ok(_) => {} // Never started, or gone: start it below.
+            Err(e) => return rep.failed(TaskState::Failed, e.to_string()).await,
+        }
+    }
+    if !up {
+        if wants_stop(rx) {
+            return rep.send(TaskState::Shutdown, "shut down before start", |_| {}).await;
+        }
+        rep.send(TaskState::Accepted, "accepted", |_| {}).await;
+        rep.send(TaskState::Preparing, "preparing", |_| {}).await;
+        match exec.prepare(&task).await {
+            Ok(()) => {}
+            Err(ExecError::ImageNotFound(img)) => {
+                let msg = format!("image {img} not found on node {node_name}");
+                return rep.failed(TaskState::Rejected, msg).await;
+            }
+            Err(e) => return rep.failed(TaskState::Rejected, e.to_string()).await,
+        }
+        rep.send(TaskState::Ready, "ready", |_| {}).await;
+        if wants_stop(rx) {
+            return rep.send(TaskState::Shutdown, "shut down before start", |_| {}).await;
+        }
+        rep.send(TaskState::Starting, "starting", |_| {}).await;
+        if let Err(e) = exec.start(&task).await {
+            return rep.failed(TaskState::Failed, e.to_string()).await;
+        }
+        rep.send(TaskState::Running, "running", |_| {}).await;
+    }
+
+    let wait = exec.wait(&id);
+    tokio::pin!(wait);
+    loop {
+        if wants_stop(rx) {
+            break;
+        }
+        tokio::select! {
+            r = &mut wait => {
+                return match r {
+                    Ok(exit) => rep.exited(exit).await,
+                    Err(e) => rep.failed(TaskState::Failed, e.to_string()).await,
+                };
+            }
+            changed = rx.changed() => if changed.is_err() { break },
+        }
+    }
+    let c = &task.spec.container;
+    let signal = c.stop_signal.as_deref().unwrap_or("SIGTERM");
+    let grace = Duration::from_millis(c.stop_grace_period_ms);
+    if let Err(e) = exec.stop(&id, signal, grace).await {
+        warn!(task = %id, error = %e, "stop failed");
+    }
+    rep.send(TaskState::Shutdown, "shutdown", |st| {
+        st.exit_code = None;
+    })
+    .await;
+}

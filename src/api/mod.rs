@@ -1,0 +1,75 @@
+//! The control API that the CLI talks to: HTTP/JSON on the local unix
+//! socket (as dockerd serves its API). Handlers validate, read the store,
+//! and write only through the proposer. Errors become HTTP here, in one
+//! place (`error.rs`).
+
+mod cluster;
+mod error;
+mod images;
+mod logs;
+mod services;
+pub mod types;
+mod validate;
+
+pub use error::ApiError;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::watch;
+
+use crate::executor::containerd::Containerd;
+use crate::store::{Proposer, Store};
+
+/// Who this node is, once `init` (or later `join`) has run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub cluster_id: String,
+    pub node_id: String,
+}
+
+/// What every handler can reach.
+pub struct Ctx {
+    pub store: Store,
+    pub proposer: Arc<dyn Proposer>,
+    pub exec: Arc<Containerd>,
+    pub data_dir: PathBuf,
+    /// `--advertise` as given on the daemon's command line.
+    pub advertise: Option<String>,
+    pub listen: String,
+    /// Set by `init`; the daemon starts the cluster components when it is.
+    pub identity: watch::Sender<Option<Identity>>,
+}
+
+impl Ctx {
+    /// The local identity, or the error that tells the user what to run.
+    pub fn identity(&self) -> Result<Identity, ApiError> {
+        self.identity.borrow().clone().ok_or_else(|| {
+            ApiError::NotInCluster(
+                "this node is not part of a cluster: run `shoal init` to start one".into(),
+            )
+        })
+    }
+}
+
+pub fn router(ctx: Arc<Ctx>) -> Router {
+    Router::new()
+        .route("/v1/init", post(cluster::init))
+        .route("/v1/info", get(cluster::info))
+        .route("/v1/nodes", get(cluster::nodes))
+        .route("/v1/nodes/{id}", get(cluster::node))
+        .route("/v1/services", get(services::list).post(services::create))
+        .route(
+            "/v1/services/{name}",
+            get(services::inspect).delete(services::remove),
+        )
+        .route("/v1/services/{name}/update", post(services::update))
+        .route("/v1/services/{name}/scale", post(services::scale))
+        .route("/v1/services/{name}/tasks", get(services::tasks))
+        .route("/v1/services/{name}/logs", get(logs::service_logs))
+        .route("/v1/images", get(images::list).delete(images::remove))
+        .route("/v1/images/load", post(images::load))
+        .with_state(ctx)
+}

@@ -1,0 +1,181 @@
+//! Service handlers: create, list, inspect, update, scale, remove, tasks.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::Json;
+
+use super::types::{Created, ScaleRequest, ServiceRow, ServiceUpdate, TaskRow};
+use super::{validate, ApiError, Ctx};
+use crate::store::{Change, Kind, Object, ReadView};
+use crate::types::*;
+
+fn find(view: &ReadView, name: &str) -> Result<Service, ApiError> {
+    view.find_service(name)?
+        .ok_or_else(|| ApiError::NotFound(format!("service {name} not found")))
+}
+
+fn normalized(mut spec: ServiceSpec) -> Result<ServiceSpec, ApiError> {
+    validate::service_spec(&spec)?;
+    spec.task.container.image =
+        normalize_image(&spec.task.container.image).map_err(ApiError::BadRequest)?;
+    Ok(spec)
+}
+
+pub async fn create(
+    State(ctx): State<Arc<Ctx>>,
+    Json(spec): Json<ServiceSpec>,
+) -> Result<Json<Created>, ApiError> {
+    ctx.identity()?;
+    let spec = normalized(spec)?;
+    if ctx.store.read()?.find_service(&spec.name)?.is_some_and(|s| s.spec.name == spec.name) {
+        return Err(ApiError::Conflict(format!(
+            "service {} already exists",
+            spec.name
+        )));
+    }
+    let service = Service {
+        id: new_id(),
+        meta: Meta::default(),
+        spec,
+        spec_version: 1,
+        previous_spec: None,
+    };
+    let id = service.id.clone();
+    ctx.proposer
+        .propose(vec![Change::Create(Object::Service(service))])
+        .await?;
+    Ok(Json(Created { id }))
+}
+
+pub async fn list(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<ServiceRow>>, ApiError> {
+    ctx.identity()?;
+    let view = ctx.store.read()?;
+    let tasks = view.tasks()?;
+    let global_target = crate::scheduler::eligible_for_global(&view.nodes()?).len() as u64;
+    let mut services = view.services()?;
+    services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let rows = services
+        .iter()
+        .map(|s| {
+            let ts: Vec<Task> = tasks
+                .iter()
+                .filter(|t| t.service_id == s.id)
+                .cloned()
+                .collect();
+            ServiceRow::new(s, &ts, global_target)
+        })
+        .collect();
+    Ok(Json(rows))
+}
+
+pub async fn inspect(
+    State(ctx): State<Arc<Ctx>>,
+    Path(name): Path<String>,
+) -> Result<Json<Service>, ApiError> {
+    ctx.identity()?;
+    Ok(Json(find(&ctx.store.read()?, &name)?))
+}
+
+pub async fn tasks(
+    State(ctx): State<Arc<Ctx>>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<TaskRow>>, ApiError> {
+    ctx.identity()?;
+    let view = ctx.store.read()?;
+    let service = find(&view, &name)?;
+    let nodes = view.nodes()?;
+    let mut tasks = view.tasks_of_service(&service.id)?;
+    // Slot order, newest first within a slot, as `docker service ps`.
+    tasks.sort_by_key(|t| {
+        (
+            t.slot,
+            t.node_id.clone(),
+            std::cmp::Reverse((t.meta.created_ms, t.meta.version)),
+        )
+    });
+    Ok(Json(tasks.iter().map(|t| TaskRow::new(t, &nodes)).collect()))
+}
+
+pub async fn update(
+    State(ctx): State<Arc<Ctx>>,
+    Path(name): Path<String>,
+    Json(req): Json<ServiceUpdate>,
+) -> Result<Json<Service>, ApiError> {
+    ctx.identity()?;
+    let mut service = find(&ctx.store.read()?, &name)?;
+    let old = service.spec.clone();
+    let mut spec = service.spec.clone();
+    let c = &mut spec.task.container;
+    if let Some(image) = req.image {
+        c.image = image;
+    }
+    for key in &req.env_rm {
+        c.env.retain(|e| e.split('=').next() != Some(key.as_str()));
+    }
+    for kv in &req.env_add {
+        let key = kv.split('=').next().unwrap_or("");
+        c.env.retain(|e| e.split('=').next() != Some(key));
+        c.env.push(kv.clone());
+    }
+    if let Some(n) = req.replicas {
+        match &mut spec.mode {
+            ServiceMode::Replicated { replicas } => *replicas = n,
+            ServiceMode::Global => {
+                return Err(ApiError::BadRequest(format!(
+                    "service {name} is global: --replicas applies to replicated services only"
+                )))
+            }
+        }
+    }
+    let spec = normalized(spec)?;
+    if spec.task != old.task {
+        service.spec_version += 1;
+        service.previous_spec = Some(old);
+    }
+    service.spec = spec;
+    ctx.proposer
+        .propose(vec![Change::Update(Object::Service(service.clone()))])
+        .await?;
+    Ok(Json(find(&ctx.store.read()?, &service.id)?))
+}
+
+pub async fn scale(
+    State(ctx): State<Arc<Ctx>>,
+    Path(name): Path<String>,
+    Json(req): Json<ScaleRequest>,
+) -> Result<Json<Created>, ApiError> {
+    ctx.identity()?;
+    let mut service = find(&ctx.store.read()?, &name)?;
+    match &mut service.spec.mode {
+        ServiceMode::Replicated { replicas } => *replicas = req.replicas,
+        ServiceMode::Global => {
+            return Err(ApiError::BadRequest(format!(
+                "service {name} is global: only replicated services can be scaled"
+            )))
+        }
+    }
+    validate::service_spec(&service.spec)?;
+    let id = service.id.clone();
+    ctx.proposer
+        .propose(vec![Change::Update(Object::Service(service))])
+        .await?;
+    Ok(Json(Created { id }))
+}
+
+pub async fn remove(
+    State(ctx): State<Arc<Ctx>>,
+    Path(name): Path<String>,
+) -> Result<Json<Created>, ApiError> {
+    ctx.identity()?;
+    let service = find(&ctx.store.read()?, &name)?;
+    // Its tasks are stopped and removed by the orchestrator and reaper.
+    ctx.proposer
+        .propose(vec![Change::Delete {
+            kind: Kind::Service,
+            id: service.id.clone(),
+            expected_version: Some(service.meta.version),
+        }])
+        .await?;
+    Ok(Json(Created { id: service.id }))
+}

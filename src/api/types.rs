@@ -1,0 +1,183 @@
+//! Requests and responses of the control API, shared by the server and the
+//! CLI. The row types are the `--format json` contract that scripts rely
+//! on: change their keys only with care.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Node, Service, ServiceMode, Task};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InitRequest {
+    /// The address other nodes should use; detected when absent.
+    pub advertise: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InitResponse {
+    pub cluster_id: String,
+    pub node_id: String,
+    pub advertise: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Created {
+    pub id: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ServiceUpdate {
+    pub image: Option<String>,
+    pub env_add: Vec<String>,
+    pub env_rm: Vec<String>,
+    pub replicas: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    pub replicas: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ImageLoaded {
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// One line of `service logs`, as streamed (newline-delimited JSON).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// `web.1.abc123@host`
+    pub source: String,
+    pub ts: String,
+    /// `stdout` or `stderr`
+    pub stream: String,
+    pub line: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ServiceRow {
+    pub id: String,
+    pub name: String,
+    pub mode: String,
+    pub image: String,
+    /// Desired count (replicated), or eligible nodes (global).
+    pub replicas: u64,
+    pub running: u64,
+}
+
+impl ServiceRow {
+    pub fn new(s: &Service, tasks: &[Task], global_target: u64) -> ServiceRow {
+        let running = tasks
+            .iter()
+            .filter(|t| {
+                t.desired_state == crate::types::TaskState::Running
+                    && t.status.state == crate::types::TaskState::Running
+            })
+            .count() as u64;
+        ServiceRow {
+            id: s.id.clone(),
+            name: s.spec.name.clone(),
+            mode: s.spec.mode.name().to_string(),
+            image: s.spec.task.container.image.clone(),
+            replicas: match s.spec.mode {
+                ServiceMode::Replicated { replicas } => replicas,
+                ServiceMode::Global => global_target,
+            },
+            running,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TaskRow {
+    pub id: String,
+    /// `service.slot`
+    pub name: String,
+    pub service: String,
+    pub slot: u64,
+    /// The node's hostname, or null while unassigned.
+    pub node: Option<String>,
+    pub node_id: Option<String>,
+    pub desired_state: String,
+    pub state: String,
+    pub message: String,
+    pub error: Option<String>,
+    pub container_id: Option<String>,
+    pub exit_code: Option<i32>,
+    /// When the node last reported (ms since epoch).
+    pub updated_ms: i64,
+}
+
+impl TaskRow {
+    pub fn new(t: &Task, nodes: &[Node]) -> TaskRow {
+        let node = t.node_id.as_ref().map(|id| {
+            nodes
+                .iter()
+                .find(|n| &n.id == id)
+                .map(|n| n.description.hostname.clone())
+                .unwrap_or_else(|| id.clone())
+        });
+        TaskRow {
+            id: t.id.clone(),
+            name: t.display_name(),
+            service: t.service_name.clone(),
+            slot: t.slot,
+            node,
+            node_id: t.node_id.clone(),
+            desired_state: t.desired_state.to_string(),
+            state: t.status.state.to_string(),
+            message: t.status.message.clone(),
+            error: t.status.error.clone(),
+            container_id: t.status.container_id.clone(),
+            exit_code: t.status.exit_code,
+            updated_ms: t.status.timestamp_ms,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodeRow {
+    pub id: String,
+    pub hostname: String,
+    pub role: String,
+    pub status: String,
+    pub availability: String,
+    pub leader: bool,
+    /// `leader`, `reachable`, `unreachable`, or null for workers.
+    pub manager_status: Option<String>,
+    pub platform: String,
+    pub addr: String,
+    pub version: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub images: Vec<crate::types::ImageInfo>,
+}
+
+impl NodeRow {
+    pub fn new(n: &Node) -> NodeRow {
+        let leader = n.manager.as_ref().is_some_and(|m| m.leader);
+        NodeRow {
+            id: n.id.clone(),
+            hostname: n.description.hostname.clone(),
+            role: n.spec.role.as_str().to_string(),
+            status: n.status.state.as_str().to_string(),
+            availability: n.spec.availability.as_str().to_string(),
+            leader,
+            manager_status: n.manager.as_ref().map(|_| {
+                if leader { "leader" } else { "reachable" }.to_string()
+            }),
+            platform: n.description.platform.to_string(),
+            addr: n.status.addr.clone(),
+            version: n.version.clone(),
+            labels: n.spec.labels.clone(),
+            cpus: n.description.cpus,
+            memory_bytes: n.description.memory_bytes,
+            images: n.description.images.clone(),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The command line: clap definitions, and the client side of every
+//! command. clap types stop here: the daemon gets a plain `daemon::Config`,
+//! the API gets plain request types.
+
+mod client;
+mod image;
+mod node;
+mod parse;
+mod service;
+mod table;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use client::Client;
+
+#[derive(Parser)]
+#[command(
+    name = "shoal",
+    version = crate::VERSION,
+    about = "A container orchestrator for edge and ARM clusters",
+    allow_negative_numbers = true
+)]
+pub struct Cli {
+    /// The daemon's control socket.
+    #[arg(
+        long,
+        global = true,
+        env = "SHOAL_SOCKET",
+        default_value = "/run/shoal/shoal.sock"
+    )]
+    pub socket: PathBuf,
+
+    /// Log level of the daemon (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "info", env = "SHOAL_LOG")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the shoal daemon (normally started by systemd).
+    Daemon(DaemonArgs),
+    /// Start a new cluster with this node as its first manager.
+    Init {
+        /// The address other nodes should use to reach this one
+        /// (default: the daemon's --advertise, or detected).
+        #[arg(long)]
+        advertise: Option<String>,
+    },
+    /// Manage services.
+    #[command(subcommand)]
+    Service(service::ServiceCmd),
+    /// Manage nodes.
+    #[command(subcommand)]
+    Node(node::NodeCmd),
+    /// Manage images on this node.
+    #[command(subcommand)]
+    Image(image::ImageCmd),
+}
+
+#[derive(clap::Args)]
+pub struct DaemonArgs {
+    /// Where shoal keeps its state.
+    #[arg(long, default_value = "/var/lib/shoal")]
+    pub data_dir: PathBuf,
+    /// containerd's socket.
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    pub containerd: PathBuf,
+    /// The containerd namespace for this node's containers.
+    #[arg(long, default_value = "shoal")]
+    pub containerd_namespace: String,
+    /// Address for node-to-node traffic.
+    #[arg(long, default_value = "0.0.0.0:4290")]
+    pub listen: String,
+    /// The address other nodes should use (default: detected from the
+    /// default route).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Write container logs with containerd's plain file:// logger (both
+    /// streams in one file, no cap) instead of shoal's log driver.
+    #[arg(long)]
+    pub log_to_file: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// Run the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Daemon(a) => {
+            crate::daemon::run(crate::daemon::Config {
+                data_dir: a.data_dir,
+                socket: cli.socket,
+                containerd: a.containerd,
+                namespace: a.containerd_namespace,
+                listen: a.listen,
+                advertise: a.advertise,
+                log_to_file: a.log_to_file,
+            })
+            .await
+        }
+        Command::Init { advertise } => {
+            let client = Client::new(&cli.socket);
+            let r: crate::api::types::InitResponse = client
+                .post("/v1/init", &crate::api::types::InitRequest { advertise })
+                .await?;
+            println!(
+                "Cluster {} initialized. This node ({}) is its manager, at {}.",
+                r.cluster_id, r.node_id, r.advertise
+            );
+            Ok(())
+        }
+        Command::Service(c) => service::run(&Client::new(&cli.socket), c).await,
+        Command::Node(c) => node::run(&Client::new(&cli.socket), c).await,
+        Command::Image(c) => image::run(&Client::new(&cli.socket), c).await,
+    }
+}

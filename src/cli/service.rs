@@ -1,0 +1,293 @@
+//! `shoal service …`
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::node::encode;
+use super::{parse, table, Client, Format};
+use crate::api::types::{Created, LogEntry, ScaleRequest, ServiceRow, ServiceUpdate, TaskRow};
+use crate::types::*;
+
+#[derive(Subcommand)]
+pub enum ServiceCmd {
+    /// Create a service.
+    Create(CreateArgs),
+    /// List services.
+    Ls {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// List the tasks of a service, with the last 5 per slot.
+    Ps {
+        service: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Show a service, spec included.
+    Inspect {
+        service: String,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+    },
+    /// Set the replica count of services: NAME=N [NAME=N...].
+    Scale {
+        #[arg(required = true, value_parser = parse::scale)]
+        scales: Vec<(String, u64)>,
+    },
+    /// Change a service. A change of the task spec replaces its tasks one
+    /// slot at a time.
+    Update(UpdateArgs),
+    /// Remove services.
+    Rm {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// Show the logs of a service's tasks.
+    Logs {
+        service: String,
+        #[arg(short, long)]
+        follow: bool,
+        /// Lines from the end of each task's log.
+        #[arg(long, value_parser = parse::count)]
+        tail: Option<u64>,
+        #[arg(short = 't', long)]
+        timestamps: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Mode {
+    Replicated,
+    Global,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Condition {
+    Any,
+    OnFailure,
+    None,
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    name: String,
+    /// Tasks to run (replicated mode).
+    #[arg(long, value_parser = parse::count)]
+    replicas: Option<u64>,
+    #[arg(long, value_enum, default_value = "replicated")]
+    mode: Mode,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(short, long = "env", value_parser = parse::key_value)]
+    env: Vec<(String, String)>,
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// User name or uid[:gid].
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Service label KEY=VALUE (repeatable).
+    #[arg(short, long = "label", value_parser = parse::key_value)]
+    label: Vec<(String, String)>,
+    #[arg(long, value_enum, default_value = "any")]
+    restart_condition: Condition,
+    #[arg(long, value_parser = parse::duration, default_value = "5s")]
+    restart_delay: Duration,
+    #[arg(long, value_parser = parse::count)]
+    restart_max_attempts: Option<u64>,
+    #[arg(long, value_parser = parse::duration, default_value = "10s")]
+    stop_grace_period: Duration,
+    #[arg(long, value_parser = parse::signal)]
+    stop_signal: Option<String>,
+    image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    service: String,
+    #[arg(long)]
+    image: Option<String>,
+    #[arg(long, value_parser = parse::key_value)]
+    env_add: Vec<(String, String)>,
+    #[arg(long)]
+    env_rm: Vec<String>,
+    #[arg(long, value_parser = parse::count)]
+    replicas: Option<u64>,
+}
+
+fn spec(a: CreateArgs) -> anyhow::Result<ServiceSpec> {
+    let mode = match (a.mode, a.replicas) {
+        (Mode::Replicated, n) => ServiceMode::Replicated {
+            replicas: n.unwrap_or(1),
+        },
+        (Mode::Global, None) => ServiceMode::Global,
+        (Mode::Global, Some(_)) => anyhow::bail!("--replicas can only be used with --mode replicated"),
+    };
+    Ok(ServiceSpec {
+        name: a.name,
+        labels: a.label.into_iter().collect::<BTreeMap<_, _>>(),
+        mode,
+        task: TaskSpec {
+            container: ContainerSpec {
+                image: a.image,
+                args: a.command,
+                env: a.env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                workdir: a.workdir,
+                user: a.user,
+                labels: BTreeMap::new(),
+                stop_signal: a.stop_signal,
+                stop_grace_period_ms: a.stop_grace_period.as_millis() as u64,
+            },
+            restart: RestartPolicy {
+                condition: match a.restart_condition {
+                    Condition::Any => RestartCondition::Any,
+                    Condition::OnFailure => RestartCondition::OnFailure,
+                    Condition::None => RestartCondition::None,
+                },
+                delay_ms: a.restart_delay.as_millis() as u64,
+                max_attempts: a.restart_max_attempts,
+            },
+        },
+    })
+}
+
+pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
+    match cmd {
+        ServiceCmd::Create(a) => {
+            let r: Created = client.post("/v1/services", &spec(a)?).await?;
+            println!("{}", r.id);
+        }
+        ServiceCmd::Ls { format } => {
+            let rows: Vec<ServiceRow> = client.get("/v1/services").await?;
+            if format == Format::Json {
+                return table::json(&rows);
+            }
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.id.chars().take(12).collect(),
+                        s.name.clone(),
+                        s.mode.clone(),
+                        format!("{}/{}", s.running, s.replicas),
+                        s.image.clone(),
+                    ]
+                })
+                .collect();
+            table::print(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE"], &cells);
+        }
+        ServiceCmd::Ps { service, format } => {
+            let rows: Vec<TaskRow> = client
+                .get(&format!("/v1/services/{}/tasks", encode(&service)))
+                .await?;
+            if format == Format::Json {
+                return table::json(&rows);
+            }
+            print_tasks(&rows);
+        }
+        ServiceCmd::Inspect { service, .. } => {
+            let s: Service = client
+                .get(&format!("/v1/services/{}", encode(&service)))
+                .await?;
+            table::json(&s)?;
+        }
+        ServiceCmd::Scale { scales } => {
+            // Every name is checked before anything is changed.
+            for (name, _) in &scales {
+                let _: Service = client.get(&format!("/v1/services/{}", encode(name))).await?;
+            }
+            for (name, replicas) in scales {
+                let _: Created = client
+                    .post(
+                        &format!("/v1/services/{}/scale", encode(&name)),
+                        &ScaleRequest { replicas },
+                    )
+                    .await?;
+                println!("{name} scaled to {replicas}");
+            }
+        }
+        ServiceCmd::Update(a) => {
+            let req = ServiceUpdate {
+                image: a.image,
+                env_add: a.env_add.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                env_rm: a.env_rm,
+                replicas: a.replicas,
+            };
+            let s: Service = client
+                .post(&format!("/v1/services/{}/update", encode(&a.service)), &req)
+                .await?;
+            println!("{}", s.spec.name);
+        }
+        ServiceCmd::Rm { services } => {
+            for name in &services {
+                let _: Service = client.get(&format!("/v1/services/{}", encode(name))).await?;
+            }
+            for name in services {
+                let _: Created = client
+                    .delete(&format!("/v1/services/{}", encode(&name)))
+                    .await?;
+                println!("{name}");
+            }
+        }
+        ServiceCmd::Logs {
+            service,
+            follow,
+            tail,
+            timestamps,
+        } => {
+            let mut path = format!("/v1/services/{}/logs?follow={follow}", encode(&service));
+            if let Some(n) = tail {
+                path.push_str(&format!("&tail={n}"));
+            }
+            client
+                .stream(&path, |e: LogEntry| print_log(&e, timestamps))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn print_log(e: &LogEntry, timestamps: bool) {
+    let line = if timestamps {
+        format!("{} | {} {}\n", e.source, e.ts, e.line)
+    } else {
+        format!("{} | {}\n", e.source, e.line)
+    };
+    // A closed pipe (`| head`) is not an error worth a message.
+    let _ = if e.stream == "stderr" {
+        std::io::stderr().write_all(line.as_bytes())
+    } else {
+        std::io::stdout().write_all(line.as_bytes())
+    };
+}
+
+fn print_tasks(rows: &[TaskRow]) {
+    let mut cells = Vec::new();
+    let mut prev: Option<(u64, Option<String>)> = None;
+    for t in rows {
+        let key = (t.slot, if t.slot == 0 { t.node_id.clone() } else { None });
+        // Older tasks of a slot are indented under the newest, as docker does.
+        let name = if prev.as_ref() == Some(&key) {
+            format!(" \\_ {}", t.name)
+        } else {
+            t.name.clone()
+        };
+        prev = Some(key);
+        cells.push(vec![
+            t.id.chars().take(12).collect(),
+            name,
+            t.node.clone().unwrap_or_default(),
+            t.desired_state.clone(),
+            format!("{} {}", t.state, table::ago(t.updated_ms)),
+            t.error.clone().unwrap_or_default(),
+        ]);
+    }
+    table::print(
+        &["ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"],
+        &cells,
+    );
+}

@@ -1,0 +1,262 @@
+//! `shoal daemon`: wiring only. Opens the store, connects to containerd,
+//! serves the control API on the unix socket and, once this node is part of
+//! a cluster, starts the cluster components: the leader-only loops
+//! (orchestrator, scheduler), the dispatcher and the agent. On SIGTERM it
+//! stops them and leaves containers running, to be re-adopted.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tokio::net::UnixListener;
+use tracing::{info, warn};
+
+use crate::agent::Agent;
+use crate::api::{self, Ctx, Identity};
+use crate::dispatcher::Dispatcher;
+use crate::executor::containerd::{Containerd, ContainerdConfig};
+use crate::executor::Executor;
+use crate::shutdown::{self, Shutdown};
+use crate::store::{Change, LocalProposer, Object, Proposer, Store};
+use crate::types::*;
+
+/// The daemon's validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub socket: PathBuf,
+    pub containerd: PathBuf,
+    pub namespace: String,
+    pub listen: String,
+    pub advertise: Option<String>,
+    /// Log through a plain `file://` URI instead of shoal's log driver.
+    pub log_to_file: bool,
+}
+
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    if cfg.namespace == "default" {
+        bail!("--containerd-namespace default is refused: it belongs to other containerd clients");
+    }
+    create_private_dir(&cfg.data_dir)?;
+    let store = Store::open(&cfg.data_dir.join("state.redb"))
+        .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
+    let proposer: Arc<dyn Proposer> = Arc::new(LocalProposer::new(store.clone()));
+    let exec = Arc::new(
+        Containerd::connect(ContainerdConfig {
+            socket: cfg.containerd.clone(),
+            namespace: cfg.namespace.clone(),
+            data_dir: cfg.data_dir.clone(),
+            log_binary: std::env::current_exe().context("cannot find the shoal binary")?,
+            log_max_bytes: 10 * 1024 * 1024,
+            node_name: hostname(),
+            log_to_file: cfg.log_to_file,
+        })
+        .await?,
+    );
+
+    let identity = load_identity(&cfg.data_dir)?;
+    if identity.is_some() && store.read()?.cluster()?.is_none() {
+        bail!(
+            "{} names a cluster but the store has none: the data dir is damaged",
+            identity_path(&cfg.data_dir).display()
+        );
+    }
+    let (identity_tx, _) = tokio::sync::watch::channel(identity);
+    let ctx = Arc::new(Ctx {
+        store,
+        proposer,
+        exec,
+        data_dir: cfg.data_dir.clone(),
+        advertise: cfg.advertise.clone(),
+        listen: cfg.listen.clone(),
+        identity: identity_tx,
+    });
+
+    let listener = bind_socket(&cfg.socket)?;
+    let (trigger, shutdown) = shutdown::channel();
+    let mut api_shutdown = shutdown.clone();
+    let server = axum::serve(listener, api::router(ctx.clone()))
+        .with_graceful_shutdown(async move { api_shutdown.wait().await });
+    let api_task = tokio::spawn(async move { server.await });
+    let cluster_task = tokio::spawn(start_cluster(ctx.clone(), shutdown.clone()));
+    info!(socket = %cfg.socket.display(), "shoal daemon ready");
+
+    wait_for_signal().await;
+    info!("stopping; containers keep running");
+    trigger.trigger();
+    let _ = api_task.await;
+    let _ = cluster_task.await;
+    let _ = std::fs::remove_file(&cfg.socket);
+    Ok(())
+}
+
+/// Wait until this node is in a cluster, then run its components until
+/// shutdown.
+async fn start_cluster(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
+    let mut ids = ctx.identity.subscribe();
+    let identity = tokio::select! {
+        _ = shutdown.wait() => return,
+        id = ids.wait_for(|i| i.is_some()) => match id {
+            Ok(id) => id.clone().expect("waited for Some"),
+            Err(_) => return,
+        },
+    };
+    refresh_node(&ctx).await;
+    let store = ctx.store.clone();
+    let proposer = ctx.proposer.clone();
+    // Leader-only loops: with one manager, this node always leads.
+    let mut tasks = vec![
+        tokio::spawn(crate::orchestrator::run(store.clone(), proposer.clone(), shutdown.clone())),
+        tokio::spawn(crate::scheduler::run(store.clone(), proposer.clone(), shutdown.clone())),
+    ];
+    let dispatcher = Dispatcher::new(store, proposer, shutdown.clone());
+    let (assignments, reports) = dispatcher.session(&identity.node_id);
+    let agent = Agent::new(ctx.exec.clone(), hostname(), reports);
+    tasks.push(tokio::spawn(agent.run(assignments, shutdown.clone())));
+    tasks.push(tokio::spawn(refresh_periodically(ctx.clone(), shutdown.clone())));
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn refresh_periodically(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => refresh_node(&ctx).await,
+        }
+    }
+}
+
+/// What this machine is: hostname, platform, size and local images.
+pub async fn describe_node(exec: &Containerd) -> NodeDescription {
+    let images = match exec.images().await {
+        Ok(i) => i,
+        Err(e) => {
+            warn!(error = %e, "cannot list images");
+            Vec::new()
+        }
+    };
+    NodeDescription {
+        hostname: hostname(),
+        platform: Platform::local(),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
+        memory_bytes: memory_bytes(),
+        images,
+    }
+}
+
+/// Write this node's description and readiness to the store, if they
+/// changed. Writes are skipped when nothing changed: on an SD card every
+/// write counts.
+pub async fn refresh_node(ctx: &Ctx) {
+    let Ok(identity) = ctx.identity() else { return };
+    let description = describe_node(&ctx.exec).await;
+    for _ in 0..5 {
+        let node = match ctx.store.read().and_then(|v| v.node(&identity.node_id)) {
+            Ok(Some(n)) => n,
+            Ok(None) => return warn!(node = %identity.node_id, "this node is not in the store"),
+            Err(e) => return warn!(error = %e, "cannot read node"),
+        };
+        let mut updated = node.clone();
+        updated.description = description.clone();
+        updated.status.state = NodeState::Ready;
+        updated.version = crate::VERSION.to_string();
+        if updated == node {
+            return;
+        }
+        match ctx
+            .proposer
+            .propose(vec![Change::Update(Object::Node(updated))])
+            .await
+        {
+            Ok(_) => return,
+            Err(e) => warn!(error = %e, "node update failed; retrying"),
+        }
+    }
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or(0)
+}
+
+fn identity_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("identity.json")
+}
+
+fn load_identity(data_dir: &Path) -> anyhow::Result<Option<Identity>> {
+    let path = identity_path(data_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes).with_context(|| format!("cannot read {}", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Written atomically (temp file + rename): a crash leaves the old file or
+/// the new one, never half of one.
+pub fn save_identity(data_dir: &Path, identity: &Identity) -> std::io::Result<()> {
+    let path = identity_path(data_dir);
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(identity)?)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Bind the control socket with mode 0600. A stale socket file (no daemon
+/// behind it) is replaced; a live one means another daemon runs.
+fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another shoal daemon is serving {}", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    // Bind under a umask that leaves the socket private from the start.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    listener.with_context(|| format!("cannot listen on {}", path.display()))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

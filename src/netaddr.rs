@@ -1,0 +1,52 @@
+//! Finding the address other nodes should use to reach this one, when
+//! `--advertise` is not given: the listen address if it names one, else the
+//! IPv4 address of the interface that holds the default route.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+pub fn detect_advertise(listen: &str) -> Result<String, String> {
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|e| format!("invalid listen address {listen:?}: {e}"))?;
+    if !listen.ip().is_unspecified() {
+        return Ok(listen.to_string());
+    }
+    let iface = default_route_interface()
+        .ok_or("cannot detect the advertise address: this machine has no default route")?;
+    let ip = interface_ipv4(&iface)
+        .ok_or_else(|| format!("cannot detect the advertise address: {iface} has no IPv4 address"))?;
+    Ok(SocketAddr::new(IpAddr::V4(ip), listen.port()).to_string())
+}
+
+/// The interface of the default route, from /proc/net/route (destination
+/// 00000000).
+fn default_route_interface() -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let mut cols = line.split_whitespace();
+        let iface = cols.next()?;
+        (cols.next()? == "00000000").then(|| iface.to_string())
+    })
+}
+
+fn interface_ipv4(iface: &str) -> Option<Ipv4Addr> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|a| {
+        if a.interface_name != iface {
+            return None;
+        }
+        let sin = a.address?.as_sockaddr_in().copied()?;
+        Some(sin.ip())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_concrete_listen_address_is_advertised_as_is() {
+        assert_eq!(
+            super::detect_advertise("127.0.0.1:4290").unwrap(),
+            "127.0.0.1:4290"
+        );
+        assert!(super::detect_advertise("nonsense").is_err());
+    }
+}
