@@ -106,14 +106,25 @@ async fn start_cluster(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
     let proposer = ctx.proposer.clone();
     // Leader-only loops: with one manager, this node always leads.
     let mut tasks = vec![
-        tokio::spawn(crate::orchestrator::run(store.clone(), proposer.clone(), shutdown.clone())),
-        tokio::spawn(crate::scheduler::run(store.clone(), proposer.clone(), shutdown.clone())),
+        tokio::spawn(crate::orchestrator::run(
+            store.clone(),
+            proposer.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::scheduler::run(
+            store.clone(),
+            proposer.clone(),
+            shutdown.clone(),
+        )),
     ];
     let dispatcher = Dispatcher::new(store, proposer, shutdown.clone());
     let (assignments, reports) = dispatcher.session(&identity.node_id);
     let agent = Agent::new(ctx.exec.clone(), hostname(), reports);
     tasks.push(tokio::spawn(agent.run(assignments, shutdown.clone())));
-    tasks.push(tokio::spawn(refresh_periodically(ctx.clone(), shutdown.clone())));
+    tasks.push(tokio::spawn(refresh_periodically(
+        ctx.clone(),
+        shutdown.clone(),
+    )));
     for t in tasks {
         let _ = t.await;
     }
@@ -203,9 +214,11 @@ fn identity_path(data_dir: &Path) -> PathBuf {
 fn load_identity(data_dir: &Path) -> anyhow::Result<Option<Identity>> {
     let path = identity_path(data_dir);
     match std::fs::read(&path) {
-        Ok(bytes) => Ok(Some(
-            serde_json::from_slice(&bytes).with_context(|| format!("cannot read {}", path.display()))?,
-        )),
+        Ok(bytes) => {
+            Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("cannot read {}", path.display())
+            })?))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }

@@ -24,6 +24,7 @@ pub mod orchestrator;
 pub mod scheduler;
 pub mod shutdown;
 pub mod store;
+pub mod tls;
 pub mod types;
 
 /// The version every node reports.

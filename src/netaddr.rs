@@ -13,8 +13,9 @@ pub fn detect_advertise(listen: &str) -> Result<String, String> {
     }
     let iface = default_route_interface()
         .ok_or("cannot detect the advertise address: this machine has no default route")?;
-    let ip = interface_ipv4(&iface)
-        .ok_or_else(|| format!("cannot detect the advertise address: {iface} has no IPv4 address"))?;
+    let ip = interface_ipv4(&iface).ok_or_else(|| {
+        format!("cannot detect the advertise address: {iface} has no IPv4 address")
+    })?;
     Ok(SocketAddr::new(IpAddr::V4(ip), listen.port()).to_string())
 }
 

@@ -40,7 +40,10 @@ impl Reporter {
         let (state, msg) = if exit.code == 0 {
             (TaskState::Complete, "finished".to_string())
         } else {
-            (TaskState::Failed, format!("task: non-zero exit ({})", exit.code))
+            (
+                TaskState::Failed,
+                format!("task: non-zero exit ({})", exit.code),
+            )
         };
         self.send(state, &msg.clone(), |st| {
             st.exit_code = Some(exit.code);
@@ -117,7 +120,9 @@ async fn run<E: Executor>(
     }
     if !up {
         if wants_stop(rx) {
-            return rep.send(TaskState::Shutdown, "shut down before start", |_| {}).await;
+            return rep
+                .send(TaskState::Shutdown, "shut down before start", |_| {})
+                .await;
         }
         rep.send(TaskState::Accepted, "accepted", |_| {}).await;
         rep.send(TaskState::Preparing, "preparing", |_| {}).await;
@@ -131,7 +136,9 @@ async fn run<E: Executor>(
         }
         rep.send(TaskState::Ready, "ready", |_| {}).await;
         if wants_stop(rx) {
-            return rep.send(TaskState::Shutdown, "shut down before start", |_| {}).await;
+            return rep
+                .send(TaskState::Shutdown, "shut down before start", |_| {})
+                .await;
         }
         rep.send(TaskState::Starting, "starting", |_| {}).await;
         if let Err(e) = exec.start(&task).await {

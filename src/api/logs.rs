@@ -46,10 +46,10 @@ pub async fn service_logs(
         line.push(b'\n');
         Some((Ok::<_, std::convert::Infallible>(line), rx))
     });
-    Ok(Response::builder()
+    Response::builder()
         .header("content-type", "application/x-ndjson")
         .body(Body::from_stream(body))
-        .map_err(|e| ApiError::Internal(e.to_string()))?)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 fn tasks_of(ctx: &Ctx, service_id: &str) -> Vec<(Task, String)> {
@@ -68,7 +68,12 @@ fn tasks_of(ctx: &Ctx, service_id: &str) -> Vec<(Task, String)> {
                 .find(|n| Some(&n.id) == t.node_id.as_ref())
                 .map(|n| n.description.hostname.clone())
                 .unwrap_or_default();
-            let source = format!("{}.{}@{}", t.display_name(), &t.id[..12.min(t.id.len())], host);
+            let source = format!(
+                "{}.{}@{}",
+                t.display_name(),
+                &t.id[..12.min(t.id.len())],
+                host
+            );
             (t, source)
         })
         .collect()
@@ -87,9 +92,8 @@ fn reader(
     let id = task.id.clone();
     tokio::spawn(async move {
         let (tx, mut rx) = mpsc::channel(256);
-        let read = tokio::spawn(async move {
-            crate::logs::read(&data_dir, &id, tail, follow, tx).await
-        });
+        let read =
+            tokio::spawn(async move { crate::logs::read(&data_dir, &id, tail, follow, tx).await });
         while let Some(l) = rx.recv().await {
             let entry = LogEntry {
                 source: source.clone(),
@@ -108,7 +112,12 @@ fn reader(
     })
 }
 
-async fn read_all(ctx: Arc<Ctx>, service_id: String, tail: Option<usize>, out: mpsc::Sender<LogEntry>) {
+async fn read_all(
+    ctx: Arc<Ctx>,
+    service_id: String,
+    tail: Option<usize>,
+    out: mpsc::Sender<LogEntry>,
+) {
     let (tx, mut rx) = mpsc::channel(1024);
     for (task, source) in tasks_of(&ctx, &service_id) {
         reader(&ctx, &task, source, tail, false, tx.clone());
@@ -127,7 +136,12 @@ async fn read_all(ctx: Arc<Ctx>, service_id: String, tail: Option<usize>, out: m
     }
 }
 
-async fn follow(ctx: Arc<Ctx>, service_id: String, tail: Option<usize>, out: mpsc::Sender<LogEntry>) {
+async fn follow(
+    ctx: Arc<Ctx>,
+    service_id: String,
+    tail: Option<usize>,
+    out: mpsc::Sender<LogEntry>,
+) {
     let mut seen = HashSet::new();
     let mut readers = Vec::new();
     while !out.is_closed() {

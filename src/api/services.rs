@@ -28,7 +28,12 @@ pub async fn create(
 ) -> Result<Json<Created>, ApiError> {
     ctx.identity()?;
     let spec = normalized(spec)?;
-    if ctx.store.read()?.find_service(&spec.name)?.is_some_and(|s| s.spec.name == spec.name) {
+    if ctx
+        .store
+        .read()?
+        .find_service(&spec.name)?
+        .is_some_and(|s| s.spec.name == spec.name)
+    {
         return Err(ApiError::Conflict(format!(
             "service {} already exists",
             spec.name
@@ -94,7 +99,9 @@ pub async fn tasks(
             std::cmp::Reverse((t.meta.created_ms, t.meta.version)),
         )
     });
-    Ok(Json(tasks.iter().map(|t| TaskRow::new(t, &nodes)).collect()))
+    Ok(Json(
+        tasks.iter().map(|t| TaskRow::new(t, &nodes)).collect(),
+    ))
 }
 
 pub async fn update(

@@ -168,9 +168,10 @@ impl NodeRow {
             status: n.status.state.as_str().to_string(),
             availability: n.spec.availability.as_str().to_string(),
             leader,
-            manager_status: n.manager.as_ref().map(|_| {
-                if leader { "leader" } else { "reachable" }.to_string()
-            }),
+            manager_status: n
+                .manager
+                .as_ref()
+                .map(|_| if leader { "leader" } else { "reachable" }.to_string()),
             platform: n.description.platform.to_string(),
             addr: n.status.addr.clone(),
             version: n.version.clone(),

@@ -8,7 +8,10 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
     let name = &spec.name;
     let name_ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');

@@ -121,7 +121,9 @@ impl Client {
         let mut buf = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.context("log stream broke")?;
-            let Some(data) = frame.data_ref() else { continue };
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
             buf.extend_from_slice(data);
             while let Some(i) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=i).collect();

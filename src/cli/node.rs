@@ -45,8 +45,14 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
                 .collect();
             table::print(
                 &[
-                    "ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "PLATFORM",
-                    "ADDRESS", "VERSION",
+                    "ID",
+                    "HOSTNAME",
+                    "STATUS",
+                    "AVAILABILITY",
+                    "MANAGER STATUS",
+                    "PLATFORM",
+                    "ADDRESS",
+                    "VERSION",
                 ],
                 &rows,
             );

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 pub fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|_| format!("invalid duration {s:?}: expected a number with a unit, e.g. 500ms, 5s, 1m30s"))
+    humantime::parse_duration(s.trim()).map_err(|_| {
+        format!("invalid duration {s:?}: expected a number with a unit, e.g. 500ms, 5s, 1m30s")
+    })
 }
 
 /// A count that must be zero or more. Parsed by hand so that `-1` gets a
@@ -13,7 +14,9 @@ pub fn count(s: &str) -> Result<u64, String> {
     match s.trim().parse::<i64>() {
         Ok(n) if n >= 0 => Ok(n as u64),
         Ok(n) => Err(format!("{n} is negative: expected 0 or more")),
-        Err(_) => Err(format!("invalid number {s:?}: expected a whole number, 0 or more")),
+        Err(_) => Err(format!(
+            "invalid number {s:?}: expected a whole number, 0 or more"
+        )),
     }
 }
 

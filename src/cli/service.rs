@@ -125,7 +125,9 @@ fn spec(a: CreateArgs) -> anyhow::Result<ServiceSpec> {
             replicas: n.unwrap_or(1),
         },
         (Mode::Global, None) => ServiceMode::Global,
-        (Mode::Global, Some(_)) => anyhow::bail!("--replicas can only be used with --mode replicated"),
+        (Mode::Global, Some(_)) => {
+            anyhow::bail!("--replicas can only be used with --mode replicated")
+        }
     };
     Ok(ServiceSpec {
         name: a.name,
@@ -198,7 +200,9 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
         ServiceCmd::Scale { scales } => {
             // Every name is checked before anything is changed.
             for (name, _) in &scales {
-                let _: Service = client.get(&format!("/v1/services/{}", encode(name))).await?;
+                let _: Service = client
+                    .get(&format!("/v1/services/{}", encode(name)))
+                    .await?;
             }
             for (name, replicas) in scales {
                 let _: Created = client
@@ -213,7 +217,11 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
         ServiceCmd::Update(a) => {
             let req = ServiceUpdate {
                 image: a.image,
-                env_add: a.env_add.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                env_add: a
+                    .env_add
+                    .into_iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
                 env_rm: a.env_rm,
                 replicas: a.replicas,
             };
@@ -224,7 +232,9 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
         }
         ServiceCmd::Rm { services } => {
             for name in &services {
-                let _: Service = client.get(&format!("/v1/services/{}", encode(name))).await?;
+                let _: Service = client
+                    .get(&format!("/v1/services/{}", encode(name)))
+                    .await?;
             }
             for name in services {
                 let _: Created = client
@@ -283,11 +293,29 @@ fn print_tasks(rows: &[TaskRow]) {
             t.node.clone().unwrap_or_default(),
             t.desired_state.clone(),
             format!("{} {}", t.state, table::ago(t.updated_ms)),
-            t.error.clone().unwrap_or_default(),
+            truncate(t.error.as_deref().unwrap_or(""), 60),
         ]);
     }
     table::print(
-        &["ID", "NAME", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"],
+        &[
+            "ID",
+            "NAME",
+            "NODE",
+            "DESIRED STATE",
+            "CURRENT STATE",
+            "ERROR",
+        ],
         &cells,
     );
+}
+
+/// Long errors are cut in tables, as docker does; `--format json` has them
+/// whole.
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max - 1).collect();
+    out.push('…');
+    out
 }

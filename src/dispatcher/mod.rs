@@ -50,7 +50,10 @@ impl Dispatcher {
     ) -> (watch::Receiver<Assignments>, mpsc::Sender<StatusReport>) {
         let (assign_tx, assign_rx) = watch::channel(Arc::new(self.assigned(node_id)));
         let (status_tx, status_rx) = mpsc::channel(1024);
-        tokio::spawn(self.clone().push_assignments(node_id.to_string(), assign_tx));
+        tokio::spawn(
+            self.clone()
+                .push_assignments(node_id.to_string(), assign_tx),
+        );
         tokio::spawn(self.clone().write_status(node_id.to_string(), status_rx));
         (assign_rx, status_tx)
     }

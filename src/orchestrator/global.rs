@@ -10,7 +10,10 @@ use crate::types::{Service, Task, TaskState};
 pub fn reconcile(service: &Service, eligible: &[String], tasks: &[Task], now_ms: i64) -> Plan {
     let mut plan = Plan::default();
     let mut by_node: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
-    for t in tasks.iter().filter(|t| t.desired_state <= TaskState::Running) {
+    for t in tasks
+        .iter()
+        .filter(|t| t.desired_state <= TaskState::Running)
+    {
         by_node
             .entry(t.node_id.as_deref().unwrap_or(""))
             .or_default()

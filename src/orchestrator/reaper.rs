@@ -69,7 +69,10 @@ mod tests {
         live.status.state = TaskState::Running;
         ts.push(live);
         let gone = prune(&ts, 5);
-        assert_eq!(gone, vec![ts[0].id.clone(), ts[1].id.clone(), ts[2].id.clone()]);
+        assert_eq!(
+            gone,
+            vec![ts[0].id.clone(), ts[1].id.clone(), ts[2].id.clone()]
+        );
     }
 
     #[test]

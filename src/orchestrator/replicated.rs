@@ -54,13 +54,8 @@ pub fn reconcile(service: &Service, replicas: u64, tasks: &[Task], now_ms: i64) 
             match decide(&service.spec.task.restart, current, now_ms) {
                 Restart::Now => {
                     plan.desire.push((current.id.clone(), TaskState::Shutdown));
-                    plan.create.push(new_task(
-                        service,
-                        slot,
-                        None,
-                        current.restarts + 1,
-                        now_ms,
-                    ));
+                    plan.create
+                        .push(new_task(service, slot, None, current.restarts + 1, now_ms));
                 }
                 Restart::At(t) => plan.wake(t),
                 Restart::Never => {}

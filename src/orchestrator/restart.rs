@@ -74,21 +74,39 @@ mod tests {
     #[test]
     fn on_failure_restarts_only_failures() {
         let p = policy(RestartCondition::OnFailure, None);
-        assert_eq!(decide(&p, &ended(TaskState::Complete, 0, 0), 9_000), Restart::Never);
-        assert_eq!(decide(&p, &ended(TaskState::Failed, 137, 0), 9_000), Restart::Now);
-        assert_eq!(decide(&p, &ended(TaskState::Complete, 3, 0), 9_000), Restart::Now);
+        assert_eq!(
+            decide(&p, &ended(TaskState::Complete, 0, 0), 9_000),
+            Restart::Never
+        );
+        assert_eq!(
+            decide(&p, &ended(TaskState::Failed, 137, 0), 9_000),
+            Restart::Now
+        );
+        assert_eq!(
+            decide(&p, &ended(TaskState::Complete, 3, 0), 9_000),
+            Restart::Now
+        );
     }
 
     #[test]
     fn none_never_restarts() {
         let p = policy(RestartCondition::None, None);
-        assert_eq!(decide(&p, &ended(TaskState::Failed, 1, 0), 9_000), Restart::Never);
+        assert_eq!(
+            decide(&p, &ended(TaskState::Failed, 1, 0), 9_000),
+            Restart::Never
+        );
     }
 
     #[test]
     fn max_attempts_stops_restarts() {
         let p = policy(RestartCondition::Any, Some(2));
-        assert_eq!(decide(&p, &ended(TaskState::Failed, 1, 1), 9_000), Restart::Now);
-        assert_eq!(decide(&p, &ended(TaskState::Failed, 1, 2), 9_000), Restart::Never);
+        assert_eq!(
+            decide(&p, &ended(TaskState::Failed, 1, 1), 9_000),
+            Restart::Now
+        );
+        assert_eq!(
+            decide(&p, &ended(TaskState::Failed, 1, 2), 9_000),
+            Restart::Never
+        );
     }
 }

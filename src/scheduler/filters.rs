@@ -35,7 +35,9 @@ pub fn explain(misfits: &[&'static str]) -> String {
 pub fn eligible_for_global(nodes: &[Node]) -> Vec<String> {
     nodes
         .iter()
-        .filter(|n| n.status.state == NodeState::Ready && n.spec.availability == Availability::Active)
+        .filter(|n| {
+            n.status.state == NodeState::Ready && n.spec.availability == Availability::Active
+        })
         .map(|n| n.id.clone())
         .collect()
 }

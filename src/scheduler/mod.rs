@@ -108,9 +108,9 @@ async fn pass(store: &Store, proposer: &dyn Proposer) -> Result<(), StoreError> 
     drop(view);
     let mut load = Load::from_tasks(&tasks);
     let mut changes = Vec::new();
-    let pending = tasks.iter().filter(|t| {
-        t.status.state == TaskState::Pending && t.desired_state <= TaskState::Running
-    });
+    let pending = tasks
+        .iter()
+        .filter(|t| t.status.state == TaskState::Pending && t.desired_state <= TaskState::Running);
     for task in pending {
         match place(task, &nodes, &load) {
             Ok(node) => {

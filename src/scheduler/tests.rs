@@ -69,7 +69,10 @@ fn says_why_nothing_fits() {
         node("c", NodeState::Ready, Availability::Pause),
     ];
     let err = place(&task("web"), &nodes, &Load::default()).unwrap_err();
-    assert_eq!(err, "no suitable node (2 nodes not active, 1 node not ready)");
+    assert_eq!(
+        err,
+        "no suitable node (2 nodes not active, 1 node not ready)"
+    );
 }
 
 #[test]

@@ -71,7 +71,10 @@ impl ReadView {
     /// resolves them.
     pub fn find_service(&self, name_or_id: &str) -> Result<Option<Service>, StoreError> {
         let all = self.services()?;
-        if let Some(s) = all.iter().find(|s| s.spec.name == name_or_id || s.id == name_or_id) {
+        if let Some(s) = all
+            .iter()
+            .find(|s| s.spec.name == name_or_id || s.id == name_or_id)
+        {
             return Ok(Some(s.clone()));
         }
         let mut prefixed = all.into_iter().filter(|s| s.id.starts_with(name_or_id));

@@ -32,7 +32,8 @@ fn task(id: &str) -> Task {
 #[test]
 fn a_failing_batch_writes_nothing() {
     let (_d, s) = store();
-    s.apply(vec![Change::Create(Object::Task(task("a")))]).unwrap();
+    s.apply(vec![Change::Create(Object::Task(task("a")))])
+        .unwrap();
     let err = s
         .apply(vec![
             Change::Create(Object::Task(task("b"))),
@@ -48,14 +49,17 @@ fn a_failing_batch_writes_nothing() {
 #[test]
 fn an_update_from_a_stale_read_is_a_conflict() {
     let (_d, s) = store();
-    s.apply(vec![Change::Create(Object::Task(task("a")))]).unwrap();
+    s.apply(vec![Change::Create(Object::Task(task("a")))])
+        .unwrap();
     let read = s.read().unwrap().task("a").unwrap().unwrap();
     let mut first = read.clone();
     first.slot = 2;
     s.apply(vec![Change::Update(Object::Task(first))]).unwrap();
     let mut second = read;
     second.slot = 3;
-    let err = s.apply(vec![Change::Update(Object::Task(second))]).unwrap_err();
+    let err = s
+        .apply(vec![Change::Update(Object::Task(second))])
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
     assert_eq!(s.read().unwrap().task("a").unwrap().unwrap().slot, 2);
 }
@@ -63,7 +67,8 @@ fn an_update_from_a_stale_read_is_a_conflict() {
 #[test]
 fn task_status_only_moves_forward() {
     let (_d, s) = store();
-    s.apply(vec![Change::Create(Object::Task(task("a")))]).unwrap();
+    s.apply(vec![Change::Create(Object::Task(task("a")))])
+        .unwrap();
     let status = |state| TaskStatus {
         state,
         ..Default::default()
@@ -92,17 +97,21 @@ fn task_status_only_moves_forward() {
 fn events_follow_commits() {
     let (_d, s) = store();
     let mut rx = s.watch();
-    s.apply(vec![Change::Create(Object::Task(task("a")))]).unwrap();
+    s.apply(vec![Change::Create(Object::Task(task("a")))])
+        .unwrap();
     let c = rx.try_recv().unwrap();
     assert_eq!(c.changed, vec![(Kind::Task, "a".to_string(), false)]);
-    assert!(s.apply(vec![Change::Create(Object::Task(task("a")))]).is_err());
+    assert!(s
+        .apply(vec![Change::Create(Object::Task(task("a")))])
+        .is_err());
     assert!(rx.try_recv().is_err(), "a failed batch publishes nothing");
 }
 
 #[test]
 fn assignment_applies_only_to_pending_unassigned_tasks() {
     let (_d, s) = store();
-    s.apply(vec![Change::Create(Object::Task(task("a")))]).unwrap();
+    s.apply(vec![Change::Create(Object::Task(task("a")))])
+        .unwrap();
     let assign = |n: &str| Change::TaskAssign {
         id: "a".into(),
         node_id: n.into(),

@@ -23,7 +23,9 @@ pub fn normalize_image(reference: &str) -> Result<String, String> {
     if r.is_empty() {
         return Err("empty image reference".into());
     }
-    if r.chars().any(|c| c.is_whitespace() || c.is_ascii_uppercase()) {
+    if r.chars()
+        .any(|c| c.is_whitespace() || c.is_ascii_uppercase())
+    {
         return Err(format!(
             "invalid image reference {reference:?}: must be lowercase, without spaces"
         ));
@@ -41,8 +43,8 @@ pub fn normalize_image(reference: &str) -> Result<String, String> {
         return Err(format!("invalid image reference {reference:?}"));
     }
     let first = repo.split('/').next().unwrap_or("");
-    let has_host = repo.contains('/')
-        && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_host =
+        repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let full = if has_host {
         repo.to_string()
     } else if repo.contains('/') {
@@ -67,10 +69,7 @@ mod tests {
         assert_eq!(n("busybox").unwrap(), "docker.io/library/busybox:latest");
         assert_eq!(n("busybox:1.36").unwrap(), "docker.io/library/busybox:1.36");
         assert_eq!(n("me/app").unwrap(), "docker.io/me/app:latest");
-        assert_eq!(
-            n("localhost:5000/app:v1").unwrap(),
-            "localhost:5000/app:v1"
-        );
+        assert_eq!(n("localhost:5000/app:v1").unwrap(), "localhost:5000/app:v1");
         assert_eq!(n("ghcr.io/a/b").unwrap(), "ghcr.io/a/b:latest");
         assert_eq!(
             n("docker.io/library/busybox:latest").unwrap(),

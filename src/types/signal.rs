@@ -12,7 +12,9 @@ pub fn parse_signal(s: &str) -> Option<i32> {
     } else {
         format!("SIG{upper}")
     };
-    name.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
 }
 
 #[cfg(test)]
