@@ -16,6 +16,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod daemon;
+pub mod discovery;
 pub mod dispatcher;
 pub mod executor;
 pub mod logs;

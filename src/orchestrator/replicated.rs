@@ -42,11 +42,16 @@ pub fn reconcile(service: &Service, replicas: u64, tasks: &[Task], now_ms: i64) 
             plan.desire.push((extra.id.clone(), TaskState::Shutdown));
         }
         let Some(current) = meant.first() else {
+            settled = false;
+            // Stop-first: a task that is still stopping keeps its slot
+            // until it has stopped.
+            if ts.iter().any(stopping) {
+                continue;
+            }
             // Empty slot, or its last task was shut down on purpose.
             let restarts = ts.iter().map(|t| t.restarts).max().unwrap_or(0);
             plan.create
                 .push(new_task(service, slot, None, restarts, now_ms));
-            settled = false;
             continue;
         };
         if current.status.state.is_terminal() {
@@ -69,16 +74,22 @@ pub fn reconcile(service: &Service, replicas: u64, tasks: &[Task], now_ms: i64) 
         }
     }
 
-    // Rolling update, one slot at a time: replace the lowest outdated slot
-    // only once everything else runs.
+    // Rolling update, one slot at a time, stop-first: stop the lowest
+    // outdated task once everything else runs; its slot is refilled with
+    // the new spec once it has stopped.
     if settled && plan.is_empty() {
         if let Some(old) = outdated.first() {
             plan.desire.push((old.id.clone(), TaskState::Shutdown));
-            plan.create
-                .push(new_task(service, old.slot, None, 0, now_ms));
         }
     }
     plan
+}
+
+/// Asked to stop, on a node, and not stopped yet.
+fn stopping(t: &&Task) -> bool {
+    t.desired_state > TaskState::Running
+        && t.status.state >= TaskState::Assigned
+        && !t.status.state.is_terminal()
 }
 
 #[cfg(test)]
@@ -147,12 +158,20 @@ mod tests {
         let ts = [running(1, 1), running(2, 1)];
         let plan = reconcile(&s, 2, &ts, 0);
         assert_eq!(plan.desire, vec![(ts[0].id.clone(), TaskState::Shutdown)]);
-        assert_eq!(plan.create.len(), 1);
-        assert_eq!(plan.create[0].spec_version, 2);
+        assert!(plan.create.is_empty(), "stop-first: nothing starts yet");
 
-        // While the new task of slot 1 starts, slot 2 waits.
+        // While the old task stops, its slot stays empty.
         let mut old = ts[0].clone();
         old.desired_state = TaskState::Shutdown;
+        assert!(reconcile(&s, 2, &[old.clone(), ts[1].clone()], 0).is_empty());
+
+        // Once it stopped, the slot gets a task of the new spec.
+        old.status.state = TaskState::Shutdown;
+        let plan = reconcile(&s, 2, &[old.clone(), ts[1].clone()], 0);
+        assert_eq!(plan.create.len(), 1);
+        assert_eq!((plan.create[0].slot, plan.create[0].spec_version), (1, 2));
+
+        // While the new task of slot 1 starts, slot 2 waits.
         let mut new = task_in(1, 2);
         new.status.state = TaskState::Starting;
         let plan = reconcile(&s, 2, &[old.clone(), new.clone(), ts[1].clone()], 0);
