@@ -80,8 +80,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let api_task = tokio::spawn(async move { server.await });
     let cluster_task = tokio::spawn(start_cluster(ctx.clone(), shutdown.clone()));
     info!(socket = %cfg.socket.display(), "shoal daemon ready");
+    crate::notify::ready();
 
     wait_for_signal().await;
+    crate::notify::stopping();
     info!("stopping; containers keep running");
     trigger.trigger();
     let _ = api_task.await;

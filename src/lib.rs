@@ -21,6 +21,7 @@ pub mod dispatcher;
 pub mod executor;
 pub mod logs;
 pub mod netaddr;
+pub mod notify;
 pub mod orchestrator;
 pub mod scheduler;
 pub mod shutdown;
@@ -30,3 +31,11 @@ pub mod types;
 
 /// The version every node reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `shoal --version`: the version and the git commit it was built from.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SHOAL_GIT_COMMIT"),
+    ")"
+);

@@ -3,6 +3,7 @@
 //! the API gets plain request types.
 
 mod client;
+pub mod extra;
 mod image;
 mod node;
 mod parse;
@@ -18,7 +19,7 @@ pub use client::Client;
 #[derive(Parser)]
 #[command(
     name = "shoal",
-    version = crate::VERSION,
+    version = crate::LONG_VERSION,
     about = "A container orchestrator for edge and ARM clusters",
     allow_negative_numbers = true
 )]
@@ -60,6 +61,17 @@ pub enum Command {
     /// Manage images on this node.
     #[command(subcommand)]
     Image(image::ImageCmd),
+    /// Print a shell completion script: shoal completion bash|zsh|fish.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print shoal's man page (roff), or write one page per command.
+    Man {
+        /// Write shoal.1, shoal-service.1, … into DIR instead of stdout.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -121,5 +133,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Service(c) => service::run(&Client::new(&cli.socket), c).await,
         Command::Node(c) => node::run(&Client::new(&cli.socket), c).await,
         Command::Image(c) => image::run(&Client::new(&cli.socket), c).await,
+        Command::Completion { shell } => {
+            extra::completion(shell, &mut <Cli as clap::CommandFactory>::command());
+            Ok(())
+        }
+        Command::Man { dir: None } => extra::man(&<Cli as clap::CommandFactory>::command()),
+        Command::Man { dir: Some(dir) } => {
+            extra::man_pages(<Cli as clap::CommandFactory>::command(), &dir)
+        }
     }
 }
