@@ -1,5 +1,6 @@
-//! Build script: puts the git commit into `SHOAL_GIT_COMMIT`, for
-//! `shoal --version`. It never requires git: outside a checkout, without a
+//! Build script: generates the gRPC stubs of shoal's node-to-node services
+//! (see `rpc_services`), and puts the git commit into `SHOAL_GIT_COMMIT`,
+//! for `shoal --version`. It never requires git: outside a checkout, without a
 //! `git` binary, or when git refuses the directory, the commit is "unknown".
 //! A packager can set `SHOAL_GIT_COMMIT` in the environment to override it.
 
@@ -8,6 +9,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    rpc_services();
     println!("cargo:rerun-if-env-changed=SHOAL_GIT_COMMIT");
     let commit = std::env::var("SHOAL_GIT_COMMIT")
         .ok()
@@ -58,4 +60,49 @@ fn git(args: &[&str]) -> Option<String> {
     }
     let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
     (!s.is_empty()).then_some(s)
+}
+
+/// shoal's own gRPC services, described in Rust rather than protobuf: the
+/// messages are the serde types in `src/rpc/messages.rs`, carried by the
+/// postcard codec (`src/rpc/codec.rs`). tonic generates clients and servers.
+fn rpc_services() {
+    use tonic_build::manual::{Builder, Method, Service};
+
+    fn method(name: &str, route: &str, input: &str, output: &str, streaming: bool) -> Method {
+        let m = Method::builder()
+            .name(name)
+            .route_name(route)
+            .input_type(format!("crate::rpc::messages::{input}"))
+            .output_type(format!("crate::rpc::messages::{output}"))
+            .codec_path("crate::rpc::codec::PostcardCodec");
+        if streaming {
+            m.server_streaming().build()
+        } else {
+            m.build()
+        }
+    }
+    // The CA and join endpoint: the only one callable without a client
+    // certificate (renewal requires one).
+    let ca = Service::builder()
+        .name("Ca")
+        .package("shoal.v1")
+        .method(method("root", "Root", "Empty", "RootInfo", false))
+        .method(method("join", "Join", "JoinRequest", "JoinResponse", false))
+        .method(method("renew", "Renew", "RenewRequest", "RenewResponse", false))
+        .build();
+    // A node's session with a manager.
+    let dispatcher = Service::builder()
+        .name("Dispatcher")
+        .package("shoal.v1")
+        .method(method("session", "Session", "SessionRequest", "SessionMessage", true))
+        .method(method("heartbeat", "Heartbeat", "Empty", "HeartbeatResponse", false))
+        .method(method("update_status", "UpdateStatus", "StatusBatch", "Empty", false))
+        .build();
+    // What managers ask of any node.
+    let node = Service::builder()
+        .name("NodeAgent")
+        .package("shoal.v1")
+        .method(method("logs", "Logs", "LogsRequest", "LogItem", true))
+        .build();
+    Builder::new().compile(&[ca, dispatcher, node]);
 }

@@ -1,0 +1,94 @@
+//! The messages of shoal's node-to-node services (see build.rs), as plain
+//! serde types carried by postcard. A caller's identity is never a field
+//! here: it comes from the caller's certificate.
+
+use serde::{Deserialize, Serialize};
+
+use crate::logs::LogLine;
+use crate::types::{NodeDescription, Task, TaskStatus};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RootInfo {
+    pub cluster_id: String,
+    pub ca_pem: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub token: String,
+    /// The joining node's key stays on the node: it sends a CSR.
+    pub csr_pem: String,
+    pub description: NodeDescription,
+    /// The address the node advertises (its node-to-node endpoint).
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinResponse {
+    pub cluster_id: String,
+    pub node_id: String,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    /// Managers' addresses, for the node's list of where to reconnect.
+    pub managers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewRequest {
+    pub csr_pem: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewResponse {
+    pub cert_pem: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRequest {
+    pub description: NodeDescription,
+    pub addr: String,
+}
+
+/// What a manager sends down a node's session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SessionMessage {
+    /// The node's tasks. `full`: this is the whole set and replaces what
+    /// the node knew; otherwise `tasks` are added or changed and `removed`
+    /// are gone.
+    Assignments {
+        full: bool,
+        tasks: Vec<Task>,
+        removed: Vec<String>,
+    },
+    /// Where the managers are, and how often to heartbeat.
+    Cluster {
+        managers: Vec<String>,
+        heartbeat_period_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub period_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusBatch {
+    pub updates: Vec<(String, TaskStatus)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsRequest {
+    pub task_ids: Vec<String>,
+    pub tail: Option<usize>,
+    pub follow: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogItem {
+    pub task_id: String,
+    pub line: LogLine,
+}
