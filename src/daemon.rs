@@ -119,8 +119,16 @@ async fn start_cluster(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
             shutdown.clone(),
         )),
     ];
-    let dispatcher = Dispatcher::new(store, proposer, shutdown.clone());
-    let (assignments, reports) = dispatcher.session(&identity.node_id);
+    let dispatcher = Dispatcher::new(store.clone(), proposer.clone(), shutdown.clone());
+    tasks.push(tokio::spawn(crate::dispatcher::watch_nodes(
+        store,
+        proposer,
+        dispatcher.heartbeats.clone(),
+        identity.node_id.clone(),
+        shutdown.clone(),
+    )));
+    let assignments = dispatcher.session(&identity.node_id);
+    let reports = dispatcher.reporter(&identity.node_id);
     let agent = Agent::new(ctx.exec.clone(), hostname(), reports);
     tasks.push(tokio::spawn(agent.run(assignments, shutdown.clone())));
     tasks.push(tokio::spawn(refresh_periodically(

@@ -23,6 +23,7 @@ pub mod logs;
 pub mod netaddr;
 pub mod notify;
 pub mod orchestrator;
+pub mod pki;
 pub mod rpc;
 pub mod scheduler;
 pub mod shutdown;

@@ -10,6 +10,9 @@ use super::{ApiError, Ctx, Identity};
 use crate::store::{Change, Object};
 use crate::types::*;
 
+/// Node certificates last 90 days unless `init --cert-expiry` says.
+const DEFAULT_CERT_EXPIRY_MS: u64 = 90 * 24 * 3600 * 1000;
+
 pub async fn init(
     State(ctx): State<Arc<Ctx>>,
     Json(req): Json<InitRequest>,
@@ -28,13 +31,36 @@ pub async fn init(
     let identity = Identity {
         cluster_id: new_id(),
         node_id: new_id(),
+        role: NodeRole::Manager,
     };
+    let expiry = req.cert_expiry_ms.unwrap_or(DEFAULT_CERT_EXPIRY_MS);
+    if expiry < 60_000 {
+        return Err(ApiError::BadRequest(
+            "--cert-expiry must be at least 1m".into(),
+        ));
+    }
+    let hostname = crate::daemon::hostname();
+    let pki = crate::pki::bootstrap_cluster(
+        &ctx.data_dir,
+        &identity.cluster_id,
+        &identity.node_id,
+        &crate::pki::sans_for(&advertise, &hostname),
+        std::time::Duration::from_millis(expiry),
+    )
+    .map_err(|e| ApiError::Internal(format!("cannot create the cluster's CA: {e}")))?;
+    let (ca_cert_pem, ca_key_pem) = pki.ca.to_pem();
     let cluster = Cluster {
         id: identity.cluster_id.clone(),
         meta: Meta::default(),
         heartbeat_period_ms: 1_000,
         task_history_limit: 5,
+        cert_expiry_ms: expiry,
+        ca_cert_pem,
+        ca_key_pem,
+        join_tokens: pki.tokens,
+        removed_nodes: Vec::new(),
     };
+    let worker_token = cluster.join_tokens.worker.to_string();
     let node = Node {
         id: identity.node_id.clone(),
         meta: Meta::default(),
@@ -68,6 +94,7 @@ pub async fn init(
         cluster_id: identity.cluster_id,
         node_id: identity.node_id,
         advertise,
+        worker_token,
     }))
 }
 

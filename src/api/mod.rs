@@ -28,6 +28,9 @@ use crate::store::{Proposer, Store};
 pub struct Identity {
     pub cluster_id: String,
     pub node_id: String,
+    /// The role this node joined with. A manager's current role is in the
+    /// store; a worker has no store and goes by this.
+    pub role: crate::types::NodeRole,
 }
 
 /// What every handler can reach.

@@ -10,6 +10,8 @@ use crate::types::{Node, Service, ServiceMode, Task};
 pub struct InitRequest {
     /// The address other nodes should use; detected when absent.
     pub advertise: Option<String>,
+    /// How long node certificates last.
+    pub cert_expiry_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -17,6 +19,7 @@ pub struct InitResponse {
     pub cluster_id: String,
     pub node_id: String,
     pub advertise: String,
+    pub worker_token: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

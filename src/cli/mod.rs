@@ -51,6 +51,9 @@ pub enum Command {
         /// (default: the daemon's --advertise, or detected).
         #[arg(long)]
         advertise: Option<String>,
+        /// How long node certificates last (at least 1m).
+        #[arg(long, value_parser = parse::duration, default_value = "90d")]
+        cert_expiry: std::time::Duration,
     },
     /// Manage services.
     #[command(subcommand)]
@@ -119,15 +122,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Init { advertise } => {
+        Command::Init {
+            advertise,
+            cert_expiry,
+        } => {
             let client = Client::new(&cli.socket);
-            let r: crate::api::types::InitResponse = client
-                .post("/v1/init", &crate::api::types::InitRequest { advertise })
-                .await?;
+            let req = crate::api::types::InitRequest {
+                advertise,
+                cert_expiry_ms: Some(cert_expiry.as_millis() as u64),
+            };
+            let r: crate::api::types::InitResponse = client.post("/v1/init", &req).await?;
             println!(
                 "Cluster {} initialized. This node ({}) is its manager, at {}.",
                 r.cluster_id, r.node_id, r.advertise
             );
+            println!("To add a worker to this cluster, run on it:\n");
+            println!("    shoal join --token {} {}\n", r.worker_token, r.advertise);
+            println!("On the same LAN the address can be left out: the managers are found over mDNS.");
             Ok(())
         }
         Command::Service(c) => service::run(&Client::new(&cli.socket), c).await,

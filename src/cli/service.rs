@@ -101,6 +101,9 @@ pub struct CreateArgs {
     stop_grace_period: Duration,
     #[arg(long, value_parser = parse::signal)]
     stop_signal: Option<String>,
+    /// Placement constraint, e.g. node.labels.zone==a (repeatable).
+    #[arg(long)]
+    constraint: Vec<String>,
     image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -152,6 +155,9 @@ fn spec(a: CreateArgs) -> anyhow::Result<ServiceSpec> {
                 },
                 delay_ms: a.restart_delay.as_millis() as u64,
                 max_attempts: a.restart_max_attempts,
+            },
+            placement: Placement {
+                constraints: a.constraint,
             },
         },
     })

@@ -6,8 +6,12 @@
 //! node's identity (today the local node; with mTLS, its certificate). A
 //! status report for a task that is not assigned to that node is dropped.
 
+mod heartbeat;
+
+pub use heartbeat::{watch_nodes, Heartbeats};
+
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -31,6 +35,17 @@ pub struct Dispatcher {
     store: Store,
     proposer: Arc<dyn Proposer>,
     shutdown: Shutdown,
+    /// One status batcher per node. std Mutex: never held across .await.
+    reporters: Arc<Mutex<HashMap<String, mpsc::Sender<StatusReport>>>>,
+    pub heartbeats: Arc<Heartbeats>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("task {task} is not assigned to node {node}")]
+    NotAssigned { task: String, node: String },
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl Dispatcher {
@@ -39,23 +54,59 @@ impl Dispatcher {
             store,
             proposer,
             shutdown,
+            reporters: Default::default(),
+            heartbeats: Arc::new(Heartbeats::default()),
         }
     }
 
-    /// Open a session for `node_id`: a watch of its assignments, and a
-    /// sender for its status reports.
-    pub fn session(
+    /// A watch of `node_id`'s assignments: the full set, re-sent when it
+    /// changes.
+    pub fn session(&self, node_id: &str) -> watch::Receiver<Assignments> {
+        let (assign_tx, assign_rx) = watch::channel(Arc::new(self.assigned(node_id)));
+        tokio::spawn(self.clone().push_assignments(node_id.to_string(), assign_tx));
+        assign_rx
+    }
+
+    /// The sender for `node_id`'s status reports (the local agent's path;
+    /// reports are checked again when they are written).
+    pub fn reporter(&self, node_id: &str) -> mpsc::Sender<StatusReport> {
+        let mut map = self.reporters.lock().expect("reporters lock");
+        if let Some(tx) = map.get(node_id).filter(|tx| !tx.is_closed()) {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(self.clone().write_status(node_id.to_string(), rx));
+        map.insert(node_id.to_string(), tx.clone());
+        tx
+    }
+
+    /// A remote node's reports. Refused whole if any names a task that is
+    /// not assigned to the node: the caller is the node in its certificate.
+    pub async fn report(
         &self,
         node_id: &str,
-    ) -> (watch::Receiver<Assignments>, mpsc::Sender<StatusReport>) {
-        let (assign_tx, assign_rx) = watch::channel(Arc::new(self.assigned(node_id)));
-        let (status_tx, status_rx) = mpsc::channel(1024);
-        tokio::spawn(
-            self.clone()
-                .push_assignments(node_id.to_string(), assign_tx),
-        );
-        tokio::spawn(self.clone().write_status(node_id.to_string(), status_rx));
-        (assign_rx, status_tx)
+        updates: Vec<StatusReport>,
+    ) -> Result<(), DispatchError> {
+        {
+            let view = self.store.read()?;
+            for (id, _) in &updates {
+                let assigned = view
+                    .task(id)?
+                    .is_none_or(|t| t.node_id.as_deref() == Some(node_id));
+                if !assigned {
+                    return Err(DispatchError::NotAssigned {
+                        task: id.clone(),
+                        node: node_id.to_string(),
+                    });
+                }
+            }
+        }
+        let tx = self.reporter(node_id);
+        for u in updates {
+            // Closed only at shutdown.
+            let _ = tx.send(u).await;
+        }
+        Ok(())
     }
 
     fn assigned(&self, node_id: &str) -> Vec<Task> {

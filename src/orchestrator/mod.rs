@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 use crate::scheduler::eligible_for_global;
 use crate::shutdown::Shutdown;
 use crate::store::{Change, Kind, Proposer, Store, StoreError};
-use crate::types::{now_ms, ServiceMode, Task, TaskState};
+use crate::types::{now_ms, Availability, NodeState, ServiceMode, Task, TaskState};
 use plan::Plan;
 
 /// Coalesce bursts of commits into one pass.
@@ -66,11 +66,25 @@ async fn pass(store: &Store, proposer: &dyn Proposer) -> Result<Option<i64>, Sto
     for t in &tasks {
         by_service.entry(&t.service_id).or_default().push(t.clone());
     }
+    let unavailable = replicated::Unavailable {
+        down: nodes
+            .iter()
+            .filter(|n| n.status.state == NodeState::Down)
+            .map(|n| n.id.clone())
+            .collect(),
+        drained: nodes
+            .iter()
+            .filter(|n| n.spec.availability == Availability::Drain)
+            .map(|n| n.id.clone())
+            .collect(),
+    };
     let mut plan = Plan::default();
     for s in &services {
         let ts = by_service.remove(s.id.as_str()).unwrap_or_default();
         plan.merge(match s.spec.mode {
-            ServiceMode::Replicated { replicas } => replicated::reconcile(s, replicas, &ts, now),
+            ServiceMode::Replicated { replicas } => {
+                replicated::reconcile(s, replicas, &ts, &unavailable, now)
+            }
             ServiceMode::Global => global::reconcile(s, &eligible_for_global(&nodes), &ts, now),
         });
     }

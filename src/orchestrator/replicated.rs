@@ -8,13 +8,37 @@
 //! - Out-of-date tasks are replaced one slot at a time, and only while every
 //!   other slot is running (a rolling update with parallelism 1).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::plan::{new_task, Plan};
 use super::restart::{decide, Restart};
 use crate::types::{Service, Task, TaskState};
 
-pub fn reconcile(service: &Service, replicas: u64, tasks: &[Task], now_ms: i64) -> Plan {
+/// Nodes whose tasks must move: `down` ones are lost (their tasks are
+/// replaced at once), `drained` ones are alive (their tasks stop first).
+#[derive(Debug, Default)]
+pub struct Unavailable {
+    pub down: HashSet<String>,
+    pub drained: HashSet<String>,
+}
+
+impl Unavailable {
+    fn down(&self, t: &Task) -> bool {
+        t.node_id.as_ref().is_some_and(|n| self.down.contains(n))
+    }
+
+    fn drained(&self, t: &Task) -> bool {
+        t.node_id.as_ref().is_some_and(|n| self.drained.contains(n))
+    }
+}
+
+pub fn reconcile(
+    service: &Service,
+    replicas: u64,
+    tasks: &[Task],
+    nodes: &Unavailable,
+    now_ms: i64,
+) -> Plan {
     let mut plan = Plan::default();
     let mut slots: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
     for t in tasks {
@@ -45,7 +69,7 @@ pub fn reconcile(service: &Service, replicas: u64, tasks: &[Task], now_ms: i64) 
             settled = false;
             // Stop-first: a task that is still stopping keeps its slot
             // until it has stopped.
-            if ts.iter().any(stopping) {
+            if ts.iter().any(|t| stopping(t) && !nodes.down(t)) {
                 continue;
             }
             // Empty slot, or its last task was shut down on purpose.
@@ -54,6 +78,19 @@ pub fn reconcile(service: &Service, replicas: u64, tasks: &[Task], now_ms: i64) 
                 .push(new_task(service, slot, None, restarts, now_ms));
             continue;
         };
+        if nodes.down(current) && !current.status.state.is_terminal() {
+            // Its node is gone: replace it now, wherever the scheduler can.
+            settled = false;
+            plan.desire.push((current.id.clone(), TaskState::Shutdown));
+            plan.create
+                .push(new_task(service, slot, None, current.restarts, now_ms));
+            continue;
+        }
+        if nodes.drained(current) {
+            settled = false;
+            plan.desire.push((current.id.clone(), TaskState::Shutdown));
+            continue;
+        }
         if current.status.state.is_terminal() {
             settled = false;
             match decide(&service.spec.task.restart, current, now_ms) {
@@ -86,7 +123,7 @@ pub fn reconcile(service: &Service, replicas: u64, tasks: &[Task], now_ms: i64) 
 }
 
 /// Asked to stop, on a node, and not stopped yet.
-fn stopping(t: &&Task) -> bool {
+fn stopping(t: &Task) -> bool {
     t.desired_state > TaskState::Running
         && t.status.state >= TaskState::Assigned
         && !t.status.state.is_terminal()
@@ -97,6 +134,10 @@ mod tests {
     use super::*;
     use crate::orchestrator::testutil::{service, task_in};
 
+    fn rec(s: &Service, n: u64, ts: &[Task], now: i64) -> Plan {
+        reconcile(s, n, ts, &Unavailable::default(), now)
+    }
+
     fn running(slot: u64, version: u64) -> Task {
         let mut t = task_in(slot, version);
         t.status.state = TaskState::Running;
@@ -106,7 +147,7 @@ mod tests {
     #[test]
     fn empty_service_gets_one_task_per_slot() {
         let s = service(3);
-        let plan = reconcile(&s, 3, &[], 0);
+        let plan = rec(&s, 3, &[], 0);
         let slots: Vec<u64> = plan.create.iter().map(|t| t.slot).collect();
         assert_eq!(slots, vec![1, 2, 3]);
         assert!(plan.desire.is_empty());
@@ -115,7 +156,7 @@ mod tests {
     #[test]
     fn a_converged_service_needs_nothing() {
         let s = service(2);
-        let plan = reconcile(&s, 2, &[running(1, 1), running(2, 1)], 0);
+        let plan = rec(&s, 2, &[running(1, 1), running(2, 1)], 0);
         assert!(plan.is_empty());
     }
 
@@ -123,7 +164,7 @@ mod tests {
     fn scaling_down_removes_the_high_slots() {
         let s = service(1);
         let ts = [running(1, 1), running(2, 1), running(3, 1)];
-        let plan = reconcile(&s, 1, &ts, 0);
+        let plan = rec(&s, 1, &ts, 0);
         assert!(plan.create.is_empty());
         assert_eq!(
             plan.desire,
@@ -141,10 +182,10 @@ mod tests {
         let mut dead = running(1, 1);
         dead.status.state = TaskState::Failed;
         dead.status.timestamp_ms = 10_000;
-        let early = reconcile(&s, 1, &[dead.clone()], 10_500);
+        let early = rec(&s, 1, &[dead.clone()], 10_500);
         assert!(early.create.is_empty());
         assert_eq!(early.wake_at_ms, Some(11_000));
-        let plan = reconcile(&s, 1, &[dead.clone()], 11_000);
+        let plan = rec(&s, 1, &[dead.clone()], 11_000);
         assert_eq!(plan.desire, vec![(dead.id.clone(), TaskState::Shutdown)]);
         assert_eq!(plan.create.len(), 1);
         assert_eq!(plan.create[0].slot, 1);
@@ -156,30 +197,74 @@ mod tests {
         let mut s = service(2);
         s.spec_version = 2;
         let ts = [running(1, 1), running(2, 1)];
-        let plan = reconcile(&s, 2, &ts, 0);
+        let plan = rec(&s, 2, &ts, 0);
         assert_eq!(plan.desire, vec![(ts[0].id.clone(), TaskState::Shutdown)]);
         assert!(plan.create.is_empty(), "stop-first: nothing starts yet");
 
         // While the old task stops, its slot stays empty.
         let mut old = ts[0].clone();
         old.desired_state = TaskState::Shutdown;
-        assert!(reconcile(&s, 2, &[old.clone(), ts[1].clone()], 0).is_empty());
+        assert!(rec(&s, 2, &[old.clone(), ts[1].clone()], 0).is_empty());
 
         // Once it stopped, the slot gets a task of the new spec.
         old.status.state = TaskState::Shutdown;
-        let plan = reconcile(&s, 2, &[old.clone(), ts[1].clone()], 0);
+        let plan = rec(&s, 2, &[old.clone(), ts[1].clone()], 0);
         assert_eq!(plan.create.len(), 1);
         assert_eq!((plan.create[0].slot, plan.create[0].spec_version), (1, 2));
 
         // While the new task of slot 1 starts, slot 2 waits.
         let mut new = task_in(1, 2);
         new.status.state = TaskState::Starting;
-        let plan = reconcile(&s, 2, &[old.clone(), new.clone(), ts[1].clone()], 0);
+        let plan = rec(&s, 2, &[old.clone(), new.clone(), ts[1].clone()], 0);
         assert!(plan.is_empty());
 
         // Once it runs, slot 2 goes.
         new.status.state = TaskState::Running;
-        let plan = reconcile(&s, 2, &[old, new, ts[1].clone()], 0);
+        let plan = rec(&s, 2, &[old, new, ts[1].clone()], 0);
         assert_eq!(plan.desire, vec![(ts[1].id.clone(), TaskState::Shutdown)]);
+    }
+}
+
+#[cfg(test)]
+mod node_loss_tests {
+    use super::*;
+    use crate::orchestrator::testutil::{service, task_in};
+
+    fn on(node: &str, state: TaskState) -> Task {
+        let mut t = task_in(1, 1);
+        t.node_id = Some(node.into());
+        t.status.state = state;
+        t
+    }
+
+    #[test]
+    fn a_task_on_a_down_node_is_replaced_at_once() {
+        let s = service(1);
+        let t = on("n1", TaskState::Running);
+        let nodes = Unavailable {
+            down: ["n1".to_string()].into(),
+            ..Default::default()
+        };
+        let plan = reconcile(&s, 1, &[t.clone()], &nodes, 0);
+        assert_eq!(plan.desire, vec![(t.id.clone(), TaskState::Shutdown)]);
+        assert_eq!(plan.create.len(), 1);
+        // And the lost task does not hold its slot while "stopping".
+        let mut lost = t;
+        lost.desired_state = TaskState::Shutdown;
+        let plan = reconcile(&s, 1, &[lost], &nodes, 0);
+        assert_eq!(plan.create.len(), 1);
+    }
+
+    #[test]
+    fn a_task_on_a_drained_node_stops_first() {
+        let s = service(1);
+        let t = on("n1", TaskState::Running);
+        let nodes = Unavailable {
+            drained: ["n1".to_string()].into(),
+            ..Default::default()
+        };
+        let plan = reconcile(&s, 1, &[t.clone()], &nodes, 0);
+        assert_eq!(plan.desire, vec![(t.id.clone(), TaskState::Shutdown)]);
+        assert!(plan.create.is_empty());
     }
 }

@@ -36,4 +36,13 @@ pub struct Cluster {
     pub heartbeat_period_ms: u64,
     /// Old tasks kept per slot, the current one included.
     pub task_history_limit: u32,
+    /// How long node certificates last (ms).
+    pub cert_expiry_ms: u64,
+    /// The root CA, PEM. Its key is in `ca_key_pem`.
+    pub ca_cert_pem: String,
+    pub ca_key_pem: String,
+    /// The join tokens' secrets: one for workers, one for managers.
+    pub join_tokens: crate::tls::JoinTokens,
+    /// Nodes removed from the cluster: their certificates are refused.
+    pub removed_nodes: Vec<String>,
 }

@@ -77,6 +77,15 @@ pub struct ContainerSpec {
 pub struct TaskSpec {
     pub container: ContainerSpec,
     pub restart: RestartPolicy,
+    pub placement: Placement,
+}
+
+/// Where tasks may run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Placement {
+    /// Expressions such as `node.labels.zone==a` or `node.role!=manager`,
+    /// all of which a node must meet.
+    pub constraints: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
