@@ -9,11 +9,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use tokio::net::UnixListener;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::agent::Agent;
 use crate::api::{self, Ctx, Identity};
-use crate::dispatcher::Dispatcher;
 use crate::executor::containerd::{Containerd, ContainerdConfig};
 use crate::executor::Executor;
 use crate::shutdown::{self, Shutdown};
@@ -55,7 +53,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     );
 
     let identity = load_identity(&cfg.data_dir)?;
-    if identity.is_some() && store.read()?.cluster()?.is_none() {
+    let manager = identity
+        .as_ref()
+        .is_some_and(|i| i.role == NodeRole::Manager);
+    if manager && store.read()?.cluster()?.is_none() {
         bail!(
             "{} names a cluster but the store has none: the data dir is damaged",
             identity_path(&cfg.data_dir).display()
@@ -103,44 +104,17 @@ async fn start_cluster(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
             Err(_) => return,
         },
     };
-    refresh_node(&ctx).await;
-    let store = ctx.store.clone();
-    let proposer = ctx.proposer.clone();
-    // Leader-only loops: with one manager, this node always leads.
-    let mut tasks = vec![
-        tokio::spawn(crate::orchestrator::run(
-            store.clone(),
-            proposer.clone(),
-            shutdown.clone(),
-        )),
-        tokio::spawn(crate::scheduler::run(
-            store.clone(),
-            proposer.clone(),
-            shutdown.clone(),
-        )),
-    ];
-    let dispatcher = Dispatcher::new(store.clone(), proposer.clone(), shutdown.clone());
-    tasks.push(tokio::spawn(crate::dispatcher::watch_nodes(
-        store,
-        proposer,
-        dispatcher.heartbeats.clone(),
-        identity.node_id.clone(),
-        shutdown.clone(),
-    )));
-    let assignments = dispatcher.session(&identity.node_id);
-    let reports = dispatcher.reporter(&identity.node_id);
-    let agent = Agent::new(ctx.exec.clone(), hostname(), reports);
-    tasks.push(tokio::spawn(agent.run(assignments, shutdown.clone())));
-    tasks.push(tokio::spawn(refresh_periodically(
-        ctx.clone(),
-        shutdown.clone(),
-    )));
-    for t in tasks {
-        let _ = t.await;
+    let result = match identity.role {
+        NodeRole::Manager => crate::manager::run(ctx.clone(), identity, shutdown).await,
+        NodeRole::Worker => crate::worker::run(ctx.clone(), identity, shutdown).await,
+    };
+    if let Err(e) = result {
+        // The API keeps serving, so the operator can see what is wrong.
+        error!(error = format!("{e:#}"), "cluster components failed to start");
     }
 }
 
-async fn refresh_periodically(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
+pub async fn refresh_periodically(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,

@@ -20,6 +20,7 @@ pub mod discovery;
 pub mod dispatcher;
 pub mod executor;
 pub mod logs;
+pub mod manager;
 pub mod netaddr;
 pub mod notify;
 pub mod orchestrator;
@@ -30,6 +31,7 @@ pub mod shutdown;
 pub mod store;
 pub mod tls;
 pub mod types;
+pub mod worker;
 
 /// The version every node reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

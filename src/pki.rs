@@ -91,3 +91,11 @@ pub fn sans_for(advertise: &str, hostname: &str) -> Vec<String> {
     }
     sans
 }
+
+/// The digest of a root CA certificate (PEM), as join tokens carry it.
+pub fn ca_digest(ca_pem: &str) -> Result<String, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes())
+        .map_err(|e| TlsError::BadCert(format!("root CA: {e}")))?;
+    Ok(crate::tls::cert_digest(&der))
+}

@@ -4,6 +4,8 @@
 //! container. On start the agent re-adopts containers of assigned tasks
 //! and removes containers that belong to no assigned task.
 
+pub mod local;
+pub mod session;
 mod worker;
 
 use std::collections::HashMap;

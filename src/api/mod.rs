@@ -6,12 +6,14 @@
 mod cluster;
 mod error;
 mod images;
+mod join;
 mod logs;
 mod services;
 pub mod types;
 mod validate;
 
 pub use error::ApiError;
+pub use join::{JoinRequest, JoinResponse};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,12 +50,20 @@ pub struct Ctx {
 
 impl Ctx {
     /// The local identity, or the error that tells the user what to run.
+    /// The local identity of a manager, or the error that tells the user
+    /// what to run. Cluster state lives on managers only.
     pub fn identity(&self) -> Result<Identity, ApiError> {
-        self.identity.borrow().clone().ok_or_else(|| {
+        let id = self.identity.borrow().clone().ok_or_else(|| {
             ApiError::NotInCluster(
-                "this node is not part of a cluster: run `shoal init` to start one".into(),
+                "this node is not part of a cluster: run `shoal init` to start one, or `shoal join --token TOKEN` to join one".into(),
             )
-        })
+        })?;
+        if id.role == crate::types::NodeRole::Worker {
+            return Err(ApiError::NotInCluster(
+                "this node is a worker: run cluster commands on a manager".into(),
+            ));
+        }
+        Ok(id)
     }
 }
 
@@ -61,6 +71,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
     Router::new()
         .route("/v1/init", post(cluster::init))
         .route("/v1/info", get(cluster::info))
+        .route("/v1/join", post(join::join))
         .route("/v1/nodes", get(cluster::nodes))
         .route("/v1/nodes/{id}", get(cluster::node))
         .route("/v1/services", get(services::list).post(services::create))

@@ -95,7 +95,8 @@ pub async fn tasks(
     tasks.sort_by_key(|t| {
         (
             t.slot,
-            t.node_id.clone(),
+            // Global tasks are grouped by node; replicated ones by slot only.
+            t.node_id.clone().filter(|_| t.slot == 0),
             std::cmp::Reverse((t.meta.created_ms, t.meta.version)),
         )
     });

@@ -55,6 +55,17 @@ pub enum Command {
         #[arg(long, value_parser = parse::duration, default_value = "90d")]
         cert_expiry: std::time::Duration,
     },
+    /// Join a cluster as a worker. Without ADDR, managers are found over
+    /// mDNS on the LAN.
+    Join {
+        #[arg(long, env = "SHOAL_JOIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// A manager's address (host:port).
+        addr: Option<String>,
+        /// The address other nodes should use to reach this one.
+        #[arg(long)]
+        advertise: Option<String>,
+    },
     /// Manage services.
     #[command(subcommand)]
     Service(service::ServiceCmd),
@@ -139,6 +150,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("To add a worker to this cluster, run on it:\n");
             println!("    shoal join --token {} {}\n", r.worker_token, r.advertise);
             println!("On the same LAN the address can be left out: the managers are found over mDNS.");
+            Ok(())
+        }
+        Command::Join {
+            token,
+            addr,
+            advertise,
+        } => {
+            let client = Client::new(&cli.socket);
+            let req = crate::api::JoinRequest {
+                token,
+                addr,
+                advertise,
+            };
+            let r: crate::api::JoinResponse = client.post("/v1/join", &req).await?;
+            println!(
+                "This node joined cluster {} as worker {}, through manager {} (found by {}).",
+                r.cluster_id, r.node_id, r.manager, r.found_by
+            );
             Ok(())
         }
         Command::Service(c) => service::run(&Client::new(&cli.socket), c).await,

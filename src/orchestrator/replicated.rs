@@ -245,7 +245,7 @@ mod node_loss_tests {
             down: ["n1".to_string()].into(),
             ..Default::default()
         };
-        let plan = reconcile(&s, 1, &[t.clone()], &nodes, 0);
+        let plan = reconcile(&s, 1, std::slice::from_ref(&t), &nodes, 0);
         assert_eq!(plan.desire, vec![(t.id.clone(), TaskState::Shutdown)]);
         assert_eq!(plan.create.len(), 1);
         // And the lost task does not hold its slot while "stopping".
@@ -263,7 +263,7 @@ mod node_loss_tests {
             drained: ["n1".to_string()].into(),
             ..Default::default()
         };
-        let plan = reconcile(&s, 1, &[t.clone()], &nodes, 0);
+        let plan = reconcile(&s, 1, std::slice::from_ref(&t), &nodes, 0);
         assert_eq!(plan.desire, vec![(t.id.clone(), TaskState::Shutdown)]);
         assert!(plan.create.is_empty());
     }

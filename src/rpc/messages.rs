@@ -24,6 +24,7 @@ pub struct JoinRequest {
     pub description: NodeDescription,
     /// The address the node advertises (its node-to-node endpoint).
     pub addr: String,
+    pub version: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +51,7 @@ pub struct RenewResponse {
 pub struct SessionRequest {
     pub description: NodeDescription,
     pub addr: String,
+    pub version: String,
 }
 
 /// What a manager sends down a node's session.

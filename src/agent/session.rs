@@ -1,0 +1,179 @@
+//! A worker's session with the managers, over mTLS: assignments come down
+//! (a full set, then increments), status goes up in batches, heartbeats keep
+//! the node ready. It reconnects with backoff to any known manager, and
+//! when every known address is stale, looks for managers over mDNS (Pis
+//! change IPs). While cut off, the agent keeps running what it has.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use super::local::LocalState;
+use crate::dispatcher::{Assignments, StatusReport};
+use crate::rpc::messages::*;
+use crate::rpc::pb::dispatcher_client::DispatcherClient;
+use crate::rpc::transport::connect;
+use crate::shutdown::Shutdown;
+use crate::tls::MANAGER_SERVER_NAME;
+use crate::types::{NodeDescription, Task};
+
+/// Status reports are sent at most this often, in one batch.
+const STATUS_PERIOD: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Called with the new list when the known managers change.
+pub type OnManagers = Box<dyn Fn(&[String]) + Send + Sync>;
+/// Describes this node (hostname, platform, images) for the manager.
+pub type Describe =
+    Box<dyn Fn() -> futures::future::BoxFuture<'static, NodeDescription> + Send + Sync>;
+
+pub struct Session {
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Known managers; refreshed from the managers and from mDNS.
+    pub managers: Vec<String>,
+    pub ca_digest: String,
+    pub local: LocalState,
+    pub addr: String,
+    /// Saves the manager list when it changes.
+    pub on_managers: OnManagers,
+    pub describe: Describe,
+}
+
+impl Session {
+    pub async fn run(
+        mut self,
+        assignments: watch::Sender<Assignments>,
+        mut reports: mpsc::Receiver<StatusReport>,
+        mut shutdown: Shutdown,
+    ) {
+        let mut pending: HashMap<String, crate::types::TaskStatus> = HashMap::new();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let mut connected = false;
+            for addr in self.managers.clone() {
+                if shutdown.is_set() {
+                    return;
+                }
+                match self
+                    .serve_one(&addr, &assignments, &mut reports, &mut pending, &mut shutdown)
+                    .await
+                {
+                    Ok(()) => return, // shutdown
+                    Err(e) => {
+                        warn!(manager = %addr, error = %e, "session with manager ended");
+                        connected |= e.starts_with("session lost");
+                    }
+                }
+            }
+            if connected {
+                backoff = Duration::from_millis(200);
+            } else if let Ok(found) =
+                crate::discovery::find_managers(&self.ca_digest, Duration::from_secs(2)).await
+            {
+                let found: Vec<String> = found.iter().map(|a| a.to_string()).collect();
+                if !found.is_empty() && found != self.managers {
+                    info!(managers = ?found, "found managers over mDNS");
+                    self.managers = found;
+                    (self.on_managers)(&self.managers);
+                }
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One session with one manager. `Ok` only at shutdown.
+    async fn serve_one(
+        &mut self,
+        addr: &str,
+        assignments: &watch::Sender<Assignments>,
+        reports: &mut mpsc::Receiver<StatusReport>,
+        pending: &mut HashMap<String, crate::types::TaskStatus>,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), String> {
+        let channel = connect(addr, self.tls.clone(), MANAGER_SERVER_NAME)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut client = DispatcherClient::new(channel);
+        let req = SessionRequest {
+            description: (self.describe)().await,
+            addr: self.addr.clone(),
+            version: crate::VERSION.to_string(),
+        };
+        let mut stream = client
+            .session(req)
+            .await
+            .map_err(|e| format!("open session: {}", e.message()))?
+            .into_inner();
+        info!(manager = %addr, "session opened");
+        let mut known: HashMap<String, Task> = HashMap::new();
+        let mut period = Duration::from_secs(1);
+        let mut beat = tokio::time::interval(period);
+        let mut flush = tokio::time::interval(STATUS_PERIOD);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return Ok(()),
+                msg = stream.message() => match msg {
+                    Ok(Some(SessionMessage::Assignments { full, tasks, removed })) => {
+                        if full {
+                            known.clear();
+                        }
+                        for id in removed {
+                            known.remove(&id);
+                        }
+                        for t in tasks {
+                            known.insert(t.id.clone(), t);
+                        }
+                        let mut set: Vec<Task> = known.values().cloned().collect();
+                        set.sort_by(|a, b| a.id.cmp(&b.id));
+                        if let Err(e) = self.local.save(&set) {
+                            warn!(error = %e, "cannot save assignments locally");
+                        }
+                        assignments.send_replace(Arc::new(set));
+                    }
+                    Ok(Some(SessionMessage::Cluster { managers, heartbeat_period_ms })) => {
+                        period = Duration::from_millis(heartbeat_period_ms.max(100));
+                        beat = tokio::time::interval(period);
+                        if !managers.is_empty() && managers != self.managers {
+                            self.managers = managers;
+                            (self.on_managers)(&self.managers);
+                        }
+                    }
+                    Ok(None) => return Err("session lost: the manager closed it".into()),
+                    Err(e) => return Err(format!("session lost: {}", e.message())),
+                },
+                _ = beat.tick() => {
+                    if let Err(e) = client.heartbeat(Empty {}).await {
+                        return Err(format!("session lost: heartbeat: {}", e.message()));
+                    }
+                }
+                r = reports.recv() => match r {
+                    Some((id, st)) => {
+                        let keep = pending.get(&id).is_none_or(|cur| cur.state <= st.state);
+                        if keep {
+                            pending.insert(id, st);
+                        }
+                    }
+                    None => return Ok(()),
+                },
+                _ = flush.tick(), if !pending.is_empty() => {
+                    let updates: Vec<StatusReport> = pending.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    match client.update_status(StatusBatch { updates }).await {
+                        Ok(_) => pending.clear(),
+                        Err(e) if e.code() == tonic::Code::PermissionDenied => {
+                            warn!(error = %e.message(), "manager refused status; dropping it");
+                            pending.clear();
+                        }
+                        Err(e) => return Err(format!("session lost: status: {}", e.message())),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! `join`: make this node a worker of an existing cluster. The node finds
+//! a manager (the given address, or mDNS), checks the manager's CA against
+//! the token's digest before it trusts anything, sends a CSR (its key never
+//! leaves it) with the token, and saves what it gets. Nothing is written
+//! locally unless the manager accepted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, Ctx, Identity};
+use crate::pki::NodeTls;
+use crate::rpc::messages::JoinRequest as RpcJoin;
+use crate::rpc::pb::ca_client::CaClient;
+use crate::rpc::transport::connect;
+use crate::tls::{JoinToken, NodeKey, MANAGER_SERVER_NAME};
+use crate::types::NodeRole;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub token: String,
+    /// A manager's address; found over mDNS when absent.
+    pub addr: Option<String>,
+    pub advertise: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JoinResponse {
+    pub cluster_id: String,
+    pub node_id: String,
+    pub manager: String,
+    /// "address" or "mDNS"
+    pub found_by: String,
+}
+
+pub async fn join(
+    State(ctx): State<Arc<Ctx>>,
+    Json(req): Json<JoinRequest>,
+) -> Result<Json<JoinResponse>, ApiError> {
+    if let Some(id) = ctx.identity.borrow().clone() {
+        return Err(ApiError::Conflict(format!(
+            "this node is already part of cluster {} (node {})",
+            id.cluster_id, id.node_id
+        )));
+    }
+    let token = JoinToken::parse(req.token.trim()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let digest = token.ca_digest();
+    let (candidates, found_by) = match req.addr {
+        Some(a) => (vec![a], "address"),
+        None => {
+            let found = crate::discovery::find_managers(&digest, Duration::from_secs(5))
+                .await
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            if found.is_empty() {
+                return Err(ApiError::NotFound(
+                    "no manager of this token's cluster answered over mDNS on this LAN; give a manager's address: shoal join --token TOKEN ADDR".into(),
+                ));
+            }
+            (found.iter().map(|a| a.to_string()).collect(), "mDNS")
+        }
+    };
+    let advertise = match req.advertise.or_else(|| ctx.advertise.clone()) {
+        Some(a) => a,
+        None => crate::netaddr::detect_advertise(&ctx.listen)
+            .map_err(|e| ApiError::BadRequest(format!("{e}; pass --advertise ADDR")))?,
+    };
+    let key = NodeKey::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let csr = key
+        .csr_pem("joining")
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let bootstrap = crate::tls::bootstrap_client_config(&digest)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let description = crate::daemon::describe_node(&ctx.exec).await;
+
+    let mut errors = Vec::new();
+    for addr in &candidates {
+        let channel = match connect(addr, bootstrap.clone(), MANAGER_SERVER_NAME).await {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(format!("{addr}: {}", describe_connect_error(&e)));
+                continue;
+            }
+        };
+        let rpc = RpcJoin {
+            token: token.to_string(),
+            csr_pem: csr.clone(),
+            description: description.clone(),
+            addr: advertise.clone(),
+            version: crate::VERSION.to_string(),
+        };
+        let resp = match CaClient::new(channel).join(rpc).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if matches!(s.code(), tonic::Code::PermissionDenied | tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition) => {
+                return Err(ApiError::BadRequest(format!("join refused by {addr}: {}", s.message())));
+            }
+            Err(s) => {
+                errors.push(format!("{addr}: {}", s.message()));
+                continue;
+            }
+        };
+        // The connection was pinned to the token's CA; check the PEM we
+        // store against it too.
+        crate::tls::check_root_digest(&resp.ca_pem, &digest)
+            .map_err(|e| ApiError::BadRequest(format!("manager {addr} sent another CA: {e}")))?;
+        NodeTls::save(&ctx.data_dir, &resp.ca_pem, &key, &resp.cert_pem)
+            .map_err(|e| ApiError::Internal(format!("cannot save TLS material: {e}")))?;
+        let mut managers = resp.managers.clone();
+        if !managers.contains(addr) {
+            managers.push(addr.clone());
+        }
+        crate::worker::save_managers(&ctx.data_dir, &managers);
+        let identity = Identity {
+            cluster_id: resp.cluster_id.clone(),
+            node_id: resp.node_id.clone(),
+            role: NodeRole::Worker,
+        };
+        crate::daemon::save_identity(&ctx.data_dir, &identity)
+            .map_err(|e| ApiError::Internal(format!("cannot save node identity: {e}")))?;
+        ctx.identity.send_replace(Some(identity));
+        return Ok(Json(JoinResponse {
+            cluster_id: resp.cluster_id,
+            node_id: resp.node_id,
+            manager: addr.clone(),
+            found_by: found_by.into(),
+        }));
+    }
+    Err(ApiError::Unavailable(format!(
+        "no manager could be reached: {}",
+        errors.join("; ")
+    )))
+}
+
+/// tonic's connect errors hide the cause (e.g. a CA that does not match
+/// the token) a few sources down.
+fn describe_connect_error(e: &tonic::transport::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        out = format!("{out}: {s}");
+        src = s.source();
+    }
+    out
+}

@@ -1,0 +1,143 @@
+//! The CA service (managers): the cluster root, joining, and renewal. Root
+//! and join are the only calls allowed without a client certificate; a
+//! joiner proves itself with the join token's secret instead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use super::messages::*;
+use super::pb::ca_server::Ca;
+use super::transport::peer;
+use crate::pki::sans_for;
+use crate::store::{Change, Object, Proposer, Store};
+use crate::tls::{JoinToken, Role, RootCa};
+use crate::types::*;
+
+pub struct CaService {
+    pub store: Store,
+    pub proposer: Arc<dyn Proposer>,
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+impl CaService {
+    fn cluster(&self) -> Result<Cluster, Status> {
+        self.store
+            .read()
+            .and_then(|v| v.cluster())
+            .map_err(internal)?
+            .ok_or_else(|| Status::failed_precondition("this manager has no cluster"))
+    }
+}
+
+/// Addresses of every manager, for a node's reconnect list.
+pub fn manager_addrs(store: &Store) -> Vec<String> {
+    store
+        .read()
+        .and_then(|v| v.nodes())
+        .map(|ns| {
+            ns.into_iter()
+                .filter_map(|n| n.manager.map(|m| m.addr))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl Ca for CaService {
+    async fn root(&self, _req: Request<Empty>) -> Result<Response<RootInfo>, Status> {
+        let c = self.cluster()?;
+        Ok(Response::new(RootInfo {
+            cluster_id: c.id,
+            ca_pem: c.ca_cert_pem,
+        }))
+    }
+
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let r = req.into_inner();
+        let token = JoinToken::parse(&r.token).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cluster = self.cluster()?;
+        let role = cluster
+            .join_tokens
+            .check(&token)
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        if role == Role::Manager {
+            return Err(Status::failed_precondition(
+                "joining as a manager comes with the replicated store, which this version does not have yet: join with the worker token",
+            ));
+        }
+        let ca = RootCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem).map_err(internal)?;
+        let node_id = new_id();
+        let sans = sans_for(&r.addr, &r.description.hostname);
+        let cert_pem = ca
+            .issue(
+                &r.csr_pem,
+                &node_id,
+                Role::Worker,
+                &cluster.id,
+                &sans,
+                Duration::from_millis(cluster.cert_expiry_ms),
+            )
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let node = Node {
+            id: node_id.clone(),
+            meta: Meta::default(),
+            spec: NodeSpec {
+                role: NodeRole::Worker,
+                availability: Availability::Active,
+                labels: Default::default(),
+            },
+            description: r.description,
+            status: NodeStatus {
+                state: NodeState::Unknown,
+                message: "joined".into(),
+                addr: r.addr,
+            },
+            manager: None,
+            version: r.version,
+        };
+        self.proposer
+            .propose(vec![Change::Create(Object::Node(node))])
+            .await
+            .map_err(internal)?;
+        info!(node = %node_id, "node joined as a worker");
+        Ok(Response::new(JoinResponse {
+            cluster_id: cluster.id,
+            node_id,
+            cert_pem,
+            ca_pem: cluster.ca_cert_pem,
+            managers: manager_addrs(&self.store),
+        }))
+    }
+
+    async fn renew(&self, req: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
+        let me = peer(&req)?;
+        let cluster = self.cluster()?;
+        let node = self
+            .store
+            .read()
+            .and_then(|v| v.node(&me.node_id))
+            .map_err(internal)?
+            .filter(|_| !cluster.removed_nodes.contains(&me.node_id))
+            .ok_or_else(|| Status::permission_denied("this node is not part of the cluster"))?;
+        // The role comes from the store: a demoted manager's renewed
+        // certificate says worker.
+        let ca = RootCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem).map_err(internal)?;
+        let cert_pem = ca
+            .issue(
+                &req.get_ref().csr_pem,
+                &node.id,
+                node.spec.role,
+                &cluster.id,
+                &sans_for(&node.status.addr, &node.description.hostname),
+                Duration::from_millis(cluster.cert_expiry_ms),
+            )
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(RenewResponse { cert_pem }))
+    }
+}

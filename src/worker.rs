@@ -1,0 +1,69 @@
+//! A worker's components, wiring only: the session with the managers
+//! (mTLS, reconnecting) and the agent that runs what they assign.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+
+use crate::agent::local::LocalState;
+use crate::agent::session::Session;
+use crate::agent::Agent;
+use crate::api::{Ctx, Identity};
+use crate::pki::NodeTls;
+use crate::shutdown::Shutdown;
+
+pub fn managers_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("managers.json")
+}
+
+/// The managers this node knows, as last saved.
+pub fn load_managers(data_dir: &Path) -> Vec<String> {
+    std::fs::read(managers_path(data_dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn save_managers(data_dir: &Path, managers: &[String]) {
+    let bytes = serde_json::to_vec(managers).unwrap_or_default();
+    if let Err(e) = crate::tls::write_file_atomic(&managers_path(data_dir), &bytes, 0o644) {
+        tracing::warn!(error = %e, "cannot save the list of managers");
+    }
+}
+
+pub async fn run(ctx: Arc<Ctx>, _identity: Identity, shutdown: Shutdown) -> anyhow::Result<()> {
+    let node_tls = NodeTls::load(&ctx.data_dir).context("cannot load this node's TLS material")?;
+    let client_tls = crate::tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))?;
+    let local = LocalState::open(&ctx.data_dir.join("agent.redb"))
+        .map_err(|e| anyhow::anyhow!("cannot open the agent's state: {e}"))?;
+    // Start from the last known assignments: containers are re-adopted even
+    // when no manager answers.
+    let known = local.load().unwrap_or_default();
+    let (assign_tx, assign_rx) = watch::channel(Arc::new(known));
+    let (report_tx, report_rx) = mpsc::channel(1024);
+    let advertise = match &ctx.advertise {
+        Some(a) => a.clone(),
+        None => crate::netaddr::detect_advertise(&ctx.listen).unwrap_or_default(),
+    };
+    let data_dir = ctx.data_dir.clone();
+    let exec = ctx.exec.clone();
+    let session = Session {
+        tls: client_tls,
+        managers: load_managers(&ctx.data_dir),
+        ca_digest: crate::pki::ca_digest(&node_tls.ca_pem)?,
+        local,
+        addr: advertise,
+        on_managers: Box::new(move |m| save_managers(&data_dir, m)),
+        describe: Box::new(move || {
+            let exec = exec.clone();
+            Box::pin(async move { crate::daemon::describe_node(&exec).await })
+        }),
+    };
+    let agent = Agent::new(ctx.exec.clone(), crate::daemon::hostname(), report_tx);
+    let s = tokio::spawn(session.run(assign_tx, report_rx, shutdown.clone()));
+    let a = tokio::spawn(agent.run(assign_rx, shutdown));
+    let _ = tokio::join!(s, a);
+    Ok(())
+}
