@@ -137,3 +137,42 @@ pub async fn node(
     };
     Ok(Json(NodeRow::new(found)))
 }
+
+#[derive(serde::Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    rotate: bool,
+}
+
+/// The join token of a role; with `rotate`, a new secret first (the old
+/// token is refused from then on).
+pub async fn join_token(
+    State(ctx): State<Arc<Ctx>>,
+    Path(role): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<TokenQuery>,
+) -> Result<Json<String>, ApiError> {
+    ctx.identity()?;
+    let role = match role.as_str() {
+        "worker" => NodeRole::Worker,
+        "manager" => NodeRole::Manager,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown role {other:?}: expected worker or manager"
+            )))
+        }
+    };
+    let mut cluster = ctx
+        .store
+        .read()?
+        .cluster()?
+        .ok_or_else(|| ApiError::Internal("no cluster object".into()))?;
+    if q.rotate {
+        cluster.join_tokens.rotate(role);
+        let token = cluster.join_tokens.get(role).to_string();
+        ctx.proposer
+            .propose(vec![Change::Update(Object::Cluster(cluster))])
+            .await?;
+        return Ok(Json(token));
+    }
+    Ok(Json(cluster.join_tokens.get(role).to_string()))
+}

@@ -72,6 +72,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/init", post(cluster::init))
         .route("/v1/info", get(cluster::info))
         .route("/v1/join", post(join::join))
+        .route("/v1/join-token/{role}", get(cluster::join_token))
         .route("/v1/nodes", get(cluster::nodes))
         .route("/v1/nodes/{id}", get(cluster::node))
         .route("/v1/services", get(services::list).post(services::create))

@@ -66,6 +66,17 @@ pub enum Command {
         #[arg(long)]
         advertise: Option<String>,
     },
+    /// Show (or rotate) the token nodes join with.
+    JoinToken {
+        #[arg(value_parser = ["worker", "manager"])]
+        role: String,
+        /// Print only the token.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Make a new token; the old one is refused from now on.
+        #[arg(long)]
+        rotate: bool,
+    },
     /// Manage services.
     #[command(subcommand)]
     Service(service::ServiceCmd),
@@ -168,6 +179,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "This node joined cluster {} as worker {}, through manager {} (found by {}).",
                 r.cluster_id, r.node_id, r.manager, r.found_by
             );
+            Ok(())
+        }
+        Command::JoinToken {
+            role,
+            quiet,
+            rotate,
+        } => {
+            let client = Client::new(&cli.socket);
+            let token: String = client
+                .get(&format!("/v1/join-token/{role}?rotate={rotate}"))
+                .await?;
+            if quiet {
+                println!("{token}");
+            } else {
+                if rotate {
+                    println!("The {role} join token was rotated; the old one is refused from now on.");
+                }
+                println!("To add a {role} to this cluster, run on it:\n\n    shoal join --token {token}\n");
+            }
             Ok(())
         }
         Command::Service(c) => service::run(&Client::new(&cli.socket), c).await,
