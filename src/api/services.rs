@@ -57,7 +57,7 @@ pub async fn list(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<ServiceRow>>, 
     ctx.identity()?;
     let view = ctx.store.read()?;
     let tasks = view.tasks()?;
-    let global_target = crate::scheduler::eligible_for_global(&view.nodes()?).len() as u64;
+    let nodes = view.nodes()?;
     let mut services = view.services()?;
     services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
     let rows = services
@@ -68,7 +68,8 @@ pub async fn list(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<ServiceRow>>, 
                 .filter(|t| t.service_id == s.id)
                 .cloned()
                 .collect();
-            ServiceRow::new(s, &ts, global_target)
+            let global_target = crate::scheduler::eligible_for_global(&nodes, &s.spec.task).len();
+            ServiceRow::new(s, &ts, global_target as u64)
         })
         .collect();
     Ok(Json(rows))

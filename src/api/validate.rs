@@ -34,6 +34,9 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
             return bad(format!("invalid env {e:?}: expected KEY=VALUE"));
         }
     }
+    for expr in &spec.task.placement.constraints {
+        crate::scheduler::Constraint::parse(expr).map_err(ApiError::BadRequest)?;
+    }
     if let Some(sig) = &c.stop_signal {
         if crate::types::parse_signal(sig).is_none() {
             return bad(format!("invalid --stop-signal {sig:?}"));

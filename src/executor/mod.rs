@@ -37,7 +37,9 @@ pub enum ContainerState {
     /// The container exists but its process was never started (or was
     /// deleted after it exited).
     Created,
-    Running { pid: u32 },
+    Running {
+        pid: u32,
+    },
     Exited(ExitStatus),
 }
 
@@ -90,8 +92,10 @@ pub trait Executor: Send + Sync + 'static {
 
     /// Import an OCI-layout or `docker save` tarball. Returns the
     /// normalized names of the images it held.
-    fn load_image(&self, path: &Path)
-        -> impl Future<Output = Result<Vec<String>, ExecError>> + Send;
+    fn load_image(
+        &self,
+        path: &Path,
+    ) -> impl Future<Output = Result<Vec<String>, ExecError>> + Send;
 
     fn remove_image(&self, name: &str) -> impl Future<Output = Result<(), ExecError>> + Send;
 }

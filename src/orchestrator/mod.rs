@@ -11,7 +11,7 @@ mod restart;
 #[cfg(test)]
 mod testutil;
 
-pub use plan::new_task;
+pub use plan::{new_task, probe_task};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -85,7 +85,9 @@ async fn pass(store: &Store, proposer: &dyn Proposer) -> Result<Option<i64>, Sto
             ServiceMode::Replicated { replicas } => {
                 replicated::reconcile(s, replicas, &ts, &unavailable, now)
             }
-            ServiceMode::Global => global::reconcile(s, &eligible_for_global(&nodes), &ts, now),
+            ServiceMode::Global => {
+                global::reconcile(s, &eligible_for_global(&nodes, &s.spec.task), &ts, now)
+            }
         });
     }
     // Tasks of removed services.

@@ -70,3 +70,20 @@ pub fn new_task(
         },
     }
 }
+
+/// A task with no service, for asking the scheduler's filters about a spec.
+pub fn probe_task() -> Task {
+    Task {
+        id: String::new(),
+        meta: Meta::default(),
+        service_id: String::new(),
+        service_name: String::new(),
+        slot: 0,
+        node_id: None,
+        spec: Default::default(),
+        spec_version: 0,
+        restarts: 0,
+        desired_state: TaskState::Running,
+        status: TaskStatus::default(),
+    }
+}

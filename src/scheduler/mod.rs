@@ -3,8 +3,10 @@
 //! service, then the fewest tasks overall. A task that fits nowhere keeps
 //! `pending` with a status message that says why.
 
+mod constraint;
 mod filters;
 
+pub use constraint::Constraint;
 pub use filters::eligible_for_global;
 
 use std::collections::HashMap;
@@ -25,13 +27,17 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 pub fn place(task: &Task, nodes: &[Node], load: &Load) -> Result<String, String> {
     let mut best: Option<(&Node, (usize, usize))> = None;
     let mut misfits = Vec::new();
+    let image = &task.spec.container.image;
+    let image_anywhere = nodes
+        .iter()
+        .any(|n| n.description.images.iter().any(|i| &i.name == image));
     for node in nodes {
         if let Some(want) = &task.node_id {
             if *want != node.id {
                 continue;
             }
         }
-        match fits(task, node) {
+        match fits(task, node, image_anywhere) {
             Ok(()) => {
                 let key = load.of(&node.id, &task.service_id);
                 if best.is_none_or(|(b, k)| key < k || (key == k && node.id < b.id)) {

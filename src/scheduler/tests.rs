@@ -85,3 +85,36 @@ fn a_task_made_for_a_node_goes_only_there() {
     t.node_id = Some("b".into());
     assert_eq!(place(&t, &nodes, &Load::default()).unwrap(), "b");
 }
+
+#[test]
+fn constraints_and_images_filter_nodes_and_say_why() {
+    let mut a = node("a", NodeState::Ready, Availability::Active);
+    a.spec.labels.insert("zone".into(), "a".into());
+    let mut b = node("b", NodeState::Ready, Availability::Active);
+    b.spec.labels.insert("zone".into(), "b".into());
+    let mut t = task("web");
+    t.spec.placement.constraints = vec!["node.labels.zone==a".into()];
+    assert_eq!(place(&t, &[a.clone(), b.clone()], &Load::default()).unwrap(), "a");
+    t.spec.placement.constraints = vec!["node.labels.zone==c".into()];
+    assert_eq!(
+        place(&t, &[a.clone(), b.clone()], &Load::default()).unwrap_err(),
+        "no suitable node (2 nodes do not match node.labels.zone==c)"
+    );
+
+    // Only nodes with the image are eligible, when some node has it.
+    t.spec.placement.constraints.clear();
+    t.spec.container.image = "docker.io/library/busybox:latest".into();
+    b.description.images.push(ImageInfo {
+        name: t.spec.container.image.clone(),
+        platforms: vec!["linux/amd64".into()],
+        ..Default::default()
+    });
+    b.description.platform = Platform { os: "linux".into(), arch: "amd64".into() };
+    assert_eq!(place(&t, &[a.clone(), b.clone()], &Load::default()).unwrap(), "b");
+    // An image for another platform does not make a node eligible.
+    b.description.platform.arch = "arm64".into();
+    assert_eq!(
+        place(&t, &[a, b], &Load::default()).unwrap_err(),
+        "no suitable node (1 node has an unsupported platform (linux/arm64), 1 node lacks image docker.io/library/busybox:latest)"
+    );
+}
