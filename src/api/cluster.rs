@@ -176,3 +176,104 @@ pub async fn join_token(
     }
     Ok(Json(cluster.join_tokens.get(role).to_string()))
 }
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct NodeUpdate {
+    pub availability: Option<Availability>,
+    pub label_add: Vec<(String, String)>,
+    pub label_rm: Vec<String>,
+}
+
+fn find_node(nodes: &[Node], id: &str) -> Result<Node, ApiError> {
+    let exact: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| n.id == id || n.description.hostname == id)
+        .collect();
+    match exact.as_slice() {
+        [n] => return Ok((*n).clone()),
+        [] => {}
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "{id} names more than one node; use the node id"
+            )))
+        }
+    }
+    let mut by_prefix = nodes.iter().filter(|n| n.id.starts_with(id));
+    match (by_prefix.next(), by_prefix.next()) {
+        (Some(n), None) if !id.is_empty() => Ok(n.clone()),
+        _ => Err(ApiError::NotFound(format!("node {id} not found"))),
+    }
+}
+
+pub async fn update_node(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+    Json(req): Json<NodeUpdate>,
+) -> Result<Json<NodeRow>, ApiError> {
+    let me = ctx.identity()?;
+    let id = if id == "self" { me.node_id } else { id };
+    let mut node = find_node(&ctx.store.read()?.nodes()?, &id)?;
+    if let Some(a) = req.availability {
+        node.spec.availability = a;
+    }
+    for k in &req.label_rm {
+        if node.spec.labels.remove(k).is_none() {
+            return Err(ApiError::BadRequest(format!("node {id} has no label {k}")));
+        }
+    }
+    for (k, v) in req.label_add {
+        node.spec.labels.insert(k, v);
+    }
+    ctx.proposer
+        .propose(vec![Change::Update(Object::Node(node.clone()))])
+        .await?;
+    let node = ctx.store.read()?.node(&node.id)?.unwrap_or(node);
+    Ok(Json(NodeRow::new(&node)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ForceQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// Remove a node. A ready node is refused unless forced: its tasks would
+/// be lost from view while it runs them. Its certificate is refused from
+/// now on, and its open session ends within a heartbeat period.
+pub async fn remove_node(
+    State(ctx): State<Arc<Ctx>>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ForceQuery>,
+) -> Result<Json<NodeRow>, ApiError> {
+    let me = ctx.identity()?;
+    let view = ctx.store.read()?;
+    let node = find_node(&view.nodes()?, &id)?;
+    if node.id == me.node_id || node.spec.role == NodeRole::Manager {
+        return Err(ApiError::BadRequest(format!(
+            "node {} is a manager: managers cannot be removed in this version",
+            node.id
+        )));
+    }
+    if node.status.state == NodeState::Ready && !q.force {
+        return Err(ApiError::Conflict(format!(
+            "node {} is ready: run `shoal leave` on it first, or use --force",
+            node.id
+        )));
+    }
+    let mut cluster = view
+        .cluster()?
+        .ok_or_else(|| ApiError::Internal("no cluster object".into()))?;
+    drop(view);
+    cluster.removed_nodes.push(node.id.clone());
+    ctx.proposer
+        .propose(vec![
+            Change::Update(Object::Cluster(cluster)),
+            Change::Delete {
+                kind: crate::store::Kind::Node,
+                id: node.id.clone(),
+                expected_version: Some(node.meta.version),
+            },
+        ])
+        .await?;
+    Ok(Json(NodeRow::new(&node)))
+}

@@ -13,6 +13,7 @@ pub mod types;
 mod validate;
 
 pub use error::ApiError;
+pub use cluster::NodeUpdate;
 pub use join::{JoinRequest, JoinResponse};
 
 use std::path::PathBuf;
@@ -74,7 +75,11 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/join", post(join::join))
         .route("/v1/join-token/{role}", get(cluster::join_token))
         .route("/v1/nodes", get(cluster::nodes))
-        .route("/v1/nodes/{id}", get(cluster::node))
+        .route(
+            "/v1/nodes/{id}",
+            get(cluster::node).delete(cluster::remove_node),
+        )
+        .route("/v1/nodes/{id}/update", post(cluster::update_node))
         .route("/v1/services", get(services::list).post(services::create))
         .route(
             "/v1/services/{name}",

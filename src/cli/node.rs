@@ -19,6 +19,31 @@ pub enum NodeCmd {
         #[arg(long, value_enum, default_value = "json")]
         format: Format,
     },
+    /// Change a node's availability or labels.
+    Update {
+        node: String,
+        #[arg(long, value_enum)]
+        availability: Option<AvailabilityArg>,
+        #[arg(long, value_parser = super::parse::key_value)]
+        label_add: Vec<(String, String)>,
+        #[arg(long)]
+        label_rm: Vec<String>,
+    },
+    /// Remove nodes from the cluster.
+    Rm {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        /// Remove a node even while it is ready.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum AvailabilityArg {
+    Active,
+    Pause,
+    Drain,
 }
 
 pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
@@ -56,6 +81,37 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
                 ],
                 &rows,
             );
+            Ok(())
+        }
+        NodeCmd::Update {
+            node,
+            availability,
+            label_add,
+            label_rm,
+        } => {
+            use crate::types::Availability;
+            let req = crate::api::NodeUpdate {
+                availability: availability.map(|a| match a {
+                    AvailabilityArg::Active => Availability::Active,
+                    AvailabilityArg::Pause => Availability::Pause,
+                    AvailabilityArg::Drain => Availability::Drain,
+                }),
+                label_add,
+                label_rm,
+            };
+            let n: NodeRow = client
+                .post(&format!("/v1/nodes/{}/update", encode(&node)), &req)
+                .await?;
+            println!("{}", n.id);
+            Ok(())
+        }
+        NodeCmd::Rm { nodes, force } => {
+            for node in nodes {
+                let n: NodeRow = client
+                    .delete(&format!("/v1/nodes/{}?force={force}", encode(&node)))
+                    .await?;
+                println!("{}", n.id);
+            }
             Ok(())
         }
         NodeCmd::Inspect { node, .. } => {
