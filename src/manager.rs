@@ -16,7 +16,9 @@ use crate::pki::NodeTls;
 use crate::rpc::ca::CaService;
 use crate::rpc::dispatch::DispatcherService;
 use crate::rpc::pb::ca_server::CaServer;
+use crate::rpc::node_agent::NodeAgentService;
 use crate::rpc::pb::dispatcher_server::DispatcherServer;
+use crate::rpc::pb::node_agent_server::NodeAgentServer;
 use crate::shutdown::Shutdown;
 use crate::tls::{self, PeerFilter};
 
@@ -51,6 +53,9 @@ pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyho
             store: store.clone(),
             proposer: proposer.clone(),
             dispatcher: dispatcher.clone(),
+        }))
+        .add_service(NodeAgentServer::new(NodeAgentService {
+            data_dir: ctx.data_dir.clone(),
         }))
         .serve_with_incoming_shutdown(
             crate::rpc::transport::incoming(listener, server_tls),

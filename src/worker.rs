@@ -12,6 +12,8 @@ use crate::agent::session::Session;
 use crate::agent::Agent;
 use crate::api::{Ctx, Identity};
 use crate::pki::NodeTls;
+use crate::rpc::node_agent::NodeAgentService;
+use crate::rpc::pb::node_agent_server::NodeAgentServer;
 use crate::shutdown::Shutdown;
 
 pub fn managers_path(data_dir: &Path) -> PathBuf {
@@ -61,9 +63,29 @@ pub async fn run(ctx: Arc<Ctx>, _identity: Identity, shutdown: Shutdown) -> anyh
             Box::pin(async move { crate::daemon::describe_node(&exec).await })
         }),
     };
+    // Managers reach this node directly for its tasks' logs.
+    let server_tls = crate::tls::server_config(
+        &node_tls.ca_pem,
+        node_tls.cert.clone(),
+        crate::tls::allow_all(),
+    )?;
+    let listener = tokio::net::TcpListener::bind(&ctx.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", ctx.listen))?;
+    let mut server_shutdown = shutdown.clone();
+    let server = tonic::transport::Server::builder()
+        .add_service(NodeAgentServer::new(NodeAgentService {
+            data_dir: ctx.data_dir.clone(),
+        }))
+        .serve_with_incoming_shutdown(
+            crate::rpc::transport::incoming(listener, server_tls),
+            async move { server_shutdown.wait().await },
+        );
+
     let agent = Agent::new(ctx.exec.clone(), crate::daemon::hostname(), report_tx);
     let s = tokio::spawn(session.run(assign_tx, report_rx, shutdown.clone()));
     let a = tokio::spawn(agent.run(assign_rx, shutdown));
-    let _ = tokio::join!(s, a);
+    let g = tokio::spawn(server);
+    let _ = tokio::join!(s, a, g);
     Ok(())
 }

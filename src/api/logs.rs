@@ -52,10 +52,19 @@ pub async fn service_logs(
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-fn tasks_of(ctx: &Ctx, service_id: &str) -> Vec<(Task, String)> {
+/// A task with its display source and where it ran.
+struct Source {
+    task: Task,
+    label: String,
+    /// The node's address, when the task ran on another node.
+    remote: Option<(String, String)>,
+}
+
+fn tasks_of(ctx: &Ctx, service_id: &str) -> Vec<Source> {
     let Ok(view) = ctx.store.read() else {
         return Vec::new();
     };
+    let me = ctx.identity().map(|i| i.node_id).unwrap_or_default();
     let nodes = view.nodes().unwrap_or_default();
     let mut tasks = view.tasks_of_service(service_id).unwrap_or_default();
     tasks.retain(|t| t.status.container_id.is_some());
@@ -63,40 +72,60 @@ fn tasks_of(ctx: &Ctx, service_id: &str) -> Vec<(Task, String)> {
     tasks
         .into_iter()
         .map(|t| {
-            let host = nodes
-                .iter()
-                .find(|n| Some(&n.id) == t.node_id.as_ref())
+            let node = nodes.iter().find(|n| Some(&n.id) == t.node_id.as_ref());
+            let host = node
                 .map(|n| n.description.hostname.clone())
                 .unwrap_or_default();
-            let source = format!(
-                "{}.{}@{}",
-                t.display_name(),
-                &t.id[..12.min(t.id.len())],
-                host
-            );
-            (t, source)
+            let label = format!("{}.{}@{}", t.display_name(), &t.id[..12.min(t.id.len())], host);
+            let remote = node
+                .filter(|n| n.id != me)
+                .map(|n| (n.id.clone(), n.status.addr.clone()));
+            Source {
+                task: t,
+                label,
+                remote,
+            }
         })
         .collect()
 }
 
-/// Spawn a reader of one task's log that forwards into `out`.
+/// Spawn a reader of one task's log that forwards into `out`: from the
+/// local disk, or from the node that ran it. A node that cannot be reached
+/// is named in one line; the reader never hangs on it.
 fn reader(
     ctx: &Ctx,
-    task: &Task,
-    source: String,
+    src: Source,
     tail: Option<usize>,
     follow: bool,
     out: mpsc::Sender<LogEntry>,
 ) -> tokio::task::JoinHandle<()> {
     let data_dir = ctx.data_dir.clone();
-    let id = task.id.clone();
     tokio::spawn(async move {
-        let (tx, mut rx) = mpsc::channel(256);
-        let read =
-            tokio::spawn(async move { crate::logs::read(&data_dir, &id, tail, follow, tx).await });
+        let (tx, mut rx) = mpsc::channel::<crate::logs::LogLine>(256);
+        let id = src.task.id.clone();
+        let read = match src.remote.clone() {
+            None => tokio::spawn(async move {
+                let _ = crate::logs::read(&data_dir, &id, tail, follow, tx).await;
+            }),
+            Some((node_id, addr)) => {
+                let out = out.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = remote(&data_dir, &node_id, &addr, &id, tail, follow, tx).await {
+                        let _ = out
+                            .send(LogEntry {
+                                source: "shoal".into(),
+                                ts: String::new(),
+                                stream: "stderr".into(),
+                                line: format!("cannot read the logs of task {id} from node {node_id} at {addr}: {e}"),
+                            })
+                            .await;
+                    }
+                })
+            }
+        };
         while let Some(l) = rx.recv().await {
             let entry = LogEntry {
-                source: source.clone(),
+                source: src.label.clone(),
                 ts: l.ts,
                 stream: match l.stream {
                     crate::logs::Stream::Stdout => "stdout".into(),
@@ -108,8 +137,43 @@ fn reader(
                 break;
             }
         }
-        read.abort();
+        let _ = read.await;
     })
+}
+
+/// Read one task's log from the node that ran it, over mTLS.
+async fn remote(
+    data_dir: &std::path::Path,
+    node_id: &str,
+    addr: &str,
+    task_id: &str,
+    tail: Option<usize>,
+    follow: bool,
+    tx: mpsc::Sender<crate::logs::LogLine>,
+) -> Result<(), String> {
+    let tls = crate::pki::NodeTls::load(data_dir).map_err(|e| e.to_string())?;
+    let cfg = crate::tls::client_config(&tls.ca_pem, Some(tls.cert.clone())).map_err(|e| e.to_string())?;
+    let channel = tokio::time::timeout(Duration::from_secs(5), crate::rpc::transport::connect(addr, cfg, node_id))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut client = crate::rpc::pb::node_agent_client::NodeAgentClient::new(channel);
+    let req = crate::rpc::messages::LogsRequest {
+        task_ids: vec![task_id.to_string()],
+        tail,
+        follow,
+    };
+    let mut stream = client
+        .logs(req)
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    while let Some(item) = stream.message().await.map_err(|s| s.message().to_string())? {
+        if tx.send(item.line).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 async fn read_all(
@@ -119,8 +183,8 @@ async fn read_all(
     out: mpsc::Sender<LogEntry>,
 ) {
     let (tx, mut rx) = mpsc::channel(1024);
-    for (task, source) in tasks_of(&ctx, &service_id) {
-        reader(&ctx, &task, source, tail, false, tx.clone());
+    for src in tasks_of(&ctx, &service_id) {
+        reader(&ctx, src, tail, false, tx.clone());
     }
     drop(tx);
     let mut lines = Vec::new();
@@ -145,9 +209,9 @@ async fn follow(
     let mut seen = HashSet::new();
     let mut readers = Vec::new();
     while !out.is_closed() {
-        for (task, source) in tasks_of(&ctx, &service_id) {
-            if seen.insert(task.id.clone()) {
-                readers.push(reader(&ctx, &task, source, tail, true, out.clone()));
+        for src in tasks_of(&ctx, &service_id) {
+            if seen.insert(src.task.id.clone()) {
+                readers.push(reader(&ctx, src, tail, true, out.clone()));
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -268,6 +268,11 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
 }
 
 fn print_log(e: &LogEntry, timestamps: bool) {
+    if e.source == "shoal" {
+        // A note from shoal itself, e.g. a node it could not reach.
+        eprintln!("warning: {}", e.line);
+        return;
+    }
     let line = if timestamps {
         format!("{} | {} {}\n", e.source, e.ts, e.line)
     } else {

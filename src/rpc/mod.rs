@@ -6,6 +6,7 @@ pub mod codec;
 pub mod dispatch;
 pub mod transport;
 pub mod messages;
+pub mod node_agent;
 
 /// Generated clients and servers.
 #[allow(clippy::all)]

@@ -1,0 +1,62 @@
+//! The node agent service (every node): what managers ask of a node
+//! directly. Today: the logs of its tasks, for `service logs` across the
+//! cluster. Only managers may call it.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::messages::*;
+use super::pb::node_agent_server::NodeAgent;
+use super::transport::peer;
+use crate::tls::Role;
+
+pub struct NodeAgentService {
+    pub data_dir: PathBuf,
+}
+
+type LogStream = Pin<Box<dyn Stream<Item = Result<LogItem, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl NodeAgent for NodeAgentService {
+    type LogsStream = LogStream;
+
+    async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogStream>, Status> {
+        if peer(&req)?.role != Role::Manager {
+            return Err(Status::permission_denied("only managers may read a node's logs"));
+        }
+        let r = req.into_inner();
+        let (tx, rx) = mpsc::channel(256);
+        for task_id in r.task_ids {
+            // Task ids become paths: refuse anything but an id.
+            if task_id.is_empty() || !task_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(Status::invalid_argument(format!("bad task id {task_id:?}")));
+            }
+            let data_dir = self.data_dir.clone();
+            let tx = tx.clone();
+            let (follow, tail) = (r.follow, r.tail);
+            tokio::spawn(async move {
+                let (ltx, mut lrx) = mpsc::channel(256);
+                let id = task_id.clone();
+                let read = tokio::spawn(async move {
+                    let _ = crate::logs::read(&data_dir, &id, tail, follow, ltx).await;
+                });
+                while let Some(line) = lrx.recv().await {
+                    let item = LogItem {
+                        task_id: task_id.clone(),
+                        line,
+                    };
+                    if tx.send(Ok(item)).await.is_err() {
+                        break;
+                    }
+                }
+                read.abort();
+            });
+        }
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
