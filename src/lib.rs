@@ -25,6 +25,7 @@ pub mod netaddr;
 pub mod notify;
 pub mod orchestrator;
 pub mod pki;
+pub mod renewal;
 pub mod rpc;
 pub mod scheduler;
 pub mod shutdown;

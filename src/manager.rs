@@ -28,7 +28,8 @@ pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyho
     let proposer = ctx.proposer.clone();
     let dispatcher = Dispatcher::new(store.clone(), proposer.clone(), shutdown.clone());
 
-    let node_tls = NodeTls::load(&ctx.data_dir).context("cannot load this node's TLS material")?;
+    let node_tls =
+        Arc::new(NodeTls::load(&ctx.data_dir).context("cannot load this node's TLS material")?);
     // Removed nodes are refused at the handshake.
     let filter_store = store.clone();
     let filter: PeerFilter = Arc::new(move |peer| {
@@ -88,6 +89,11 @@ pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyho
             }
         }),
     ];
+    tasks.push(tokio::spawn(crate::renewal::run(
+        node_tls.clone(),
+        crate::renewal::Issuer::Local(store.clone()),
+        shutdown.clone(),
+    )));
     let assignments = dispatcher.session(&identity.node_id);
     let reports = dispatcher.reporter(&identity.node_id);
     let agent = Agent::new(ctx.exec.clone(), crate::daemon::hostname(), reports);

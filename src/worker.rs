@@ -36,7 +36,8 @@ pub fn save_managers(data_dir: &Path, managers: &[String]) {
 }
 
 pub async fn run(ctx: Arc<Ctx>, _identity: Identity, shutdown: Shutdown) -> anyhow::Result<()> {
-    let node_tls = NodeTls::load(&ctx.data_dir).context("cannot load this node's TLS material")?;
+    let node_tls =
+        Arc::new(NodeTls::load(&ctx.data_dir).context("cannot load this node's TLS material")?);
     let client_tls = crate::tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))?;
     let local = LocalState::open(&ctx.data_dir.join("agent.redb"))
         .map_err(|e| anyhow::anyhow!("cannot open the agent's state: {e}"))?;
@@ -83,9 +84,16 @@ pub async fn run(ctx: Arc<Ctx>, _identity: Identity, shutdown: Shutdown) -> anyh
         );
 
     let agent = Agent::new(ctx.exec.clone(), crate::daemon::hostname(), report_tx);
+    let shutdown_renew = shutdown.clone();
     let s = tokio::spawn(session.run(assign_tx, report_rx, shutdown.clone()));
     let a = tokio::spawn(agent.run(assign_rx, shutdown));
     let g = tokio::spawn(server);
-    let _ = tokio::join!(s, a, g);
+    let renew_dir = ctx.data_dir.clone();
+    let r = tokio::spawn(crate::renewal::run(
+        node_tls.clone(),
+        crate::renewal::Issuer::Remote(Arc::new(move || load_managers(&renew_dir))),
+        shutdown_renew,
+    ));
+    let _ = tokio::join!(s, a, g, r);
     Ok(())
 }

@@ -169,8 +169,14 @@ async fn run<E: Executor>(
     if let Err(e) = exec.stop(&id, signal, grace).await {
         warn!(task = %id, error = %e, "stop failed");
     }
+    // The process is gone; its exit status is what `wait` returns now.
+    let exit = match tokio::time::timeout(Duration::from_secs(5), &mut wait).await {
+        Ok(Ok(exit)) => Some(exit),
+        _ => None,
+    };
     rep.send(TaskState::Shutdown, "shutdown", |st| {
-        st.exit_code = None;
+        st.exit_code = exit.map(|e| e.code);
+        st.oom_killed = exit.is_some_and(|e| e.oom_killed);
     })
     .await;
 }

@@ -97,8 +97,11 @@ async fn pass(store: &Store, proposer: &dyn Proposer) -> Result<Option<i64>, Sto
         }
     }
     let wake = plan.wake_at_ms;
+    // Prune history as it will be once this plan is applied, so that a slot
+    // never holds more than the limit, not even for a moment.
+    let projected = project(&tasks, &plan, now);
     let mut changes = plan.into_changes();
-    for id in reaper::prune(&tasks, cluster.task_history_limit as usize) {
+    for id in reaper::prune(&projected, cluster.task_history_limit as usize) {
         changes.push(Change::Delete {
             kind: Kind::Task,
             id,
@@ -110,4 +113,20 @@ async fn pass(store: &Store, proposer: &dyn Proposer) -> Result<Option<i64>, Sto
         proposer.propose(changes).await?;
     }
     Ok(wake)
+}
+
+/// The tasks as they will be after `plan`: desired states changed, new
+/// tasks added (stamped `now`, so they count as the newest).
+fn project(tasks: &[Task], plan: &Plan, now: i64) -> Vec<Task> {
+    let mut out: Vec<Task> = tasks.to_vec();
+    for (id, state) in &plan.desire {
+        if let Some(t) = out.iter_mut().find(|t| &t.id == id) {
+            t.desired_state = (*state).max(t.desired_state);
+        }
+    }
+    out.extend(plan.create.iter().cloned().map(|mut t| {
+        t.meta.created_ms = now;
+        t
+    }));
+    out
 }

@@ -1,0 +1,107 @@
+//! Automatic certificate renewal, on every node. A certificate is renewed
+//! at a random point between 50% and 80% of its life (so a cluster's nodes
+//! do not all renew at once), with the node's own key: a manager issues it
+//! from the cluster's CA in its store, a worker asks a manager over mTLS.
+//! The new certificate is used for new connections at once (the TLS configs
+//! read it through `ReloadableCert`) and saved to disk.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tracing::{info, warn};
+
+use crate::pki::{sans_for, NodeTls};
+use crate::rpc::messages::RenewRequest;
+use crate::rpc::pb::ca_client::CaClient;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+use crate::tls::{RootCa, MANAGER_SERVER_NAME};
+
+/// Where a renewed certificate comes from.
+pub enum Issuer {
+    /// A manager: the CA is in its store.
+    Local(Store),
+    /// A worker: one of these managers.
+    Remote(Arc<dyn Fn() -> Vec<String> + Send + Sync>),
+}
+
+pub async fn run(node_tls: Arc<NodeTls>, issuer: Issuer, mut shutdown: Shutdown) {
+    loop {
+        let info = node_tls.cert.info();
+        let at = crate::tls::renew_at(info.not_before, info.not_after, &mut rand::rng());
+        let wait = at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        match renew(&node_tls, &issuer).await {
+            Ok(()) => {
+                let info = node_tls.cert.info();
+                info!(serial = %info.serial, "node certificate renewed");
+            }
+            Err(e) => {
+                warn!(error = %e, "certificate renewal failed; retrying");
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn renew(node_tls: &NodeTls, issuer: &Issuer) -> Result<(), String> {
+    let id = node_tls.cert.info().identity;
+    let csr = node_tls.key.csr_pem(&id.node_id).map_err(|e| e.to_string())?;
+    let cert_pem = match issuer {
+        Issuer::Local(store) => {
+            let view = store.read().map_err(|e| e.to_string())?;
+            let cluster = view
+                .cluster()
+                .map_err(|e| e.to_string())?
+                .ok_or("no cluster")?;
+            let node = view
+                .node(&id.node_id)
+                .map_err(|e| e.to_string())?
+                .ok_or("this node is not in the store")?;
+            let ca = RootCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem)
+                .map_err(|e| e.to_string())?;
+            ca.issue(
+                &csr,
+                &node.id,
+                node.spec.role,
+                &cluster.id,
+                &sans_for(&node.status.addr, &node.description.hostname),
+                Duration::from_millis(cluster.cert_expiry_ms),
+            )
+            .map_err(|e| e.to_string())?
+        }
+        Issuer::Remote(managers) => {
+            let tls = crate::tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))
+                .map_err(|e| e.to_string())?;
+            let mut last = "no manager known".to_string();
+            let mut got = None;
+            for addr in managers() {
+                match crate::rpc::transport::connect(&addr, tls.clone(), MANAGER_SERVER_NAME).await {
+                    Ok(ch) => match CaClient::new(ch)
+                        .renew(RenewRequest {
+                            csr_pem: csr.clone(),
+                        })
+                        .await
+                    {
+                        Ok(r) => {
+                            got = Some(r.into_inner().cert_pem);
+                            break;
+                        }
+                        Err(s) => last = format!("{addr}: {}", s.message()),
+                    },
+                    Err(e) => last = format!("{addr}: {e}"),
+                }
+            }
+            got.ok_or(last)?
+        }
+    };
+    node_tls.renewed(&cert_pem).map_err(|e| e.to_string())
+}

@@ -1,0 +1,723 @@
+//! The integration-test harness: one real `shoal daemon` per test, talking to
+//! the machine's real containerd.
+//!
+//! A [`Daemon`] owns a temp dir (data dir, control socket, daemon log, image
+//! tarballs), a containerd namespace of its own and a free loopback port, so
+//! tests run side by side (`--test-threads=2`) without seeing each other.
+//! Tests drive it only as a user would: through the `shoal` CLI, and they
+//! check what really runs through containerd itself (`ctr`), not only through
+//! shoal. On drop, also after a panic, the daemon is stopped and everything in
+//! its namespace (tasks, containers, snapshots, images, content, leases) is
+//! removed, then the namespace itself.
+//!
+//! Everything here may panic: it is test code. When a test panics, the
+//! daemon's drop prints the end of its log, so the failure can be read from
+//! `cargo test`'s output.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// The containerd the tests use, as `.ci/start-containerd` starts it.
+pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+/// The shoal binary cargo built for this test run (one shared debug build).
+pub const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+/// The name the test image is loaded under; `busybox` on the command line
+/// normalizes to it.
+pub const BUSYBOX: &str = "docker.io/library/busybox:latest";
+/// A generous bound for anything to converge, with two tests running at once
+/// on a two-core machine.
+pub const WAIT: Duration = Duration::from_secs(60);
+/// No single CLI or `ctr` call may take longer than this.
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a stopped daemon may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Panics with a clear message unless the tests can run here: they start real
+/// containers, which needs root and a running containerd.
+pub fn require_root_and_containerd() {
+    let root = nix::unistd::geteuid().is_root();
+    let up = fs::metadata(CONTAINERD_SOCKET)
+        .map(|m| m.file_type().is_socket())
+        .unwrap_or(false);
+    if !root || !up {
+        panic!(
+            "this test needs root and a running containerd: run `bash .ci/start-containerd` \
+             (as root), then run the tests as root (running as root: {root}; \
+             {CONTAINERD_SOCKET} present: {up})"
+        );
+    }
+}
+
+/// This machine's arch with the OCI name images use (`amd64`, `arm64`, `arm`).
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+/// This machine's hostname, as a node reports it.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("read /proc/sys/kernel/hostname")
+        .trim()
+        .to_string()
+}
+
+/// Polls `cond` every 200 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs a command to completion with a time limit; `Err` if it could not be
+/// started or did not finish in time (it is then killed).
+pub fn try_run(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {desc}: {e}"))?;
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{desc} did not finish within {timeout:?}"));
+            }
+            Err(e) => return Err(format!("waiting for {desc}: {e}")),
+        }
+    };
+    Ok(Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    })
+}
+
+/// Waits up to `timeout` for a child started with piped output (e.g. by
+/// [`Daemon::cli_spawn`]) to exit, and collects its output. Kills it and
+/// panics if it does not exit in time.
+pub fn finish(mut child: Child, timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("command did not exit within {timeout:?}");
+            }
+        }
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+/// Runs a command with the standard time limit; panics if it cannot run.
+pub fn run(cmd: &mut Command) -> Output {
+    try_run(cmd, CALL_TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs the shoal CLI with no `--socket` (and no `SHOAL_SOCKET`) given by us.
+pub fn shoal(args: &[&str]) -> Output {
+    run(Command::new(SHOAL).env_remove("SHOAL_SOCKET").args(args))
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Checks the CLI's error contract: a non-zero exit and exactly one line on
+/// stderr, starting with `error: `. Returns that line.
+pub fn one_line_error(out: &Output) -> String {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "expected a failure, got {}\nstdout:\n{}\nstderr:\n{err}",
+        out.status,
+        stdout(out)
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("error: "),
+        "expected exactly one stderr line starting with `error: `, got {} line(s):\n{err}",
+        lines.len()
+    );
+    lines[0].to_string()
+}
+
+/// The string at `key` of a JSON object, or "" when missing or not a string.
+pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A real `shoal daemon` with its own dirs, socket, port and containerd
+/// namespace. Dropping it stops the daemon and removes all it made.
+pub struct Daemon {
+    dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    pub socket: PathBuf,
+    /// The daemon's stdout and stderr, appended across restarts.
+    pub log: PathBuf,
+    pub namespace: String,
+    pub containerd: String,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// A daemon on the machine's containerd, answering on its socket, with no
+    /// cluster yet (`shoal init` not run).
+    pub fn start() -> Daemon {
+        require_root_and_containerd();
+        let mut d = Daemon::new(CONTAINERD_SOCKET);
+        d.spawn();
+        if let Err(e) = d.wait_ready() {
+            panic!("{e}");
+        }
+        d
+    }
+
+    /// A daemon that is initialized (`shoal init`) and has the busybox test
+    /// image loaded as [`BUSYBOX`]: ready for `service create … busybox …`.
+    pub fn cluster() -> Daemon {
+        let d = Daemon::start();
+        d.cli_ok(&["init"]);
+        d.load_image("busybox");
+        d
+    }
+
+    /// Prepares a daemon (dirs, namespace, port) without starting it, to use
+    /// with [`Daemon::spawn`] and [`Daemon::wait_ready`] when a test wants to
+    /// see a daemon fail to start. `containerd` is the socket it is given.
+    pub fn new(containerd: &str) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("shoal-test-")
+            .tempdir()
+            .expect("create temp dir");
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("find a free loopback port")
+            .port();
+        Daemon {
+            data_dir: dir.path().join("data"),
+            socket: dir.path().join("shoal.sock"),
+            log: dir.path().join("daemon.log"),
+            namespace: format!(
+                "shoal-test-{}-{n}-{}",
+                std::process::id(),
+                nanos % 1_000_000
+            ),
+            containerd: containerd.to_string(),
+            port,
+            dir,
+            child: None,
+        }
+    }
+
+    /// The temp dir this daemon owns (removed on drop).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts the daemon process in the background, its output appended to
+    /// [`Daemon::log`]. Does not wait for it.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "daemon already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open daemon log");
+        let addr = format!("127.0.0.1:{}", self.port);
+        let mut cmd = Command::new(SHOAL);
+        cmd.arg("daemon")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--containerd")
+            .arg(&self.containerd)
+            .arg("--containerd-namespace")
+            .arg(&self.namespace)
+            .arg("--listen")
+            .arg(&addr)
+            .arg("--advertise")
+            .arg(&addr)
+            .env_remove("SHOAL_SOCKET")
+            // The daemon's log filter; set SHOAL_LOG to change it.
+            .env(
+                "SHOAL_LOG",
+                std::env::var("SHOAL_LOG").unwrap_or_else(|_| "info,shoal=debug".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log file"))
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("start shoal daemon"));
+    }
+
+    /// Waits until the daemon accepts connections on its socket. `Err` (with
+    /// why) if it exits first or does not come up within [`WAIT`].
+    pub fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.try_exit_status() {
+                return Err(format!("shoal daemon exited before it was ready: {status}"));
+            }
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "shoal daemon did not listen on {} within {WAIT:?}",
+                    self.socket.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The daemon's exit status if it has exited (the process is then reaped
+    /// and forgotten), None while it runs.
+    pub fn try_exit_status(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.child = None;
+                Some(status)
+            }
+            _ => None,
+        }
+    }
+
+    /// Stops the daemon with SIGTERM, as systemd would, and waits for it to
+    /// exit. Returns its exit status. Containers are meant to keep running.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon is not running");
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("shoal daemon did not exit within {STOP_TIMEOUT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the daemon again on the same data dir, socket, namespace and
+    /// port, and waits until it answers.
+    pub fn start_again(&mut self) {
+        self.spawn();
+        if let Err(e) = self.wait_ready() {
+            panic!("{e}");
+        }
+    }
+
+    /// SIGTERM, wait, start again on the same dirs. Asserts the stop was
+    /// clean (exit status 0).
+    pub fn restart(&mut self) {
+        let status = self.stop();
+        assert!(
+            status.success(),
+            "shoal daemon did not stop cleanly on SIGTERM: {status}"
+        );
+        self.start_again();
+    }
+
+    /// The last lines of the daemon's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        format!(
+            "--- last lines of the shoal daemon log ({}) ---\n{}\n--- end of daemon log ---",
+            self.log.display(),
+            tail_lines(&text, 150)
+        )
+    }
+
+    /// Builds the busybox test image under `name` and loads it with
+    /// `shoal image load`.
+    pub fn load_image(&self, name: &str) {
+        let tar = super::image::build_busybox_image(self.dir(), name, host_arch());
+        self.cli_ok(&["image", "load", tar.to_str().expect("utf-8 path")]);
+    }
+
+    // ---- the CLI ------------------------------------------------------------
+
+    /// `shoal --socket SOCK ARGS…`, whatever its outcome.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        run(Command::new(SHOAL)
+            .env_remove("SHOAL_SOCKET")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args))
+    }
+
+    /// Like [`Daemon::cli`], and the command must succeed; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        if !out.status.success() {
+            panic!(
+                "`shoal {}` failed: {}\nstdout:\n{}\nstderr:\n{}",
+                args.join(" "),
+                out.status,
+                stdout(&out),
+                stderr(&out),
+            );
+        }
+        stdout(&out)
+    }
+
+    /// Like [`Daemon::cli_ok`] with `--format json` appended; returns the
+    /// parsed output.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json"]);
+        let text = self.cli_ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "`shoal {}` printed invalid JSON ({e}):\n{text}",
+                all.join(" ")
+            )
+        })
+    }
+
+    /// Starts `shoal --socket SOCK ARGS…` in the background with stdout and
+    /// stderr piped (for `--follow`). The caller kills it.
+    pub fn cli_spawn(&self, args: &[&str]) -> Child {
+        Command::new(SHOAL)
+            .env_remove("SHOAL_SOCKET")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start shoal CLI")
+    }
+
+    /// `service ls --format json`.
+    pub fn services(&self) -> Vec<Value> {
+        as_array(self.cli_json(&["service", "ls"]))
+    }
+
+    /// `service ps NAME --format json`.
+    pub fn ps(&self, service: &str) -> Vec<Value> {
+        as_array(self.cli_json(&["service", "ps", service]))
+    }
+
+    /// Container ids of the service's tasks that shoal reports `running`.
+    pub fn running(&self, service: &str) -> BTreeSet<String> {
+        self.ps(service)
+            .iter()
+            .filter(|t| s(t, "state") == "running")
+            .map(container_id)
+            .collect()
+    }
+
+    /// Waits until shoal reports exactly `n` running tasks for the service
+    /// and containerd runs each of them. Returns their container ids.
+    pub fn wait_running(&self, service: &str, n: usize) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        let ok = wait_until(WAIT, || {
+            ids = self.running(service);
+            ids.len() == n && ids.is_subset(&self.ctr_running())
+        });
+        if !ok {
+            panic!(
+                "service {service}: expected {n} running tasks, also running in containerd; \
+                 shoal says {ids:?}\n{}",
+                self.describe(service)
+            );
+        }
+        ids
+    }
+
+    /// What shoal and containerd both say, for failure messages.
+    pub fn describe(&self, service: &str) -> String {
+        let ps = self.cli(&["service", "ps", service]);
+        let tasks = self.ctr(&["tasks", "ls"]);
+        format!(
+            "--- shoal service ps {service} ---\n{}{}\n--- ctr -n {} tasks ls ---\n{}",
+            stdout(&ps),
+            stderr(&ps),
+            self.namespace,
+            stdout(&tasks),
+        )
+    }
+
+    // ---- containerd, seen through ctr ----------------------------------------
+
+    /// `ctr --address SOCK -n NS ARGS…`, whatever its outcome.
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        run(ctr_command(&self.containerd, &self.namespace).args(args))
+    }
+
+    /// Like [`Daemon::ctr`], and it must succeed; returns stdout.
+    pub fn ctr_ok(&self, args: &[&str]) -> String {
+        let out = self.ctr(args);
+        assert!(
+            out.status.success(),
+            "`ctr -n {} {}` failed: {}\n{}",
+            self.namespace,
+            args.join(" "),
+            out.status,
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// containerd's tasks in this daemon's namespace: id → (pid, status),
+    /// status as ctr prints it (`RUNNING`, `STOPPED`, …).
+    pub fn ctr_tasks(&self) -> BTreeMap<String, (u32, String)> {
+        self.ctr_ok(&["tasks", "ls"])
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                match f.as_slice() {
+                    [id, pid, status, ..] => Some((
+                        id.to_string(),
+                        (pid.parse().unwrap_or(0), status.to_string()),
+                    )),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Ids of the tasks containerd reports RUNNING.
+    pub fn ctr_running(&self) -> BTreeSet<String> {
+        self.ctr_tasks()
+            .into_iter()
+            .filter(|(_, (_, status))| status == "RUNNING")
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Ids of every container in this daemon's namespace.
+    pub fn ctr_containers(&self) -> BTreeSet<String> {
+        self.ctr_ok(&["containers", "ls", "-q"])
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// Snapshots (of the default snapshotter) in this namespace: (key, kind),
+    /// kind as ctr prints it (`Active`, `Committed`, `View`).
+    pub fn ctr_snapshots(&self) -> Vec<(String, String)> {
+        self.ctr_ok(&["snapshots", "ls"])
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                Some((f.first()?.to_string(), f.last()?.to_string()))
+            })
+            .collect()
+    }
+
+    /// The container record containerd holds (`ctr containers info ID`).
+    pub fn ctr_container_info(&self, id: &str) -> Value {
+        let text = self.ctr_ok(&["containers", "info", id]);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("ctr containers info {id}: {e}"))
+    }
+
+    /// The OCI runtime spec of a container (`ctr containers info --spec ID`).
+    pub fn ctr_spec(&self, id: &str) -> Value {
+        let text = self.ctr_ok(&["containers", "info", "--spec", id]);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("ctr containers info --spec {id}: {e}"))
+    }
+
+    /// SIGKILLs a container's process behind shoal's back.
+    pub fn ctr_kill(&self, id: &str) {
+        self.ctr_ok(&["tasks", "kill", "-s", "SIGKILL", id]);
+    }
+
+    /// Removes everything this daemon made in containerd, and the namespace.
+    /// Never panics: it runs from `Drop`.
+    fn clean_containerd(&self) {
+        let ctr = |args: &[&str]| -> Option<String> {
+            let out = try_run(
+                ctr_command(&self.containerd, &self.namespace).args(args),
+                CALL_TIMEOUT,
+            )
+            .ok()?;
+            out.status.success().then(|| stdout(&out))
+        };
+        let ids = |args: &[&str]| -> Vec<String> {
+            ctr(args)
+                .unwrap_or_default()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        // No containerd there, or no namespace was ever made (the daemon
+        // could not reach containerd): nothing to do.
+        if !Path::new(&self.containerd).exists() {
+            return;
+        }
+        let namespaces = try_run(
+            Command::new("ctr").args(["--address", &self.containerd, "namespaces", "ls", "-q"]),
+            CALL_TIMEOUT,
+        );
+        match namespaces {
+            Ok(out) if stdout(&out).lines().any(|l| l.trim() == self.namespace) => {}
+            _ => return,
+        }
+        for id in ids(&["tasks", "ls", "-q"]) {
+            ctr(&["tasks", "kill", "-s", "SIGKILL", &id]);
+            ctr(&["tasks", "rm", "-f", &id]);
+        }
+        for id in ids(&["containers", "ls", "-q"]) {
+            ctr(&["containers", "rm", &id]);
+        }
+        for name in ids(&["images", "ls", "-q"]) {
+            ctr(&["images", "rm", "--sync", &name]);
+        }
+        for id in ids(&["leases", "ls", "-q"]) {
+            ctr(&["leases", "rm", "--sync", &id]);
+        }
+        // Children before parents: repeat until none is left.
+        for _ in 0..10 {
+            let keys: Vec<String> = ctr(&["snapshots", "ls"])
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next().map(String::from))
+                .collect();
+            if keys.is_empty() {
+                break;
+            }
+            for key in keys {
+                ctr(&["snapshots", "rm", &key]);
+            }
+        }
+        for digest in ids(&["content", "ls", "-q"]) {
+            ctr(&["content", "rm", &digest]);
+        }
+        let removed = try_run(
+            Command::new("ctr").args([
+                "--address",
+                &self.containerd,
+                "namespaces",
+                "rm",
+                &self.namespace,
+            ]),
+            CALL_TIMEOUT,
+        );
+        if !matches!(&removed, Ok(out) if out.status.success()) {
+            eprintln!(
+                "warning: could not remove containerd namespace {}: {:?}",
+                self.namespace,
+                removed.map(|o| stderr(&o))
+            );
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while !matches!(child.try_wait(), Ok(Some(_))) {
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.clean_containerd();
+    }
+}
+
+fn ctr_command(containerd: &str, namespace: &str) -> Command {
+    let mut cmd = Command::new("ctr");
+    cmd.args(["--address", containerd, "-n", namespace]);
+    cmd
+}
+
+fn as_array(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items,
+        other => panic!("expected a JSON array, got {other}"),
+    }
+}
+
+/// A task's container id as `service ps` reports it (the task id, by
+/// contract), falling back to the task id.
+pub fn container_id(task: &Value) -> String {
+    match task.get("container_id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => s(task, "id").to_string(),
+    }
+}

@@ -1,0 +1,12 @@
+//! Support shared by the integration tests in `tests/`.
+//!
+//! - `harness`: a real `shoal daemon` per test (temp data dir, own control
+//!   socket, own containerd namespace, free loopback port), the CLI and `ctr`
+//!   helpers, and the clean-up that runs even when a test panics.
+//! - `image`: builds the tiny busybox image tarball the tests load.
+//!
+//! Each test binary uses only part of this, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod harness;
+pub mod image;

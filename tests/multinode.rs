@@ -1,0 +1,366 @@
+//! Several nodes on loopback: each daemon has its own port, data dir and
+//! containerd namespace, sharing the machine's containerd. Checks joining
+//! by address, refusal of a bad or rotated token, spreading, and a node
+//! that dies: it is marked down and its tasks move.
+//! Needs root and a running containerd (`bash .ci/start-containerd`).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::harness::*;
+use serde_json::Value;
+
+fn token(manager: &Daemon) -> String {
+    manager
+        .cli_ok(&["join-token", "worker", "-q"])
+        .trim()
+        .to_string()
+}
+
+fn join(worker: &Daemon, manager: &Daemon, token: &str) -> std::process::Output {
+    let addr = format!("127.0.0.1:{}", manager.port);
+    worker.cli(&["join", "--token", token, &addr])
+}
+
+fn nodes(manager: &Daemon) -> Vec<Value> {
+    manager
+        .cli_json(&["node", "ls"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn node_status(manager: &Daemon, addr: &str) -> String {
+    nodes(manager)
+        .iter()
+        .find(|n| s(n, "addr") == addr)
+        .map(|n| s(n, "status").to_string())
+        .unwrap_or_default()
+}
+
+/// A manager and a joined worker, both with the busybox image.
+fn two_nodes() -> (Daemon, Daemon) {
+    let manager = Daemon::cluster();
+    let worker = Daemon::start();
+    worker.load_image("busybox");
+    let out = join(&worker, &manager, &token(&manager));
+    assert!(out.status.success(), "join failed: {}", stderr(&out));
+    assert!(stdout(&out).contains("joined cluster"), "{}", stdout(&out));
+    let waddr = format!("127.0.0.1:{}", worker.port);
+    assert!(
+        wait_until(WAIT, || node_status(&manager, &waddr) == "ready"),
+        "the worker never became ready: {:?}",
+        nodes(&manager)
+    );
+    (manager, worker)
+}
+
+#[test]
+fn a_worker_joins_by_address_and_tasks_spread_over_both_nodes() {
+    let (manager, worker) = two_nodes();
+    let ns = nodes(&manager);
+    assert_eq!(ns.len(), 2, "{ns:?}");
+    let roles: Vec<&str> = ns.iter().map(|n| s(n, "role")).collect();
+    assert!(
+        roles.contains(&"manager") && roles.contains(&"worker"),
+        "{roles:?}"
+    );
+
+    manager.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "4",
+        "busybox",
+        "sleep",
+        "3600",
+    ]);
+    assert!(
+        wait_until(WAIT, || {
+            manager.ctr_running().len() == 2 && worker.ctr_running().len() == 2
+        }),
+        "expected 2 containers on each node; manager runs {:?}, worker runs {:?}\n{}",
+        manager.ctr_running(),
+        worker.ctr_running(),
+        manager.describe("web")
+    );
+    // What shoal reports running is what containerd runs, on both nodes.
+    let both = || {
+        let mut actual = manager.ctr_running();
+        actual.extend(worker.ctr_running());
+        actual
+    };
+    assert!(
+        wait_until(WAIT, || manager.running("web") == both()),
+        "shoal reports {:?}, containerd runs {:?}",
+        manager.running("web"),
+        both()
+    );
+}
+
+#[test]
+fn a_wrong_or_rotated_token_is_refused_and_nothing_is_written() {
+    let manager = Daemon::cluster();
+    let worker = Daemon::start();
+    let good = token(&manager);
+
+    // Same CA digest, another secret.
+    let (head, _) = good.rsplit_once('-').unwrap();
+    let wrong = format!("{head}-{}", "0".repeat(25));
+    let out = join(&worker, &manager, &wrong);
+    assert!(!out.status.success());
+    let err = one_line_error(&out);
+    assert!(err.contains("refused"), "{err}");
+
+    // A rotated-away token.
+    manager.cli_ok(&["join-token", "worker", "--rotate"]);
+    let out = join(&worker, &manager, &good);
+    assert!(!out.status.success());
+    assert!(
+        one_line_error(&out).contains("refused"),
+        "{}",
+        one_line_error(&out)
+    );
+
+    // Garbage.
+    let out = join(&worker, &manager, "SHOAL-1-nonsense");
+    assert!(!out.status.success());
+    assert!(
+        one_line_error(&out).contains("malformed join token"),
+        "{}",
+        one_line_error(&out)
+    );
+
+    // Nothing was written on either side.
+    assert_eq!(nodes(&manager).len(), 1);
+    assert!(!worker.data_dir.join("identity.json").exists());
+    assert!(!worker.data_dir.join("tls").join("node.pem").exists());
+
+    // And the fresh token still works.
+    let out = join(&worker, &manager, &token(&manager));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_manager_token_join_is_refused_until_the_replicated_store_exists() {
+    let manager = Daemon::cluster();
+    let worker = Daemon::start();
+    let t = manager
+        .cli_ok(&["join-token", "manager", "-q"])
+        .trim()
+        .to_string();
+    let out = join(&worker, &manager, &t);
+    assert!(!out.status.success());
+    assert!(
+        one_line_error(&out).contains("replicated store"),
+        "{}",
+        one_line_error(&out)
+    );
+    assert_eq!(nodes(&manager).len(), 1);
+}
+
+#[test]
+fn a_dead_node_is_marked_down_and_its_tasks_move() {
+    let (manager, mut worker) = two_nodes();
+    manager.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "busybox",
+        "sleep",
+        "3600",
+    ]);
+    assert!(
+        wait_until(WAIT, || manager.ctr_running().len() == 1
+            && worker.ctr_running().len() == 1),
+        "expected one container per node\n{}",
+        manager.describe("web")
+    );
+
+    // The worker's daemon dies; its container keeps running, but the
+    // manager can no longer reach it, so the work moves.
+    kill_daemon(&worker);
+    let died = Instant::now();
+    let waddr = format!("127.0.0.1:{}", worker.port);
+    assert!(
+        wait_until(WAIT, || node_status(&manager, &waddr) == "down"),
+        "the dead node was never marked down: {:?}",
+        nodes(&manager)
+    );
+    assert!(
+        wait_until(WAIT, || manager.ctr_running().len() == 2),
+        "the lost task was not replaced on the manager\n{}",
+        manager.describe("web")
+    );
+    // Loose bound: the goal is 5 s; benchmarks measure it.
+    assert!(
+        died.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        died.elapsed()
+    );
+
+    // It comes back: ready again, and its stale task is stopped.
+    worker.stop(); // reaps the killed process
+    worker.start_again();
+    assert!(
+        wait_until(WAIT, || node_status(&manager, &waddr) == "ready"),
+        "the node did not come back: {:?}",
+        nodes(&manager)
+    );
+    assert!(
+        wait_until(WAIT, || worker.ctr_running().is_empty()),
+        "the returning node kept running a task that was replaced: {:?}",
+        worker.ctr_running()
+    );
+}
+
+/// SIGKILL the daemon process (not its containers), as a power cut would.
+fn kill_daemon(d: &Daemon) {
+    let pattern = format!("shoal daemon .*{}", d.socket.display());
+    let out = run(std::process::Command::new("pkill").args(["-KILL", "-f", &pattern]));
+    assert!(
+        out.status.success(),
+        "pkill found no daemon for {}",
+        d.socket.display()
+    );
+}
+
+fn node_id(manager: &Daemon, addr: &str) -> String {
+    nodes(manager)
+        .iter()
+        .find(|n| s(n, "addr") == addr)
+        .map(|n| s(n, "id").to_string())
+        .expect("node in node ls")
+}
+
+#[test]
+fn draining_a_node_moves_its_tasks_away() {
+    let (manager, worker) = two_nodes();
+    manager.cli_ok(&["service", "create", "--name", "web", "--replicas", "2", "--stop-grace-period", "1s", "busybox", "sleep", "3600"]);
+    assert!(
+        wait_until(WAIT, || manager.ctr_running().len() == 1 && worker.ctr_running().len() == 1),
+        "expected one container per node\n{}",
+        manager.describe("web")
+    );
+    let wid = node_id(&manager, &format!("127.0.0.1:{}", worker.port));
+    manager.cli_ok(&["node", "update", "--availability", "drain", &wid]);
+    assert!(
+        wait_until(WAIT, || manager.ctr_running().len() == 2 && worker.ctr_running().is_empty()),
+        "drain did not move the task: manager runs {:?}, worker runs {:?}\n{}",
+        manager.ctr_running(),
+        worker.ctr_running(),
+        manager.describe("web")
+    );
+    let n = manager.cli_json(&["node", "inspect", &wid]);
+    assert_eq!(s(&n, "availability"), "drain");
+}
+
+#[test]
+fn a_removed_node_is_refused_and_its_session_closed() {
+    let (manager, worker) = two_nodes();
+    let waddr = format!("127.0.0.1:{}", worker.port);
+    let wid = node_id(&manager, &waddr);
+    // A ready node is not removed without --force.
+    let out = manager.cli(&["node", "rm", &wid]);
+    assert!(!out.status.success());
+    assert!(one_line_error(&out).contains("--force"), "{}", one_line_error(&out));
+    manager.cli_ok(&["node", "rm", "--force", &wid]);
+    assert_eq!(nodes(&manager).len(), 1);
+    // The worker's session is closed and it cannot open a new one.
+    assert!(
+        wait_until(WAIT, || {
+            std::fs::read_to_string(&worker.log).unwrap_or_default().contains("not part of this cluster")
+        }),
+        "the removed worker was not refused:\n{}",
+        worker.log_tail()
+    );
+    assert_eq!(nodes(&manager).len(), 1, "a removed node must not come back");
+}
+
+#[test]
+fn service_logs_gather_every_node_and_name_the_unreachable_ones() {
+    let (manager, worker) = two_nodes();
+    manager.cli_ok(&[
+        "service", "create", "--name", "talk", "--replicas", "2", "busybox", "sh", "-c",
+        "echo hello from $(hostname); sleep 3600",
+    ]);
+    assert!(
+        wait_until(WAIT, || manager.ctr_running().len() == 1 && worker.ctr_running().len() == 1),
+        "expected one container per node\n{}",
+        manager.describe("talk")
+    );
+    assert!(wait_until(WAIT, || manager.running("talk").len() == 2), "{}", manager.describe("talk"));
+    let ids: Vec<String> = manager.running("talk").into_iter().collect();
+    let all_lines = || {
+        let out = manager.cli(&["service", "logs", "talk"]);
+        stdout(&out)
+    };
+    assert!(
+        wait_until(WAIT, || {
+            let text = all_lines();
+            ids.iter().all(|id| text.contains(&format!("hello from {}", &id[..12])))
+        }),
+        "logs of both nodes expected:\n{}",
+        all_lines()
+    );
+
+    // With the worker's daemon gone, logs still print what they can, name
+    // the node they could not reach, and return.
+    kill_daemon(&worker);
+    let started = Instant::now();
+    let out = manager.cli(&["service", "logs", "talk"]);
+    assert!(started.elapsed() < Duration::from_secs(30), "logs hung: {:?}", started.elapsed());
+    let text = stdout(&out);
+    assert!(ids.iter().any(|id| text.contains(&format!("hello from {}", &id[..12]))), "{text}");
+    assert!(stderr(&out).contains("cannot read the logs"), "{}", stderr(&out));
+}
+
+/// Slow (about 100 s): certificates that last one minute are renewed at
+/// 50–80% of their life, so each node renews at least twice.
+#[test]
+fn nodes_keep_working_across_certificate_renewals() {
+    let manager = Daemon::start();
+    manager.cli_ok(&["init", "--cert-expiry", "1m"]);
+    manager.load_image("busybox");
+    let worker = Daemon::start();
+    worker.load_image("busybox");
+    let out = join(&worker, &manager, &token(&manager));
+    assert!(out.status.success(), "join failed: {}", stderr(&out));
+    let pem = |d: &Daemon| std::fs::read_to_string(d.data_dir.join("tls/node.pem")).unwrap();
+    let (m0, w0) = (pem(&manager), pem(&worker));
+    let waddr = format!("127.0.0.1:{}", worker.port);
+
+    let deadline = Instant::now() + Duration::from_secs(100);
+    let (mut m_renewals, mut w_renewals) = (0, 0);
+    let (mut m_last, mut w_last) = (m0.clone(), w0.clone());
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(2));
+        let (m, w) = (pem(&manager), pem(&worker));
+        if m != m_last {
+            m_renewals += 1;
+            m_last = m;
+        }
+        if w != w_last {
+            w_renewals += 1;
+            w_last = w;
+        }
+        assert_eq!(node_status(&manager, &waddr), "ready", "the worker dropped out");
+    }
+    assert!(m_renewals >= 2, "the manager renewed {m_renewals} times");
+    assert!(w_renewals >= 2, "the worker renewed {w_renewals} times:\n{}", worker.log_tail());
+
+    // New connections with the renewed certificates work: new work lands
+    // on the worker.
+    manager.cli_ok(&["service", "create", "--name", "late", "--replicas", "2", "busybox", "sleep", "3600"]);
+    assert!(
+        wait_until(WAIT, || worker.ctr_running().len() == 1 && manager.ctr_running().len() == 1),
+        "expected one task per node after renewals\n{}",
+        manager.describe("late")
+    );
+}
