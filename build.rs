@@ -88,15 +88,39 @@ fn rpc_services() {
         .package("shoal.v1")
         .method(method("root", "Root", "Empty", "RootInfo", false))
         .method(method("join", "Join", "JoinRequest", "JoinResponse", false))
-        .method(method("renew", "Renew", "RenewRequest", "RenewResponse", false))
+        .method(method(
+            "renew",
+            "Renew",
+            "RenewRequest",
+            "RenewResponse",
+            false,
+        ))
         .build();
     // A node's session with a manager.
     let dispatcher = Service::builder()
         .name("Dispatcher")
         .package("shoal.v1")
-        .method(method("session", "Session", "SessionRequest", "SessionMessage", true))
-        .method(method("heartbeat", "Heartbeat", "Empty", "HeartbeatResponse", false))
-        .method(method("update_status", "UpdateStatus", "StatusBatch", "Empty", false))
+        .method(method(
+            "session",
+            "Session",
+            "SessionRequest",
+            "SessionMessage",
+            true,
+        ))
+        .method(method(
+            "heartbeat",
+            "Heartbeat",
+            "Empty",
+            "HeartbeatResponse",
+            false,
+        ))
+        .method(method(
+            "update_status",
+            "UpdateStatus",
+            "StatusBatch",
+            "Empty",
+            false,
+        ))
         .build();
     // What managers ask of any node.
     let node = Service::builder()

@@ -110,7 +110,10 @@ async fn start_cluster(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
     };
     if let Err(e) = result {
         // The API keeps serving, so the operator can see what is wrong.
-        error!(error = format!("{e:#}"), "cluster components failed to start");
+        error!(
+            error = format!("{e:#}"),
+            "cluster components failed to start"
+        );
     }
 }
 

@@ -50,8 +50,8 @@ pub fn announce(
         ("cluster", cluster_id),
         ("ca", ca_digest),
     ];
-    let info = ServiceInfo::new(SERVICE_TYPE, node_id, &host, "", port, &props[..])?
-        .enable_addr_auto();
+    let info =
+        ServiceInfo::new(SERVICE_TYPE, node_id, &host, "", port, &props[..])?.enable_addr_auto();
     let fullname = info.get_fullname().to_string();
     daemon.register(info)?;
     Ok(Announcement { daemon, fullname })

@@ -15,8 +15,8 @@ use crate::dispatcher::Dispatcher;
 use crate::pki::NodeTls;
 use crate::rpc::ca::CaService;
 use crate::rpc::dispatch::DispatcherService;
-use crate::rpc::pb::ca_server::CaServer;
 use crate::rpc::node_agent::NodeAgentService;
+use crate::rpc::pb::ca_server::CaServer;
 use crate::rpc::pb::dispatcher_server::DispatcherServer;
 use crate::rpc::pb::node_agent_server::NodeAgentServer;
 use crate::shutdown::Shutdown;
@@ -74,8 +74,16 @@ pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyho
 
     // Leader-only loops: with one manager, this node always leads.
     let mut tasks = vec![
-        tokio::spawn(crate::orchestrator::run(store.clone(), proposer.clone(), shutdown.clone())),
-        tokio::spawn(crate::scheduler::run(store.clone(), proposer.clone(), shutdown.clone())),
+        tokio::spawn(crate::orchestrator::run(
+            store.clone(),
+            proposer.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::scheduler::run(
+            store.clone(),
+            proposer.clone(),
+            shutdown.clone(),
+        )),
         tokio::spawn(crate::dispatcher::watch_nodes(
             store.clone(),
             proposer.clone(),

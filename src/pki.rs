@@ -25,8 +25,9 @@ impl NodeTls {
     pub fn load(data_dir: &Path) -> Result<NodeTls, TlsError> {
         let dir = dir(data_dir);
         let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name))
-                .map_err(|e| TlsError::BadCert(format!("cannot read {}: {e}", dir.join(name).display())))
+            std::fs::read_to_string(dir.join(name)).map_err(|e| {
+                TlsError::BadCert(format!("cannot read {}: {e}", dir.join(name).display()))
+            })
         };
         let ca_pem = read("ca.pem")?;
         let key = NodeKey::load(&dir.join("node.key"))?;
@@ -41,7 +42,12 @@ impl NodeTls {
 
     /// Save a node's first material. The key is written first and the
     /// certificate last, so a crash in between leaves no usable half.
-    pub fn save(data_dir: &Path, ca_pem: &str, key: &NodeKey, cert_pem: &str) -> Result<(), TlsError> {
+    pub fn save(
+        data_dir: &Path,
+        ca_pem: &str,
+        key: &NodeKey,
+        cert_pem: &str,
+    ) -> Result<(), TlsError> {
         let dir = dir(data_dir);
         std::fs::create_dir_all(&dir)
             .map_err(|e| TlsError::BadCert(format!("cannot create {}: {e}", dir.display())))?;
@@ -74,7 +80,14 @@ pub fn bootstrap_cluster(
     let ca = RootCa::generate(cluster_id)?;
     let tokens = JoinTokens::generate(&ca.digest())?;
     let key = NodeKey::generate()?;
-    let cert = ca.issue(&key.csr_pem(node_id)?, node_id, Role::Manager, cluster_id, sans, expiry)?;
+    let cert = ca.issue(
+        &key.csr_pem(node_id)?,
+        node_id,
+        Role::Manager,
+        cluster_id,
+        sans,
+        expiry,
+    )?;
     NodeTls::save(data_dir, ca.cert_pem(), &key, &cert)?;
     Ok(Bootstrap { ca, tokens })
 }

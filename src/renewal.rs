@@ -54,7 +54,10 @@ pub async fn run(node_tls: Arc<NodeTls>, issuer: Issuer, mut shutdown: Shutdown)
 
 async fn renew(node_tls: &NodeTls, issuer: &Issuer) -> Result<(), String> {
     let id = node_tls.cert.info().identity;
-    let csr = node_tls.key.csr_pem(&id.node_id).map_err(|e| e.to_string())?;
+    let csr = node_tls
+        .key
+        .csr_pem(&id.node_id)
+        .map_err(|e| e.to_string())?;
     let cert_pem = match issuer {
         Issuer::Local(store) => {
             let view = store.read().map_err(|e| e.to_string())?;
@@ -84,7 +87,8 @@ async fn renew(node_tls: &NodeTls, issuer: &Issuer) -> Result<(), String> {
             let mut last = "no manager known".to_string();
             let mut got = None;
             for addr in managers() {
-                match crate::rpc::transport::connect(&addr, tls.clone(), MANAGER_SERVER_NAME).await {
+                match crate::rpc::transport::connect(&addr, tls.clone(), MANAGER_SERVER_NAME).await
+                {
                     Ok(ch) => match CaClient::new(ch)
                         .renew(RenewRequest {
                             csr_pem: csr.clone(),

@@ -242,16 +242,30 @@ fn node_id(manager: &Daemon, addr: &str) -> String {
 #[test]
 fn draining_a_node_moves_its_tasks_away() {
     let (manager, worker) = two_nodes();
-    manager.cli_ok(&["service", "create", "--name", "web", "--replicas", "2", "--stop-grace-period", "1s", "busybox", "sleep", "3600"]);
+    manager.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--stop-grace-period",
+        "1s",
+        "busybox",
+        "sleep",
+        "3600",
+    ]);
     assert!(
-        wait_until(WAIT, || manager.ctr_running().len() == 1 && worker.ctr_running().len() == 1),
+        wait_until(WAIT, || manager.ctr_running().len() == 1
+            && worker.ctr_running().len() == 1),
         "expected one container per node\n{}",
         manager.describe("web")
     );
     let wid = node_id(&manager, &format!("127.0.0.1:{}", worker.port));
     manager.cli_ok(&["node", "update", "--availability", "drain", &wid]);
     assert!(
-        wait_until(WAIT, || manager.ctr_running().len() == 2 && worker.ctr_running().is_empty()),
+        wait_until(WAIT, || manager.ctr_running().len() == 2
+            && worker.ctr_running().is_empty()),
         "drain did not move the task: manager runs {:?}, worker runs {:?}\n{}",
         manager.ctr_running(),
         worker.ctr_running(),
@@ -269,33 +283,56 @@ fn a_removed_node_is_refused_and_its_session_closed() {
     // A ready node is not removed without --force.
     let out = manager.cli(&["node", "rm", &wid]);
     assert!(!out.status.success());
-    assert!(one_line_error(&out).contains("--force"), "{}", one_line_error(&out));
+    assert!(
+        one_line_error(&out).contains("--force"),
+        "{}",
+        one_line_error(&out)
+    );
     manager.cli_ok(&["node", "rm", "--force", &wid]);
     assert_eq!(nodes(&manager).len(), 1);
     // The worker's session is closed and it cannot open a new one.
     assert!(
         wait_until(WAIT, || {
-            std::fs::read_to_string(&worker.log).unwrap_or_default().contains("not part of this cluster")
+            std::fs::read_to_string(&worker.log)
+                .unwrap_or_default()
+                .contains("not part of this cluster")
         }),
         "the removed worker was not refused:\n{}",
         worker.log_tail()
     );
-    assert_eq!(nodes(&manager).len(), 1, "a removed node must not come back");
+    assert_eq!(
+        nodes(&manager).len(),
+        1,
+        "a removed node must not come back"
+    );
 }
 
 #[test]
 fn service_logs_gather_every_node_and_name_the_unreachable_ones() {
     let (manager, worker) = two_nodes();
     manager.cli_ok(&[
-        "service", "create", "--name", "talk", "--replicas", "2", "busybox", "sh", "-c",
+        "service",
+        "create",
+        "--name",
+        "talk",
+        "--replicas",
+        "2",
+        "busybox",
+        "sh",
+        "-c",
         "echo hello from $(hostname); sleep 3600",
     ]);
     assert!(
-        wait_until(WAIT, || manager.ctr_running().len() == 1 && worker.ctr_running().len() == 1),
+        wait_until(WAIT, || manager.ctr_running().len() == 1
+            && worker.ctr_running().len() == 1),
         "expected one container per node\n{}",
         manager.describe("talk")
     );
-    assert!(wait_until(WAIT, || manager.running("talk").len() == 2), "{}", manager.describe("talk"));
+    assert!(
+        wait_until(WAIT, || manager.running("talk").len() == 2),
+        "{}",
+        manager.describe("talk")
+    );
     let ids: Vec<String> = manager.running("talk").into_iter().collect();
     let all_lines = || {
         let out = manager.cli(&["service", "logs", "talk"]);
@@ -304,7 +341,8 @@ fn service_logs_gather_every_node_and_name_the_unreachable_ones() {
     assert!(
         wait_until(WAIT, || {
             let text = all_lines();
-            ids.iter().all(|id| text.contains(&format!("hello from {}", &id[..12])))
+            ids.iter()
+                .all(|id| text.contains(&format!("hello from {}", &id[..12])))
         }),
         "logs of both nodes expected:\n{}",
         all_lines()
@@ -315,10 +353,22 @@ fn service_logs_gather_every_node_and_name_the_unreachable_ones() {
     kill_daemon(&worker);
     let started = Instant::now();
     let out = manager.cli(&["service", "logs", "talk"]);
-    assert!(started.elapsed() < Duration::from_secs(30), "logs hung: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "logs hung: {:?}",
+        started.elapsed()
+    );
     let text = stdout(&out);
-    assert!(ids.iter().any(|id| text.contains(&format!("hello from {}", &id[..12]))), "{text}");
-    assert!(stderr(&out).contains("cannot read the logs"), "{}", stderr(&out));
+    assert!(
+        ids.iter()
+            .any(|id| text.contains(&format!("hello from {}", &id[..12]))),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("cannot read the logs"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Slow (about 100 s): certificates that last one minute are renewed at
@@ -350,16 +400,35 @@ fn nodes_keep_working_across_certificate_renewals() {
             w_renewals += 1;
             w_last = w;
         }
-        assert_eq!(node_status(&manager, &waddr), "ready", "the worker dropped out");
+        assert_eq!(
+            node_status(&manager, &waddr),
+            "ready",
+            "the worker dropped out"
+        );
     }
     assert!(m_renewals >= 2, "the manager renewed {m_renewals} times");
-    assert!(w_renewals >= 2, "the worker renewed {w_renewals} times:\n{}", worker.log_tail());
+    assert!(
+        w_renewals >= 2,
+        "the worker renewed {w_renewals} times:\n{}",
+        worker.log_tail()
+    );
 
     // New connections with the renewed certificates work: new work lands
     // on the worker.
-    manager.cli_ok(&["service", "create", "--name", "late", "--replicas", "2", "busybox", "sleep", "3600"]);
+    manager.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "late",
+        "--replicas",
+        "2",
+        "busybox",
+        "sleep",
+        "3600",
+    ]);
     assert!(
-        wait_until(WAIT, || worker.ctr_running().len() == 1 && manager.ctr_running().len() == 1),
+        wait_until(WAIT, || worker.ctr_running().len() == 1
+            && manager.ctr_running().len() == 1),
         "expected one task per node after renewals\n{}",
         manager.describe("late")
     );

@@ -46,7 +46,9 @@ impl LocalState {
             table.retain(|id, _| tasks.iter().any(|t| t.id == id))?;
             for t in tasks {
                 let bytes = postcard::to_allocvec(t).expect("postcard into a Vec");
-                let same = table.get(t.id.as_str())?.is_some_and(|v| v.value() == bytes);
+                let same = table
+                    .get(t.id.as_str())?
+                    .is_some_and(|v| v.value() == bytes);
                 if !same {
                     table.insert(t.id.as_str(), bytes.as_slice())?;
                 }

@@ -58,7 +58,13 @@ impl Session {
                     return;
                 }
                 match self
-                    .serve_one(&addr, &assignments, &mut reports, &mut pending, &mut shutdown)
+                    .serve_one(
+                        &addr,
+                        &assignments,
+                        &mut reports,
+                        &mut pending,
+                        &mut shutdown,
+                    )
                     .await
                 {
                     Ok(()) => return, // shutdown

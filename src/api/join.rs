@@ -46,7 +46,8 @@ pub async fn join(
             id.cluster_id, id.node_id
         )));
     }
-    let token = JoinToken::parse(req.token.trim()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let token =
+        JoinToken::parse(req.token.trim()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let digest = token.ca_digest();
     let (candidates, found_by) = match req.addr {
         Some(a) => (vec![a], "address"),
@@ -93,8 +94,18 @@ pub async fn join(
         };
         let resp = match CaClient::new(channel).join(rpc).await {
             Ok(r) => r.into_inner(),
-            Err(s) if matches!(s.code(), tonic::Code::PermissionDenied | tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition) => {
-                return Err(ApiError::BadRequest(format!("join refused by {addr}: {}", s.message())));
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::PermissionDenied
+                        | tonic::Code::InvalidArgument
+                        | tonic::Code::FailedPrecondition
+                ) =>
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "join refused by {addr}: {}",
+                    s.message()
+                )));
             }
             Err(s) => {
                 errors.push(format!("{addr}: {}", s.message()));

@@ -76,7 +76,12 @@ fn tasks_of(ctx: &Ctx, service_id: &str) -> Vec<Source> {
             let host = node
                 .map(|n| n.description.hostname.clone())
                 .unwrap_or_default();
-            let label = format!("{}.{}@{}", t.display_name(), &t.id[..12.min(t.id.len())], host);
+            let label = format!(
+                "{}.{}@{}",
+                t.display_name(),
+                &t.id[..12.min(t.id.len())],
+                host
+            );
             let remote = node
                 .filter(|n| n.id != me)
                 .map(|n| (n.id.clone(), n.status.addr.clone()));
@@ -110,7 +115,8 @@ fn reader(
             Some((node_id, addr)) => {
                 let out = out.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = remote(&data_dir, &node_id, &addr, &id, tail, follow, tx).await {
+                    if let Err(e) = remote(&data_dir, &node_id, &addr, &id, tail, follow, tx).await
+                    {
                         let _ = out
                             .send(LogEntry {
                                 source: "shoal".into(),
@@ -152,11 +158,15 @@ async fn remote(
     tx: mpsc::Sender<crate::logs::LogLine>,
 ) -> Result<(), String> {
     let tls = crate::pki::NodeTls::load(data_dir).map_err(|e| e.to_string())?;
-    let cfg = crate::tls::client_config(&tls.ca_pem, Some(tls.cert.clone())).map_err(|e| e.to_string())?;
-    let channel = tokio::time::timeout(Duration::from_secs(5), crate::rpc::transport::connect(addr, cfg, node_id))
-        .await
-        .map_err(|_| "timed out".to_string())?
+    let cfg = crate::tls::client_config(&tls.ca_pem, Some(tls.cert.clone()))
         .map_err(|e| e.to_string())?;
+    let channel = tokio::time::timeout(
+        Duration::from_secs(5),
+        crate::rpc::transport::connect(addr, cfg, node_id),
+    )
+    .await
+    .map_err(|_| "timed out".to_string())?
+    .map_err(|e| e.to_string())?;
     let mut client = crate::rpc::pb::node_agent_client::NodeAgentClient::new(channel);
     let req = crate::rpc::messages::LogsRequest {
         task_ids: vec![task_id.to_string()],
@@ -168,7 +178,11 @@ async fn remote(
         .await
         .map_err(|s| s.message().to_string())?
         .into_inner();
-    while let Some(item) = stream.message().await.map_err(|s| s.message().to_string())? {
+    while let Some(item) = stream
+        .message()
+        .await
+        .map_err(|s| s.message().to_string())?
+    {
         if tx.send(item.line).await.is_err() {
             break;
         }

@@ -12,8 +12,8 @@ mod services;
 pub mod types;
 mod validate;
 
-pub use error::ApiError;
 pub use cluster::NodeUpdate;
+pub use error::ApiError;
 pub use join::{JoinRequest, JoinResponse};
 
 use std::path::PathBuf;

@@ -159,8 +159,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 r.cluster_id, r.node_id, r.advertise
             );
             println!("To add a worker to this cluster, run on it:\n");
-            println!("    shoal join --token {} {}\n", r.worker_token, r.advertise);
-            println!("On the same LAN the address can be left out: the managers are found over mDNS.");
+            println!(
+                "    shoal join --token {} {}\n",
+                r.worker_token, r.advertise
+            );
+            println!(
+                "On the same LAN the address can be left out: the managers are found over mDNS."
+            );
             Ok(())
         }
         Command::Join {
@@ -194,7 +199,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{token}");
             } else {
                 if rotate {
-                    println!("The {role} join token was rotated; the old one is refused from now on.");
+                    println!(
+                        "The {role} join token was rotated; the old one is refused from now on."
+                    );
                 }
                 println!("To add a {role} to this cluster, run on it:\n\n    shoal join --token {token}\n");
             }

@@ -30,7 +30,11 @@ impl Heartbeats {
     }
 
     fn last(&self, node_id: &str) -> Option<Instant> {
-        self.last.lock().expect("heartbeats lock").get(node_id).copied()
+        self.last
+            .lock()
+            .expect("heartbeats lock")
+            .get(node_id)
+            .copied()
     }
 
     pub fn forget(&self, node_id: &str) {
@@ -83,7 +87,9 @@ pub async fn watch_nodes(
                 info!(node = %node.id, from = node.status.state.as_str(), to = next.as_str(), "node state");
                 node.status.state = next;
                 node.status.message = match next {
-                    NodeState::Down => format!("heartbeat missed for {:?}", period * MISSED_PERIODS),
+                    NodeState::Down => {
+                        format!("heartbeat missed for {:?}", period * MISSED_PERIODS)
+                    }
                     _ => String::new(),
                 };
                 changes.push(Change::Update(Object::Node(node)));

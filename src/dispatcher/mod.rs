@@ -63,7 +63,10 @@ impl Dispatcher {
     /// changes.
     pub fn session(&self, node_id: &str) -> watch::Receiver<Assignments> {
         let (assign_tx, assign_rx) = watch::channel(Arc::new(self.assigned(node_id)));
-        tokio::spawn(self.clone().push_assignments(node_id.to_string(), assign_tx));
+        tokio::spawn(
+            self.clone()
+                .push_assignments(node_id.to_string(), assign_tx),
+        );
         assign_rx
     }
 

@@ -60,7 +60,8 @@ impl Ca for CaService {
 
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         let r = req.into_inner();
-        let token = JoinToken::parse(&r.token).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let token =
+            JoinToken::parse(&r.token).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let cluster = self.cluster()?;
         let role = cluster
             .join_tokens

@@ -45,8 +45,8 @@ impl<T: Serialize> Encoder for PostcardEncoder<T> {
     type Error = Status;
 
     fn encode(&mut self, item: T, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        let bytes = postcard::to_allocvec(&item)
-            .map_err(|e| Status::internal(format!("encode: {e}")))?;
+        let bytes =
+            postcard::to_allocvec(&item).map_err(|e| Status::internal(format!("encode: {e}")))?;
         dst.put_slice(&bytes);
         Ok(())
     }

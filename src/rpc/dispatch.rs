@@ -228,8 +228,11 @@ mod tests {
         assert!(diff(&mut sent, &[a.clone(), b.clone()], false).is_none());
         let mut b2 = b.clone();
         b2.slot = 7;
-        let Some(SessionMessage::Assignments { full, tasks, removed }) =
-            diff(&mut sent, &[b2.clone()], false)
+        let Some(SessionMessage::Assignments {
+            full,
+            tasks,
+            removed,
+        }) = diff(&mut sent, &[b2.clone()], false)
         else {
             panic!("expected assignments")
         };

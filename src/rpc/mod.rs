@@ -4,9 +4,9 @@
 pub mod ca;
 pub mod codec;
 pub mod dispatch;
-pub mod transport;
 pub mod messages;
 pub mod node_agent;
+pub mod transport;
 
 /// Generated clients and servers.
 #[allow(clippy::all)]

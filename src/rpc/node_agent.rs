@@ -27,7 +27,9 @@ impl NodeAgent for NodeAgentService {
 
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogStream>, Status> {
         if peer(&req)?.role != Role::Manager {
-            return Err(Status::permission_denied("only managers may read a node's logs"));
+            return Err(Status::permission_denied(
+                "only managers may read a node's logs",
+            ));
         }
         let r = req.into_inner();
         let (tx, rx) = mpsc::channel(256);

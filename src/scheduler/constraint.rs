@@ -26,7 +26,9 @@ impl Constraint {
         let known = matches!(
             key.as_str(),
             "node.id" | "node.hostname" | "node.role" | "node.platform.os" | "node.platform.arch"
-        ) || key.strip_prefix("node.labels.").is_some_and(|l| !l.is_empty());
+        ) || key
+            .strip_prefix("node.labels.")
+            .is_some_and(|l| !l.is_empty());
         if !known {
             return Err(format!(
                 "invalid constraint {expr:?}: unknown key {key:?} (use node.id, node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.<key>)"
@@ -102,7 +104,10 @@ mod tests {
         assert!(m("node.labels.zone==a"));
         assert!(!m("node.labels.zone==b"));
         assert!(m("node.labels.zone!=b"));
-        assert!(!m("node.labels.rack==1"), "a missing label matches no value");
+        assert!(
+            !m("node.labels.rack==1"),
+            "a missing label matches no value"
+        );
         assert!(m("node.labels.rack!=1"));
         assert!(m("node.role==worker") && m("node.role!=manager"));
         assert!(m("node.platform.arch==aarch64"), "aarch64 is arm64");

@@ -62,7 +62,11 @@ pub fn explain(misfits: &[String]) -> String {
 
 /// "do not match" → "does not match" and so on, for one node.
 fn singular(why: &str) -> String {
-    for (plural, one) in [("do not ", "does not "), ("lack ", "lacks "), ("have ", "has ")] {
+    for (plural, one) in [
+        ("do not ", "does not "),
+        ("lack ", "lacks "),
+        ("have ", "has "),
+    ] {
         if let Some(rest) = why.strip_prefix(plural) {
             return format!("{one}{rest}");
         }

@@ -94,7 +94,10 @@ fn constraints_and_images_filter_nodes_and_say_why() {
     b.spec.labels.insert("zone".into(), "b".into());
     let mut t = task("web");
     t.spec.placement.constraints = vec!["node.labels.zone==a".into()];
-    assert_eq!(place(&t, &[a.clone(), b.clone()], &Load::default()).unwrap(), "a");
+    assert_eq!(
+        place(&t, &[a.clone(), b.clone()], &Load::default()).unwrap(),
+        "a"
+    );
     t.spec.placement.constraints = vec!["node.labels.zone==c".into()];
     assert_eq!(
         place(&t, &[a.clone(), b.clone()], &Load::default()).unwrap_err(),
@@ -109,8 +112,14 @@ fn constraints_and_images_filter_nodes_and_say_why() {
         platforms: vec!["linux/amd64".into()],
         ..Default::default()
     });
-    b.description.platform = Platform { os: "linux".into(), arch: "amd64".into() };
-    assert_eq!(place(&t, &[a.clone(), b.clone()], &Load::default()).unwrap(), "b");
+    b.description.platform = Platform {
+        os: "linux".into(),
+        arch: "amd64".into(),
+    };
+    assert_eq!(
+        place(&t, &[a.clone(), b.clone()], &Load::default()).unwrap(),
+        "b"
+    );
     // An image for another platform does not make a node eligible.
     b.description.platform.arch = "arm64".into();
     assert_eq!(
