@@ -162,6 +162,18 @@ pub async fn refresh_node(ctx: &Ctx) {
         updated.description = description.clone();
         updated.status.state = NodeState::Ready;
         updated.version = crate::VERSION.to_string();
+        // A manager restarted on a new address (a Pi that changed IP) must
+        // not keep handing out the old one to its workers.
+        let addr = ctx
+            .advertise
+            .clone()
+            .or_else(|| crate::netaddr::detect_advertise(&ctx.listen).ok());
+        if let Some(addr) = addr {
+            updated.status.addr = addr.clone();
+            if let Some(m) = updated.manager.as_mut() {
+                m.addr = addr;
+            }
+        }
         if updated == node {
             return;
         }
