@@ -155,8 +155,16 @@ impl Session {
                     Err(e) => return Err(format!("session lost: {}", e.message())),
                 },
                 _ = beat.tick() => {
-                    if let Err(e) = client.heartbeat(Empty {}).await {
-                        return Err(format!("session lost: heartbeat: {}", e.message()));
+                    match client.heartbeat(Empty {}).await {
+                        // `cluster update --heartbeat-period` reaches nodes here.
+                        Ok(r) => {
+                            let p = Duration::from_millis(r.into_inner().period_ms.max(100));
+                            if p != period {
+                                period = p;
+                                beat = tokio::time::interval(period);
+                            }
+                        }
+                        Err(e) => return Err(format!("session lost: heartbeat: {}", e.message())),
                     }
                 }
                 r = reports.recv() => match r {

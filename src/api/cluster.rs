@@ -277,3 +277,48 @@ pub async fn remove_node(
         .await?;
     Ok(Json(NodeRow::new(&node)))
 }
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ClusterUpdate {
+    pub cert_expiry_ms: Option<u64>,
+    pub heartbeat_period_ms: Option<u64>,
+}
+
+/// Cluster-wide settings. New certificate lengths apply from each node's
+/// next renewal; a new heartbeat period reaches nodes on their next session
+/// message and the managers' liveness checks at once.
+pub async fn update_cluster(
+    State(ctx): State<Arc<Ctx>>,
+    Json(req): Json<ClusterUpdate>,
+) -> Result<Json<ClusterUpdate>, ApiError> {
+    ctx.identity()?;
+    let mut cluster = ctx
+        .store
+        .read()?
+        .cluster()?
+        .ok_or_else(|| ApiError::Internal("no cluster object".into()))?;
+    if let Some(ms) = req.cert_expiry_ms {
+        if ms < 60_000 {
+            return Err(ApiError::BadRequest(
+                "--cert-expiry must be at least 1m".into(),
+            ));
+        }
+        cluster.cert_expiry_ms = ms;
+    }
+    if let Some(ms) = req.heartbeat_period_ms {
+        if !(100..=60_000).contains(&ms) {
+            return Err(ApiError::BadRequest(
+                "--heartbeat-period must be between 100ms and 1m".into(),
+            ));
+        }
+        cluster.heartbeat_period_ms = ms;
+    }
+    let out = ClusterUpdate {
+        cert_expiry_ms: Some(cluster.cert_expiry_ms),
+        heartbeat_period_ms: Some(cluster.heartbeat_period_ms),
+    };
+    ctx.proposer
+        .propose(vec![Change::Update(Object::Cluster(cluster))])
+        .await?;
+    Ok(Json(out))
+}

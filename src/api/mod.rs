@@ -12,7 +12,7 @@ mod services;
 pub mod types;
 mod validate;
 
-pub use cluster::NodeUpdate;
+pub use cluster::{ClusterUpdate, NodeUpdate};
 pub use error::ApiError;
 pub use join::{JoinRequest, JoinResponse};
 
@@ -73,6 +73,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/init", post(cluster::init))
         .route("/v1/info", get(cluster::info))
         .route("/v1/join", post(join::join))
+        .route("/v1/cluster/update", post(cluster::update_cluster))
         .route("/v1/join-token/{role}", get(cluster::join_token))
         .route("/v1/nodes", get(cluster::nodes))
         .route(

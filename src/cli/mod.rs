@@ -66,6 +66,9 @@ pub enum Command {
         #[arg(long)]
         advertise: Option<String>,
     },
+    /// Manage the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Show (or rotate) the token nodes join with.
     JoinToken {
         #[arg(value_parser = ["worker", "manager"])]
@@ -96,6 +99,20 @@ pub enum Command {
         /// Write shoal.1, shoal-service.1, … into DIR instead of stdout.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCmd {
+    /// Change cluster-wide settings.
+    Update {
+        /// How long node certificates last (at least 1m); applies from each
+        /// node's next renewal.
+        #[arg(long, value_parser = parse::duration)]
+        cert_expiry: Option<std::time::Duration>,
+        /// How often nodes heartbeat; a node is down after 3 missed periods.
+        #[arg(long, value_parser = parse::duration)]
+        heartbeat_period: Option<std::time::Duration>,
     },
 }
 
@@ -205,6 +222,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 println!("To add a {role} to this cluster, run on it:\n\n    shoal join --token {token}\n");
             }
+            Ok(())
+        }
+        Command::Cluster(ClusterCmd::Update {
+            cert_expiry,
+            heartbeat_period,
+        }) => {
+            let client = Client::new(&cli.socket);
+            let req = crate::api::ClusterUpdate {
+                cert_expiry_ms: cert_expiry.map(|d| d.as_millis() as u64),
+                heartbeat_period_ms: heartbeat_period.map(|d| d.as_millis() as u64),
+            };
+            let r: crate::api::ClusterUpdate = client.post("/v1/cluster/update", &req).await?;
+            let ms = |v: Option<u64>| {
+                humantime::format_duration(std::time::Duration::from_millis(v.unwrap_or(0)))
+            };
+            println!(
+                "cert expiry {}, heartbeat period {}",
+                ms(r.cert_expiry_ms),
+                ms(r.heartbeat_period_ms)
+            );
             Ok(())
         }
         Command::Service(c) => service::run(&Client::new(&cli.socket), c).await,
