@@ -63,6 +63,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         );
     }
     let (identity_tx, _) = tokio::sync::watch::channel(identity);
+    let (components_running, _) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(Ctx {
         store,
         proposer,
@@ -71,6 +72,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         advertise: cfg.advertise.clone(),
         listen: cfg.listen.clone(),
         identity: identity_tx,
+        components_running,
     });
 
     let listener = bind_socket(&cfg.socket)?;
@@ -97,23 +99,50 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 /// shutdown.
 async fn start_cluster(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
     let mut ids = ctx.identity.subscribe();
-    let identity = tokio::select! {
-        _ = shutdown.wait() => return,
-        id = ids.wait_for(|i| i.is_some()) => match id {
-            Ok(id) => id.clone().expect("waited for Some"),
-            Err(_) => return,
-        },
-    };
-    let result = match identity.role {
-        NodeRole::Manager => crate::manager::run(ctx.clone(), identity, shutdown).await,
-        NodeRole::Worker => crate::worker::run(ctx.clone(), identity, shutdown).await,
-    };
-    if let Err(e) = result {
-        // The API keeps serving, so the operator can see what is wrong.
-        error!(
-            error = format!("{e:#}"),
-            "cluster components failed to start"
-        );
+    loop {
+        let identity = tokio::select! {
+            _ = shutdown.wait() => return,
+            id = ids.wait_for(|i| i.is_some()) => match id {
+                Ok(id) => id.clone().expect("waited for Some"),
+                Err(_) => return,
+            },
+        };
+        // The components stop on daemon shutdown, or when the node leaves
+        // its cluster (its identity is cleared).
+        let (trigger, components) = shutdown::channel();
+        let run = async {
+            let result = match identity.role {
+                NodeRole::Manager => crate::manager::run(ctx.clone(), identity, components).await,
+                NodeRole::Worker => crate::worker::run(ctx.clone(), identity, components).await,
+            };
+            if let Err(e) = result {
+                // The API keeps serving, so the operator can see what is wrong.
+                error!(
+                    error = format!("{e:#}"),
+                    "cluster components failed to start"
+                );
+            }
+        };
+        tokio::pin!(run);
+        ctx.components_running.send_replace(true);
+        let mut ended = false;
+        tokio::select! {
+            _ = &mut run => ended = true,
+            _ = shutdown.wait() => {}
+            _ = ids.wait_for(|i| i.is_none()) => {}
+        }
+        trigger.trigger();
+        if !ended {
+            run.await;
+        }
+        ctx.components_running.send_replace(false);
+        if shutdown.is_set() {
+            return;
+        }
+        // Failed to start: wait for the identity to change before retrying.
+        if ended {
+            let _ = ids.wait_for(|i| i.is_none()).await;
+        }
     }
 }
 

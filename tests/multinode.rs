@@ -433,3 +433,57 @@ fn nodes_keep_working_across_certificate_renewals() {
         manager.describe("late")
     );
 }
+
+#[test]
+fn a_worker_leaves_cleanly_and_can_join_again() {
+    let (manager, worker) = two_nodes();
+    manager.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "busybox",
+        "sleep",
+        "3600",
+    ]);
+    assert!(
+        wait_until(WAIT, || worker.ctr_running().len() == 1),
+        "expected a task on the worker\n{}",
+        manager.describe("web")
+    );
+    // The only manager cannot leave.
+    let out = manager.cli(&["leave"]);
+    assert!(!out.status.success());
+    assert!(
+        one_line_error(&out).contains("cannot leave"),
+        "{}",
+        one_line_error(&out)
+    );
+
+    let out = worker.cli(&["leave", "--force"]);
+    assert!(out.status.success(), "leave failed: {}", stderr(&out));
+    assert!(
+        worker.ctr_containers().is_empty(),
+        "containers left behind: {:?}",
+        worker.ctr_containers()
+    );
+    assert!(!worker.data_dir.join("identity.json").exists());
+    assert!(!worker.data_dir.join("tls").exists());
+    let waddr = format!("127.0.0.1:{}", worker.port);
+    assert!(
+        wait_until(WAIT, || node_status(&manager, &waddr) == "down"),
+        "the manager did not see the worker go: {:?}",
+        nodes(&manager)
+    );
+    // Its task came back on the manager.
+    assert!(
+        wait_until(WAIT, || manager.ctr_running().len() == 2),
+        "{}",
+        manager.describe("web")
+    );
+    // And it can join again.
+    let out = join(&worker, &manager, &token(&manager));
+    assert!(out.status.success(), "rejoin failed: {}", stderr(&out));
+}

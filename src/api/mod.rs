@@ -7,6 +7,7 @@ mod cluster;
 mod error;
 mod images;
 mod join;
+mod leave;
 mod logs;
 mod services;
 pub mod types;
@@ -15,6 +16,7 @@ mod validate;
 pub use cluster::{ClusterUpdate, NodeUpdate};
 pub use error::ApiError;
 pub use join::{JoinRequest, JoinResponse};
+pub use leave::Left;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub struct Ctx {
     pub listen: String,
     /// Set by `init`; the daemon starts the cluster components when it is.
     pub identity: watch::Sender<Option<Identity>>,
+    /// True while the cluster components run; `leave` waits for false.
+    pub components_running: watch::Sender<bool>,
 }
 
 impl Ctx {
@@ -73,6 +77,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/init", post(cluster::init))
         .route("/v1/info", get(cluster::info))
         .route("/v1/join", post(join::join))
+        .route("/v1/leave", post(leave::leave))
         .route("/v1/cluster/update", post(cluster::update_cluster))
         .route("/v1/join-token/{role}", get(cluster::join_token))
         .route("/v1/nodes", get(cluster::nodes))

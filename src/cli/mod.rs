@@ -66,6 +66,13 @@ pub enum Command {
         #[arg(long)]
         advertise: Option<String>,
     },
+    /// Leave the cluster (a worker): stop and remove this node's containers
+    /// and forget the cluster's certificate and token.
+    Leave {
+        /// Kill containers at once instead of stopping them gracefully.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Manage the cluster.
     #[command(subcommand)]
     Cluster(ClusterCmd),
@@ -222,6 +229,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 println!("To add a {role} to this cluster, run on it:\n\n    shoal join --token {token}\n");
             }
+            Ok(())
+        }
+        Command::Leave { force } => {
+            let client = Client::new(&cli.socket);
+            let r: crate::api::Left = client
+                .post(&format!("/v1/leave?force={force}"), &())
+                .await?;
+            println!(
+                "Node {} left the cluster; {} container(s) stopped and removed.",
+                r.node_id, r.removed_containers
+            );
             Ok(())
         }
         Command::Cluster(ClusterCmd::Update {
