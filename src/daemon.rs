@@ -29,6 +29,8 @@ pub struct Config {
     pub advertise: Option<String>,
     /// Log through a plain `file://` URI instead of shoal's log driver.
     pub log_to_file: bool,
+    /// Serve Prometheus `/metrics` here, if set.
+    pub metrics_addr: Option<String>,
 }
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -82,6 +84,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(async move { api_shutdown.wait().await });
     let api_task = tokio::spawn(async move { server.await });
     let cluster_task = tokio::spawn(start_cluster(ctx.clone(), shutdown.clone()));
+    if let Some(addr) = cfg.metrics_addr.clone() {
+        let (store, shutdown) = (ctx.store.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, store, shutdown).await {
+                error!(error = format!("{e:#}"), "metrics endpoint failed");
+            }
+        });
+    }
     info!(socket = %cfg.socket.display(), "shoal daemon ready");
     crate::notify::ready();
 

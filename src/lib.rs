@@ -21,6 +21,7 @@ pub mod dispatcher;
 pub mod executor;
 pub mod logs;
 pub mod manager;
+pub mod metrics;
 pub mod netaddr;
 pub mod notify;
 pub mod orchestrator;

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use shoal::cli::{Cli, Command};
+use shoal::cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
     // containerd's shim starts this same binary as the log driver of a
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     };
     let daemon = matches!(cli.command, Command::Daemon(_));
     if daemon {
-        init_tracing(&cli.log_level);
+        init_tracing(&cli.log_level, cli.log_format);
     }
     let runtime = if daemon {
         tokio::runtime::Builder::new_multi_thread()
@@ -69,13 +69,19 @@ fn clap_error(e: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn init_tracing(level: &str) {
+fn init_tracing(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // No colour codes in journald or log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // journald stamps every line itself: no second timestamp under systemd.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    match (format, journald) {
+        (LogFormat::Json, _) => builder.json().init(),
+        (LogFormat::Text, true) => builder.without_time().init(),
+        (LogFormat::Text, false) => builder.init(),
+    }
 }

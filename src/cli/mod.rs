@@ -37,6 +37,10 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "info", env = "SHOAL_LOG")]
     pub log_level: String,
 
+    /// Log format of the daemon.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -145,6 +149,16 @@ pub struct DaemonArgs {
     /// streams in one file, no cap) instead of shoal's log driver.
     #[arg(long)]
     pub log_to_file: bool,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9290), at
+    /// /metrics. Off unless given.
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -165,6 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 listen: a.listen,
                 advertise: a.advertise,
                 log_to_file: a.log_to_file,
+                metrics_addr: a.metrics_addr,
             })
             .await
         }

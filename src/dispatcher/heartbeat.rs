@@ -76,7 +76,10 @@ pub async fn watch_nodes(
             for mut node in nodes {
                 let up = alive(heartbeats.last(&node.id), since, now, period);
                 let next = match (node.status.state, up) {
-                    (NodeState::Ready, false) => NodeState::Down,
+                    (NodeState::Ready, false) => {
+                        crate::metrics::global().missed_heartbeats.inc();
+                        NodeState::Down
+                    }
                     (NodeState::Down | NodeState::Unknown, true)
                         if heartbeats.last(&node.id).is_some() =>
                     {

@@ -121,6 +121,8 @@ async fn pass(store: &Store, proposer: &dyn Proposer) -> Result<(), StoreError> 
         match place(task, &nodes, &load) {
             Ok(node) => {
                 load.add(&node, &task.service_id);
+                let waited = (now_ms() - task.meta.created_ms).max(0) as f64 / 1000.0;
+                crate::metrics::global().scheduling_latency.observe(waited);
                 changes.push(Change::TaskAssign {
                     id: task.id.clone(),
                     node_id: node,

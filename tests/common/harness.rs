@@ -211,6 +211,8 @@ pub struct Daemon {
     pub namespace: String,
     pub containerd: String,
     pub port: u16,
+    /// More `shoal daemon` flags, for tests of optional features.
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -265,6 +267,7 @@ impl Daemon {
             containerd: containerd.to_string(),
             port,
             dir,
+            extra_args: Vec::new(),
             child: None,
         }
     }
@@ -298,6 +301,7 @@ impl Daemon {
             .arg(&addr)
             .arg("--advertise")
             .arg(&addr)
+            .args(&self.extra_args)
             .env_remove("SHOAL_SOCKET")
             // The daemon's log filter; set SHOAL_LOG to change it.
             .env(

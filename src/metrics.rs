@@ -1,0 +1,103 @@
+//! Prometheus metrics, served on an opt-in address (`daemon --metrics-addr`).
+//! Gauges of cluster state (nodes and tasks by state, services) are read
+//! from the store at scrape time, so they cost nothing between scrapes;
+//! the scheduling latency and missed heartbeats are counted as they happen.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::State;
+
+use axum::Router;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::store::Store;
+
+/// Counters that code paths update. One set per process.
+pub struct Metrics {
+    /// Seconds from a task's creation to its assignment to a node.
+    pub scheduling_latency: Histogram,
+    /// Nodes marked down for missing heartbeats.
+    pub missed_heartbeats: Counter,
+}
+
+pub fn global() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(|| Metrics {
+        scheduling_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+        missed_heartbeats: Counter::default(),
+    })
+}
+
+type Labels = Vec<(String, String)>;
+
+/// The text exposition of every metric, with state gauges from `store`.
+pub fn render(store: &Store) -> String {
+    let mut registry = Registry::with_prefix("shoal");
+    let nodes = Family::<Labels, Gauge>::default();
+    let tasks = Family::<Labels, Gauge>::default();
+    let services = Gauge::<i64>::default();
+    if let Ok(view) = store.read() {
+        for n in view.nodes().unwrap_or_default() {
+            nodes
+                .get_or_create(&vec![("state".into(), n.status.state.as_str().into())])
+                .inc();
+        }
+        for t in view.tasks().unwrap_or_default() {
+            tasks
+                .get_or_create(&vec![("state".into(), t.status.state.as_str().into())])
+                .inc();
+        }
+        services.set(view.services().map(|s| s.len()).unwrap_or(0) as i64);
+    }
+    registry.register("nodes", "Nodes by state", nodes);
+    registry.register("tasks", "Tasks by observed state", tasks);
+    registry.register("services", "Services", services);
+    let m = global();
+    registry.register(
+        "scheduling_latency_seconds",
+        "Time from a task's creation to its assignment to a node",
+        m.scheduling_latency.clone(),
+    );
+    registry.register(
+        "missed_heartbeats",
+        "Nodes marked down for missing heartbeats",
+        m.missed_heartbeats.clone(),
+    );
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    out
+}
+
+/// Serve `/metrics` on `addr` until shutdown.
+pub async fn serve(
+    addr: String,
+    store: Store,
+    mut shutdown: crate::shutdown::Shutdown,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
+    let app = Router::new()
+        .route("/metrics", axum::routing::get(scrape))
+        .with_state(Arc::new(store));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await?;
+    Ok(())
+}
+
+async fn scrape(State(store): State<Arc<Store>>) -> ([(&'static str, &'static str); 1], String) {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        render(&store),
+    )
+}
