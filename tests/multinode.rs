@@ -487,3 +487,30 @@ fn a_worker_leaves_cleanly_and_can_join_again() {
     let out = join(&worker, &manager, &token(&manager));
     assert!(out.status.success(), "rejoin failed: {}", stderr(&out));
 }
+
+#[test]
+fn a_global_service_runs_on_every_node_including_ones_that_join_later() {
+    let manager = Daemon::cluster();
+    manager.cli_ok(&[
+        "service", "create", "--name", "agent", "--mode", "global", "busybox", "sleep", "3600",
+    ]);
+    assert!(
+        wait_until(WAIT, || manager.ctr_running().len() == 1),
+        "{}",
+        manager.describe("agent")
+    );
+    let worker = Daemon::start();
+    worker.load_image("busybox");
+    let out = join(&worker, &manager, &token(&manager));
+    assert!(out.status.success(), "join failed: {}", stderr(&out));
+    assert!(
+        wait_until(WAIT, || worker.ctr_running().len() == 1
+            && manager.ctr_running().len() == 1),
+        "the node that joined later got no task of the global service\n{}",
+        manager.describe("agent")
+    );
+    let ls = manager.cli_json(&["service", "ls"]);
+    let row = &ls.as_array().unwrap()[0];
+    assert_eq!(s(row, "mode"), "global");
+    assert_eq!(row["replicas"], 2, "{row}");
+}
