@@ -115,27 +115,8 @@ pub async fn node(
 ) -> Result<Json<NodeRow>, ApiError> {
     let me = ctx.identity()?;
     let id = if id == "self" { me.node_id } else { id };
-    let nodes = ctx.store.read()?.nodes()?;
-    let matches: Vec<&Node> = nodes
-        .iter()
-        .filter(|n| n.id == id || n.description.hostname == id)
-        .collect();
-    let found = match matches.as_slice() {
-        [n] => *n,
-        [] => {
-            let mut by_prefix = nodes.iter().filter(|n| n.id.starts_with(&id));
-            match (by_prefix.next(), by_prefix.next()) {
-                (Some(n), None) => n,
-                _ => return Err(ApiError::NotFound(format!("node {id} not found"))),
-            }
-        }
-        _ => {
-            return Err(ApiError::BadRequest(format!(
-                "{id} names more than one node; use the node id"
-            )))
-        }
-    };
-    Ok(Json(NodeRow::new(found)))
+    let found = find_node(&ctx.store.read()?.nodes()?, &id)?;
+    Ok(Json(NodeRow::new(&found)))
 }
 
 #[derive(serde::Deserialize)]
