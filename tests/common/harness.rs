@@ -213,6 +213,9 @@ pub struct Daemon {
     pub port: u16,
     /// More `shoal daemon` flags, for tests of optional features.
     pub extra_args: Vec<String>,
+    /// The shoal binary the daemon runs (another build, e.g. for aarch64
+    /// under qemu); the CLI is always this build's.
+    pub binary: PathBuf,
     child: Option<Child>,
 }
 
@@ -268,6 +271,7 @@ impl Daemon {
             port,
             dir,
             extra_args: Vec::new(),
+            binary: PathBuf::from(SHOAL),
             child: None,
         }
     }
@@ -287,7 +291,7 @@ impl Daemon {
             .open(&self.log)
             .expect("open daemon log");
         let addr = format!("127.0.0.1:{}", self.port);
-        let mut cmd = Command::new(SHOAL);
+        let mut cmd = Command::new(&self.binary);
         cmd.arg("daemon")
             .arg("--data-dir")
             .arg(&self.data_dir)
