@@ -9,34 +9,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::harness::*;
-use serde_json::Value;
-
-fn token(manager: &Daemon) -> String {
-    manager
-        .cli_ok(&["join-token", "worker", "-q"])
-        .trim()
-        .to_string()
-}
 
 fn join(worker: &Daemon, manager: &Daemon, token: &str) -> std::process::Output {
     let addr = format!("127.0.0.1:{}", manager.port);
     worker.cli(&["join", "--token", token, &addr])
-}
-
-fn nodes(manager: &Daemon) -> Vec<Value> {
-    manager
-        .cli_json(&["node", "ls"])
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn node_status(manager: &Daemon, addr: &str) -> String {
-    nodes(manager)
-        .iter()
-        .find(|n| s(n, "addr") == addr)
-        .map(|n| s(n, "status").to_string())
-        .unwrap_or_default()
 }
 
 /// A manager and a joined worker, both with the busybox image.
@@ -44,14 +20,14 @@ fn two_nodes() -> (Daemon, Daemon) {
     let manager = Daemon::cluster();
     let worker = Daemon::start();
     worker.load_image("busybox");
-    let out = join(&worker, &manager, &token(&manager));
+    let out = join(&worker, &manager, &manager.join_token());
     assert!(out.status.success(), "join failed: {}", stderr(&out));
     assert!(stdout(&out).contains("joined cluster"), "{}", stdout(&out));
     let waddr = format!("127.0.0.1:{}", worker.port);
     assert!(
-        wait_until(WAIT, || node_status(&manager, &waddr) == "ready"),
+        wait_until(WAIT, || manager.node_status(&waddr) == "ready"),
         "the worker never became ready: {:?}",
-        nodes(&manager)
+        manager.nodes()
     );
     (manager, worker)
 }
@@ -59,7 +35,7 @@ fn two_nodes() -> (Daemon, Daemon) {
 #[test]
 fn a_worker_joins_by_address_and_tasks_spread_over_both_nodes() {
     let (manager, worker) = two_nodes();
-    let ns = nodes(&manager);
+    let ns = manager.nodes();
     assert_eq!(ns.len(), 2, "{ns:?}");
     let roles: Vec<&str> = ns.iter().map(|n| s(n, "role")).collect();
     assert!(
@@ -105,7 +81,7 @@ fn a_worker_joins_by_address_and_tasks_spread_over_both_nodes() {
 fn a_wrong_or_rotated_token_is_refused_and_nothing_is_written() {
     let manager = Daemon::cluster();
     let worker = Daemon::start();
-    let good = token(&manager);
+    let good = manager.join_token();
 
     // Same CA digest, another secret.
     let (head, _) = good.rsplit_once('-').unwrap();
@@ -135,12 +111,12 @@ fn a_wrong_or_rotated_token_is_refused_and_nothing_is_written() {
     );
 
     // Nothing was written on either side.
-    assert_eq!(nodes(&manager).len(), 1);
+    assert_eq!(manager.nodes().len(), 1);
     assert!(!worker.data_dir.join("identity.json").exists());
     assert!(!worker.data_dir.join("tls").join("node.pem").exists());
 
     // And the fresh token still works.
-    let out = join(&worker, &manager, &token(&manager));
+    let out = join(&worker, &manager, &manager.join_token());
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
@@ -159,7 +135,7 @@ fn a_manager_token_join_is_refused_until_the_replicated_store_exists() {
         "{}",
         one_line_error(&out)
     );
-    assert_eq!(nodes(&manager).len(), 1);
+    assert_eq!(manager.nodes().len(), 1);
 }
 
 #[test]
@@ -189,9 +165,9 @@ fn a_dead_node_is_marked_down_and_its_tasks_move() {
     let died = Instant::now();
     let waddr = format!("127.0.0.1:{}", worker.port);
     assert!(
-        wait_until(WAIT, || node_status(&manager, &waddr) == "down"),
+        wait_until(WAIT, || manager.node_status(&waddr) == "down"),
         "the dead node was never marked down: {:?}",
-        nodes(&manager)
+        manager.nodes()
     );
     assert!(
         wait_until(WAIT, || manager.ctr_running().len() == 2),
@@ -209,9 +185,9 @@ fn a_dead_node_is_marked_down_and_its_tasks_move() {
     worker.stop(); // reaps the killed process
     worker.start_again();
     assert!(
-        wait_until(WAIT, || node_status(&manager, &waddr) == "ready"),
+        wait_until(WAIT, || manager.node_status(&waddr) == "ready"),
         "the node did not come back: {:?}",
-        nodes(&manager)
+        manager.nodes()
     );
     assert!(
         wait_until(WAIT, || worker.ctr_running().is_empty()),
@@ -229,14 +205,6 @@ fn kill_daemon(d: &Daemon) {
         "pkill found no daemon for {}",
         d.socket.display()
     );
-}
-
-fn node_id(manager: &Daemon, addr: &str) -> String {
-    nodes(manager)
-        .iter()
-        .find(|n| s(n, "addr") == addr)
-        .map(|n| s(n, "id").to_string())
-        .expect("node in node ls")
 }
 
 #[test]
@@ -261,7 +229,7 @@ fn draining_a_node_moves_its_tasks_away() {
         "expected one container per node\n{}",
         manager.describe("web")
     );
-    let wid = node_id(&manager, &format!("127.0.0.1:{}", worker.port));
+    let wid = manager.node_id(&format!("127.0.0.1:{}", worker.port));
     manager.cli_ok(&["node", "update", "--availability", "drain", &wid]);
     assert!(
         wait_until(WAIT, || manager.ctr_running().len() == 2
@@ -279,7 +247,7 @@ fn draining_a_node_moves_its_tasks_away() {
 fn a_removed_node_is_refused_and_its_session_closed() {
     let (manager, worker) = two_nodes();
     let waddr = format!("127.0.0.1:{}", worker.port);
-    let wid = node_id(&manager, &waddr);
+    let wid = manager.node_id(&waddr);
     // A ready node is not removed without --force.
     let out = manager.cli(&["node", "rm", &wid]);
     assert!(!out.status.success());
@@ -289,7 +257,7 @@ fn a_removed_node_is_refused_and_its_session_closed() {
         one_line_error(&out)
     );
     manager.cli_ok(&["node", "rm", "--force", &wid]);
-    assert_eq!(nodes(&manager).len(), 1);
+    assert_eq!(manager.nodes().len(), 1);
     // The worker's session is closed and it cannot open a new one.
     assert!(
         wait_until(WAIT, || {
@@ -301,7 +269,7 @@ fn a_removed_node_is_refused_and_its_session_closed() {
         worker.log_tail()
     );
     assert_eq!(
-        nodes(&manager).len(),
+        manager.nodes().len(),
         1,
         "a removed node must not come back"
     );
@@ -380,7 +348,7 @@ fn nodes_keep_working_across_certificate_renewals() {
     manager.load_image("busybox");
     let worker = Daemon::start();
     worker.load_image("busybox");
-    let out = join(&worker, &manager, &token(&manager));
+    let out = join(&worker, &manager, &manager.join_token());
     assert!(out.status.success(), "join failed: {}", stderr(&out));
     let pem = |d: &Daemon| std::fs::read_to_string(d.data_dir.join("tls/node.pem")).unwrap();
     let (m0, w0) = (pem(&manager), pem(&worker));
@@ -401,7 +369,7 @@ fn nodes_keep_working_across_certificate_renewals() {
             w_last = w;
         }
         assert_eq!(
-            node_status(&manager, &waddr),
+            manager.node_status(&waddr),
             "ready",
             "the worker dropped out"
         );
@@ -473,9 +441,9 @@ fn a_worker_leaves_cleanly_and_can_join_again() {
     assert!(!worker.data_dir.join("tls").exists());
     let waddr = format!("127.0.0.1:{}", worker.port);
     assert!(
-        wait_until(WAIT, || node_status(&manager, &waddr) == "down"),
+        wait_until(WAIT, || manager.node_status(&waddr) == "down"),
         "the manager did not see the worker go: {:?}",
-        nodes(&manager)
+        manager.nodes()
     );
     // Its task came back on the manager.
     assert!(
@@ -484,7 +452,7 @@ fn a_worker_leaves_cleanly_and_can_join_again() {
         manager.describe("web")
     );
     // And it can join again.
-    let out = join(&worker, &manager, &token(&manager));
+    let out = join(&worker, &manager, &manager.join_token());
     assert!(out.status.success(), "rejoin failed: {}", stderr(&out));
 }
 
@@ -501,7 +469,7 @@ fn a_global_service_runs_on_every_node_including_ones_that_join_later() {
     );
     let worker = Daemon::start();
     worker.load_image("busybox");
-    let out = join(&worker, &manager, &token(&manager));
+    let out = join(&worker, &manager, &manager.join_token());
     assert!(out.status.success(), "join failed: {}", stderr(&out));
     assert!(
         wait_until(WAIT, || worker.ctr_running().len() == 1

@@ -21,38 +21,6 @@ use std::time::{Duration, Instant};
 
 use common::harness::*;
 use netns::{Lan, NetDaemon};
-use serde_json::Value;
-
-fn token(manager: &NetDaemon) -> String {
-    manager
-        .cli_ok(&["join-token", "worker", "-q"])
-        .trim()
-        .to_string()
-}
-
-fn nodes(manager: &NetDaemon) -> Vec<Value> {
-    manager
-        .cli_json(&["node", "ls"])
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn node_status(manager: &NetDaemon, addr: &str) -> String {
-    nodes(manager)
-        .iter()
-        .find(|n| s(n, "addr") == addr)
-        .map(|n| s(n, "status").to_string())
-        .unwrap_or_default()
-}
-
-fn node_id(manager: &NetDaemon, addr: &str) -> String {
-    nodes(manager)
-        .iter()
-        .find(|n| s(n, "addr") == addr)
-        .map(|n| s(n, "id").to_string())
-        .unwrap_or_else(|| panic!("no node at {addr}: {:?}", nodes(manager)))
-}
 
 /// The service's tasks meant to run (desired state running), as
 /// (node id, state, container id).
@@ -74,7 +42,7 @@ fn live_tasks(manager: &NetDaemon, service: &str) -> Vec<(String, String, String
 /// `shoal join --token T` with no address: the worker's daemon browses
 /// mDNS on its host. Asserts it joined and said it found the manager so.
 fn join_by_mdns(worker: &NetDaemon, manager: &NetDaemon) {
-    let t = token(manager);
+    let t = manager.join_token();
     let started = Instant::now();
     let out = worker.cli(&["join", "--token", &t]);
     assert!(
@@ -103,9 +71,9 @@ fn manager_and_worker(lan: &Lan) -> (NetDaemon, NetDaemon) {
     worker.load_image("busybox");
     join_by_mdns(&worker, &manager);
     assert!(
-        wait_until(WAIT, || node_status(&manager, &worker.addr) == "ready"),
+        wait_until(WAIT, || manager.node_status(&worker.addr) == "ready"),
         "the worker never became ready: {:?}\n{}",
-        nodes(&manager),
+        manager.nodes(),
         worker.log_tail()
     );
     (manager, worker)
@@ -122,15 +90,15 @@ fn a_worker_joins_with_no_address_over_mdns() {
     join_by_mdns(&worker, &manager);
 
     let ready = || {
-        let ns = nodes(&manager);
+        let ns = manager.nodes();
         ns.len() == 2 && ns.iter().all(|n| s(n, "status") == "ready")
     };
     assert!(
         wait_until(WAIT, ready),
         "expected 2 ready nodes: {:?}",
-        nodes(&manager)
+        manager.nodes()
     );
-    let ns = nodes(&manager);
+    let ns = manager.nodes();
     let mut addrs: Vec<&str> = ns.iter().map(|n| s(n, "addr")).collect();
     addrs.sort();
     assert_eq!(
@@ -171,9 +139,9 @@ fn a_node_whose_link_goes_down_is_marked_down_and_its_tasks_move() {
     lan.link_down(2);
     let cut = Instant::now();
     assert!(
-        wait_until(WAIT, || node_status(&manager, &worker.addr) == "down"),
+        wait_until(WAIT, || manager.node_status(&worker.addr) == "down"),
         "h2 was never marked down: {:?}",
-        nodes(&manager)
+        manager.nodes()
     );
     let marked_down = cut.elapsed();
     assert!(
@@ -184,7 +152,7 @@ fn a_node_whose_link_goes_down_is_marked_down_and_its_tasks_move() {
     // Both replicas on h1, in containerd and in what shoal reports. (The
     // replaced task on h2 keeps its last known state until h2 is heard
     // from again, as in Swarm: only tasks meant to run count.)
-    let h1 = node_id(&manager, &manager.addr);
+    let h1 = manager.node_id(&manager.addr);
     let on_h1 = || {
         let live = live_tasks(&manager, "web");
         live.len() == 2
@@ -217,9 +185,9 @@ fn a_node_whose_link_goes_down_is_marked_down_and_its_tasks_move() {
     lan.link_up(2);
     let plugged = Instant::now();
     assert!(
-        wait_until(WAIT, || node_status(&manager, &worker.addr) == "ready"),
+        wait_until(WAIT, || manager.node_status(&worker.addr) == "ready"),
         "h2 did not come back: {:?}\n{}",
-        nodes(&manager),
+        manager.nodes(),
         worker.log_tail()
     );
     assert!(
@@ -276,10 +244,10 @@ fn a_worker_finds_its_manager_again_over_mdns_after_the_manager_ip_changes() {
     );
     let back = moved.elapsed();
     assert_eq!(
-        node_status(&manager, &worker.addr),
+        manager.node_status(&worker.addr),
         "ready",
         "{:?}",
-        nodes(&manager)
+        manager.nodes()
     );
     assert!(
         manager.ctr_running().is_empty(),
@@ -297,7 +265,8 @@ fn a_worker_finds_its_manager_again_over_mdns_after_the_manager_ip_changes() {
     );
     // The cluster hands out the new address, not the stale one: `node ls`
     // shows it, and the worker keeps it for its next reconnect.
-    let me = nodes(&manager)
+    let me = manager
+        .nodes()
         .into_iter()
         .find(|n| s(n, "role") == "manager")
         .expect("manager row");

@@ -48,44 +48,27 @@ const CALL_LIMIT: Duration = Duration::from_secs(30);
 
 // ---- nodes, through the CLI ---------------------------------------------------
 
-fn token(manager: &Daemon) -> String {
-    manager
-        .cli_ok(&["join-token", "worker", "-q"])
-        .trim()
-        .to_string()
-}
-
-fn nodes(manager: &Daemon) -> Vec<Value> {
-    manager
-        .cli_json(&["node", "ls"])
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn node_id(manager: &Daemon, addr: &str) -> String {
-    nodes(manager)
-        .iter()
-        .find(|n| s(n, "addr") == addr)
-        .map(|n| s(n, "id").to_string())
-        .unwrap_or_else(|| panic!("no node at {addr} in node ls: {:?}", nodes(manager)))
-}
-
 fn grpc_addr(d: &Daemon) -> String {
     format!("127.0.0.1:{}", d.port)
 }
 
 /// Joins `worker` to `manager` by address and waits until it is ready.
 fn join(worker: &Daemon, manager: &Daemon) {
-    let out = worker.cli(&["join", "--token", &token(manager), &grpc_addr(manager)]);
+    let out = worker.cli(&[
+        "join",
+        "--token",
+        &manager.join_token(),
+        &grpc_addr(manager),
+    ]);
     assert!(out.status.success(), "join failed: {}", stderr(&out));
     let addr = grpc_addr(worker);
     assert!(
-        wait_until(WAIT, || nodes(manager)
+        wait_until(WAIT, || manager
+            .nodes()
             .iter()
             .any(|n| s(n, "addr") == addr && s(n, "status") == "ready")),
         "the worker at {addr} never became ready: {:?}",
-        nodes(manager)
+        manager.nodes()
     );
 }
 
@@ -513,7 +496,7 @@ fn a_caller_without_a_certificate_gets_only_the_root() {
         "Ca.root without a certificate",
         probe(&addr, files.anonymous(), MANAGER_SERVER_NAME, Rpc::Root),
     );
-    let digest = JoinToken::parse(&token(&manager))
+    let digest = JoinToken::parse(&manager.join_token())
         .expect("the worker token")
         .ca_digest();
     let root = block_on(async {
@@ -684,11 +667,11 @@ fn a_worker_certificate_cannot_read_logs_which_is_manager_only() {
 fn wrong_rotated_and_foreign_join_tokens_are_refused_and_nothing_is_written() {
     let (manager, _workers) = cluster(0, false);
     let addr = grpc_addr(&manager);
-    let good = token(&manager);
+    let good = manager.join_token();
     let digest = JoinToken::parse(&good)
         .expect("the worker token")
         .ca_digest();
-    let before = nodes(&manager).len();
+    let before = manager.nodes().len();
 
     // This cluster's CA digest, another secret.
     let wrong = JoinToken::generate(&digest).expect("a token").to_string();
@@ -713,7 +696,7 @@ fn wrong_rotated_and_foreign_join_tokens_are_refused_and_nothing_is_written() {
 
     // The token that was good a moment ago, rotated away.
     manager.cli_ok(&["join-token", "worker", "--rotate"]);
-    let fresh = token(&manager);
+    let fresh = manager.join_token();
     assert_ne!(fresh, good, "--rotate did not change the token");
     let msg = assert_status(
         "Ca.join with a rotated-away token",
@@ -722,7 +705,7 @@ fn wrong_rotated_and_foreign_join_tokens_are_refused_and_nothing_is_written() {
     );
     assert!(msg.contains("wrong or has been rotated"), "{msg}");
 
-    let after = nodes(&manager);
+    let after = manager.nodes();
     assert_eq!(
         after.len(),
         before,
@@ -738,7 +721,7 @@ fn wrong_rotated_and_foreign_join_tokens_are_refused_and_nothing_is_written() {
     let info = CertInfo::from_pem(&joined.cert_pem).expect("an issued certificate");
     assert_eq!(info.identity.role, Role::Worker);
     assert_eq!(info.identity.node_id, joined.node_id);
-    assert_eq!(nodes(&manager).len(), before + 1);
+    assert_eq!(manager.nodes().len(), before + 1);
 }
 
 #[test]
@@ -747,7 +730,7 @@ fn a_removed_node_is_refused_on_new_connections_and_its_session_closed() {
     let addr = grpc_addr(&manager);
     let worker = &workers[0];
     let files = NodeFiles::read(worker);
-    let wid = node_id(&manager, &grpc_addr(worker));
+    let wid = manager.node_id(&grpc_addr(worker));
     assert_eq!(files.info().identity.node_id, wid);
 
     // While a member, its certificate works, and a session it opens stays
@@ -808,7 +791,7 @@ fn a_removed_node_is_refused_on_new_connections_and_its_session_closed() {
 
     manager.cli_ok(&["node", "rm", "--force", &wid]);
     let removed = Instant::now();
-    assert_eq!(nodes(&manager).len(), 1, "node rm did not remove the node");
+    assert_eq!(manager.nodes().len(), 1, "node rm did not remove the node");
 
     // Its open session is closed, with a refusal, within about one
     // heartbeat period (a second of slack for a loaded machine).
@@ -849,10 +832,10 @@ fn a_removed_node_is_refused_on_new_connections_and_its_session_closed() {
     // It stays removed, whatever the removed daemon tries meanwhile.
     std::thread::sleep(3 * period);
     assert_eq!(
-        nodes(&manager).len(),
+        manager.nodes().len(),
         1,
         "a removed node must not come back: {:?}",
-        nodes(&manager)
+        manager.nodes()
     );
 }
 
@@ -861,8 +844,8 @@ fn a_node_cannot_report_status_for_another_nodes_task() {
     let (manager, workers) = cluster(2, true);
     let addr = grpc_addr(&manager);
     let (a, b) = (&workers[0], &workers[1]);
-    let a_id = node_id(&manager, &grpc_addr(a));
-    let b_id = node_id(&manager, &grpc_addr(b));
+    let a_id = manager.node_id(&grpc_addr(a));
+    let b_id = manager.node_id(&grpc_addr(b));
     let a_files = NodeFiles::read(a);
 
     manager.cli_ok(&[
@@ -999,8 +982,8 @@ fn an_expired_certificate_is_refused_on_a_new_connection_waits_70_s() {
     // The node was not removed: it is the certificate's age that counts.
     let wid = info.identity.node_id;
     assert!(
-        nodes(&manager).iter().any(|n| s(n, "id") == wid),
+        manager.nodes().iter().any(|n| s(n, "id") == wid),
         "the worker should still be a node: {:?}",
-        nodes(&manager)
+        manager.nodes()
     );
 }

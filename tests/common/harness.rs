@@ -463,6 +463,37 @@ impl Daemon {
             .expect("start shoal CLI")
     }
 
+    /// The worker join token (`join-token worker -q`).
+    pub fn join_token(&self) -> String {
+        self.cli_ok(&["join-token", "worker", "-q"])
+            .trim()
+            .to_string()
+    }
+
+    /// `node ls --format json`.
+    pub fn nodes(&self) -> Vec<Value> {
+        as_array(self.cli_json(&["node", "ls"]))
+    }
+
+    /// The status (`ready`, `down`, …) of the node at `addr`; empty if none.
+    pub fn node_status(&self, addr: &str) -> String {
+        self.nodes()
+            .iter()
+            .find(|n| s(n, "addr") == addr)
+            .map(|n| s(n, "status").to_string())
+            .unwrap_or_default()
+    }
+
+    /// The id of the node at `addr`.
+    pub fn node_id(&self, addr: &str) -> String {
+        let nodes = self.nodes();
+        nodes
+            .iter()
+            .find(|n| s(n, "addr") == addr)
+            .map(|n| s(n, "id").to_string())
+            .unwrap_or_else(|| panic!("no node at {addr} in node ls: {nodes:?}"))
+    }
+
     /// `service ls --format json`.
     pub fn services(&self) -> Vec<Value> {
         as_array(self.cli_json(&["service", "ls"]))
