@@ -128,5 +128,18 @@ fn rpc_services() {
         .package("shoal.v1")
         .method(method("logs", "Logs", "LogsRequest", "LogItem", true))
         .build();
-    Builder::new().compile(&[ca, dispatcher, node]);
+    // Managers among themselves: Raft's peer RPC, and a follower's
+    // forwarded writes and read barriers. Only manager certificates may
+    // call it. Bodies are openraft's serde types, encoded by src/raft.
+    let mut raft = Service::builder().name("Raft").package("shoal.v1");
+    for (name, route) in [
+        ("append", "Append"),
+        ("vote", "Vote"),
+        ("snapshot", "Snapshot"),
+        ("forward", "Forward"),
+        ("read_index", "ReadIndex"),
+    ] {
+        raft = raft.method(method(name, route, "RaftBytes", "RaftBytes", false));
+    }
+    Builder::new().compile(&[ca, dispatcher, node, raft.build()]);
 }

@@ -26,6 +26,7 @@ pub mod netaddr;
 pub mod notify;
 pub mod orchestrator;
 pub mod pki;
+pub mod raft;
 pub mod renewal;
 pub mod rpc;
 pub mod scheduler;

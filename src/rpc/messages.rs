@@ -94,3 +94,9 @@ pub struct LogItem {
     pub task_id: String,
     pub line: LogLine,
 }
+
+/// An encoded openraft message (see `crate::raft::wire`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RaftBytes {
+    pub data: Vec<u8>,
+}

@@ -14,4 +14,5 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/shoal.v1.Ca.rs"));
     include!(concat!(env!("OUT_DIR"), "/shoal.v1.Dispatcher.rs"));
     include!(concat!(env!("OUT_DIR"), "/shoal.v1.NodeAgent.rs"));
+    include!(concat!(env!("OUT_DIR"), "/shoal.v1.Raft.rs"));
 }

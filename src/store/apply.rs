@@ -6,8 +6,8 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{decode, encode};
-use super::{Commit, StoreError, CLUSTER, META, NODES, SERVICES, TASKS};
-use crate::types::{now_ms, Cluster, Meta, Node, Service, Task, TaskState, TaskStatus};
+use super::{Commit, StoreError, CLUSTER, MARKS, META, NODES, SERVICES, TASKS};
+use crate::types::{Cluster, Meta, Node, Service, Task, TaskState, TaskStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Kind {
@@ -108,7 +108,17 @@ pub enum Change {
     TaskAssign { id: String, node_id: String },
 }
 
-pub(super) fn apply(db: &Database, batch: Vec<Change>) -> Result<Commit, StoreError> {
+/// Apply `batch` at time `now` (the proposer's clock, so that every
+/// manager writes the same timestamps), and write `marks` (the caller's
+/// bookkeeping, such as Raft's applied log position) in the same
+/// transaction. A rejected batch writes nothing but the marks: the outer
+/// error is an I/O failure, the inner one a rejection.
+pub(super) fn apply(
+    db: &Database,
+    batch: Vec<Change>,
+    now: i64,
+    marks: &[(&str, Vec<u8>)],
+) -> Result<Result<Commit, StoreError>, StoreError> {
     let tx = db.begin_write()?;
     let index = {
         let mut meta = tx.open_table(META)?;
@@ -116,16 +126,39 @@ pub(super) fn apply(db: &Database, batch: Vec<Change>) -> Result<Commit, StoreEr
         meta.insert("index", index)?;
         index
     };
-    let now = now_ms();
     let mut changed = Vec::with_capacity(batch.len());
     for change in batch {
-        if let Some(c) = apply_one(&tx, change, index, now)? {
-            changed.push(c);
+        match apply_one(&tx, change, index, now) {
+            Ok(Some(c)) => changed.push(c),
+            Ok(None) => {}
+            Err(e) if e.is_rejection() => {
+                // `tx` is dropped un-committed: nothing of the batch is
+                // written.
+                drop(tx);
+                if !marks.is_empty() {
+                    let tx = db.begin_write()?;
+                    write_marks(&tx, marks)?;
+                    tx.commit()?;
+                }
+                return Ok(Err(e));
+            }
+            Err(e) => return Err(e),
         }
     }
-    // On any error above, `tx` is dropped un-committed: nothing is written.
+    write_marks(&tx, marks)?;
     tx.commit()?;
-    Ok(Commit { index, changed })
+    Ok(Ok(Commit { index, changed }))
+}
+
+pub(super) fn write_marks(
+    tx: &redb::WriteTransaction,
+    marks: &[(&str, Vec<u8>)],
+) -> Result<(), StoreError> {
+    let mut t = tx.open_table(MARKS)?;
+    for (k, v) in marks {
+        t.insert(*k, v.as_slice())?;
+    }
+    Ok(())
 }
 
 fn apply_one(
@@ -140,7 +173,7 @@ fn apply_one(
             let mut table = tx.open_table(kind.table())?;
             if table.get(id.as_str())?.is_some() {
                 return Err(StoreError::Exists {
-                    kind: kind.as_str(),
+                    kind: kind.as_str().into(),
                     id,
                 });
             }
@@ -159,7 +192,7 @@ fn apply_one(
                 Some(v) => stored_meta(kind, v.value())?,
                 None => {
                     return Err(StoreError::NotFound {
-                        kind: kind.as_str(),
+                        kind: kind.as_str().into(),
                         id,
                     })
                 }
@@ -167,7 +200,7 @@ fn apply_one(
             let meta = obj.meta_mut();
             if meta.version != stored.version {
                 return Err(StoreError::Conflict {
-                    kind: kind.as_str(),
+                    kind: kind.as_str().into(),
                     id,
                     expected: meta.version,
                     actual: stored.version,
@@ -191,14 +224,14 @@ fn apply_one(
                 Some(v) => stored_meta(kind, v.value())?,
                 None => {
                     return Err(StoreError::NotFound {
-                        kind: kind.as_str(),
+                        kind: kind.as_str().into(),
                         id,
                     })
                 }
             };
             if let Some(expected) = expected_version.filter(|e| *e != stored.version) {
                 return Err(StoreError::Conflict {
-                    kind: kind.as_str(),
+                    kind: kind.as_str().into(),
                     id,
                     expected,
                     actual: stored.version,

@@ -7,9 +7,10 @@
 //! which proposer feeds it. Reads come from a redb snapshot (`ReadView`).
 
 mod apply;
-mod codec;
+pub(crate) mod codec;
 mod proposer;
 mod read;
+mod snapshot;
 
 pub use apply::{Change, Kind, Object};
 pub use proposer::{LocalProposer, Proposer};
@@ -27,24 +28,46 @@ pub(crate) const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tas
 pub(crate) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
 /// Bookkeeping: the index of the last applied batch.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The proposer's own bookkeeping, written atomically with each batch
+/// (Raft keeps its applied log position and membership here).
+pub(crate) const MARKS: TableDefinition<&str, &[u8]> = TableDefinition::new("marks");
 
-#[derive(Debug, thiserror::Error)]
+/// The tables of cluster objects, as snapshots carry them.
+const DATA_TABLES: [TableDefinition<&str, &[u8]>; 4] = [CLUSTER, NODES, SERVICES, TASKS];
+
+/// Errors travel between managers (a follower forwards writes to the
+/// leader), hence serde.
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     #[error("{kind} {id} was changed by someone else (read version {expected}, now {actual}); try again")]
     Conflict {
-        kind: &'static str,
+        kind: String,
         id: String,
         expected: u64,
         actual: u64,
     },
     #[error("{kind} {id} already exists")]
-    Exists { kind: &'static str, id: String },
+    Exists { kind: String, id: String },
     #[error("{kind} {id} not found")]
-    NotFound { kind: &'static str, id: String },
+    NotFound { kind: String, id: String },
     #[error("store: {0}")]
     Io(String),
     #[error("store: cannot decode a stored value: {0}")]
     Decode(String),
+    /// The write could not be committed now (no leader, no quorum, this
+    /// node is not a manager); nothing was written and it may be retried.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// A batch refused for what it says, not for a failure of the store.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Conflict { .. } | StoreError::Exists { .. } | StoreError::NotFound { .. }
+        )
+    }
 }
 
 macro_rules! io_err {
@@ -90,6 +113,7 @@ impl Store {
         tx.open_table(TASKS)?;
         tx.open_table(CLUSTER)?;
         tx.open_table(META)?;
+        tx.open_table(MARKS)?;
         tx.commit()?;
         let (events, _) = broadcast::channel(1024);
         Ok(Store {
@@ -110,11 +134,54 @@ impl Store {
     /// Apply a batch atomically: every change is checked, then all are
     /// written in one transaction, or none is. Called by the proposer only.
     pub fn apply(&self, batch: Vec<Change>) -> Result<u64, StoreError> {
-        let commit = apply::apply(&self.db, batch)?;
-        let index = commit.index;
-        // No receivers is fine: nobody is watching yet.
+        self.apply_marked(batch, crate::types::now_ms(), &[])?
+    }
+
+    /// `apply` at the proposer's time `now`, with the proposer's `marks`
+    /// written in the same transaction, even when the batch is rejected.
+    /// Outer error: the store failed; inner: the batch was refused.
+    pub fn apply_marked(
+        &self,
+        batch: Vec<Change>,
+        now: i64,
+        marks: &[(&str, Vec<u8>)],
+    ) -> Result<Result<u64, StoreError>, StoreError> {
+        Ok(apply::apply(&self.db, batch, now, marks)?.map(|commit| {
+            let index = commit.index;
+            // No receivers is fine: nobody is watching yet.
+            let _ = self.events.send(Arc::new(commit));
+            index
+        }))
+    }
+
+    /// Write only marks (Raft entries that carry no batch).
+    pub fn set_marks(&self, marks: &[(&str, Vec<u8>)]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        apply::write_marks(&tx, marks)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// One of the proposer's marks.
+    pub fn mark(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        use redb::ReadableDatabase;
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(MARKS)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Everything, from one read snapshot: the objects and the marks (also
+    /// returned apart, as they were in that snapshot).
+    pub fn export(&self) -> Result<(Vec<u8>, snapshot::Entries), StoreError> {
+        snapshot::export(&self.db)
+    }
+
+    /// Replace everything with an `export`, in one transaction. Watchers
+    /// see every object that existed before or after as changed.
+    pub fn import(&self, data: &[u8]) -> Result<(), StoreError> {
+        let commit = snapshot::import(&self.db, data)?;
         let _ = self.events.send(Arc::new(commit));
-        Ok(index)
+        Ok(())
     }
 }
 

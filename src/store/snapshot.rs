@@ -1,0 +1,109 @@
+//! The whole store as one value, for Raft snapshots: every object table,
+//! the batch index and the proposer's marks.
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use serde::{Deserialize, Serialize};
+
+use super::apply::Kind;
+use super::{Commit, StoreError, DATA_TABLES, MARKS, META};
+
+/// (key, value) pairs of one table, or the marks.
+pub type Entries = Vec<(String, Vec<u8>)>;
+
+#[derive(Serialize, Deserialize)]
+struct Dump {
+    index: u64,
+    /// (table name, [(key, stored value)])
+    tables: Vec<(String, Entries)>,
+    marks: Entries,
+}
+
+fn entries(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+) -> Result<Entries, StoreError> {
+    let t = tx.open_table(table)?;
+    let mut out = Vec::new();
+    for entry in t.iter()? {
+        let (k, v) = entry?;
+        out.push((k.value().to_string(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+/// The export and, for the caller's convenience, the marks it holds.
+pub(super) fn export(db: &Database) -> Result<(Vec<u8>, Entries), StoreError> {
+    let tx = db.begin_read()?;
+    let index = tx
+        .open_table(META)?
+        .get("index")?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    let mut tables = Vec::new();
+    for table in DATA_TABLES {
+        tables.push((table.name().to_string(), entries(&tx, table)?));
+    }
+    let marks = entries(&tx, MARKS)?;
+    let dump = Dump {
+        index,
+        tables,
+        marks,
+    };
+    let data = postcard::to_allocvec(&dump)
+        .map_err(|e| StoreError::Io(format!("encoding a snapshot: {e}")))?;
+    Ok((data, dump.marks))
+}
+
+fn kind_of(table: &str) -> Kind {
+    match table {
+        "cluster" => Kind::Cluster,
+        "nodes" => Kind::Node,
+        "services" => Kind::Service,
+        _ => Kind::Task,
+    }
+}
+
+pub(super) fn import(db: &Database, data: &[u8]) -> Result<Commit, StoreError> {
+    let dump: Dump =
+        postcard::from_bytes(data).map_err(|e| StoreError::Decode(format!("a snapshot: {e}")))?;
+    let tx = db.begin_write()?;
+    let mut changed = Vec::new();
+    for table in DATA_TABLES {
+        let name = table.name();
+        let kind = kind_of(name);
+        let new: Entries = dump
+            .tables
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e.clone())
+            .unwrap_or_default();
+        let mut t = tx.open_table(table)?;
+        let old: Vec<String> = t
+            .iter()?
+            .map(|e| e.map(|(k, _)| k.value().to_string()))
+            .collect::<Result<_, _>>()?;
+        for id in &old {
+            t.remove(id.as_str())?;
+            if !new.iter().any(|(k, _)| k == id) {
+                changed.push((kind, id.clone(), true));
+            }
+        }
+        for (id, value) in new {
+            t.insert(id.as_str(), value.as_slice())?;
+            changed.push((kind, id, false));
+        }
+    }
+    {
+        let mut marks = tx.open_table(MARKS)?;
+        marks.retain(|_, _| false)?;
+        for (k, v) in &dump.marks {
+            marks.insert(k.as_str(), v.as_slice())?;
+        }
+        tx.open_table(META)?.insert("index", dump.index)?;
+    }
+    tx.commit()?;
+    Ok(Commit {
+        index: dump.index,
+        changed,
+    })
+}
