@@ -15,7 +15,7 @@ use crate::api::{self, Ctx, Identity};
 use crate::executor::containerd::{Containerd, ContainerdConfig};
 use crate::executor::Executor;
 use crate::shutdown::{self, Shutdown};
-use crate::store::{Change, LocalProposer, Object, Proposer, Store};
+use crate::store::{Change, Object, Proposer, Store};
 use crate::types::*;
 
 /// The daemon's validated settings.
@@ -40,7 +40,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     create_private_dir(&cfg.data_dir)?;
     let store = Store::open(&cfg.data_dir.join("state.redb"))
         .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
-    let proposer: Arc<dyn Proposer> = Arc::new(LocalProposer::new(store.clone()));
+    // Writes go through this manager's Raft, once its components run it.
+    let (raft, slot) = tokio::sync::watch::channel(None);
+    let proposer: Arc<dyn Proposer> = Arc::new(crate::raft::RaftProposer { slot });
     let exec = Arc::new(
         Containerd::connect(ContainerdConfig {
             socket: cfg.containerd.clone(),
@@ -58,9 +60,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let manager = identity
         .as_ref()
         .is_some_and(|i| i.role == NodeRole::Manager);
-    if manager && store.read()?.cluster()?.is_none() {
+    if manager && !cfg.data_dir.join("raft.redb").exists() {
         bail!(
-            "{} names a cluster but the store has none: the data dir is damaged",
+            "{} names a cluster but there is no raft.redb: the data dir is damaged",
             identity_path(&cfg.data_dir).display()
         );
     }
@@ -75,6 +77,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         listen: cfg.listen.clone(),
         identity: identity_tx,
         components_running,
+        raft,
+        bootstrap: Default::default(),
     });
 
     let listener = bind_socket(&cfg.socket)?;
@@ -86,8 +90,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cluster_task = tokio::spawn(start_cluster(ctx.clone(), shutdown.clone()));
     if let Some(addr) = cfg.metrics_addr.clone() {
         let (store, shutdown) = (ctx.store.clone(), shutdown.clone());
+        let raft = ctx.raft.subscribe();
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, store, shutdown).await {
+            if let Err(e) = crate::metrics::serve(addr, store, raft, shutdown).await {
                 error!(error = format!("{e:#}"), "metrics endpoint failed");
             }
         });
@@ -120,6 +125,7 @@ async fn start_cluster(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
         // The components stop on daemon shutdown, or when the node leaves
         // its cluster (its identity is cleared).
         let (trigger, components) = shutdown::channel();
+        let current = Some(identity.clone());
         let run = async {
             let result = match identity.role {
                 NodeRole::Manager => crate::manager::run(ctx.clone(), identity, components).await,
@@ -139,7 +145,8 @@ async fn start_cluster(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
         tokio::select! {
             _ = &mut run => ended = true,
             _ = shutdown.wait() => {}
-            _ = ids.wait_for(|i| i.is_none()) => {}
+            // Left the cluster, or promoted/demoted.
+            _ = ids.wait_for(|i| *i != current) => {}
         }
         trigger.trigger();
         if !ended {
@@ -151,9 +158,36 @@ async fn start_cluster(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
         }
         // Failed to start: wait for the identity to change before retrying.
         if ended {
-            let _ = ids.wait_for(|i| i.is_none()).await;
+            let _ = ids.wait_for(|i| *i != current).await;
         }
     }
+}
+
+/// The managers made this node a manager or a worker: get a certificate
+/// for the new role, then restart the components as that role (see
+/// `start_cluster`). Retried until it works, as the node cannot do its new
+/// job without the certificate.
+pub async fn take_role(ctx: &Arc<Ctx>, node_tls: &Arc<crate::pki::NodeTls>, role: NodeRole) {
+    let Some(mut identity) = ctx.identity.borrow().clone() else {
+        return;
+    };
+    info!(
+        role = role.as_str(),
+        "this node's role changed; renewing its certificate"
+    );
+    let dir = ctx.data_dir.clone();
+    let issuer =
+        crate::renewal::Issuer::Remote(Arc::new(move || crate::worker::load_managers(&dir)));
+    while let Err(e) = crate::renewal::renew(node_tls, &issuer).await {
+        warn!(error = %e, "cannot get a certificate for the new role; retrying");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    identity.role = role;
+    if let Err(e) = save_identity(&ctx.data_dir, &identity) {
+        error!(error = %e, "cannot save the node's new role");
+        return;
+    }
+    ctx.identity.send_replace(Some(identity));
 }
 
 pub async fn refresh_periodically(ctx: Arc<Ctx>, mut shutdown: Shutdown) {

@@ -1,35 +1,83 @@
-//! A manager's components, wiring only: the leader-only loops
-//! (orchestrator, scheduler, node liveness), the dispatcher, this node's own
-//! agent (in-process session), and the node-to-node gRPC server on
-//! `--listen` over mTLS, announced over mDNS.
+//! A manager's components, wiring only: its Raft (the replicated store),
+//! the node-to-node gRPC server on `--listen` over mTLS (announced over
+//! mDNS), the loops that run only while this manager leads (orchestrator,
+//! scheduler, node liveness, the dispatcher), and this node's own agent,
+//! which, like a worker's, keeps a session with the leader.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::agent::Agent;
 use crate::api::{Ctx, Identity};
 use crate::dispatcher::Dispatcher;
 use crate::pki::NodeTls;
-use crate::rpc::ca::CaService;
+use crate::raft::{LeaderProposer, Member, RaftNode, RaftService};
+use crate::rpc::ca::{manager_addrs, CaService};
 use crate::rpc::dispatch::DispatcherService;
 use crate::rpc::node_agent::NodeAgentService;
 use crate::rpc::pb::ca_server::CaServer;
 use crate::rpc::pb::dispatcher_server::DispatcherServer;
 use crate::rpc::pb::node_agent_server::NodeAgentServer;
-use crate::shutdown::Shutdown;
+use crate::rpc::pb::raft_server::RaftServer;
+use crate::shutdown::{self, Shutdown};
+use crate::store::Proposer;
 use crate::tls::{self, PeerFilter};
 
 pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyhow::Result<()> {
-    crate::daemon::refresh_node(&ctx).await;
     let store = ctx.store.clone();
-    let proposer = ctx.proposer.clone();
-    let dispatcher = Dispatcher::new(store.clone(), proposer.clone(), shutdown.clone());
-
     let node_tls =
         Arc::new(NodeTls::load(&ctx.data_dir).context("cannot load this node's TLS material")?);
+    let client_tls = tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))?;
+    let advertise = ctx.advertise_addr();
+    let raft = RaftNode::start(&ctx.data_dir, store.clone(), &identity.node_id, client_tls)
+        .await
+        .context("cannot start the replicated store")?;
+    if ctx.bootstrap.swap(false, Ordering::SeqCst) {
+        raft.bootstrap(&advertise).await?;
+    }
+    ctx.raft.send_replace(Some(raft.clone()));
+    let result = serve(&ctx, &identity, &node_tls, &raft, &advertise, shutdown).await;
+    ctx.raft.send_replace(None);
+    raft.shutdown().await;
+    drop(raft);
+    let demoted = ctx
+        .identity
+        .borrow()
+        .as_ref()
+        .is_some_and(|i| i.role == crate::types::NodeRole::Worker);
+    if demoted {
+        forget_replicated_state(&ctx);
+    }
+    result
+}
+
+/// A demoted manager keeps no copy of the cluster state: if it is promoted
+/// again, it joins the membership afresh and is sent a snapshot.
+fn forget_replicated_state(ctx: &Ctx) {
+    for f in ["raft.redb", "raft-snapshot"] {
+        let _ = std::fs::remove_file(ctx.data_dir.join(f));
+    }
+    if let Err(e) = ctx.store.clear() {
+        warn!(error = %e, "cannot clear the demoted manager's store");
+    }
+    info!("demoted: this node's copy of the cluster state is gone");
+}
+
+async fn serve(
+    ctx: &Arc<Ctx>,
+    identity: &Identity,
+    node_tls: &Arc<NodeTls>,
+    raft: &Arc<RaftNode>,
+    advertise: &str,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let store = ctx.store.clone();
+    let proposer = ctx.proposer.clone();
     // Removed nodes are refused at the handshake.
     let filter_store = store.clone();
     let filter: PeerFilter = Arc::new(move |peer| {
@@ -44,6 +92,7 @@ pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyho
         .await
         .with_context(|| format!("cannot listen on {}", ctx.listen))?;
     let port = listener.local_addr()?.port();
+    let (dispatcher_tx, dispatcher_rx) = watch::channel(None);
     let mut server_shutdown = shutdown.clone();
     let server = tonic::transport::Server::builder()
         .add_service(CaServer::new(CaService {
@@ -52,11 +101,13 @@ pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyho
         }))
         .add_service(DispatcherServer::new(DispatcherService {
             store: store.clone(),
-            proposer: proposer.clone(),
-            dispatcher: dispatcher.clone(),
+            dispatcher: dispatcher_rx,
         }))
         .add_service(NodeAgentServer::new(NodeAgentService {
             data_dir: ctx.data_dir.clone(),
+        }))
+        .add_service(RaftServer::new(RaftService {
+            slot: ctx.raft.subscribe(),
         }))
         .serve_with_incoming_shutdown(
             crate::rpc::transport::incoming(listener, server_tls),
@@ -72,40 +123,53 @@ pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyho
             .ok()
     });
 
-    // Leader-only loops: with one manager, this node always leads.
-    let mut tasks = vec![
-        tokio::spawn(crate::orchestrator::run(
-            store.clone(),
-            proposer.clone(),
+    let mut tasks = vec![tokio::spawn(async move {
+        if let Err(e) = server.await {
+            warn!(error = %e, "gRPC server stopped");
+        }
+    })];
+    tasks.push(tokio::spawn(lead_while_leader(
+        raft.clone(),
+        identity.node_id.clone(),
+        dispatcher_tx,
+        shutdown.clone(),
+    )));
+    if !raft.raft.is_initialized().await? {
+        tasks.push(tokio::spawn(join_membership(
+            ctx.clone(),
+            raft.clone(),
+            Member {
+                node_id: identity.node_id.clone(),
+                addr: advertise.to_string(),
+            },
             shutdown.clone(),
-        )),
-        tokio::spawn(crate::scheduler::run(
-            store.clone(),
-            proposer.clone(),
-            shutdown.clone(),
-        )),
-        tokio::spawn(crate::dispatcher::watch_nodes(
-            store.clone(),
-            proposer.clone(),
-            dispatcher.heartbeats.clone(),
-            identity.node_id.clone(),
-            shutdown.clone(),
-        )),
-        tokio::spawn(async move {
-            if let Err(e) = server.await {
-                warn!(error = %e, "gRPC server stopped");
-            }
-        }),
-    ];
+        )));
+    }
     tasks.push(tokio::spawn(crate::renewal::run(
         node_tls.clone(),
         crate::renewal::Issuer::Local(store.clone()),
         shutdown.clone(),
     )));
-    let assignments = dispatcher.session(&identity.node_id);
-    let reports = dispatcher.reporter(&identity.node_id);
-    let agent = Agent::new(ctx.exec.clone(), crate::daemon::hostname(), reports);
-    tasks.push(tokio::spawn(agent.run(assignments, shutdown.clone())));
+    tasks.push(tokio::spawn(crate::raft::snapshots(
+        raft.clone(),
+        shutdown.clone(),
+    )));
+    let mut managers = manager_addrs(&store);
+    for m in crate::worker::load_managers(&ctx.data_dir) {
+        if !managers.contains(&m) {
+            managers.push(m);
+        }
+    }
+    if !managers.iter().any(|m| m == advertise) {
+        managers.insert(0, advertise.to_string());
+    }
+    tasks.push(crate::worker::run_agent(
+        ctx,
+        node_tls,
+        managers,
+        shutdown.clone(),
+    )?);
+    crate::daemon::refresh_node(ctx).await;
     tasks.push(tokio::spawn(crate::daemon::refresh_periodically(
         ctx.clone(),
         shutdown,
@@ -114,4 +178,80 @@ pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyho
         let _ = t.await;
     }
     Ok(())
+}
+
+/// Run the leader-only loops and the dispatcher for each term this node
+/// leads, and stop them as soon as it does not.
+async fn lead_while_leader(
+    raft: Arc<RaftNode>,
+    node_id: String,
+    dispatcher_slot: watch::Sender<Option<Dispatcher>>,
+    mut shutdown: Shutdown,
+) {
+    let mut leading = raft.leadership();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            r = leading.wait_for(|l| *l) => if r.is_err() { return },
+        }
+        info!("this manager is the leader: starting the orchestrator, scheduler and dispatcher");
+        let (trigger, term) = shutdown::channel();
+        let store = raft.store.clone();
+        let proposer: Arc<dyn Proposer> = Arc::new(LeaderProposer { node: raft.clone() });
+        let dispatcher = Dispatcher::new(store.clone(), proposer.clone(), term.clone());
+        let loops = vec![
+            tokio::spawn(crate::orchestrator::run(
+                store.clone(),
+                proposer.clone(),
+                term.clone(),
+            )),
+            tokio::spawn(crate::scheduler::run(
+                store.clone(),
+                proposer.clone(),
+                term.clone(),
+            )),
+            tokio::spawn(crate::dispatcher::watch_nodes(
+                store.clone(),
+                proposer.clone(),
+                dispatcher.heartbeats.clone(),
+                node_id.clone(),
+                term.clone(),
+            )),
+        ];
+        dispatcher_slot.send_replace(Some(dispatcher));
+        tokio::select! {
+            _ = shutdown.wait() => {}
+            _ = leading.wait_for(|l| !*l) => {}
+        }
+        dispatcher_slot.send_replace(None);
+        trigger.trigger();
+        for l in loops {
+            let _ = l.await;
+        }
+        if shutdown.is_set() {
+            return;
+        }
+        info!("this manager no longer leads: its leader-only loops stopped");
+    }
+}
+
+/// A manager that joined with the manager token asks the leader to make it
+/// a voter, through whichever manager answers, until one does.
+async fn join_membership(ctx: Arc<Ctx>, raft: Arc<RaftNode>, me: Member, mut shutdown: Shutdown) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let known = crate::worker::load_managers(&ctx.data_dir);
+        match crate::raft::ask_to_join(&raft, &known, &me).await {
+            Ok(()) => {
+                info!("this manager is now a voting member of the replicated store");
+                return;
+            }
+            Err(e) => warn!(error = %e, "cannot join the replicated store yet"),
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }

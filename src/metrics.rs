@@ -35,8 +35,12 @@ pub fn global() -> &'static Metrics {
 
 type Labels = Vec<(String, String)>;
 
-/// The text exposition of every metric, with state gauges from `store`.
-pub fn render(store: &Store) -> String {
+/// This manager's Raft, when it runs one.
+pub type RaftSlot = tokio::sync::watch::Receiver<Option<Arc<crate::raft::RaftNode>>>;
+
+/// The text exposition of every metric, with state gauges from `store` and
+/// Raft's from `raft`.
+pub fn render(store: &Store, raft: &RaftSlot) -> String {
     let mut registry = Registry::with_prefix("shoal");
     let nodes = Family::<Labels, Gauge>::default();
     let tasks = Family::<Labels, Gauge>::default();
@@ -57,6 +61,25 @@ pub fn render(store: &Store) -> String {
     registry.register("nodes", "Nodes by state", nodes);
     registry.register("tasks", "Tasks by observed state", tasks);
     registry.register("services", "Services", services);
+    if let Some(node) = raft.borrow().clone() {
+        let m = node.metrics();
+        let gauge = |v: u64| {
+            let g = Gauge::<i64>::default();
+            g.set(v as i64);
+            g
+        };
+        registry.register("raft_term", "Current Raft term", gauge(m.current_term));
+        registry.register(
+            "raft_commit_index",
+            "Raft log index applied to this manager's store (committed)",
+            gauge(m.last_applied.map_or(0, |l| l.index)),
+        );
+        registry.register(
+            "raft_leader",
+            "1 while this manager is the Raft leader",
+            gauge(u64::from(m.state == openraft::ServerState::Leader)),
+        );
+    }
     let m = global();
     registry.register(
         "scheduling_latency_seconds",
@@ -78,6 +101,7 @@ pub fn render(store: &Store) -> String {
 pub async fn serve(
     addr: String,
     store: Store,
+    raft: RaftSlot,
     mut shutdown: crate::shutdown::Shutdown,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -85,19 +109,21 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
     let app = Router::new()
         .route("/metrics", axum::routing::get(scrape))
-        .with_state(Arc::new(store));
+        .with_state(Arc::new((store, raft)));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await?;
     Ok(())
 }
 
-async fn scrape(State(store): State<Arc<Store>>) -> ([(&'static str, &'static str); 1], String) {
+async fn scrape(
+    State(state): State<Arc<(Store, RaftSlot)>>,
+) -> ([(&'static str, &'static str); 1], String) {
     (
         [(
             "content-type",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        render(&store),
+        render(&state.0, &state.1),
     )
 }

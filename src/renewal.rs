@@ -52,7 +52,8 @@ pub async fn run(node_tls: Arc<NodeTls>, issuer: Issuer, mut shutdown: Shutdown)
     }
 }
 
-async fn renew(node_tls: &NodeTls, issuer: &Issuer) -> Result<(), String> {
+/// Renew now; the role in the new certificate is the store's.
+pub async fn renew(node_tls: &NodeTls, issuer: &Issuer) -> Result<(), String> {
     let id = node_tls.cert.info().identity;
     let csr = node_tls
         .key

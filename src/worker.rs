@@ -38,32 +38,6 @@ pub fn save_managers(data_dir: &Path, managers: &[String]) {
 pub async fn run(ctx: Arc<Ctx>, _identity: Identity, shutdown: Shutdown) -> anyhow::Result<()> {
     let node_tls =
         Arc::new(NodeTls::load(&ctx.data_dir).context("cannot load this node's TLS material")?);
-    let client_tls = crate::tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))?;
-    let local = LocalState::open(&ctx.data_dir.join("agent.redb"))
-        .map_err(|e| anyhow::anyhow!("cannot open the agent's state: {e}"))?;
-    // Start from the last known assignments: containers are re-adopted even
-    // when no manager answers.
-    let known = local.load().unwrap_or_default();
-    let (assign_tx, assign_rx) = watch::channel(Arc::new(known));
-    let (report_tx, report_rx) = mpsc::channel(1024);
-    let advertise = match &ctx.advertise {
-        Some(a) => a.clone(),
-        None => crate::netaddr::detect_advertise(&ctx.listen).unwrap_or_default(),
-    };
-    let data_dir = ctx.data_dir.clone();
-    let exec = ctx.exec.clone();
-    let session = Session {
-        tls: client_tls,
-        managers: load_managers(&ctx.data_dir),
-        ca_digest: crate::pki::ca_digest(&node_tls.ca_pem)?,
-        local,
-        addr: advertise,
-        on_managers: Box::new(move |m| save_managers(&data_dir, m)),
-        describe: Box::new(move || {
-            let exec = exec.clone();
-            Box::pin(async move { crate::daemon::describe_node(&exec).await })
-        }),
-    };
     // Managers reach this node directly for its tasks' logs.
     let server_tls = crate::tls::server_config(
         &node_tls.ca_pem,
@@ -82,18 +56,70 @@ pub async fn run(ctx: Arc<Ctx>, _identity: Identity, shutdown: Shutdown) -> anyh
             crate::rpc::transport::incoming(listener, server_tls),
             async move { server_shutdown.wait().await },
         );
-
-    let agent = Agent::new(ctx.exec.clone(), crate::daemon::hostname(), report_tx);
-    let shutdown_renew = shutdown.clone();
-    let s = tokio::spawn(session.run(assign_tx, report_rx, shutdown.clone()));
-    let a = tokio::spawn(agent.run(assign_rx, shutdown));
     let g = tokio::spawn(server);
     let renew_dir = ctx.data_dir.clone();
     let r = tokio::spawn(crate::renewal::run(
         node_tls.clone(),
         crate::renewal::Issuer::Remote(Arc::new(move || load_managers(&renew_dir))),
-        shutdown_renew,
+        shutdown.clone(),
     ));
-    let _ = tokio::join!(s, a, g, r);
+    let agent = run_agent(&ctx, &node_tls, load_managers(&ctx.data_dir), shutdown)?;
+    let _ = tokio::join!(agent, g, r);
     Ok(())
+}
+
+/// This node's agent and its session with the managers: the same on a
+/// worker and on a manager (whose own agent talks to the leader too).
+pub fn run_agent(
+    ctx: &Arc<Ctx>,
+    node_tls: &Arc<NodeTls>,
+    managers: Vec<String>,
+    shutdown: Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let client_tls = crate::tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))?;
+    let local = LocalState::open(&ctx.data_dir.join("agent.redb"))
+        .map_err(|e| anyhow::anyhow!("cannot open the agent's state: {e}"))?;
+    // Start from the last known assignments: containers are re-adopted even
+    // when no manager answers.
+    let known = local.load().unwrap_or_default();
+    let (assign_tx, assign_rx) = watch::channel(Arc::new(known));
+    let (report_tx, report_rx) = mpsc::channel(1024);
+    let advertise = match &ctx.advertise {
+        Some(a) => a.clone(),
+        None => crate::netaddr::detect_advertise(&ctx.listen).unwrap_or_default(),
+    };
+    let data_dir = ctx.data_dir.clone();
+    let exec = ctx.exec.clone();
+    let (role_ctx, role_tls) = (ctx.clone(), node_tls.clone());
+    let changing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let session = Session {
+        tls: client_tls,
+        managers,
+        ca_digest: crate::pki::ca_digest(&node_tls.ca_pem)?,
+        local,
+        addr: advertise,
+        on_managers: Box::new(move |m| save_managers(&data_dir, m)),
+        on_role: Box::new(move |role| {
+            let current = role_ctx.identity.borrow().as_ref().map(|i| i.role);
+            if current.is_some_and(|c| c != role)
+                && !changing.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                let (ctx, tls, changing) = (role_ctx.clone(), role_tls.clone(), changing.clone());
+                tokio::spawn(async move {
+                    crate::daemon::take_role(&ctx, &tls, role).await;
+                    changing.store(false, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+        }),
+        describe: Box::new(move || {
+            let exec = exec.clone();
+            Box::pin(async move { crate::daemon::describe_node(&exec).await })
+        }),
+    };
+    let agent = Agent::new(ctx.exec.clone(), crate::daemon::hostname(), report_tx);
+    let s = tokio::spawn(session.run(assign_tx, report_rx, shutdown.clone()));
+    let a = tokio::spawn(agent.run(assign_rx, shutdown));
+    Ok(tokio::spawn(async move {
+        let _ = tokio::join!(s, a);
+    }))
 }

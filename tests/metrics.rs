@@ -58,4 +58,15 @@ fn metrics_show_cluster_state_and_scheduling() {
         "{text}"
     );
     assert!(text.contains("shoal_missed_heartbeats_total 0"), "{text}");
+    // Raft: this one manager leads, in term 1 or later, and has committed
+    // the cluster's writes.
+    assert!(text.contains("shoal_raft_leader 1"), "{text}");
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert!(value("shoal_raft_term") >= 1);
+    assert!(value("shoal_raft_commit_index") >= 3);
 }

@@ -121,24 +121,6 @@ fn a_wrong_or_rotated_token_is_refused_and_nothing_is_written() {
 }
 
 #[test]
-fn a_manager_token_join_is_refused_until_the_replicated_store_exists() {
-    let manager = Daemon::cluster();
-    let worker = Daemon::start();
-    let t = manager
-        .cli_ok(&["join-token", "manager", "-q"])
-        .trim()
-        .to_string();
-    let out = join(&worker, &manager, &t);
-    assert!(!out.status.success());
-    assert!(
-        one_line_error(&out).contains("replicated store"),
-        "{}",
-        one_line_error(&out)
-    );
-    assert_eq!(manager.nodes().len(), 1);
-}
-
-#[test]
 fn a_dead_node_is_marked_down_and_its_tasks_move() {
     let (manager, mut worker) = two_nodes();
     manager.cli_ok(&[
@@ -161,7 +143,7 @@ fn a_dead_node_is_marked_down_and_its_tasks_move() {
 
     // The worker's daemon dies; its container keeps running, but the
     // manager can no longer reach it, so the work moves.
-    kill_daemon(&worker);
+    worker.kill9();
     let died = Instant::now();
     let waddr = format!("127.0.0.1:{}", worker.port);
     assert!(
@@ -182,7 +164,6 @@ fn a_dead_node_is_marked_down_and_its_tasks_move() {
     );
 
     // It comes back: ready again, and its stale task is stopped.
-    worker.stop(); // reaps the killed process
     worker.start_again();
     assert!(
         wait_until(WAIT, || manager.node_status(&waddr) == "ready"),
@@ -193,17 +174,6 @@ fn a_dead_node_is_marked_down_and_its_tasks_move() {
         wait_until(WAIT, || worker.ctr_running().is_empty()),
         "the returning node kept running a task that was replaced: {:?}",
         worker.ctr_running()
-    );
-}
-
-/// SIGKILL the daemon process (not its containers), as a power cut would.
-fn kill_daemon(d: &Daemon) {
-    let pattern = format!("shoal daemon .*{}", d.socket.display());
-    let out = run(std::process::Command::new("pkill").args(["-KILL", "-f", &pattern]));
-    assert!(
-        out.status.success(),
-        "pkill found no daemon for {}",
-        d.socket.display()
     );
 }
 
@@ -277,7 +247,7 @@ fn a_removed_node_is_refused_and_its_session_closed() {
 
 #[test]
 fn service_logs_gather_every_node_and_name_the_unreachable_ones() {
-    let (manager, worker) = two_nodes();
+    let (manager, mut worker) = two_nodes();
     manager.cli_ok(&[
         "service",
         "create",
@@ -318,7 +288,7 @@ fn service_logs_gather_every_node_and_name_the_unreachable_ones() {
 
     // With the worker's daemon gone, logs still print what they can, name
     // the node they could not reach, and return.
-    kill_daemon(&worker);
+    worker.kill9();
     let started = Instant::now();
     let out = manager.cli(&["service", "logs", "talk"]);
     assert!(

@@ -26,6 +26,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Called with the new list when the known managers change.
 pub type OnManagers = Box<dyn Fn(&[String]) + Send + Sync>;
+/// Called with the role the managers say this node has.
+pub type OnRole = Box<dyn Fn(crate::types::NodeRole) + Send + Sync>;
 /// Describes this node (hostname, platform, images) for the manager.
 pub type Describe =
     Box<dyn Fn() -> futures::future::BoxFuture<'static, NodeDescription> + Send + Sync>;
@@ -39,6 +41,7 @@ pub struct Session {
     pub addr: String,
     /// Saves the manager list when it changes.
     pub on_managers: OnManagers,
+    pub on_role: OnRole,
     pub describe: Describe,
 }
 
@@ -143,7 +146,8 @@ impl Session {
                         }
                         assignments.send_replace(Arc::new(set));
                     }
-                    Ok(Some(SessionMessage::Cluster { managers, heartbeat_period_ms })) => {
+                    Ok(Some(SessionMessage::Cluster { managers, heartbeat_period_ms, role })) => {
+                        (self.on_role)(role);
                         period = Duration::from_millis(heartbeat_period_ms.max(100));
                         beat = tokio::time::interval(period);
                         if !managers.is_empty() && managers != self.managers {

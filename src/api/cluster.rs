@@ -59,6 +59,7 @@ pub async fn init(
         ca_key_pem,
         join_tokens: pki.tokens,
         removed_nodes: Vec::new(),
+        snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL,
     };
     let worker_token = cluster.join_tokens.worker.to_string();
     let node = Node {
@@ -81,15 +82,19 @@ pub async fn init(
         }),
         version: crate::VERSION.to_string(),
     };
+    // The manager's components start a one-member Raft; the cluster's
+    // first objects are its first entries.
+    crate::daemon::save_identity(&ctx.data_dir, &identity)
+        .map_err(|e| ApiError::Internal(format!("cannot save node identity: {e}")))?;
+    ctx.bootstrap
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    ctx.identity.send_replace(Some(identity.clone()));
     ctx.proposer
         .propose(vec![
             Change::Create(Object::Cluster(cluster)),
             Change::Create(Object::Node(node)),
         ])
         .await?;
-    crate::daemon::save_identity(&ctx.data_dir, &identity)
-        .map_err(|e| ApiError::Internal(format!("cannot save node identity: {e}")))?;
-    ctx.identity.send_replace(Some(identity.clone()));
     Ok(Json(InitResponse {
         cluster_id: identity.cluster_id,
         node_id: identity.node_id,
@@ -104,9 +109,16 @@ pub async fn info(State(ctx): State<Arc<Ctx>>) -> Result<Json<Identity>, ApiErro
 
 pub async fn nodes(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<NodeRow>>, ApiError> {
     ctx.identity()?;
+    ctx.proposer.barrier().await?;
     let mut nodes = ctx.store.read()?.nodes()?;
     nodes.sort_by(|a, b| a.description.hostname.cmp(&b.description.hostname));
-    Ok(Json(nodes.iter().map(NodeRow::new).collect()))
+    let leader = ctx.leader_id();
+    Ok(Json(
+        nodes
+            .iter()
+            .map(|n| NodeRow::new(n, leader.as_deref()))
+            .collect(),
+    ))
 }
 
 pub async fn node(
@@ -115,8 +127,9 @@ pub async fn node(
 ) -> Result<Json<NodeRow>, ApiError> {
     let me = ctx.identity()?;
     let id = if id == "self" { me.node_id } else { id };
+    ctx.proposer.barrier().await?;
     let found = find_node(&ctx.store.read()?.nodes()?, &id)?;
-    Ok(Json(NodeRow::new(&found)))
+    Ok(Json(NodeRow::new(&found, ctx.leader_id().as_deref())))
 }
 
 #[derive(serde::Deserialize)]
@@ -165,7 +178,7 @@ pub struct NodeUpdate {
     pub label_rm: Vec<String>,
 }
 
-fn find_node(nodes: &[Node], id: &str) -> Result<Node, ApiError> {
+pub(super) fn find_node(nodes: &[Node], id: &str) -> Result<Node, ApiError> {
     let exact: Vec<&Node> = nodes
         .iter()
         .filter(|n| n.id == id || n.description.hostname == id)
@@ -209,7 +222,7 @@ pub async fn update_node(
         .propose(vec![Change::Update(Object::Node(node.clone()))])
         .await?;
     let node = ctx.store.read()?.node(&node.id)?.unwrap_or(node);
-    Ok(Json(NodeRow::new(&node)))
+    Ok(Json(NodeRow::new(&node, ctx.leader_id().as_deref())))
 }
 
 #[derive(serde::Deserialize)]
@@ -229,9 +242,9 @@ pub async fn remove_node(
     let me = ctx.identity()?;
     let view = ctx.store.read()?;
     let node = find_node(&view.nodes()?, &id)?;
-    if node.id == me.node_id || node.spec.role == NodeRole::Manager {
+    if node.id == me.node_id {
         return Err(ApiError::BadRequest(format!(
-            "node {} is a manager: managers cannot be removed in this version",
+            "node {} is this manager: run `shoal node rm` on another manager",
             node.id
         )));
     }
@@ -241,10 +254,20 @@ pub async fn remove_node(
             node.id
         )));
     }
+    let is_manager = node.spec.role == NodeRole::Manager;
     let mut cluster = view
         .cluster()?
         .ok_or_else(|| ApiError::Internal("no cluster object".into()))?;
     drop(view);
+    if is_manager {
+        // Out of the Raft membership first, so the quorum no longer counts
+        // it; then its certificate is refused.
+        crate::raft::RaftProposer {
+            slot: ctx.raft.subscribe(),
+        }
+        .remove_manager(&node.id)
+        .await?;
+    }
     cluster.removed_nodes.push(node.id.clone());
     ctx.proposer
         .propose(vec![
@@ -256,13 +279,16 @@ pub async fn remove_node(
             },
         ])
         .await?;
-    Ok(Json(NodeRow::new(&node)))
+    Ok(Json(NodeRow::new(&node, ctx.leader_id().as_deref())))
 }
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ClusterUpdate {
     pub cert_expiry_ms: Option<u64>,
     pub heartbeat_period_ms: Option<u64>,
+    /// Raft log entries between snapshots.
+    #[serde(default)]
+    pub snapshot_interval: Option<u64>,
 }
 
 /// Cluster-wide settings. New certificate lengths apply from each node's
@@ -294,9 +320,18 @@ pub async fn update_cluster(
         }
         cluster.heartbeat_period_ms = ms;
     }
+    if let Some(n) = req.snapshot_interval {
+        if !(10..=1_000_000).contains(&n) {
+            return Err(ApiError::BadRequest(
+                "--snapshot-interval must be between 10 and 1000000 log entries".into(),
+            ));
+        }
+        cluster.snapshot_interval = n;
+    }
     let out = ClusterUpdate {
         cert_expiry_ms: Some(cluster.cert_expiry_ms),
         heartbeat_period_ms: Some(cluster.heartbeat_period_ms),
+        snapshot_interval: Some(cluster.snapshot_interval),
     };
     ctx.proposer
         .propose(vec![Change::Update(Object::Cluster(cluster))])

@@ -34,6 +34,9 @@ pub struct JoinResponse {
     pub manager: String,
     /// "address" or "mDNS"
     pub found_by: String,
+    pub role: NodeRole,
+    /// Managers in the cluster, this node included if it is one.
+    pub managers: usize,
 }
 
 pub async fn join(
@@ -126,7 +129,7 @@ pub async fn join(
         let identity = Identity {
             cluster_id: resp.cluster_id.clone(),
             node_id: resp.node_id.clone(),
-            role: NodeRole::Worker,
+            role: resp.role,
         };
         crate::daemon::save_identity(&ctx.data_dir, &identity)
             .map_err(|e| ApiError::Internal(format!("cannot save node identity: {e}")))?;
@@ -136,6 +139,8 @@ pub async fn join(
             node_id: resp.node_id,
             manager: addr.clone(),
             found_by: found_by.into(),
+            role: resp.role,
+            managers: resp.managers.len(),
         }));
     }
     Err(ApiError::Unavailable(format!(

@@ -9,6 +9,7 @@ mod images;
 mod join;
 mod leave;
 mod logs;
+mod roles;
 mod services;
 pub mod types;
 mod validate;
@@ -17,6 +18,7 @@ pub use cluster::{ClusterUpdate, NodeUpdate};
 pub use error::ApiError;
 pub use join::{JoinRequest, JoinResponse};
 pub use leave::Left;
+pub use roles::RoleChange;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,9 +53,33 @@ pub struct Ctx {
     pub identity: watch::Sender<Option<Identity>>,
     /// True while the cluster components run; `leave` waits for false.
     pub components_running: watch::Sender<bool>,
+    /// This manager's running Raft, while its components run.
+    pub raft: watch::Sender<Option<Arc<crate::raft::RaftNode>>>,
+    /// Set by `init`: the manager's components start a new Raft cluster.
+    pub bootstrap: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
+    /// The address this node advertises: `--advertise`, or detected.
+    pub fn advertise_addr(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| {
+            crate::netaddr::detect_advertise(&self.listen).unwrap_or_else(|_| self.listen.clone())
+        })
+    }
+
+    /// A read view that holds every write committed before this call, on
+    /// whichever manager serves it (a linearizable read).
+    pub async fn read_current(&self) -> Result<crate::store::ReadView, ApiError> {
+        self.identity()?;
+        self.proposer.barrier().await?;
+        Ok(self.store.read()?)
+    }
+
+    /// The node id of the Raft leader, as this manager knows it.
+    pub fn leader_id(&self) -> Option<String> {
+        self.raft.borrow().as_ref()?.leader().map(|m| m.node_id)
+    }
+
     /// The local identity, or the error that tells the user what to run.
     /// The local identity of a manager, or the error that tells the user
     /// what to run. Cluster state lives on managers only.
@@ -86,6 +112,8 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
             get(cluster::node).delete(cluster::remove_node),
         )
         .route("/v1/nodes/{id}/update", post(cluster::update_node))
+        .route("/v1/nodes/{id}/promote", post(roles::promote))
+        .route("/v1/nodes/{id}/demote", post(roles::demote))
         .route("/v1/services", get(services::list).post(services::create))
         .route(
             "/v1/services/{name}",

@@ -54,8 +54,7 @@ pub async fn create(
 }
 
 pub async fn list(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<ServiceRow>>, ApiError> {
-    ctx.identity()?;
-    let view = ctx.store.read()?;
+    let view = ctx.read_current().await?;
     let tasks = view.tasks()?;
     let nodes = view.nodes()?;
     let mut services = view.services()?;
@@ -79,16 +78,14 @@ pub async fn inspect(
     State(ctx): State<Arc<Ctx>>,
     Path(name): Path<String>,
 ) -> Result<Json<Service>, ApiError> {
-    ctx.identity()?;
-    Ok(Json(find(&ctx.store.read()?, &name)?))
+    Ok(Json(find(&ctx.read_current().await?, &name)?))
 }
 
 pub async fn tasks(
     State(ctx): State<Arc<Ctx>>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<TaskRow>>, ApiError> {
-    ctx.identity()?;
-    let view = ctx.store.read()?;
+    let view = ctx.read_current().await?;
     let service = find(&view, &name)?;
     let nodes = view.nodes()?;
     let mut tasks = view.tasks_of_service(&service.id)?;

@@ -162,8 +162,9 @@ pub struct NodeRow {
 }
 
 impl NodeRow {
-    pub fn new(n: &Node) -> NodeRow {
-        let leader = n.manager.as_ref().is_some_and(|m| m.leader);
+    /// `leader_id`: the Raft leader as the serving manager knows it.
+    pub fn new(n: &Node, leader_id: Option<&str>) -> NodeRow {
+        let leader = n.manager.is_some() && leader_id == Some(n.id.as_str());
         NodeRow {
             id: n.id.clone(),
             hostname: n.description.hostname.clone(),
@@ -174,7 +175,7 @@ impl NodeRow {
             manager_status: n
                 .manager
                 .as_ref()
-                .map(|_| if leader { "leader" } else { "reachable" }.to_string()),
+                .map(|_| manager_status(leader, n.status.state).to_string()),
             platform: n.description.platform.to_string(),
             addr: n.status.addr.clone(),
             version: n.version.clone(),
@@ -183,5 +184,14 @@ impl NodeRow {
             memory_bytes: n.description.memory_bytes,
             images: n.description.images.clone(),
         }
+    }
+}
+
+/// A manager is reachable while the leader hears its heartbeats.
+fn manager_status(leader: bool, state: crate::types::NodeState) -> &'static str {
+    match (leader, state) {
+        (true, _) => "leader",
+        (false, crate::types::NodeState::Ready) => "reachable",
+        _ => "unreachable",
     }
 }

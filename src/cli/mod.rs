@@ -124,6 +124,10 @@ pub enum ClusterCmd {
         /// How often nodes heartbeat; a node is down after 3 missed periods.
         #[arg(long, value_parser = parse::duration)]
         heartbeat_period: Option<std::time::Duration>,
+        /// Raft log entries between snapshots (log compaction), 10 to
+        /// 1000000.
+        #[arg(long)]
+        snapshot_interval: Option<u64>,
     },
 }
 
@@ -220,9 +224,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let r: crate::api::JoinResponse = client.post("/v1/join", &req).await?;
             println!(
-                "This node joined cluster {} as worker {}, through manager {} (found by {}).",
-                r.cluster_id, r.node_id, r.manager, r.found_by
+                "This node joined cluster {} as {} {}, through manager {} (found by {}).",
+                r.cluster_id,
+                r.role.as_str(),
+                r.node_id,
+                r.manager,
+                r.found_by
             );
+            if r.role == crate::types::NodeRole::Manager {
+                crate::cli::node::warn_even_managers(r.managers);
+            }
             Ok(())
         }
         Command::JoinToken {
@@ -260,20 +271,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(ClusterCmd::Update {
             cert_expiry,
             heartbeat_period,
+            snapshot_interval,
         }) => {
             let client = Client::new(&cli.socket);
             let req = crate::api::ClusterUpdate {
                 cert_expiry_ms: cert_expiry.map(|d| d.as_millis() as u64),
                 heartbeat_period_ms: heartbeat_period.map(|d| d.as_millis() as u64),
+                snapshot_interval,
             };
             let r: crate::api::ClusterUpdate = client.post("/v1/cluster/update", &req).await?;
             let ms = |v: Option<u64>| {
                 humantime::format_duration(std::time::Duration::from_millis(v.unwrap_or(0)))
             };
             println!(
-                "cert expiry {}, heartbeat period {}",
+                "cert expiry {}, heartbeat period {}, snapshot every {} log entries",
                 ms(r.cert_expiry_ms),
-                ms(r.heartbeat_period_ms)
+                ms(r.heartbeat_period_ms),
+                r.snapshot_interval.unwrap_or(0)
             );
             Ok(())
         }

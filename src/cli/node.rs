@@ -29,6 +29,16 @@ pub enum NodeCmd {
         #[arg(long)]
         label_rm: Vec<String>,
     },
+    /// Make nodes managers (Raft voters).
+    Promote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Make managers workers; the last manager cannot be demoted.
+    Demote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
     /// Remove nodes from the cluster.
     Rm {
         #[arg(required = true)]
@@ -114,11 +124,31 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        NodeCmd::Promote { nodes } => set_role(client, nodes, "promote").await,
+        NodeCmd::Demote { nodes } => set_role(client, nodes, "demote").await,
         NodeCmd::Inspect { node, .. } => {
             let n: NodeRow = client.get(&format!("/v1/nodes/{}", encode(&node))).await?;
             table::json(&n)
         }
     }
+}
+
+async fn set_role(client: &Client, nodes: Vec<String>, verb: &str) -> anyhow::Result<()> {
+    let mut managers = 0;
+    for node in nodes {
+        let r: crate::api::RoleChange = client
+            .post(&format!("/v1/nodes/{}/{verb}", encode(&node)), &())
+            .await?;
+        let role = r.role.as_str();
+        if r.changed {
+            println!("Node {} is now a {role}.", r.node_id);
+        } else {
+            println!("Node {} is already a {role}.", r.node_id);
+        }
+        managers = r.managers;
+    }
+    warn_even_managers(managers);
+    Ok(())
 }
 
 /// Percent-encode a path segment.
@@ -132,4 +162,16 @@ pub fn encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// An even number of managers tolerates no more failures than one fewer:
+/// say so, as the operator probably wants an odd number.
+pub fn warn_even_managers(managers: usize) {
+    if managers >= 2 && managers.is_multiple_of(2) {
+        eprintln!(
+            "warning: the cluster now has {managers} managers. An even number tolerates no more manager failures than {} (a majority of {managers} is {}); add or remove one.",
+            managers - 1,
+            managers / 2 + 1
+        );
+    }
 }

@@ -59,6 +59,16 @@ impl Dispatcher {
         }
     }
 
+    /// The proposer this dispatcher writes with (the leader's).
+    pub fn proposer(&self) -> &Arc<dyn Proposer> {
+        &self.proposer
+    }
+
+    /// Resolves when this dispatcher stops (its manager stops leading).
+    pub fn ended(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
     /// A watch of `node_id`'s assignments: the full set, re-sent when it
     /// changes.
     pub fn session(&self, node_id: &str) -> watch::Receiver<Assignments> {

@@ -18,6 +18,9 @@ mod state_machine;
 mod wire;
 
 pub use log_store::LogStore;
+pub use node::{snapshots, RaftNode};
+pub use proposer::{ask_to_join, LeaderProposer, RaftProposer, Slot};
+pub use service::RaftService;
 pub use state_machine::StateMachine;
 
 use std::io::Cursor;

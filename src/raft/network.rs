@@ -1,1 +1,155 @@
-//! (in progress)
+//! Raft's peer RPC, client side: gRPC over the node-to-node mTLS, to the
+//! `Raft` service of another manager. The server's certificate must name
+//! the target node, so a message never reaches the wrong manager.
+
+use std::sync::Arc;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use tonic::transport::Channel;
+
+use super::{wire, Member, NodeId, TypeConfig};
+use crate::rpc::messages::RaftBytes;
+use crate::rpc::pb::raft_client::RaftClient;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct Network {
+    pub tls: Arc<rustls::ClientConfig>,
+    pub store: Store,
+}
+
+/// Where a manager is now: its address in the store, else where it was
+/// when it joined the membership.
+pub fn current_addr(store: &Store, member: &Member) -> String {
+    store
+        .read()
+        .ok()
+        .and_then(|v| v.node(&member.node_id).ok().flatten())
+        .and_then(|n| n.manager.map(|m| m.addr))
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| member.addr.clone())
+}
+
+/// A gRPC client of the `Raft` service on `member`.
+pub async fn client(
+    tls: &Arc<rustls::ClientConfig>,
+    store: &Store,
+    member: &Member,
+) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+    let addr = current_addr(store, member);
+    let channel = crate::rpc::transport::connect(&addr, tls.clone(), &member.node_id).await?;
+    Ok(RaftClient::new(channel))
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> Peer {
+        Peer {
+            target,
+            member: node.clone(),
+            net: self.clone(),
+            client: None,
+        }
+    }
+}
+
+pub struct Peer {
+    target: NodeId,
+    member: Member,
+    net: Network,
+    client: Option<RaftClient<Channel>>,
+}
+
+type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Failed(String);
+
+impl Peer {
+    /// Send one message; `call` picks the method. The remote's answer is a
+    /// `Result<Resp, RaftError<E>>`.
+    async fn send<Req, Resp, E, F, Fut>(
+        &mut self,
+        req: &Req,
+        option: &RPCOption,
+        call: F,
+    ) -> Result<Resp, RpcErr<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+        F: FnOnce(RaftClient<Channel>, RaftBytes) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<RaftBytes>, tonic::Status>>,
+    {
+        let client = match self.client.clone() {
+            Some(c) => c,
+            None => {
+                let c = client(&self.net.tls, &self.net.store, &self.member)
+                    .await
+                    .map_err(|e| RPCError::Unreachable(Unreachable::new(&Failed(e.to_string()))))?;
+                self.client = Some(c.clone());
+                c
+            }
+        };
+        let sent = tokio::time::timeout(option.hard_ttl(), call(client, wire::encode(req))).await;
+        let reply = match sent {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => {
+                // Drop the channel: the next call dials again, maybe at a
+                // new address.
+                self.client = None;
+                return Err(RPCError::Unreachable(Unreachable::new(&Failed(
+                    status.message().to_string(),
+                ))));
+            }
+            Err(_) => {
+                self.client = None;
+                return Err(RPCError::Network(NetworkError::new(&Failed(
+                    "timed out".into(),
+                ))));
+            }
+        };
+        let result: Result<Resp, RaftError<NodeId, E>> = wire::decode(&reply)
+            .map_err(|e| RPCError::Network(NetworkError::new(&Failed(e.message().into()))))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
+        self.send(&rpc, &option, |mut c, b| async move { c.append(b).await })
+            .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        self.send(&rpc, &option, |mut c, b| async move { c.snapshot(b).await })
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr> {
+        self.send(&rpc, &option, |mut c, b| async move { c.vote(b).await })
+            .await
+    }
+}

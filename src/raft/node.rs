@@ -1,1 +1,264 @@
-//! (in progress)
+//! One manager's Raft: started by the manager's components, stopped with
+//! them. Operations that only the leader can do (writes, membership, read
+//! barriers) run here; `proposer` forwards them when this node is not the
+//! leader.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
+use tokio::sync::watch;
+use tracing::info;
+
+use super::network::Network;
+use super::wire::ForwardResult;
+use super::{raft_id, LogStore, Member, NodeId, Raft, Request, StateMachine};
+use crate::store::{Store, StoreError};
+
+/// Heartbeats every 250 ms and elections after 0.75–1.5 s of silence: a
+/// dead leader is replaced in about 2 s on a LAN, while a Pi that is busy
+/// for a moment does not trigger an election.
+fn config() -> Config {
+    Config {
+        cluster_name: "shoal".into(),
+        heartbeat_interval: 250,
+        election_timeout_min: 750,
+        election_timeout_max: 1500,
+        // Snapshots are triggered by `snapshot` below, from the cluster's
+        // setting, which can change at run time.
+        snapshot_policy: SnapshotPolicy::Never,
+        // After a snapshot the log behind it goes: the whole state of a
+        // small cluster is cheap to send, and the SD card is spared.
+        max_in_snapshot_log_to_keep: 0,
+        ..Default::default()
+    }
+}
+
+pub struct RaftNode {
+    pub raft: Raft,
+    pub store: Store,
+    pub node_id: String,
+    pub id: NodeId,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// Why a leader-side operation did not happen here.
+pub enum NotHere {
+    /// Another manager leads: ask it.
+    Leader(Member),
+    /// Nobody leads that this node knows of.
+    NoLeader,
+    Failed(StoreError),
+}
+
+impl RaftNode {
+    pub async fn start(
+        data_dir: &Path,
+        store: Store,
+        node_id: &str,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> anyhow::Result<Arc<RaftNode>> {
+        let config = Arc::new(config().validate()?);
+        let log = LogStore::open(&data_dir.join("raft.redb"))?;
+        let sm = StateMachine::new(store.clone(), data_dir);
+        let network = Network {
+            tls: tls.clone(),
+            store: store.clone(),
+        };
+        let id = raft_id(node_id);
+        let raft = Raft::new(id, config, network, log, sm).await?;
+        Ok(Arc::new(RaftNode {
+            raft,
+            store,
+            node_id: node_id.to_string(),
+            id,
+            tls,
+        }))
+    }
+
+    /// Make this node a one-member cluster, if it is not in one yet.
+    pub async fn bootstrap(&self, addr: &str) -> anyhow::Result<()> {
+        if self.raft.is_initialized().await? {
+            return Ok(());
+        }
+        let members = BTreeMap::from([(
+            self.id,
+            Member {
+                node_id: self.node_id.clone(),
+                addr: addr.to_string(),
+            },
+        )]);
+        self.raft.initialize(members).await?;
+        info!("started a new Raft cluster with this manager as its only member");
+        Ok(())
+    }
+
+    pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, Member> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// True while this node leads; changes as leadership does.
+    pub fn leadership(&self) -> watch::Receiver<bool> {
+        let mut metrics = self.raft.metrics();
+        let (tx, rx) = watch::channel(self.is_leader());
+        tokio::spawn(async move {
+            loop {
+                let leading = metrics.borrow_and_update().state == ServerState::Leader;
+                tx.send_if_modified(|cur| std::mem::replace(cur, leading) != leading);
+                if metrics.changed().await.is_err() || tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    /// The current leader, as a member, if known.
+    pub fn leader(&self) -> Option<Member> {
+        let m = self.metrics();
+        let id = m.current_leader?;
+        m.membership_config.membership().get_node(&id).cloned()
+    }
+
+    /// The managers in the membership (voters and learners).
+    pub fn members(&self) -> Vec<Member> {
+        self.metrics()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+
+    fn not_here<E>(&self, e: RaftError<NodeId, E>) -> NotHere
+    where
+        E: std::error::Error + openraft::TryAsRef<openraft::error::ForwardToLeader<NodeId, Member>>,
+    {
+        if let Some(f) = e.forward_to_leader::<Member>() {
+            return match &f.leader_node {
+                Some(m) if f.leader_id != Some(self.id) => NotHere::Leader(m.clone()),
+                _ => NotHere::NoLeader,
+            };
+        }
+        NotHere::Failed(StoreError::Unavailable(match e {
+            RaftError::Fatal(f) => format!("the replicated store stopped: {f}"),
+            RaftError::APIError(api) => api.to_string(),
+        }))
+    }
+
+    /// Write through Raft on this node, if it leads.
+    pub async fn write(&self, req: Request) -> Result<ForwardResult, NotHere> {
+        match self.raft.client_write(req).await {
+            Ok(resp) => Ok(resp.data.0.map(|index| (index, resp.log_id.index))),
+            Err(e) => Err(self.not_here(e)),
+        }
+    }
+
+    /// The log index a linearizable read must wait for, if this node leads.
+    pub async fn read_index(&self) -> Result<u64, NotHere> {
+        match self.raft.ensure_linearizable().await {
+            Ok(id) => Ok(id.map_or(0, |l| l.index)),
+            Err(e) => Err(self.not_here(e)),
+        }
+    }
+
+    /// Wait until this node has applied `index`.
+    pub async fn applied(&self, index: u64, timeout: Duration) -> Result<(), StoreError> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "read your writes")
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Unavailable(format!("this manager is behind: {e}")))
+    }
+
+    /// Add a manager as a voter: first as a learner that catches up, then
+    /// into the voting membership.
+    pub async fn add_manager(&self, member: Member) -> Result<(), NotHere> {
+        let id = raft_id(&member.node_id);
+        if self
+            .metrics()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id)
+        {
+            return Ok(());
+        }
+        self.raft
+            .add_learner(id, member.clone(), true)
+            .await
+            .map_err(|e| self.not_here(e))?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| self.not_here(e))?;
+        info!(node = %member.node_id, "manager added to the Raft membership");
+        Ok(())
+    }
+
+    /// Take a manager out of the membership (voter and learner).
+    pub async fn remove_manager(&self, node_id: &str) -> Result<(), NotHere> {
+        let id = raft_id(node_id);
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        if membership.get_node(&id).is_none() {
+            return Ok(());
+        }
+        if membership.voter_ids().any(|v| v == id) {
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(|e| self.not_here(e))?;
+        }
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| self.not_here(e))?;
+        info!(node = %node_id, "manager removed from the Raft membership");
+        Ok(())
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+impl From<ClientWriteError<NodeId, Member>> for StoreError {
+    fn from(e: ClientWriteError<NodeId, Member>) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// Compact the log: take a snapshot whenever `snapshot_interval` entries
+/// (a cluster setting) were applied since the last one.
+pub async fn snapshots(node: Arc<RaftNode>, mut shutdown: crate::shutdown::Shutdown) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let interval = node
+            .store
+            .read()
+            .ok()
+            .and_then(|v| v.cluster().ok().flatten())
+            .map_or(crate::types::DEFAULT_SNAPSHOT_INTERVAL, |c| {
+                c.snapshot_interval
+            })
+            .max(1);
+        let m = node.metrics();
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        let snapped = m.snapshot.map_or(0, |l| l.index);
+        if applied >= snapped + interval {
+            let _ = node.raft.trigger().snapshot().await;
+        }
+    }
+}

@@ -1,1 +1,267 @@
-//! (in progress)
+//! `store::Proposer` over Raft. On the leader a batch goes straight into
+//! the log; on a follower it is forwarded to the leader, and the follower
+//! waits until it has applied the entry itself, so that a read right after
+//! a write sees it. With no leader, writes are retried for a few seconds,
+//! then refused with how many managers are reachable.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::network::client;
+use super::node::{NotHere, RaftNode};
+use super::wire::{self, Forward, ForwardResult};
+use super::{Member, Request};
+use crate::store::{Change, ProposeFuture, Proposer, StoreError};
+
+/// How long a write (or a read barrier) waits for a leader with a quorum.
+const WAIT_FOR_QUORUM: Duration = Duration::from_secs(5);
+const RETRY: Duration = Duration::from_millis(100);
+
+/// The running Raft of this manager, if any.
+pub type Slot = watch::Receiver<Option<Arc<RaftNode>>>;
+
+pub struct RaftProposer {
+    pub slot: Slot,
+}
+
+enum Step<T> {
+    Done(Result<T, StoreError>),
+    Retry,
+}
+
+impl RaftProposer {
+    async fn node(&self, deadline: Instant) -> Result<Arc<RaftNode>, StoreError> {
+        let mut slot = self.slot.clone();
+        let found = tokio::time::timeout_at(deadline.into(), async {
+            slot.wait_for(|n| n.is_some())
+                .await
+                .ok()
+                .and_then(|n| n.clone())
+        })
+        .await;
+        match found {
+            Ok(Some(n)) => Ok(n),
+            _ => Err(StoreError::Unavailable(
+                "this node does not run the replicated store (it is not a manager, or its components are stopped)".into(),
+            )),
+        }
+    }
+
+    /// Run `op` here or at the leader until it is done or time runs out.
+    async fn until_done<T, Fut, Here>(
+        &self,
+        here: impl Fn(Arc<RaftNode>) -> Here,
+        forward: Forward,
+        done: impl Fn(Arc<RaftNode>, ForwardResult) -> Fut,
+    ) -> Result<T, StoreError>
+    where
+        Here: std::future::Future<Output = Result<Result<T, StoreError>, NotHere>>,
+        Fut: std::future::Future<Output = Step<T>>,
+    {
+        let deadline = Instant::now() + WAIT_FOR_QUORUM;
+        let node = self.node(deadline).await?;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let step = match tokio::time::timeout(left, here(node.clone())).await {
+                Err(_) => break,
+                Ok(Ok(r)) => Step::Done(r),
+                Ok(Err(NotHere::Failed(e))) => Step::Done(Err(e)),
+                Ok(Err(NotHere::NoLeader)) => Step::Retry,
+                Ok(Err(NotHere::Leader(m))) => {
+                    match tokio::time::timeout(left, ask_leader(&node, &m, &forward)).await {
+                        Ok(Some(r)) => done(node.clone(), r).await,
+                        _ => Step::Retry,
+                    }
+                }
+            };
+            match step {
+                Step::Done(r) => return r,
+                Step::Retry if Instant::now() + RETRY < deadline => tokio::time::sleep(RETRY).await,
+                Step::Retry => break,
+            }
+        }
+        Err(no_quorum(&node).await)
+    }
+}
+
+/// Send `op` to the leader; `None` if it could not be asked (unreachable,
+/// or no longer the leader).
+async fn ask_leader(node: &RaftNode, leader: &Member, op: &Forward) -> Option<ForwardResult> {
+    let mut c = client(&node.tls, &node.store, leader).await.ok()?;
+    let reply = c.forward(wire::encode(op)).await.ok()?.into_inner();
+    match wire::decode::<ForwardResult>(&reply).ok()? {
+        Err(StoreError::Unavailable(_)) => None,
+        r => Some(r),
+    }
+}
+
+/// The error for a write that found no leader with a quorum, counting the
+/// managers this node can reach (itself included).
+async fn no_quorum(node: &RaftNode) -> StoreError {
+    let members = node.members();
+    let total = members.len().max(1);
+    let probes = members
+        .iter()
+        .filter(|m| m.node_id != node.node_id)
+        .map(|m| async move {
+            tokio::time::timeout(Duration::from_secs(1), client(&node.tls, &node.store, m))
+                .await
+                .is_ok_and(|c| c.is_ok())
+        });
+    let reachable = 1 + futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .filter(|ok| *ok)
+        .count();
+    StoreError::Unavailable(format!(
+        "no quorum: {reachable} of {total} managers reachable; nothing was written. The cluster needs a majority of its managers; if the others are gone for good, run `shoal init --force-new-cluster` on this manager"
+    ))
+}
+
+impl Proposer for RaftProposer {
+    fn propose(&self, batch: Vec<Change>) -> ProposeFuture<'_> {
+        let req = Request {
+            batch,
+            now_ms: crate::types::now_ms(),
+        };
+        Box::pin(async move {
+            let forward = Forward::Write(req.clone());
+            self.until_done(
+                |node| {
+                    let req = req.clone();
+                    async move { node.write(req).await.map(|r| r.map(|(index, _)| index)) }
+                },
+                forward,
+                |node, r| async move {
+                    match r {
+                        // Read your writes: wait until this node applied it.
+                        Ok((index, log_index)) => Step::Done(
+                            node.applied(log_index, WAIT_FOR_QUORUM)
+                                .await
+                                .map(|_| index),
+                        ),
+                        Err(e) => Step::Done(Err(e)),
+                    }
+                },
+            )
+            .await
+        })
+    }
+
+    fn barrier(&self) -> ProposeFuture<'_> {
+        Box::pin(async move {
+            self.until_done(
+                |node| async move { node.read_index().await.map(Ok) },
+                Forward::ReadIndex,
+                |node, r| async move {
+                    match r {
+                        Ok((_, log_index)) => Step::Done(
+                            node.applied(log_index, WAIT_FOR_QUORUM)
+                                .await
+                                .map(|_| log_index),
+                        ),
+                        Err(e) => Step::Done(Err(e)),
+                    }
+                },
+            )
+            .await
+        })
+    }
+}
+
+impl RaftProposer {
+    /// Add this manager to the membership as a voter (the leader does it).
+    pub async fn add_me(&self, me: Member) -> Result<(), StoreError> {
+        let forward = Forward::AddMe(me.clone());
+        self.until_done(
+            |node| {
+                let me = me.clone();
+                async move { node.add_manager(me).await.map(Ok) }
+            },
+            forward,
+            |_, r| async move { Step::Done(r.map(|_| ())) },
+        )
+        .await
+    }
+
+    /// Take a manager out of the membership (the leader does it).
+    pub async fn remove_manager(&self, node_id: &str) -> Result<(), StoreError> {
+        let forward = Forward::Remove(node_id.to_string());
+        self.until_done(
+            |node| {
+                let id = node_id.to_string();
+                async move { node.remove_manager(&id).await.map(Ok) }
+            },
+            forward,
+            |_, r| async move { Step::Done(r.map(|_| ())) },
+        )
+        .await
+    }
+}
+
+/// The proposer of the leader-only loops: it writes only while this node
+/// leads and never forwards, so a manager that just lost leadership cannot
+/// push a stale decision through the new leader.
+pub struct LeaderProposer {
+    pub node: Arc<RaftNode>,
+}
+
+impl Proposer for LeaderProposer {
+    fn propose(&self, batch: Vec<Change>) -> ProposeFuture<'_> {
+        let req = Request {
+            batch,
+            now_ms: crate::types::now_ms(),
+        };
+        Box::pin(async move {
+            match self.node.write(req).await {
+                Ok(r) => r.map(|(index, _)| index),
+                Err(NotHere::Failed(e)) => Err(e),
+                Err(_) => Err(StoreError::Unavailable(
+                    "this manager no longer leads".into(),
+                )),
+            }
+        })
+    }
+}
+
+/// Ask the managers at `addrs` (any of them; followers send us on) to add
+/// `me` to the membership. Used by a manager that joined and is in no
+/// membership yet, so it knows no leader.
+pub async fn ask_to_join(node: &RaftNode, addrs: &[String], me: &Member) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for addr in addrs {
+        let channel = match crate::rpc::transport::connect(
+            addr,
+            node.tls.clone(),
+            crate::tls::MANAGER_SERVER_NAME,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(format!("{addr}: {e}"));
+                continue;
+            }
+        };
+        let mut c = crate::rpc::pb::raft_client::RaftClient::new(channel);
+        let reply = match c.forward(wire::encode(&Forward::AddMe(me.clone()))).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                errors.push(format!("{addr}: {}", s.message()));
+                continue;
+            }
+        };
+        match wire::decode::<ForwardResult>(&reply) {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => errors.push(format!("{addr}: {e}")),
+            Err(s) => errors.push(format!("{addr}: {}", s.message())),
+        }
+    }
+    Err(if errors.is_empty() {
+        "no manager address known".into()
+    } else {
+        errors.join("; ")
+    })
+}

@@ -180,6 +180,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             data: data.clone(),
         })?;
         self.store.import(&data).map_err(sm_w)?;
+        tracing::info!(
+            up_to = meta.last_log_id.map_or(0, |l| l.index),
+            "installed a snapshot from the leader"
+        );
         // The export carries the leader's marks; make them exactly the
         // snapshot's, whatever the sender's store held.
         self.store.set_marks(&Self::marks_of(meta)).map_err(sm_w)?;

@@ -67,11 +67,10 @@ impl Ca for CaService {
             .join_tokens
             .check(&token)
             .map_err(|e| Status::permission_denied(e.to_string()))?;
-        if role == Role::Manager {
-            return Err(Status::failed_precondition(
-                "joining as a manager comes with the replicated store, which this version does not have yet: join with the worker token",
-            ));
-        }
+        let node_role = match role {
+            Role::Manager => NodeRole::Manager,
+            Role::Worker => NodeRole::Worker,
+        };
         let ca = RootCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem).map_err(internal)?;
         let node_id = new_id();
         let sans = sans_for(&r.addr, &r.description.hostname);
@@ -79,7 +78,7 @@ impl Ca for CaService {
             .issue(
                 &r.csr_pem,
                 &node_id,
-                Role::Worker,
+                role,
                 &cluster.id,
                 &sans,
                 Duration::from_millis(cluster.cert_expiry_ms),
@@ -89,7 +88,7 @@ impl Ca for CaService {
             id: node_id.clone(),
             meta: Meta::default(),
             spec: NodeSpec {
-                role: NodeRole::Worker,
+                role: node_role,
                 availability: Availability::Active,
                 labels: Default::default(),
             },
@@ -97,22 +96,28 @@ impl Ca for CaService {
             status: NodeStatus {
                 state: NodeState::Unknown,
                 message: "joined".into(),
-                addr: r.addr,
+                addr: r.addr.clone(),
             },
-            manager: None,
+            // A manager becomes a Raft voter once its components start
+            // and ask the leader (see manager::join_membership).
+            manager: (node_role == NodeRole::Manager).then_some(ManagerStatus {
+                leader: false,
+                addr: r.addr,
+            }),
             version: r.version,
         };
         self.proposer
             .propose(vec![Change::Create(Object::Node(node))])
             .await
             .map_err(internal)?;
-        info!(node = %node_id, "node joined as a worker");
+        info!(node = %node_id, role = node_role.as_str(), "node joined");
         Ok(Response::new(JoinResponse {
             cluster_id: cluster.id,
             node_id,
             cert_pem,
             ca_pem: cluster.ca_cert_pem,
             managers: manager_addrs(&self.store),
+            role: node_role,
         }))
     }
 

@@ -4,11 +4,10 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
@@ -18,16 +17,22 @@ use super::messages::*;
 use super::pb::dispatcher_server::Dispatcher as DispatcherRpc;
 use super::transport::peer;
 use crate::dispatcher::{DispatchError, Dispatcher};
-use crate::store::{Change, Object, Proposer, Store};
+use crate::store::{Change, Object, Store};
 use crate::types::{Node, Task};
 
 pub struct DispatcherService {
     pub store: Store,
-    pub proposer: Arc<dyn Proposer>,
-    pub dispatcher: Dispatcher,
+    /// The dispatcher while this manager leads; sessions go to the leader.
+    pub dispatcher: watch::Receiver<Option<Dispatcher>>,
 }
 
 impl DispatcherService {
+    fn current(&self) -> Result<Dispatcher, Status> {
+        self.dispatcher.borrow().clone().ok_or_else(|| {
+            Status::unavailable("this manager is not the leader: sessions go to the leader")
+        })
+    }
+
     /// The calling node, as the store knows it; refused if unknown or
     /// removed.
     fn caller<T>(&self, req: &Request<T>) -> Result<Node, Status> {
@@ -73,6 +78,7 @@ impl DispatcherRpc for DispatcherService {
         req: Request<SessionRequest>,
     ) -> Result<Response<SessionStream>, Status> {
         let node = self.caller(&req)?;
+        let dispatcher = self.current()?;
         let r = req.into_inner();
         // Keep what the node says of itself current (only when it changed:
         // every write counts on an SD card).
@@ -81,26 +87,29 @@ impl DispatcherRpc for DispatcherService {
         updated.status.addr = r.addr;
         updated.version = r.version;
         if updated != node {
-            if let Err(e) = self
-                .proposer
+            if let Err(e) = dispatcher
+                .proposer()
                 .propose(vec![Change::Update(Object::Node(updated))])
                 .await
             {
                 warn!(node = %node.id, error = %e, "cannot update node description");
             }
         }
-        self.dispatcher.heartbeats.beat(&node.id);
+        dispatcher.heartbeats.beat(&node.id);
         info!(node = %node.id, "session opened");
 
         let (tx, rx) = mpsc::channel(16);
-        let mut assignments = self.dispatcher.session(&node.id);
+        let mut assignments = dispatcher.session(&node.id);
+        let mut term = dispatcher.ended();
         let store = self.store.clone();
         let period = self.period();
         let node_id = node.id.clone();
+        let mut role = node.spec.role;
         tokio::spawn(async move {
             let hello = SessionMessage::Cluster {
                 managers: manager_addrs(&store),
                 heartbeat_period_ms: period.as_millis() as u64,
+                role,
             };
             if tx.send(Ok(hello)).await.is_err() {
                 return;
@@ -120,12 +129,33 @@ impl DispatcherRpc for DispatcherService {
                     r = assignments.changed() => if r.is_err() { return },
                     // A removed node's open session ends within a period.
                     _ = tokio::time::sleep(period) => {
-                        if let Err(s) = check_member(&store, &node_id) {
-                            let _ = tx.send(Err(s)).await;
-                            return;
+                        match check_member(&store, &node_id) {
+                            Err(s) => {
+                                let _ = tx.send(Err(s)).await;
+                                return;
+                            }
+                            // Promoted or demoted: the node takes its new
+                            // role from here.
+                            Ok(n) if n.spec.role != role => {
+                                role = n.spec.role;
+                                let msg = SessionMessage::Cluster {
+                                    managers: manager_addrs(&store),
+                                    heartbeat_period_ms: period.as_millis() as u64,
+                                    role,
+                                };
+                                if tx.send(Ok(msg)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
                         }
                     }
                     _ = tx.closed() => return,
+                    // The node reconnects, to the new leader.
+                    _ = term.wait() => {
+                        let _ = tx.send(Err(Status::unavailable("this manager stopped leading"))).await;
+                        return;
+                    }
                 }
             }
         });
@@ -134,7 +164,7 @@ impl DispatcherRpc for DispatcherService {
 
     async fn heartbeat(&self, req: Request<Empty>) -> Result<Response<HeartbeatResponse>, Status> {
         let node = self.caller(&req)?;
-        self.dispatcher.heartbeats.beat(&node.id);
+        self.current()?.heartbeats.beat(&node.id);
         Ok(Response::new(HeartbeatResponse {
             period_ms: self.period().as_millis() as u64,
         }))
@@ -143,7 +173,7 @@ impl DispatcherRpc for DispatcherService {
     async fn update_status(&self, req: Request<StatusBatch>) -> Result<Response<Empty>, Status> {
         let node = self.caller(&req)?;
         match self
-            .dispatcher
+            .current()?
             .report(&node.id, req.into_inner().updates)
             .await
         {

@@ -35,6 +35,8 @@ pub struct JoinResponse {
     pub ca_pem: String,
     /// Managers' addresses, for the node's list of where to reconnect.
     pub managers: Vec<String>,
+    /// What the token made the node.
+    pub role: crate::types::NodeRole,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,10 +67,12 @@ pub enum SessionMessage {
         tasks: Vec<Task>,
         removed: Vec<String>,
     },
-    /// Where the managers are, and how often to heartbeat.
+    /// Where the managers are, how often to heartbeat, and what the store
+    /// says this node is (sent again when that changes: promote, demote).
     Cluster {
         managers: Vec<String>,
         heartbeat_period_ms: u64,
+        role: crate::types::NodeRole,
     },
 }
 

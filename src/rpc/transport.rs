@@ -34,7 +34,13 @@ pub fn incoming(
     let acceptor = TlsAcceptor::from(tls);
     tokio::spawn(async move {
         loop {
-            let (tcp, peer) = match listener.accept().await {
+            // When the server stops (the stream is dropped), let go of the
+            // port at once: the node may restart as another role on it.
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = tx.closed() => return,
+            };
+            let (tcp, peer) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     debug!(error = %e, "accept failed");

@@ -13,7 +13,7 @@ mod read;
 mod snapshot;
 
 pub use apply::{Change, Kind, Object};
-pub use proposer::{LocalProposer, Proposer};
+pub use proposer::{LocalProposer, ProposeFuture, Proposer};
 pub use read::ReadView;
 
 use std::path::Path;
@@ -174,6 +174,13 @@ impl Store {
     /// returned apart, as they were in that snapshot).
     pub fn export(&self) -> Result<(Vec<u8>, snapshot::Entries), StoreError> {
         snapshot::export(&self.db)
+    }
+
+    /// Remove every object and mark (a demoted manager's copy).
+    pub fn clear(&self) -> Result<(), StoreError> {
+        let commit = snapshot::import(&self.db, &snapshot::empty())?;
+        let _ = self.events.send(Arc::new(commit));
+        Ok(())
     }
 
     /// Replace everything with an `export`, in one transaction. Watchers

@@ -13,6 +13,13 @@ pub trait Proposer: Send + Sync + 'static {
     /// Commit `batch` atomically. Returns the commit index, once the batch
     /// is durable and its event published.
     fn propose(&self, batch: Vec<Change>) -> ProposeFuture<'_>;
+
+    /// Wait until this node's store holds every write committed before the
+    /// call, so that the next read is current (linearizable). Returns the
+    /// index waited for.
+    fn barrier(&self) -> ProposeFuture<'_> {
+        Box::pin(async { Ok(0) })
+    }
 }
 
 /// Applies batches to the local store: the single-manager proposer.

@@ -54,6 +54,16 @@ pub(super) fn export(db: &Database) -> Result<(Vec<u8>, Entries), StoreError> {
     Ok((data, dump.marks))
 }
 
+/// An export of an empty store.
+pub(super) fn empty() -> Vec<u8> {
+    postcard::to_allocvec(&Dump {
+        index: 0,
+        tables: Vec::new(),
+        marks: Vec::new(),
+    })
+    .expect("postcard encoding into a Vec")
+}
+
 fn kind_of(table: &str) -> Kind {
     match table {
         "cluster" => Kind::Cluster,

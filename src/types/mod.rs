@@ -45,4 +45,9 @@ pub struct Cluster {
     pub join_tokens: crate::tls::JoinTokens,
     /// Nodes removed from the cluster: their certificates are refused.
     pub removed_nodes: Vec<String>,
+    /// Raft log entries between snapshots (log compaction).
+    pub snapshot_interval: u64,
 }
+
+/// `cluster update --snapshot-interval` unless set.
+pub const DEFAULT_SNAPSHOT_INTERVAL: u64 = 10_000;

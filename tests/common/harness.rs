@@ -463,6 +463,21 @@ impl Daemon {
             .expect("start shoal CLI")
     }
 
+    /// SIGKILLs the daemon process (not its containers), as a power cut
+    /// would, and reaps it.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("daemon is not running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The manager join token (`join-token manager -q`).
+    pub fn manager_token(&self) -> String {
+        self.cli_ok(&["join-token", "manager", "-q"])
+            .trim()
+            .to_string()
+    }
+
     /// The worker join token (`join-token worker -q`).
     pub fn join_token(&self) -> String {
         self.cli_ok(&["join-token", "worker", "-q"])
