@@ -121,14 +121,28 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
             .propose(vec![Change::Create(Object::Service(service))])
             .await?;
     }
-    let progress = tokio::time::timeout(
+    let mut progress = Progress::default();
+    let done = tokio::time::timeout(
         cfg.timeout,
-        follow(&store, events, cfg.tasks, started, shutdown.clone()),
+        follow(&store, events, cfg.tasks, started, &mut progress),
     )
     .await;
     trigger.trigger();
-    let (created, assigned, running) = progress
-        .map_err(|_| anyhow::anyhow!("not all tasks were running after {:?}", cfg.timeout))??;
+    match done {
+        Ok(r) => r?,
+        Err(_) => anyhow::bail!(
+            "not all tasks were running after {:?}: {} created, {} assigned, {} running",
+            cfg.timeout,
+            progress.states.len(),
+            progress.count(TaskState::Assigned),
+            progress.count(TaskState::Running),
+        ),
+    }
+    let (Some(created), Some(assigned), Some(running)) =
+        (progress.created, progress.assigned, progress.running)
+    else {
+        anyhow::bail!("the benchmark stopped early");
+    };
     let secs = |d: Duration| d.as_secs_f64();
     Ok(Report {
         simulated: true,
@@ -142,23 +156,33 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     })
 }
 
+/// What `follow` has seen so far; kept by the caller, so that a run that
+/// times out can still say how far it got.
+#[derive(Default)]
+struct Progress {
+    states: HashMap<String, TaskState>,
+    created: Option<Duration>,
+    assigned: Option<Duration>,
+    running: Option<Duration>,
+}
+
+impl Progress {
+    fn count(&self, at_least: TaskState) -> usize {
+        self.states.values().filter(|s| **s >= at_least).count()
+    }
+}
+
 /// Follows commits until `want` tasks run, reading only the tasks each
 /// commit changed, so that watching costs little next to what it measures.
-/// Returns when all tasks existed, were assigned, and ran.
 async fn follow(
     store: &Store,
     mut events: broadcast::Receiver<Arc<crate::store::Commit>>,
     want: usize,
     started: Instant,
-    mut shutdown: Shutdown,
-) -> anyhow::Result<(Duration, Duration, Duration)> {
-    let mut states: HashMap<String, TaskState> = HashMap::new();
-    let (mut created, mut assigned) = (None, None);
+    p: &mut Progress,
+) -> anyhow::Result<()> {
     loop {
-        let commit = tokio::select! {
-            _ = shutdown.wait() => anyhow::bail!("stopped"),
-            c = events.recv() => c,
-        };
+        let commit = events.recv().await;
         let view = store.read()?;
         match commit {
             Ok(c) => {
@@ -167,14 +191,14 @@ async fn follow(
                         continue;
                     }
                     match view.task(id)?.filter(|_| !deleted) {
-                        Some(t) => states.insert(id.clone(), t.status.state),
-                        None => states.remove(id),
+                        Some(t) => p.states.insert(id.clone(), t.status.state),
+                        None => p.states.remove(id),
                     };
                 }
             }
             // Fell behind: read everything once.
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                states = view
+                p.states = view
                     .tasks()?
                     .into_iter()
                     .map(|t| (t.id, t.status.state))
@@ -182,17 +206,15 @@ async fn follow(
             }
             Err(broadcast::error::RecvError::Closed) => anyhow::bail!("the store closed"),
         }
-        let count = |s: TaskState| states.values().filter(|v| **v >= s).count();
-        if created.is_none() && states.len() >= want {
-            created = Some(started.elapsed());
+        if p.created.is_none() && p.states.len() >= want {
+            p.created = Some(started.elapsed());
         }
-        if assigned.is_none() && count(TaskState::Assigned) >= want {
-            assigned = Some(started.elapsed());
+        if p.assigned.is_none() && p.count(TaskState::Assigned) >= want {
+            p.assigned = Some(started.elapsed());
         }
-        if let (Some(c), Some(a)) = (created, assigned) {
-            if count(TaskState::Running) >= want {
-                return Ok((c, a, started.elapsed()));
-            }
+        if p.assigned.is_some() && p.count(TaskState::Running) >= want {
+            p.running = Some(started.elapsed());
+            return Ok(());
         }
     }
 }
