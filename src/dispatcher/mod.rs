@@ -6,6 +6,7 @@
 //! node's identity (today the local node; with mTLS, its certificate). A
 //! status report for a task that is not assigned to that node is dropped.
 
+mod assignments;
 mod heartbeat;
 
 pub use heartbeat::{watch_nodes, Heartbeats};
@@ -18,8 +19,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use crate::shutdown::Shutdown;
-use crate::store::{Change, Kind, Proposer, Store};
-use crate::types::{Task, TaskState, TaskStatus};
+use crate::store::{Change, Proposer, Store};
+use crate::types::{Task, TaskStatus};
 
 /// Status writes are batched: one store write per this period at most.
 const BATCH_PERIOD: Duration = Duration::from_millis(100);
@@ -37,6 +38,8 @@ pub struct Dispatcher {
     shutdown: Shutdown,
     /// One status batcher per node. std Mutex: never held across .await.
     reporters: Arc<Mutex<HashMap<String, mpsc::Sender<StatusReport>>>>,
+    /// Every node's assignments, kept once for all sessions.
+    hub: Arc<assignments::Hub>,
     pub heartbeats: Arc<Heartbeats>,
 }
 
@@ -55,6 +58,7 @@ impl Dispatcher {
             proposer,
             shutdown,
             reporters: Default::default(),
+            hub: Default::default(),
             heartbeats: Arc::new(Heartbeats::default()),
         }
     }
@@ -62,12 +66,7 @@ impl Dispatcher {
     /// A watch of `node_id`'s assignments: the full set, re-sent when it
     /// changes.
     pub fn session(&self, node_id: &str) -> watch::Receiver<Assignments> {
-        let (assign_tx, assign_rx) = watch::channel(Arc::new(self.assigned(node_id)));
-        tokio::spawn(
-            self.clone()
-                .push_assignments(node_id.to_string(), assign_tx),
-        );
-        assign_rx
+        self.hub.session(node_id, &self.store, &self.shutdown)
     }
 
     /// The sender for `node_id`'s status reports (the local agent's path;
@@ -110,47 +109,6 @@ impl Dispatcher {
             let _ = tx.send(u).await;
         }
         Ok(())
-    }
-
-    fn assigned(&self, node_id: &str) -> Vec<Task> {
-        match self.store.read().and_then(|v| v.tasks_of_node(node_id)) {
-            Ok(mut ts) => {
-                ts.retain(|t| t.status.state >= TaskState::Assigned);
-                ts.sort_by(|a, b| a.id.cmp(&b.id));
-                ts
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot read assignments");
-                Vec::new()
-            }
-        }
-    }
-
-    async fn push_assignments(self, node_id: String, tx: watch::Sender<Assignments>) {
-        let mut events = self.store.watch();
-        let mut shutdown = self.shutdown.clone();
-        loop {
-            tokio::select! {
-                _ = shutdown.wait() => return,
-                _ = tx.closed() => return,
-                ev = events.recv() => {
-                    // A lagged receiver just re-reads: the set is complete.
-                    if let Ok(c) = &ev {
-                        if !c.changed.iter().any(|(k, _, _)| *k == Kind::Task) {
-                            continue;
-                        }
-                    }
-                }
-            }
-            let set = self.assigned(&node_id);
-            tx.send_if_modified(|cur| {
-                if **cur == set {
-                    return false;
-                }
-                *cur = Arc::new(set);
-                true
-            });
-        }
     }
 
     async fn write_status(self, node_id: String, mut rx: mpsc::Receiver<StatusReport>) {
