@@ -107,13 +107,19 @@ impl Hub {
         if inner.index.is_none() {
             // Watch before reading, so that no commit falls in between.
             let events = store.watch();
-            let tasks = store.read().and_then(|v| v.tasks()).unwrap_or_else(|e| {
-                // The follower reloads on the next commit.
-                warn!(error = %e, "cannot read assignments");
-                Vec::new()
-            });
+            let (tasks, stale) = match store.read().and_then(|v| v.tasks()) {
+                Ok(tasks) => (tasks, false),
+                Err(e) => {
+                    // The follower reloads on the next commit.
+                    warn!(error = %e, "cannot read assignments");
+                    (Vec::new(), true)
+                }
+            };
             inner.index = Some(Index::from_tasks(tasks));
-            tokio::spawn(self.clone().follow(store.clone(), events, shutdown.clone()));
+            let follower = self
+                .clone()
+                .follow(store.clone(), events, stale, shutdown.clone());
+            tokio::spawn(follower);
         }
         let Inner { index, senders } = &mut *inner;
         let index = index.as_ref().expect("index was just built");
@@ -130,27 +136,21 @@ impl Hub {
         self: Arc<Self>,
         store: Store,
         mut events: broadcast::Receiver<Arc<Commit>>,
+        // Set after a failed read: the next commit reloads everything.
+        mut stale: bool,
         mut shutdown: Shutdown,
     ) {
-        // After a failed read, the next commit reloads everything.
-        let mut stale = false;
         loop {
             let ev = tokio::select! {
                 _ = shutdown.wait() => break,
                 ev = events.recv() => ev,
             };
-            let commit = match ev {
-                Ok(c) => c,
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    stale = true;
-                    continue;
-                }
+            let result = match ev {
+                Ok(_) if stale => self.reload(&store),
+                Ok(commit) => self.apply(&store, &commit),
+                // Missed commits: only a full read is sure to be complete.
+                Err(broadcast::error::RecvError::Lagged(_)) => self.reload(&store),
                 Err(broadcast::error::RecvError::Closed) => break,
-            };
-            let result = if stale {
-                self.reload(&store)
-            } else {
-                self.apply(&store, &commit)
             };
             stale = result
                 .map_err(|e| warn!(error = %e, "cannot read assignments"))
