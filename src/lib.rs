@@ -11,6 +11,8 @@
 //! - `executor`: containerd, driven through its gRPC API.
 //! - `logs`: the log driver containerd starts, and the reader.
 //! - `daemon`: wiring only.
+//! - `simbench`: `shoal bench-sim`, the control plane against simulated
+//!   nodes.
 
 pub mod agent;
 pub mod api;
@@ -31,6 +33,7 @@ pub mod renewal;
 pub mod rpc;
 pub mod scheduler;
 pub mod shutdown;
+pub mod simbench;
 pub mod store;
 pub mod tls;
 pub mod types;

@@ -20,7 +20,9 @@ fn main() -> ExitCode {
     if daemon {
         init_tracing(&cli.log_level, cli.log_format);
     }
-    let runtime = if daemon {
+    // bench-sim runs a manager's control plane: give it the daemon's runtime.
+    let control_plane = daemon || matches!(cli.command, Command::BenchSim { .. });
+    let runtime = if control_plane {
         tokio::runtime::Builder::new_multi_thread()
             // Small boards: two workers are plenty for the control plane.
             .worker_threads(2)

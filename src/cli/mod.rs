@@ -111,6 +111,25 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Scheduling throughput with simulated nodes: the real store,
+    /// orchestrator, scheduler and dispatcher, a simulated executor. Needs
+    /// no daemon, containerd or root.
+    #[command(hide = true)]
+    BenchSim {
+        #[arg(long)]
+        nodes: usize,
+        /// Replicas in all, spread over --services services.
+        #[arg(long)]
+        tasks: usize,
+        #[arg(long, default_value_t = 10)]
+        services: usize,
+        /// Give up when the tasks are not all running by then.
+        #[arg(long, value_parser = parse::duration, default_value = "10m")]
+        timeout: std::time::Duration,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -301,6 +320,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Man { dir: None } => extra::man(&<Cli as clap::CommandFactory>::command()),
         Command::Man { dir: Some(dir) } => {
             extra::man_pages(<Cli as clap::CommandFactory>::command(), &dir)
+        }
+        Command::BenchSim {
+            nodes,
+            tasks,
+            services,
+            timeout,
+            json,
+        } => {
+            let cfg = crate::simbench::Config {
+                nodes,
+                tasks,
+                services: services.min(tasks.max(1)),
+                timeout,
+            };
+            let report = crate::simbench::run(&cfg).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(())
         }
     }
 }

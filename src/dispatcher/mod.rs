@@ -1,28 +1,26 @@
 //! The dispatcher (every manager): one session per node. A session carries
 //! the node's assignments down (the full set of its tasks, re-sent when it
-//! changes) and the node's task status up, batched into store writes.
+//! changes) and the node's task status up, batched with every other node's
+//! into store writes.
 //!
 //! The node is named by the caller of `session`, which takes it from the
 //! node's identity (today the local node; with mTLS, its certificate). A
 //! status report for a task that is not assigned to that node is dropped.
 
+mod assignments;
 mod heartbeat;
+mod status;
 
 pub use heartbeat::{watch_nodes, Heartbeats};
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, warn};
 
 use crate::shutdown::Shutdown;
-use crate::store::{Change, Kind, Proposer, Store};
-use crate::types::{Task, TaskState, TaskStatus};
-
-/// Status writes are batched: one store write per this period at most.
-const BATCH_PERIOD: Duration = Duration::from_millis(100);
+use crate::store::{Proposer, Store};
+use crate::types::{Task, TaskStatus};
 
 /// The node's view of its work: every task assigned to it.
 pub type Assignments = Arc<Vec<Task>>;
@@ -35,8 +33,12 @@ pub struct Dispatcher {
     store: Store,
     proposer: Arc<dyn Proposer>,
     shutdown: Shutdown,
-    /// One status batcher per node. std Mutex: never held across .await.
+    /// Each node's status channel. std Mutex: never held across .await.
     reporters: Arc<Mutex<HashMap<String, mpsc::Sender<StatusReport>>>>,
+    /// The one status writer all nodes' channels feed, started on first use.
+    writer: Arc<OnceLock<mpsc::Sender<status::NodeReport>>>,
+    /// Every node's assignments, kept once for all sessions.
+    hub: Arc<assignments::Hub>,
     pub heartbeats: Arc<Heartbeats>,
 }
 
@@ -55,6 +57,8 @@ impl Dispatcher {
             proposer,
             shutdown,
             reporters: Default::default(),
+            writer: Default::default(),
+            hub: Default::default(),
             heartbeats: Arc::new(Heartbeats::default()),
         }
     }
@@ -72,12 +76,7 @@ impl Dispatcher {
     /// A watch of `node_id`'s assignments: the full set, re-sent when it
     /// changes.
     pub fn session(&self, node_id: &str) -> watch::Receiver<Assignments> {
-        let (assign_tx, assign_rx) = watch::channel(Arc::new(self.assigned(node_id)));
-        tokio::spawn(
-            self.clone()
-                .push_assignments(node_id.to_string(), assign_tx),
-        );
-        assign_rx
+        self.hub.session(node_id, &self.store, &self.shutdown)
     }
 
     /// The sender for `node_id`'s status reports (the local agent's path;
@@ -87,8 +86,13 @@ impl Dispatcher {
         if let Some(tx) = map.get(node_id).filter(|tx| !tx.is_closed()) {
             return tx.clone();
         }
+        let writer = self.writer.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(status::MAX_BATCH);
+            tokio::spawn(status::write(self.store.clone(), self.proposer.clone(), rx));
+            tx
+        });
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(self.clone().write_status(node_id.to_string(), rx));
+        tokio::spawn(status::forward(node_id.to_string(), rx, writer.clone()));
         map.insert(node_id.to_string(), tx.clone());
         tx
     }
@@ -120,104 +124,5 @@ impl Dispatcher {
             let _ = tx.send(u).await;
         }
         Ok(())
-    }
-
-    fn assigned(&self, node_id: &str) -> Vec<Task> {
-        match self.store.read().and_then(|v| v.tasks_of_node(node_id)) {
-            Ok(mut ts) => {
-                ts.retain(|t| t.status.state >= TaskState::Assigned);
-                ts.sort_by(|a, b| a.id.cmp(&b.id));
-                ts
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot read assignments");
-                Vec::new()
-            }
-        }
-    }
-
-    async fn push_assignments(self, node_id: String, tx: watch::Sender<Assignments>) {
-        let mut events = self.store.watch();
-        let mut shutdown = self.shutdown.clone();
-        loop {
-            tokio::select! {
-                _ = shutdown.wait() => return,
-                _ = tx.closed() => return,
-                ev = events.recv() => {
-                    // A lagged receiver just re-reads: the set is complete.
-                    if let Ok(c) = &ev {
-                        if !c.changed.iter().any(|(k, _, _)| *k == Kind::Task) {
-                            continue;
-                        }
-                    }
-                }
-            }
-            let set = self.assigned(&node_id);
-            tx.send_if_modified(|cur| {
-                if **cur == set {
-                    return false;
-                }
-                *cur = Arc::new(set);
-                true
-            });
-        }
-    }
-
-    async fn write_status(self, node_id: String, mut rx: mpsc::Receiver<StatusReport>) {
-        let mut pending: HashMap<String, TaskStatus> = HashMap::new();
-        loop {
-            let first = tokio::select! {
-                r = rx.recv() => r,
-                _ = tokio::time::sleep(BATCH_PERIOD), if !pending.is_empty() => None,
-            };
-            match first {
-                Some((id, st)) => {
-                    merge(&mut pending, id, st);
-                    if pending.len() < 10_000 {
-                        continue;
-                    }
-                }
-                None if pending.is_empty() => return, // closed
-                None => {}
-            }
-            let batch = std::mem::take(&mut pending);
-            self.flush(&node_id, batch).await;
-        }
-    }
-
-    async fn flush(&self, node_id: &str, batch: HashMap<String, TaskStatus>) {
-        let view = match self.store.read() {
-            Ok(v) => v,
-            Err(e) => return warn!(error = %e, "cannot read store for status"),
-        };
-        let mut changes = Vec::new();
-        for (id, status) in batch {
-            match view.task(&id) {
-                Ok(Some(t)) if t.node_id.as_deref() == Some(node_id) => {
-                    changes.push(Change::TaskStatus { id, status })
-                }
-                Ok(Some(_)) => {
-                    warn!(node = %node_id, task = %id, "refused status for a task not assigned to the node")
-                }
-                _ => debug!(task = %id, "status for a task that is gone"),
-            }
-        }
-        drop(view);
-        if changes.is_empty() {
-            return;
-        }
-        if let Err(e) = self.proposer.propose(changes).await {
-            warn!(node = %node_id, error = %e, "status write failed");
-        }
-    }
-}
-
-/// Keep the furthest state per task: reports that move backwards are moot.
-fn merge(pending: &mut HashMap<String, TaskStatus>, id: String, st: TaskStatus) {
-    match pending.get(&id) {
-        Some(cur) if cur.state > st.state => {}
-        _ => {
-            pending.insert(id, st);
-        }
     }
 }

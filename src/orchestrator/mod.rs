@@ -119,9 +119,15 @@ async fn pass(store: &Store, proposer: &dyn Proposer) -> Result<Option<i64>, Sto
 /// tasks added (stamped `now`, so they count as the newest).
 fn project(tasks: &[Task], plan: &Plan, now: i64) -> Vec<Task> {
     let mut out: Vec<Task> = tasks.to_vec();
+    // By id: a scale-down of thousands of tasks must not be quadratic.
+    let at: HashMap<&str, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
     for (id, state) in &plan.desire {
-        if let Some(t) = out.iter_mut().find(|t| &t.id == id) {
-            t.desired_state = (*state).max(t.desired_state);
+        if let Some(&i) = at.get(id.as_str()) {
+            out[i].desired_state = (*state).max(out[i].desired_state);
         }
     }
     out.extend(plan.create.iter().cloned().map(|mut t| {
@@ -129,4 +135,30 @@ fn project(tasks: &[Task], plan: &Plan, now: i64) -> Vec<Task> {
         t
     }));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testutil::{service, task_in};
+
+    #[test]
+    fn the_projection_applies_the_plan() {
+        let tasks = [task_in(1, 1), task_in(2, 1)];
+        let plan = Plan {
+            create: vec![new_task(&service(3), 3, None, 0, 0)],
+            desire: vec![
+                (tasks[1].id.clone(), TaskState::Remove),
+                ("gone".into(), TaskState::Remove),
+            ],
+            wake_at_ms: None,
+        };
+        let out = project(&tasks, &plan, 42);
+        let states: Vec<TaskState> = out.iter().map(|t| t.desired_state).collect();
+        assert_eq!(
+            states,
+            [TaskState::Running, TaskState::Remove, TaskState::Running]
+        );
+        assert_eq!(out[2].meta.created_ms, 42);
+    }
 }

@@ -5,10 +5,13 @@
 
 mod constraint;
 mod filters;
+mod placer;
 
 pub use constraint::Constraint;
 pub use filters::eligible_for_global;
+pub use placer::Placer;
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,14 +27,18 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// Where `task` should run, or why it can run nowhere.
 /// `load` counts live tasks per node: (per service id, total).
-pub fn place(task: &Task, nodes: &[Node], load: &Load) -> Result<String, String> {
+pub fn place<N: Borrow<Node>>(task: &Task, nodes: &[N], load: &Load) -> Result<String, String> {
     let mut best: Option<(&Node, (usize, usize))> = None;
     let mut misfits = Vec::new();
     let image = &task.spec.container.image;
-    let image_anywhere = nodes
-        .iter()
-        .any(|n| n.description.images.iter().any(|i| &i.name == image));
-    for node in nodes {
+    let image_anywhere = nodes.iter().any(|n| {
+        n.borrow()
+            .description
+            .images
+            .iter()
+            .any(|i| &i.name == image)
+    });
+    for node in nodes.iter().map(Borrow::borrow) {
         if let Some(want) = &task.node_id {
             if *want != node.id {
                 continue;
@@ -57,7 +64,9 @@ pub fn place(task: &Task, nodes: &[Node], load: &Load) -> Result<String, String>
 #[derive(Default)]
 pub struct Load {
     total: HashMap<String, usize>,
-    per_service: HashMap<(String, String), usize>,
+    /// service id → node id → count; nested so that a lookup by `&str`
+    /// allocates nothing.
+    per_service: HashMap<String, HashMap<String, usize>>,
 }
 
 impl Load {
@@ -75,14 +84,17 @@ impl Load {
         *self.total.entry(node.to_string()).or_default() += 1;
         *self
             .per_service
-            .entry((node.to_string(), service.to_string()))
+            .entry(service.to_string())
+            .or_default()
+            .entry(node.to_string())
             .or_default() += 1;
     }
 
     fn of(&self, node: &str, service: &str) -> (usize, usize) {
         (
             self.per_service
-                .get(&(node.to_string(), service.to_string()))
+                .get(service)
+                .and_then(|m| m.get(node))
                 .copied()
                 .unwrap_or(0),
             self.total.get(node).copied().unwrap_or(0),
@@ -112,15 +124,15 @@ async fn pass(store: &Store, proposer: &dyn Proposer) -> Result<(), StoreError> 
     let nodes = view.nodes()?;
     let tasks = view.tasks()?;
     drop(view);
-    let mut load = Load::from_tasks(&tasks);
+    let mut placer = Placer::new(&nodes, &tasks);
     let mut changes = Vec::new();
     let pending = tasks
         .iter()
         .filter(|t| t.status.state == TaskState::Pending && t.desired_state <= TaskState::Running);
     for task in pending {
-        match place(task, &nodes, &load) {
+        match placer.place(task) {
             Ok(node) => {
-                load.add(&node, &task.service_id);
+                placer.add(&node, &task.service_id);
                 let waited = (now_ms() - task.meta.created_ms).max(0) as f64 / 1000.0;
                 crate::metrics::global().scheduling_latency.observe(waited);
                 changes.push(Change::TaskAssign {

@@ -127,3 +127,71 @@ fn constraints_and_images_filter_nodes_and_say_why() {
         "no suitable node (1 node has an unsupported platform (linux/arm64), 1 node lacks image docker.io/library/busybox:latest)"
     );
 }
+
+#[test]
+fn the_placer_decides_as_place_does() {
+    // Nodes in no particular id order, some unfit, with labels and images.
+    let mut nodes = Vec::new();
+    for i in [7, 3, 9, 1, 5, 8, 2, 6, 4, 0] {
+        let state = if i == 5 {
+            NodeState::Down
+        } else {
+            NodeState::Ready
+        };
+        let mut n = node(&format!("n{i}"), state, Availability::Active);
+        let zone = if i % 2 == 0 { "a" } else { "b" };
+        n.spec.labels.insert("zone".into(), zone.into());
+        if i % 3 != 0 {
+            n.description.images.push(ImageInfo {
+                name: "img".into(),
+                ..Default::default()
+            });
+        }
+        nodes.push(n);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let mut t = task(["web", "db", "cache"][i % 3]);
+        match i % 4 {
+            0 => t.spec.placement.constraints = vec!["node.labels.zone==a".into()],
+            1 => t.spec.container.image = "img".into(),
+            2 => t.spec.placement.constraints = vec!["node.labels.zone==c".into()],
+            _ => {}
+        }
+        if i % 10 == 9 {
+            t.node_id = Some(format!("n{}", i % 7));
+        }
+        tasks.push(t);
+    }
+    // Some load already, on a node that is gone too.
+    let mut running = task("web");
+    running.node_id = Some("n2".into());
+    running.status.state = TaskState::Running;
+    let mut gone = task("db");
+    gone.node_id = Some("gone".into());
+    gone.status.state = TaskState::Running;
+    let existing = [running, gone];
+
+    let mut load = Load::from_tasks(&existing);
+    let mut placer = Placer::new(&nodes, &existing);
+    let mut placed = 0;
+    for t in &tasks {
+        let want = place(t, &nodes, &load);
+        assert_eq!(placer.place(t), want, "task {}", t.id);
+        if let Ok(n) = want {
+            load.add(&n, &t.service_id);
+            placer.add(&n, &t.service_id);
+            placed += 1;
+        }
+    }
+    assert!(placed > 30 && placed < 60, "{placed} placed");
+}
+
+#[test]
+fn the_placer_says_why_when_there_are_no_nodes() {
+    let t = task("web");
+    assert_eq!(
+        Placer::new(&[], &[]).place(&t).unwrap_err(),
+        place(&t, &[] as &[Node], &Load::default()).unwrap_err()
+    );
+}

@@ -1,0 +1,274 @@
+//! Every node's assignments in one index that follows the store's commits.
+//! One reader serves all sessions: on each commit it reads only the tasks
+//! the commit changed and tells only the nodes whose set changed. A reader
+//! per session, re-reading every task on every commit, costs
+//! O(nodes × tasks) per commit, which a cluster of a thousand nodes cannot
+//! afford.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, watch};
+use tracing::warn;
+
+use super::Assignments;
+use crate::shutdown::Shutdown;
+use crate::store::{Commit, Kind, Store, StoreError};
+use crate::types::{Task, TaskState};
+
+/// Assigned tasks by node: a pure structure, updated one task at a time.
+#[derive(Default)]
+pub(super) struct Index {
+    /// node id → its tasks by id (sessions see them in id order).
+    by_node: HashMap<String, BTreeMap<String, Task>>,
+    /// task id → the node whose set holds it, to move or drop it later.
+    node_of: HashMap<String, String>,
+}
+
+/// The node whose set holds `t`: a task joins its node's set once assigned.
+fn holder(t: &Task) -> Option<&str> {
+    t.node_id
+        .as_deref()
+        .filter(|_| t.status.state >= TaskState::Assigned)
+}
+
+impl Index {
+    pub fn from_tasks(tasks: Vec<Task>) -> Index {
+        let mut index = Index::default();
+        for t in tasks {
+            let id = t.id.clone();
+            index.update(&id, Some(t));
+        }
+        index
+    }
+
+    /// Record the current version of task `id` (`None`: it was deleted).
+    /// Returns the nodes whose set may have changed: its old and new node.
+    pub fn update(&mut self, id: &str, task: Option<Task>) -> Vec<String> {
+        let mut touched = Vec::new();
+        if let Some(old) = self.node_of.remove(id) {
+            if let Some(set) = self.by_node.get_mut(&old) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.by_node.remove(&old);
+                }
+            }
+            touched.push(old);
+        }
+        if let Some(task) = task {
+            if let Some(node) = holder(&task).map(str::to_string) {
+                self.by_node
+                    .entry(node.clone())
+                    .or_default()
+                    .insert(id.to_string(), task);
+                self.node_of.insert(id.to_string(), node.clone());
+                if !touched.contains(&node) {
+                    touched.push(node);
+                }
+            }
+        }
+        touched
+    }
+
+    /// `node`'s assignments, sorted by task id.
+    pub fn assigned(&self, node: &str) -> Vec<Task> {
+        self.by_node
+            .get(node)
+            .map(|set| set.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The index and the sessions' channels, shared by the dispatcher's clones.
+#[derive(Default)]
+pub(super) struct Hub {
+    /// std Mutex: never held across .await.
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// `None` until the first session: a dispatcher nobody asks reads
+    /// nothing. Also `None` again once the follower stopped.
+    index: Option<Index>,
+    /// One channel per node; every session of the node subscribes to it.
+    senders: HashMap<String, watch::Sender<Assignments>>,
+}
+
+impl Hub {
+    /// A watch of `node_id`'s assignments, starting the follower on first use.
+    pub fn session(
+        self: &Arc<Self>,
+        node_id: &str,
+        store: &Store,
+        shutdown: &Shutdown,
+    ) -> watch::Receiver<Assignments> {
+        let mut inner = self.inner.lock().expect("hub lock");
+        if inner.index.is_none() {
+            // Watch before reading, so that no commit falls in between.
+            let events = store.watch();
+            let (tasks, stale) = match store.read().and_then(|v| v.tasks()) {
+                Ok(tasks) => (tasks, false),
+                Err(e) => {
+                    // The follower reloads on the next commit.
+                    warn!(error = %e, "cannot read assignments");
+                    (Vec::new(), true)
+                }
+            };
+            inner.index = Some(Index::from_tasks(tasks));
+            let follower = self
+                .clone()
+                .follow(store.clone(), events, stale, shutdown.clone());
+            tokio::spawn(follower);
+        }
+        let Inner { index, senders } = &mut *inner;
+        let index = index.as_ref().expect("index was just built");
+        senders
+            .entry(node_id.to_string())
+            .or_insert_with(|| watch::channel(Arc::new(index.assigned(node_id))).0)
+            .subscribe()
+    }
+
+    /// Keeps the index current, one commit at a time, and re-sends the set
+    /// of every node a commit touched. Ends at shutdown, which closes every
+    /// session's channel.
+    async fn follow(
+        self: Arc<Self>,
+        store: Store,
+        mut events: broadcast::Receiver<Arc<Commit>>,
+        // Set after a failed read: the next commit reloads everything.
+        mut stale: bool,
+        mut shutdown: Shutdown,
+    ) {
+        loop {
+            let ev = tokio::select! {
+                _ = shutdown.wait() => break,
+                ev = events.recv() => ev,
+            };
+            let result = match ev {
+                Ok(_) if stale => self.reload(&store),
+                Ok(commit) => self.apply(&store, &commit),
+                // Missed commits: only a full read is sure to be complete.
+                Err(broadcast::error::RecvError::Lagged(_)) => self.reload(&store),
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            stale = result
+                .map_err(|e| warn!(error = %e, "cannot read assignments"))
+                .is_err();
+        }
+        let mut inner = self.inner.lock().expect("hub lock");
+        inner.senders.clear();
+        inner.index = None;
+    }
+
+    /// Reads the tasks `commit` changed, outside the lock, then updates.
+    fn apply(&self, store: &Store, commit: &Commit) -> Result<(), StoreError> {
+        let ids: Vec<&str> = commit
+            .changed
+            .iter()
+            .filter(|(k, _, _)| *k == Kind::Task)
+            .map(|(_, id, _)| id.as_str())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let view = store.read()?;
+        let mut latest = Vec::with_capacity(ids.len());
+        for id in ids {
+            latest.push((id, view.task(id)?));
+        }
+        drop(view);
+        let mut inner = self.inner.lock().expect("hub lock");
+        let Inner { index, senders } = &mut *inner;
+        let Some(index) = index else { return Ok(()) };
+        let mut touched = Vec::new();
+        for (id, task) in latest {
+            for node in index.update(id, task) {
+                if !touched.contains(&node) {
+                    touched.push(node);
+                }
+            }
+        }
+        for node in touched {
+            publish(senders, index, &node);
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the index from every task (after lagging behind).
+    fn reload(&self, store: &Store) -> Result<(), StoreError> {
+        let tasks = store.read()?.tasks()?;
+        let fresh = Index::from_tasks(tasks);
+        let mut inner = self.inner.lock().expect("hub lock");
+        let Inner { index, senders } = &mut *inner;
+        let index = index.insert(fresh);
+        let nodes: Vec<String> = senders.keys().cloned().collect();
+        for node in nodes {
+            publish(senders, index, &node);
+        }
+        Ok(())
+    }
+}
+
+/// Sends `node` its set if it changed; forgets a channel nobody watches.
+fn publish(senders: &mut HashMap<String, watch::Sender<Assignments>>, index: &Index, node: &str) {
+    let Some(tx) = senders.get(node) else { return };
+    if tx.is_closed() {
+        senders.remove(node);
+        return;
+    }
+    let set = index.assigned(node);
+    tx.send_if_modified(|cur| {
+        if **cur == set {
+            return false;
+        }
+        *cur = Arc::new(set);
+        true
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(id: &str, node: &str, state: TaskState) -> Task {
+        let mut t = crate::orchestrator::probe_task();
+        t.id = id.into();
+        t.node_id = Some(node.into());
+        t.status.state = state;
+        t
+    }
+
+    fn ids(ts: &[Task]) -> Vec<&str> {
+        ts.iter().map(|t| t.id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_node_sees_its_assigned_tasks_in_id_order() {
+        let index = Index::from_tasks(vec![
+            on("c", "n1", TaskState::Running),
+            on("a", "n1", TaskState::Assigned),
+            on("b", "n2", TaskState::Running),
+            // Not assigned yet: a global task made for n1 waits for the
+            // scheduler before n1 sees it.
+            on("d", "n1", TaskState::Pending),
+        ]);
+        assert_eq!(ids(&index.assigned("n1")), vec!["a", "c"]);
+        assert_eq!(ids(&index.assigned("n2")), vec!["b"]);
+        assert!(index.assigned("n3").is_empty());
+    }
+
+    #[test]
+    fn updates_touch_the_old_and_the_new_node() {
+        let mut index = Index::from_tasks(vec![on("a", "n1", TaskState::Running)]);
+        let mut moved = on("a", "n2", TaskState::Assigned);
+        assert_eq!(index.update("a", Some(moved.clone())), vec!["n1", "n2"]);
+        assert!(index.assigned("n1").is_empty());
+        moved.status.state = TaskState::Running;
+        assert_eq!(index.update("a", Some(moved.clone())), vec!["n2"]);
+        assert_eq!(index.assigned("n2"), vec![moved]);
+        assert_eq!(index.update("a", None), vec!["n2"]);
+        assert!(index.assigned("n2").is_empty());
+        assert!(index.update("gone", None).is_empty());
+    }
+}

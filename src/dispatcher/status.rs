@@ -1,0 +1,149 @@
+//! Status writes, batched across all nodes: every node's reports go to one
+//! writer, which writes what piled up at most once per `BATCH_PERIOD`. A
+//! writer per node means a store write (an fsync, and with Raft a log
+//! entry) per node per period; with a thousand nodes starting tasks at
+//! once, that queue of writes is what everyone waits for.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::StatusReport;
+use crate::store::{Change, Proposer, Store};
+use crate::types::TaskStatus;
+
+/// Status writes are batched: one store write per this period at most.
+const BATCH_PERIOD: Duration = Duration::from_millis(100);
+
+/// A batch this large is written at once.
+pub(super) const MAX_BATCH: usize = 10_000;
+
+/// A report with the node it came from (from the node's identity).
+pub(super) type NodeReport = (String, StatusReport);
+
+/// Passes one node's reports on to the writer, tagged with the node.
+pub(super) async fn forward(
+    node_id: String,
+    mut rx: mpsc::Receiver<StatusReport>,
+    tx: mpsc::Sender<NodeReport>,
+) {
+    while let Some(report) = rx.recv().await {
+        if tx.send((node_id.clone(), report)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The one writer. A batch is written `BATCH_PERIOD` after its first
+/// report, or once it holds `MAX_BATCH` tasks. Ends when every sender is
+/// gone.
+pub(super) async fn write(
+    store: Store,
+    proposer: Arc<dyn Proposer>,
+    mut rx: mpsc::Receiver<NodeReport>,
+) {
+    let mut pending: HashMap<(String, String), TaskStatus> = HashMap::new();
+    let mut due: Option<Instant> = None;
+    loop {
+        let next = tokio::select! {
+            r = rx.recv() => r,
+            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => None,
+        };
+        match next {
+            Some((node, (id, st))) => {
+                merge(&mut pending, (node, id), st);
+                due.get_or_insert_with(|| Instant::now() + BATCH_PERIOD);
+                if pending.len() < MAX_BATCH {
+                    continue;
+                }
+            }
+            None if pending.is_empty() => return, // closed
+            None => {}
+        }
+        due = None;
+        flush(&store, proposer.as_ref(), std::mem::take(&mut pending)).await;
+    }
+}
+
+/// Writes a batch in one change set, dropping reports for tasks that are
+/// not assigned to the node that sent them.
+async fn flush(
+    store: &Store,
+    proposer: &dyn Proposer,
+    batch: HashMap<(String, String), TaskStatus>,
+) {
+    let view = match store.read() {
+        Ok(v) => v,
+        Err(e) => return warn!(error = %e, "cannot read store for status"),
+    };
+    let mut changes = Vec::new();
+    for ((node_id, id), status) in batch {
+        match view.task(&id) {
+            Ok(Some(t)) if t.node_id.as_deref() == Some(node_id.as_str()) => {
+                changes.push(Change::TaskStatus { id, status })
+            }
+            Ok(Some(_)) => {
+                warn!(node = %node_id, task = %id, "refused status for a task not assigned to the node")
+            }
+            _ => debug!(task = %id, "status for a task that is gone"),
+        }
+    }
+    drop(view);
+    if changes.is_empty() {
+        return;
+    }
+    if let Err(e) = proposer.propose(changes).await {
+        warn!(error = %e, "status write failed");
+    }
+}
+
+/// Keep the furthest state per task and node: reports that move backwards
+/// are moot.
+fn merge(
+    pending: &mut HashMap<(String, String), TaskStatus>,
+    key: (String, String),
+    st: TaskStatus,
+) {
+    match pending.get(&key) {
+        Some(cur) if cur.state > st.state => {}
+        _ => {
+            pending.insert(key, st);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::TaskState;
+
+    fn st(state: TaskState) -> TaskStatus {
+        TaskStatus {
+            state,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_report_that_moves_backwards_is_dropped() {
+        let key = || ("n1".to_string(), "t1".to_string());
+        let mut pending = HashMap::new();
+        merge(&mut pending, key(), st(TaskState::Running));
+        merge(&mut pending, key(), st(TaskState::Starting));
+        assert_eq!(pending[&key()].state, TaskState::Running);
+        merge(&mut pending, key(), st(TaskState::Failed));
+        assert_eq!(pending[&key()].state, TaskState::Failed);
+        // Another node's report of the same task is kept apart, to be
+        // checked against the task's node when it is written.
+        merge(
+            &mut pending,
+            ("n2".into(), "t1".into()),
+            st(TaskState::Starting),
+        );
+        assert_eq!(pending.len(), 2);
+    }
+}

@@ -1,0 +1,128 @@
+//! Placement of a whole pass at once. `place` decides one task against
+//! every node; with a thousand nodes and ten thousand pending tasks that is
+//! ten million filter runs. Tasks with the same image and constraints
+//! pass the same filters, so the `Placer` runs the filters once per such
+//! group, and keeps the load per node index so that choosing the least
+//! loaded eligible node is a scan of integers. The decision is `place`'s:
+//! same filters, same spread, same tie-break by node id.
+
+use std::collections::HashMap;
+
+use super::filters::{explain, fits};
+use super::{place, Load};
+use crate::types::{Node, Task};
+
+/// What the filters say about one group of tasks.
+type Eligible = Result<Vec<usize>, String>;
+
+pub struct Placer<'a> {
+    /// Sorted by id: the first of equally loaded nodes is the one `place`
+    /// picks.
+    nodes: Vec<&'a Node>,
+    index_of: HashMap<&'a str, usize>,
+    /// Filter results per (image, constraints).
+    groups: HashMap<(&'a str, &'a [String]), Eligible>,
+    total: Vec<usize>,
+    /// Live tasks per service, per node index.
+    per_service: HashMap<String, Vec<usize>>,
+    /// The same counts by node id, for tasks made for one node (`place`).
+    load: Load,
+}
+
+impl<'a> Placer<'a> {
+    pub fn new(nodes: &'a [Node], tasks: &[Task]) -> Placer<'a> {
+        let mut sorted: Vec<&Node> = nodes.iter().collect();
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        let index_of = sorted
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.as_str(), i))
+            .collect();
+        let mut placer = Placer {
+            total: vec![0; sorted.len()],
+            nodes: sorted,
+            index_of,
+            groups: HashMap::new(),
+            per_service: HashMap::new(),
+            load: Load::default(),
+        };
+        for t in tasks.iter().filter(|t| t.is_live()) {
+            if let Some(n) = &t.node_id {
+                placer.add(n, &t.service_id);
+            }
+        }
+        placer
+    }
+
+    /// Where `task` should run, or why it can run nowhere; the same answer
+    /// as `place` with the load so far. Call `add` for a task placed.
+    pub fn place(&mut self, task: &'a Task) -> Result<String, String> {
+        if task.node_id.is_some() {
+            // Made for one node: only that node can take it anyway.
+            return place(task, &self.nodes, &self.load);
+        }
+        let spec = &task.spec;
+        let key = (
+            spec.container.image.as_str(),
+            spec.placement.constraints.as_slice(),
+        );
+        let nodes = &self.nodes;
+        let eligible = self
+            .groups
+            .entry(key)
+            .or_insert_with(|| filter(task, nodes));
+        let ids = match eligible {
+            Ok(ids) => ids,
+            Err(why) => return Err(why.clone()),
+        };
+        let zeros;
+        let per_service = match self.per_service.get(&task.service_id) {
+            Some(v) => v,
+            None => {
+                zeros = vec![0; self.nodes.len()];
+                &zeros
+            }
+        };
+        let best = ids
+            .iter()
+            .copied()
+            .min_by_key(|&i| (per_service[i], self.total[i], i));
+        match best {
+            Some(i) => Ok(self.nodes[i].id.clone()),
+            None => Err(explain(&[])),
+        }
+    }
+
+    pub fn add(&mut self, node: &str, service: &str) {
+        self.load.add(node, service);
+        let Some(&i) = self.index_of.get(node) else {
+            return; // a node that is gone: it takes nothing new anyway
+        };
+        self.total[i] += 1;
+        let n = self.nodes.len();
+        self.per_service
+            .entry(service.to_string())
+            .or_insert_with(|| vec![0; n])[i] += 1;
+    }
+}
+
+/// The nodes (by index) that pass the filters for `task`, or why none does.
+fn filter(task: &Task, nodes: &[&Node]) -> Eligible {
+    let image = &task.spec.container.image;
+    let image_anywhere = nodes
+        .iter()
+        .any(|n| n.description.images.iter().any(|i| &i.name == image));
+    let mut ids = Vec::new();
+    let mut misfits = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        match fits(task, node, image_anywhere) {
+            Ok(()) => ids.push(i),
+            Err(why) => misfits.push(why),
+        }
+    }
+    if ids.is_empty() {
+        Err(explain(&misfits))
+    } else {
+        Ok(ids)
+    }
+}
