@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::dispatcher::{Assignments, Dispatcher, StatusReport};
 use crate::shutdown::{self, Shutdown};
-use crate::store::{Change, Kind, LocalProposer, Object, Proposer, Store};
+use crate::store::{Change, Kind, Object, Proposer, Store};
 use crate::types::*;
 
 /// The image every simulated node has and every service runs.
@@ -60,7 +60,7 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "(real store, orchestrator, scheduler and dispatcher; simulated executor)"
+            "(real store on a one-manager Raft, orchestrator, scheduler and dispatcher; simulated executor)"
         )?;
         writeln!(f, "  all tasks created   {:8.3} s", self.created_s)?;
         writeln!(
@@ -83,7 +83,17 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     );
     let dir = TempDir::new()?;
     let store = Store::open(&dir.0.join("state.redb")).context("cannot open the store")?;
-    let proposer: Arc<dyn Proposer> = Arc::new(LocalProposer::new(store.clone()));
+    // Writes go through a one-manager Raft, as on a real manager: every
+    // batch is a log entry (appended, then applied, each a redb commit).
+    let ca = crate::tls::RootCa::generate("bench-sim")?;
+    let tls = crate::tls::client_config(ca.cert_pem(), None)?;
+    let raft = crate::raft::RaftNode::start(&dir.0, store.clone(), "bench-sim", tls).await?;
+    raft.bootstrap("127.0.0.1:1").await?;
+    raft.raft
+        .wait(Some(std::time::Duration::from_secs(10)))
+        .state(openraft::ServerState::Leader, "one-manager Raft leads")
+        .await?;
+    let proposer: Arc<dyn Proposer> = Arc::new(crate::raft::LeaderProposer { node: raft.clone() });
     let (trigger, shutdown) = shutdown::channel();
 
     let mut setup = vec![Change::Create(Object::Cluster(cluster()?))];
@@ -128,6 +138,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     )
     .await;
     trigger.trigger();
+    raft.shutdown().await;
     match done {
         Ok(r) => r?,
         Err(_) => anyhow::bail!(
@@ -269,6 +280,7 @@ fn cluster() -> anyhow::Result<Cluster> {
         ca_key_pem: String::new(),
         join_tokens: crate::tls::JoinTokens::generate(&"0".repeat(64))?,
         removed_nodes: Vec::new(),
+        snapshot_interval: crate::types::DEFAULT_SNAPSHOT_INTERVAL,
     })
 }
 
