@@ -103,7 +103,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         super::man_pages(Cli::command(), dir.path()).expect("man pages");
         let mut expected = vec!["shoal.1".to_string()];
-        for sub in Cli::command().get_subcommands() {
+        // Hidden commands (bench-sim) have no page.
+        for sub in Cli::command()
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set())
+        {
             expected.push(format!("shoal-{}.1", sub.get_name()));
         }
         for name in expected {
