@@ -18,15 +18,15 @@ use super::wire::ForwardResult;
 use super::{raft_id, LogStore, Member, NodeId, Raft, Request, StateMachine};
 use crate::store::{Store, StoreError};
 
-/// Heartbeats every 250 ms and elections after 0.75–1.5 s of silence: a
-/// dead leader is replaced in about 2 s on a LAN, while a Pi that is busy
-/// for a moment does not trigger an election.
+/// Heartbeats every 150 ms and elections after 0.5–1 s of silence (over
+/// three missed heartbeats): a dead leader is replaced within about 2 s on
+/// a LAN, while a Pi that is busy for a moment does not trigger one.
 fn config() -> Config {
     Config {
         cluster_name: "shoal".into(),
-        heartbeat_interval: 250,
-        election_timeout_min: 750,
-        election_timeout_max: 1500,
+        heartbeat_interval: 150,
+        election_timeout_min: 500,
+        election_timeout_max: 1000,
         // Snapshots are triggered by `snapshot` below, from the cluster's
         // setting, which can change at run time.
         snapshot_policy: SnapshotPolicy::Never,
@@ -43,7 +43,12 @@ pub struct RaftNode {
     pub node_id: String,
     pub id: NodeId,
     pub tls: Arc<rustls::ClientConfig>,
+    /// The channel to the leader that forwarded writes use, kept so that a
+    /// write does not pay for a TLS handshake: (leader's node id, client).
+    leader_client: std::sync::Mutex<Option<(String, LeaderClient)>>,
 }
+
+type LeaderClient = crate::rpc::pb::raft_client::RaftClient<tonic::transport::Channel>;
 
 /// Why a leader-side operation did not happen here.
 pub enum NotHere {
@@ -76,6 +81,7 @@ impl RaftNode {
             node_id: node_id.to_string(),
             id,
             tls,
+            leader_client: Default::default(),
         }))
     }
 
@@ -224,6 +230,30 @@ impl RaftNode {
             .map_err(|e| self.not_here(e))?;
         info!(node = %node_id, "manager removed from the Raft membership");
         Ok(())
+    }
+
+    /// A client of the leader's Raft service, reused while it works.
+    pub async fn leader_client(
+        &self,
+        leader: &Member,
+    ) -> Result<LeaderClient, tonic::transport::Error> {
+        let cached = self
+            .leader_client
+            .lock()
+            .expect("leader client lock")
+            .clone();
+        if let Some((_, c)) = cached.filter(|(id, _)| *id == leader.node_id) {
+            return Ok(c);
+        }
+        let c = super::network::client(&self.tls, &self.store, leader).await?;
+        *self.leader_client.lock().expect("leader client lock") =
+            Some((leader.node_id.clone(), c.clone()));
+        Ok(c)
+    }
+
+    /// Forget the leader's channel after it failed.
+    pub fn drop_leader_client(&self) {
+        *self.leader_client.lock().expect("leader client lock") = None;
     }
 
     pub async fn shutdown(&self) {

@@ -89,8 +89,14 @@ impl RaftProposer {
 /// Send `op` to the leader; `None` if it could not be asked (unreachable,
 /// or no longer the leader).
 async fn ask_leader(node: &RaftNode, leader: &Member, op: &Forward) -> Option<ForwardResult> {
-    let mut c = client(&node.tls, &node.store, leader).await.ok()?;
-    let reply = c.forward(wire::encode(op)).await.ok()?.into_inner();
+    let mut c = node.leader_client(leader).await.ok()?;
+    let reply = match c.forward(wire::encode(op)).await {
+        Ok(r) => r.into_inner(),
+        Err(_) => {
+            node.drop_leader_client();
+            return None;
+        }
+    };
     match wire::decode::<ForwardResult>(&reply).ok()? {
         Err(StoreError::Unavailable(_)) => None,
         r => Some(r),
