@@ -128,8 +128,8 @@ fn rpc_services() {
         .package("shoal.v1")
         .method(method("logs", "Logs", "LogsRequest", "LogItem", true))
         .build();
-    // Managers among themselves: Raft's peer RPC, and a follower's
-    // forwarded writes and read barriers. Only manager certificates may
+    // Managers among themselves: Raft's peer RPC, and what followers
+    // forward to the leader (writes, read barriers, membership changes). Only manager certificates may
     // call it. Bodies are openraft's serde types, encoded by src/raft.
     let mut raft = Service::builder().name("Raft").package("shoal.v1");
     for (name, route) in [
@@ -137,7 +137,6 @@ fn rpc_services() {
         ("vote", "Vote"),
         ("snapshot", "Snapshot"),
         ("forward", "Forward"),
-        ("read_index", "ReadIndex"),
     ] {
         raft = raft.method(method(name, route, "RaftBytes", "RaftBytes", false));
     }

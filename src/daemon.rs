@@ -242,10 +242,7 @@ pub async fn refresh_node(ctx: &Ctx) {
             .clone()
             .or_else(|| crate::netaddr::detect_advertise(&ctx.listen).ok());
         if let Some(addr) = addr {
-            updated.status.addr = addr.clone();
-            if let Some(m) = updated.manager.as_mut() {
-                m.addr = addr;
-            }
+            updated.status.addr = addr;
         }
         if updated == node {
             return;

@@ -15,7 +15,7 @@ use crate::rpc::messages::RenewRequest;
 use crate::rpc::pb::ca_client::CaClient;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
-use crate::tls::{RootCa, MANAGER_SERVER_NAME};
+use crate::tls::RootCa;
 
 /// Where a renewed certificate comes from.
 pub enum Issuer {
@@ -85,27 +85,17 @@ pub async fn renew(node_tls: &NodeTls, issuer: &Issuer) -> Result<(), String> {
         Issuer::Remote(managers) => {
             let tls = crate::tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))
                 .map_err(|e| e.to_string())?;
-            let mut last = "no manager known".to_string();
-            let mut got = None;
-            for addr in managers() {
-                match crate::rpc::transport::connect(&addr, tls.clone(), MANAGER_SERVER_NAME).await
-                {
-                    Ok(ch) => match CaClient::new(ch)
-                        .renew(RenewRequest {
-                            csr_pem: csr.clone(),
-                        })
+            crate::rpc::transport::ask_managers(&managers(), &tls, |channel| {
+                let csr_pem = csr.clone();
+                async move {
+                    CaClient::new(channel)
+                        .renew(RenewRequest { csr_pem })
                         .await
-                    {
-                        Ok(r) => {
-                            got = Some(r.into_inner().cert_pem);
-                            break;
-                        }
-                        Err(s) => last = format!("{addr}: {}", s.message()),
-                    },
-                    Err(e) => last = format!("{addr}: {e}"),
+                        .map(|r| r.into_inner().cert_pem)
+                        .map_err(|s| s.message().to_string())
                 }
-            }
-            got.ok_or(last)?
+            })
+            .await?
         }
     };
     node_tls.renewed(&cert_pem).map_err(|e| e.to_string())

@@ -308,7 +308,6 @@ fn node(id: &str) -> Node {
             message: String::new(),
             addr: String::new(),
         },
-        manager: None,
         version: crate::VERSION.into(),
     }
 }

@@ -84,10 +84,7 @@ pub fn run_agent(
     let known = local.load().unwrap_or_default();
     let (assign_tx, assign_rx) = watch::channel(Arc::new(known));
     let (report_tx, report_rx) = mpsc::channel(1024);
-    let advertise = match &ctx.advertise {
-        Some(a) => a.clone(),
-        None => crate::netaddr::detect_advertise(&ctx.listen).unwrap_or_default(),
-    };
+    let advertise = ctx.advertise_addr();
     let data_dir = ctx.data_dir.clone();
     let exec = ctx.exec.clone();
     let (role_ctx, role_tls) = (ctx.clone(), node_tls.clone());

@@ -76,10 +76,6 @@ pub async fn init(
             message: String::new(),
             addr: advertise.clone(),
         },
-        manager: Some(ManagerStatus {
-            leader: true,
-            addr: advertise.clone(),
-        }),
         version: crate::VERSION.to_string(),
     };
     // The manager's components start a one-member Raft; the cluster's

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::cluster::find_node;
 use super::{ApiError, Ctx};
 use crate::store::{Change, Object};
-use crate::types::{ManagerStatus, NodeRole};
+use crate::types::NodeRole;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RoleChange {
@@ -64,10 +64,6 @@ async fn set_role(ctx: &Ctx, id: &str, role: NodeRole) -> Result<RoleChange, Api
     }
     let mut updated = node.clone();
     updated.spec.role = role;
-    updated.manager = (role == NodeRole::Manager).then(|| ManagerStatus {
-        leader: false,
-        addr: node.status.addr.clone(),
-    });
     ctx.proposer
         .propose(vec![Change::Update(Object::Node(updated))])
         .await?;

@@ -164,7 +164,7 @@ pub struct NodeRow {
 impl NodeRow {
     /// `leader_id`: the Raft leader as the serving manager knows it.
     pub fn new(n: &Node, leader_id: Option<&str>) -> NodeRow {
-        let leader = n.manager.is_some() && leader_id == Some(n.id.as_str());
+        let leader = n.is_manager() && leader_id == Some(n.id.as_str());
         NodeRow {
             id: n.id.clone(),
             hostname: n.description.hostname.clone(),
@@ -173,9 +173,8 @@ impl NodeRow {
             availability: n.spec.availability.as_str().to_string(),
             leader,
             manager_status: n
-                .manager
-                .as_ref()
-                .map(|_| manager_status(leader, n.status.state).to_string()),
+                .is_manager()
+                .then(|| manager_status(leader, n.status.state).to_string()),
             platform: n.description.platform.to_string(),
             addr: n.status.addr.clone(),
             version: n.version.clone(),

@@ -33,7 +33,7 @@ pub fn current_addr(store: &Store, member: &Member) -> String {
         .read()
         .ok()
         .and_then(|v| v.node(&member.node_id).ok().flatten())
-        .and_then(|n| n.manager.map(|m| m.addr))
+        .map(|n| n.status.addr)
         .filter(|a| !a.is_empty())
         .unwrap_or_else(|| member.addr.clone())
 }

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use super::network::Network;
-use super::wire::ForwardResult;
+use super::wire::{Forward, ForwardResult};
 use super::{raft_id, LogStore, Member, NodeId, Raft, Request, StateMachine};
 use crate::store::{Store, StoreError};
 
@@ -157,6 +157,19 @@ impl RaftNode {
             RaftError::Fatal(f) => format!("the replicated store stopped: {f}"),
             RaftError::APIError(api) => api.to_string(),
         }))
+    }
+
+    /// Do a forwardable operation here, if this node leads: the one entry
+    /// point for the local proposer and for operations other managers
+    /// forward. A write gives (commit index, log index); a read barrier
+    /// (0, the log index to wait for); a membership change (0, 0).
+    pub async fn perform(&self, op: &Forward) -> Result<ForwardResult, NotHere> {
+        match op {
+            Forward::Write(req) => self.write(req.clone()).await,
+            Forward::ReadIndex => self.read_index().await.map(|i| Ok((0, i))),
+            Forward::AddMe(member) => self.add_manager(member.clone()).await.map(|_| Ok((0, 0))),
+            Forward::Remove(id) => self.remove_manager(id).await.map(|_| Ok((0, 0))),
+        }
     }
 
     /// Write through Raft on this node, if it leads.

@@ -26,11 +26,6 @@ pub struct RaftProposer {
     pub slot: Slot,
 }
 
-enum Step<T> {
-    Done(Result<T, StoreError>),
-    Retry,
-}
-
 impl RaftProposer {
     async fn node(&self, deadline: Instant) -> Result<Arc<RaftNode>, StoreError> {
         let mut slot = self.slot.clone();
@@ -49,40 +44,47 @@ impl RaftProposer {
         }
     }
 
-    /// Run `op` here or at the leader until it is done or time runs out.
-    async fn until_done<T, Fut, Here>(
-        &self,
-        here: impl Fn(Arc<RaftNode>) -> Here,
-        forward: Forward,
-        done: impl Fn(Arc<RaftNode>, ForwardResult) -> Fut,
-    ) -> Result<T, StoreError>
-    where
-        Here: std::future::Future<Output = Result<Result<T, StoreError>, NotHere>>,
-        Fut: std::future::Future<Output = Step<T>>,
-    {
+    /// Do `op` here if this node leads, else at the leader, retrying while
+    /// there is none, until time runs out. After the leader did it, wait
+    /// until this node has applied it too (read your writes).
+    async fn run(&self, op: Forward) -> ForwardResult {
         let deadline = Instant::now() + WAIT_FOR_QUORUM;
         let node = self.node(deadline).await?;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let step = match tokio::time::timeout(left, here(node.clone())).await {
+            let outcome = match tokio::time::timeout(left, node.perform(&op)).await {
                 Err(_) => break,
-                Ok(Ok(r)) => Step::Done(r),
-                Ok(Err(NotHere::Failed(e))) => Step::Done(Err(e)),
-                Ok(Err(NotHere::NoLeader)) => Step::Retry,
+                Ok(Ok(r)) => Some(r),
+                Ok(Err(NotHere::Failed(e))) => Some(Err(e)),
+                Ok(Err(NotHere::NoLeader)) => None,
                 Ok(Err(NotHere::Leader(m))) => {
-                    match tokio::time::timeout(left, ask_leader(&node, &m, &forward)).await {
-                        Ok(Some(r)) => done(node.clone(), r).await,
-                        _ => Step::Retry,
+                    match tokio::time::timeout(left, ask_leader(&node, &m, &op)).await {
+                        Ok(Some(Ok((index, log_index)))) => Some(
+                            node.applied(log_index, WAIT_FOR_QUORUM)
+                                .await
+                                .map(|_| (index, log_index)),
+                        ),
+                        Ok(Some(Err(e))) => Some(Err(e)),
+                        _ => None,
                     }
                 }
             };
-            match step {
-                Step::Done(r) => return r,
-                Step::Retry if Instant::now() + RETRY < deadline => tokio::time::sleep(RETRY).await,
-                Step::Retry => break,
+            if let Some(r) = outcome {
+                return r;
             }
+            if Instant::now() + RETRY >= deadline {
+                break;
+            }
+            tokio::time::sleep(RETRY).await;
         }
         Err(no_quorum(&node).await)
+    }
+
+    /// Take a manager out of the membership (the leader does it).
+    pub async fn remove_manager(&self, node_id: &str) -> Result<(), StoreError> {
+        self.run(Forward::Remove(node_id.to_string()))
+            .await
+            .map(|_| ())
     }
 }
 
@@ -132,78 +134,15 @@ impl Proposer for RaftProposer {
             batch,
             now_ms: crate::types::now_ms(),
         };
-        Box::pin(async move {
-            let forward = Forward::Write(req.clone());
-            self.until_done(
-                |node| {
-                    let req = req.clone();
-                    async move { node.write(req).await.map(|r| r.map(|(index, _)| index)) }
-                },
-                forward,
-                |node, r| async move {
-                    match r {
-                        // Read your writes: wait until this node applied it.
-                        Ok((index, log_index)) => Step::Done(
-                            node.applied(log_index, WAIT_FOR_QUORUM)
-                                .await
-                                .map(|_| index),
-                        ),
-                        Err(e) => Step::Done(Err(e)),
-                    }
-                },
-            )
-            .await
-        })
+        Box::pin(async move { self.run(Forward::Write(req)).await.map(|(index, _)| index) })
     }
 
     fn barrier(&self) -> ProposeFuture<'_> {
         Box::pin(async move {
-            self.until_done(
-                |node| async move { node.read_index().await.map(Ok) },
-                Forward::ReadIndex,
-                |node, r| async move {
-                    match r {
-                        Ok((_, log_index)) => Step::Done(
-                            node.applied(log_index, WAIT_FOR_QUORUM)
-                                .await
-                                .map(|_| log_index),
-                        ),
-                        Err(e) => Step::Done(Err(e)),
-                    }
-                },
-            )
-            .await
+            self.run(Forward::ReadIndex)
+                .await
+                .map(|(_, log_index)| log_index)
         })
-    }
-}
-
-impl RaftProposer {
-    /// Add this manager to the membership as a voter (the leader does it).
-    pub async fn add_me(&self, me: Member) -> Result<(), StoreError> {
-        let forward = Forward::AddMe(me.clone());
-        self.until_done(
-            |node| {
-                let me = me.clone();
-                async move { node.add_manager(me).await.map(Ok) }
-            },
-            forward,
-            |_, r| async move { Step::Done(r.map(|_| ())) },
-        )
-        .await
-    }
-
-    /// Take a manager out of the membership (the leader does it).
-    pub async fn remove_manager(&self, node_id: &str) -> Result<(), StoreError> {
-        let forward = Forward::Remove(node_id.to_string());
-        self.until_done(
-            |node| {
-                let id = node_id.to_string();
-                async move { node.remove_manager(&id).await.map(Ok) }
-            },
-            forward,
-            |_, r| async move { Step::Done(r.map(|_| ())) },
-        )
-        .await
     }
 }
 
@@ -236,38 +175,21 @@ impl Proposer for LeaderProposer {
 /// `me` to the membership. Used by a manager that joined and is in no
 /// membership yet, so it knows no leader.
 pub async fn ask_to_join(node: &RaftNode, addrs: &[String], me: &Member) -> Result<(), String> {
-    let mut errors = Vec::new();
-    for addr in addrs {
-        let channel = match crate::rpc::transport::connect(
-            addr,
-            node.tls.clone(),
-            crate::tls::MANAGER_SERVER_NAME,
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                errors.push(format!("{addr}: {e}"));
-                continue;
+    let op = wire::encode(&Forward::AddMe(me.clone()));
+    crate::rpc::transport::ask_managers(addrs, &node.tls, |channel| {
+        let op = op.clone();
+        async move {
+            let reply = crate::rpc::pb::raft_client::RaftClient::new(channel)
+                .forward(op)
+                .await
+                .map_err(|s| s.message().to_string())?
+                .into_inner();
+            match wire::decode::<ForwardResult>(&reply) {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(s) => Err(s.message().to_string()),
             }
-        };
-        let mut c = crate::rpc::pb::raft_client::RaftClient::new(channel);
-        let reply = match c.forward(wire::encode(&Forward::AddMe(me.clone()))).await {
-            Ok(r) => r.into_inner(),
-            Err(s) => {
-                errors.push(format!("{addr}: {}", s.message()));
-                continue;
-            }
-        };
-        match wire::decode::<ForwardResult>(&reply) {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) => errors.push(format!("{addr}: {e}")),
-            Err(s) => errors.push(format!("{addr}: {}", s.message())),
         }
-    }
-    Err(if errors.is_empty() {
-        "no manager address known".into()
-    } else {
-        errors.join("; ")
     })
+    .await
 }

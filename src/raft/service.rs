@@ -34,17 +34,6 @@ impl RaftService {
     }
 }
 
-fn here_or_not(r: Result<ForwardResult, NotHere>) -> ForwardResult {
-    match r {
-        Ok(r) => r,
-        Err(NotHere::Failed(e)) => Err(e),
-        // The follower retries, and finds the leader itself.
-        Err(NotHere::Leader(_) | NotHere::NoLeader) => Err(StoreError::Unavailable(
-            "this manager is not the leader".into(),
-        )),
-    }
-}
-
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
     async fn append(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
@@ -73,26 +62,20 @@ impl RaftRpc for RaftService {
         let node = self.node(&req)?;
         let caller = peer(&req)?;
         let op: Forward = wire::decode(req.get_ref())?;
-        let result: ForwardResult = match op {
-            Forward::Write(w) => here_or_not(node.write(w).await),
-            Forward::ReadIndex => here_or_not(node.read_index().await.map(|i| Ok((0, i)))),
-            Forward::AddMe(member) => {
-                // A manager adds only itself.
-                if member.node_id != caller.node_id {
-                    return Err(Status::permission_denied(
-                        "a manager can only add itself to the membership",
-                    ));
-                }
-                here_or_not(node.add_manager(member).await.map(|_| Ok((0, 0))))
-            }
-            Forward::Remove(id) => here_or_not(node.remove_manager(&id).await.map(|_| Ok((0, 0)))),
+        // A manager adds only itself.
+        if matches!(&op, Forward::AddMe(m) if m.node_id != caller.node_id) {
+            return Err(Status::permission_denied(
+                "a manager can only add itself to the membership",
+            ));
+        }
+        let result: ForwardResult = match node.perform(&op).await {
+            Ok(r) => r,
+            Err(NotHere::Failed(e)) => Err(e),
+            // The caller retries, and finds the leader itself.
+            Err(NotHere::Leader(_) | NotHere::NoLeader) => Err(StoreError::Unavailable(
+                "this manager is not the leader".into(),
+            )),
         };
-        Ok(Response::new(wire::encode(&result)))
-    }
-
-    async fn read_index(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
-        let node = self.node(&req)?;
-        let result = here_or_not(node.read_index().await.map(|i| Ok((0, i))));
         Ok(Response::new(wire::encode(&result)))
     }
 }

@@ -49,11 +49,12 @@ impl StateMachine {
         }
     }
 
+    /// The marks that record `applied` (and a membership) in the store.
     fn marks(
-        log_id: LogId<NodeId>,
+        applied: Option<LogId<NodeId>>,
         membership: Option<&Membership>,
     ) -> Vec<(&'static str, Vec<u8>)> {
-        let mut marks = vec![(APPLIED, codec::encode(&Some(log_id)))];
+        let mut marks = vec![(APPLIED, codec::encode(&applied))];
         if let Some(m) = membership {
             marks.push((MEMBERSHIP, codec::encode(m)));
         }
@@ -136,7 +137,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let log_id = entry.log_id;
             match entry.payload {
                 EntryPayload::Normal(req) => {
-                    let marks = Self::marks(log_id, None);
+                    let marks = Self::marks(Some(log_id), None);
                     let result = self
                         .store
                         .apply_marked(req.batch, req.now_ms, &marks)
@@ -146,13 +147,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Membership(m) => {
                     let membership = StoredMembership::new(Some(log_id), m);
                     self.store
-                        .set_marks(&Self::marks(log_id, Some(&membership)))
+                        .set_marks(&Self::marks(Some(log_id), Some(&membership)))
                         .map_err(sm_w)?;
                     out.push(Response(Ok(0)));
                 }
                 EntryPayload::Blank => {
                     self.store
-                        .set_marks(&Self::marks(log_id, None))
+                        .set_marks(&Self::marks(Some(log_id), None))
                         .map_err(sm_w)?;
                     out.push(Response(Ok(0)));
                 }
@@ -186,7 +187,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         );
         // The export carries the leader's marks; make them exactly the
         // snapshot's, whatever the sender's store held.
-        self.store.set_marks(&Self::marks_of(meta)).map_err(sm_w)?;
+        self.store
+            .set_marks(&Self::marks(meta.last_log_id, Some(&meta.last_membership)))
+            .map_err(sm_w)?;
         Ok(())
     }
 
@@ -195,14 +198,5 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
-    }
-}
-
-impl StateMachine {
-    fn marks_of(meta: &SnapshotMeta<NodeId, Member>) -> Vec<(&'static str, Vec<u8>)> {
-        vec![
-            (APPLIED, codec::encode(&meta.last_log_id)),
-            (MEMBERSHIP, codec::encode(&meta.last_membership)),
-        ]
     }
 }

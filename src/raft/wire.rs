@@ -31,6 +31,6 @@ pub enum Forward {
     ReadIndex,
 }
 
-/// The leader's answer: for a write, the store's commit index and the Raft
-/// log index it was applied at, so the follower can wait to apply it too.
+/// The leader's answer: (the store's commit index, the Raft log index the
+/// caller waits to have applied), as `RaftNode::perform` gives it.
 pub type ForwardResult = Result<(u64, u64), StoreError>;

@@ -42,7 +42,8 @@ pub fn manager_addrs(store: &Store) -> Vec<String> {
         .and_then(|v| v.nodes())
         .map(|ns| {
             ns.into_iter()
-                .filter_map(|n| n.manager.map(|m| m.addr))
+                .filter(|n| n.is_manager())
+                .map(|n| n.status.addr)
                 .collect()
         })
         .unwrap_or_default()
@@ -96,14 +97,8 @@ impl Ca for CaService {
             status: NodeStatus {
                 state: NodeState::Unknown,
                 message: "joined".into(),
-                addr: r.addr.clone(),
-            },
-            // A manager becomes a Raft voter once its components start
-            // and ask the leader (see manager::join_membership).
-            manager: (node_role == NodeRole::Manager).then_some(ManagerStatus {
-                leader: false,
                 addr: r.addr,
-            }),
+            },
             version: r.version,
         };
         self.proposer

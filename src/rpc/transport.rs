@@ -107,3 +107,32 @@ pub async fn connect(
         }))
         .await
 }
+
+/// Ask the managers at `addrs` in turn, over mTLS, until one answers: `ask`
+/// gets a channel to each. The error names what every manager said.
+pub async fn ask_managers<T, F, Fut>(
+    addrs: &[String],
+    tls: &Arc<rustls::ClientConfig>,
+    mut ask: F,
+) -> Result<T, String>
+where
+    F: FnMut(Channel) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let mut errors = Vec::new();
+    for addr in addrs {
+        let answer = match connect(addr, tls.clone(), crate::tls::MANAGER_SERVER_NAME).await {
+            Ok(channel) => ask(channel).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match answer {
+            Ok(t) => return Ok(t),
+            Err(e) => errors.push(format!("{addr}: {e}")),
+        }
+    }
+    Err(if errors.is_empty() {
+        "no manager address known".into()
+    } else {
+        errors.join("; ")
+    })
+}

@@ -92,7 +92,6 @@ mod tests {
                 ..Default::default()
             },
             status: NodeStatus::default(),
-            manager: None,
             version: String::new(),
         }
     }

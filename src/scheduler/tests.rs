@@ -17,7 +17,6 @@ fn node(id: &str, state: NodeState, availability: Availability) -> Node {
             state,
             ..Default::default()
         },
-        manager: None,
         version: String::new(),
     }
 }

@@ -1,7 +1,7 @@
 //! The cluster state: redb tables of postcard-encoded objects.
 //!
 //! Writes go one way only: a batch of `Change`s is handed to a `Proposer`
-//! (local today, Raft later), which calls `Store::apply` on every manager.
+//! (Raft), which calls `Store::apply_marked` on every manager.
 //! `apply` checks the whole batch, writes it in one redb transaction, and
 //! only after the commit publishes a `Commit` event. The store does not know
 //! which proposer feeds it. Reads come from a redb snapshot (`ReadView`).
@@ -13,7 +13,7 @@ mod read;
 mod snapshot;
 
 pub use apply::{Change, Kind, Object};
-pub use proposer::{LocalProposer, ProposeFuture, Proposer};
+pub use proposer::{ProposeFuture, Proposer};
 pub use read::ReadView;
 
 use std::path::Path;
@@ -131,14 +131,16 @@ impl Store {
         Ok(ReadView::new(self.db.begin_read()?))
     }
 
-    /// Apply a batch atomically: every change is checked, then all are
-    /// written in one transaction, or none is. Called by the proposer only.
+    /// `apply_marked` now, with no marks: the store's own tests.
+    #[cfg(test)]
     pub fn apply(&self, batch: Vec<Change>) -> Result<u64, StoreError> {
         self.apply_marked(batch, crate::types::now_ms(), &[])?
     }
 
-    /// `apply` at the proposer's time `now`, with the proposer's `marks`
-    /// written in the same transaction, even when the batch is rejected.
+    /// Apply a batch atomically at the proposer's time `now`: every change
+    /// is checked, then all are written in one transaction, or none is.
+    /// The proposer's `marks` are written in the same transaction, even
+    /// when the batch is rejected. Called by the proposer only.
     /// Outer error: the store failed; inner: the batch was refused.
     pub fn apply_marked(
         &self,

@@ -1,11 +1,11 @@
 //! The one write path. Everything that changes cluster state hands a batch
-//! to a `Proposer`. `LocalProposer` applies it to the local store; the Raft
-//! proposer will replicate it first and apply it on every manager.
+//! to a `Proposer`; `raft::RaftProposer` replicates it and applies it on
+//! every manager. The store does not know who feeds it.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use super::{Change, Store, StoreError};
+use super::{Change, StoreError};
 
 pub type ProposeFuture<'a> = Pin<Box<dyn Future<Output = Result<u64, StoreError>> + Send + 'a>>;
 
@@ -19,28 +19,5 @@ pub trait Proposer: Send + Sync + 'static {
     /// index waited for.
     fn barrier(&self) -> ProposeFuture<'_> {
         Box::pin(async { Ok(0) })
-    }
-}
-
-/// Applies batches to the local store: the single-manager proposer.
-pub struct LocalProposer {
-    store: Store,
-}
-
-impl LocalProposer {
-    pub fn new(store: Store) -> LocalProposer {
-        LocalProposer { store }
-    }
-}
-
-impl Proposer for LocalProposer {
-    fn propose(&self, batch: Vec<Change>) -> ProposeFuture<'_> {
-        let store = self.store.clone();
-        Box::pin(async move {
-            // redb commits fsync: keep them off the async workers.
-            tokio::task::spawn_blocking(move || store.apply(batch))
-                .await
-                .map_err(|e| StoreError::Io(format!("apply task failed: {e}")))?
-        })
     }
 }

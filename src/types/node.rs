@@ -121,21 +121,22 @@ pub struct NodeStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManagerStatus {
-    pub leader: bool,
-    pub addr: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
     pub id: String,
     pub meta: Meta,
     pub spec: NodeSpec,
     pub description: NodeDescription,
     pub status: NodeStatus,
-    pub manager: Option<ManagerStatus>,
     /// The shoal version the node runs.
     pub version: String,
+}
+
+impl Node {
+    /// Whether the node is a manager. Who leads is Raft's to say, and a
+    /// manager is reached at `status.addr` like any node.
+    pub fn is_manager(&self) -> bool {
+        self.spec.role == NodeRole::Manager
+    }
 }
 
 #[cfg(test)]
