@@ -22,21 +22,17 @@ fn running_pids(d: &Daemon) -> BTreeMap<String, u32> {
 #[test]
 fn restart_adopts_running_containers() {
     let mut d = Daemon::cluster();
-    d.cli_ok(&[
-        "service",
-        "create",
-        "--name",
+    d.sleeper(
         "web",
-        "--replicas",
-        "3",
-        "--restart-delay",
-        "1s",
-        "--stop-grace-period",
-        "2s",
-        "busybox",
-        "sleep",
-        "3600",
-    ]);
+        &[
+            "--replicas",
+            "3",
+            "--restart-delay",
+            "1s",
+            "--stop-grace-period",
+            "2s",
+        ],
+    );
     let ids = d.wait_running("web", 3);
     let pids = running_pids(&d);
     assert_eq!(pids.keys().cloned().collect::<BTreeSet<_>>(), ids);
@@ -117,19 +113,7 @@ fn restart_adopts_running_containers() {
 #[test]
 fn container_that_died_while_the_daemon_was_down_is_replaced() {
     let mut d = Daemon::cluster();
-    d.cli_ok(&[
-        "service",
-        "create",
-        "--name",
-        "web",
-        "--replicas",
-        "2",
-        "--restart-delay",
-        "1s",
-        "busybox",
-        "sleep",
-        "3600",
-    ]);
+    d.sleeper("web", &["--replicas", "2", "--restart-delay", "1s"]);
     let ids = d.wait_running("web", 2);
     let mut it = ids.iter();
     let (victim, survivor) = (it.next().unwrap().clone(), it.next().unwrap().clone());

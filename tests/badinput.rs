@@ -149,17 +149,7 @@ fn state(d: &Daemon) -> State {
 #[test]
 fn bad_service_input_changes_nothing() {
     let d = Daemon::cluster();
-    d.cli_ok(&[
-        "service",
-        "create",
-        "--name",
-        "web",
-        "--replicas",
-        "1",
-        "busybox",
-        "sleep",
-        "3600",
-    ]);
+    d.sleeper("web", &["--replicas", "1"]);
     d.wait_running("web", 1);
     let before = state(&d);
 
@@ -295,9 +285,7 @@ fn bad_service_input_changes_nothing() {
 #[test]
 fn missing_image_rejects_the_task() {
     let d = Daemon::cluster();
-    d.cli_ok(&[
-        "service", "create", "--name", "web", "busybox", "sleep", "3600",
-    ]);
+    d.sleeper("web", &[]);
     let web = d.wait_running("web", 1);
     let node = s(&d.cli_json(&["node", "ls"])[0], "id").to_string();
 

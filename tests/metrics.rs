@@ -35,17 +35,7 @@ fn metrics_show_cluster_state_and_scheduling() {
     d.wait_ready().unwrap();
     d.cli_ok(&["init"]);
     d.load_image("busybox");
-    d.cli_ok(&[
-        "service",
-        "create",
-        "--name",
-        "m",
-        "--replicas",
-        "2",
-        "busybox",
-        "sleep",
-        "3600",
-    ]);
+    d.sleeper("m", &["--replicas", "2"]);
     d.wait_running("m", 2);
 
     let text = scrape(&addr);

@@ -43,17 +43,7 @@ fn a_worker_joins_by_address_and_tasks_spread_over_both_nodes() {
         "{roles:?}"
     );
 
-    manager.cli_ok(&[
-        "service",
-        "create",
-        "--name",
-        "web",
-        "--replicas",
-        "4",
-        "busybox",
-        "sleep",
-        "3600",
-    ]);
+    manager.sleeper("web", &["--replicas", "4"]);
     assert!(
         wait_until(WAIT, || {
             manager.ctr_running().len() == 2 && worker.ctr_running().len() == 2
@@ -123,17 +113,7 @@ fn a_wrong_or_rotated_token_is_refused_and_nothing_is_written() {
 #[test]
 fn a_dead_node_is_marked_down_and_its_tasks_move() {
     let (manager, mut worker) = two_nodes();
-    manager.cli_ok(&[
-        "service",
-        "create",
-        "--name",
-        "web",
-        "--replicas",
-        "2",
-        "busybox",
-        "sleep",
-        "3600",
-    ]);
+    manager.sleeper("web", &["--replicas", "2"]);
     assert!(
         wait_until(WAIT, || manager.ctr_running().len() == 1
             && worker.ctr_running().len() == 1),
@@ -180,19 +160,7 @@ fn a_dead_node_is_marked_down_and_its_tasks_move() {
 #[test]
 fn draining_a_node_moves_its_tasks_away() {
     let (manager, worker) = two_nodes();
-    manager.cli_ok(&[
-        "service",
-        "create",
-        "--name",
-        "web",
-        "--replicas",
-        "2",
-        "--stop-grace-period",
-        "1s",
-        "busybox",
-        "sleep",
-        "3600",
-    ]);
+    manager.sleeper("web", &["--replicas", "2", "--stop-grace-period", "1s"]);
     assert!(
         wait_until(WAIT, || manager.ctr_running().len() == 1
             && worker.ctr_running().len() == 1),
@@ -353,17 +321,7 @@ fn nodes_keep_working_across_certificate_renewals() {
 
     // New connections with the renewed certificates work: new work lands
     // on the worker.
-    manager.cli_ok(&[
-        "service",
-        "create",
-        "--name",
-        "late",
-        "--replicas",
-        "2",
-        "busybox",
-        "sleep",
-        "3600",
-    ]);
+    manager.sleeper("late", &["--replicas", "2"]);
     assert!(
         wait_until(WAIT, || worker.ctr_running().len() == 1
             && manager.ctr_running().len() == 1),
@@ -375,17 +333,7 @@ fn nodes_keep_working_across_certificate_renewals() {
 #[test]
 fn a_worker_leaves_cleanly_and_can_join_again() {
     let (manager, worker) = two_nodes();
-    manager.cli_ok(&[
-        "service",
-        "create",
-        "--name",
-        "web",
-        "--replicas",
-        "2",
-        "busybox",
-        "sleep",
-        "3600",
-    ]);
+    manager.sleeper("web", &["--replicas", "2"]);
     assert!(
         wait_until(WAIT, || worker.ctr_running().len() == 1),
         "expected a task on the worker\n{}",
@@ -429,9 +377,7 @@ fn a_worker_leaves_cleanly_and_can_join_again() {
 #[test]
 fn a_global_service_runs_on_every_node_including_ones_that_join_later() {
     let manager = Daemon::cluster();
-    manager.cli_ok(&[
-        "service", "create", "--name", "agent", "--mode", "global", "busybox", "sleep", "3600",
-    ]);
+    manager.sleeper("agent", &["--mode", "global"]);
     assert!(
         wait_until(WAIT, || manager.ctr_running().len() == 1),
         "{}",

@@ -114,19 +114,7 @@ fn a_node_whose_link_goes_down_is_marked_down_and_its_tasks_move() {
     let t0 = Instant::now();
     let lan = Lan::new(2);
     let (manager, worker) = manager_and_worker(&lan);
-    manager.cli_ok(&[
-        "service",
-        "create",
-        "--name",
-        "web",
-        "--replicas",
-        "2",
-        "--stop-grace-period",
-        "1s",
-        "busybox",
-        "sleep",
-        "3600",
-    ]);
+    manager.sleeper("web", &["--replicas", "2", "--stop-grace-period", "1s"]);
     assert!(
         wait_until(WAIT, || manager.ctr_running().len() == 1
             && worker.ctr_running().len() == 1),
@@ -223,17 +211,7 @@ fn a_worker_finds_its_manager_again_over_mdns_after_the_manager_ip_changes() {
 
     // Only a worker with a live session can run this: the task can only
     // be placed on the worker and reach it through the session.
-    manager.cli_ok(&[
-        "service",
-        "create",
-        "--name",
-        "after",
-        "--constraint",
-        "node.role==worker",
-        "busybox",
-        "sleep",
-        "3600",
-    ]);
+    manager.sleeper("after", &["--constraint", "node.role==worker"]);
     assert!(
         wait_until(WAIT, || worker.ctr_running().len() == 1
             && manager.running("after") == worker.ctr_running()),

@@ -75,17 +75,7 @@ fn three_managers() -> Vec<Daemon> {
 }
 
 fn create(d: &Daemon, name: &str, replicas: &str) -> std::process::Output {
-    d.cli(&[
-        "service",
-        "create",
-        "--name",
-        name,
-        "--replicas",
-        replicas,
-        "busybox",
-        "sleep",
-        "3600",
-    ])
+    d.create_sleeper(name, &["--replicas", replicas])
 }
 
 fn running_everywhere(ms: &[Daemon]) -> usize {

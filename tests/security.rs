@@ -848,17 +848,7 @@ fn a_node_cannot_report_status_for_another_nodes_task() {
     let b_id = manager.node_id(&grpc_addr(b));
     let a_files = NodeFiles::read(a);
 
-    manager.cli_ok(&[
-        "service",
-        "create",
-        "--name",
-        "web",
-        "--replicas",
-        "3",
-        "busybox",
-        "sleep",
-        "3600",
-    ]);
+    manager.sleeper("web", &["--replicas", "3"]);
     let running_on = |node: &str| -> Option<Value> {
         manager
             .ps("web")

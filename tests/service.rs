@@ -15,19 +15,7 @@ use serde_json::Value;
 #[test]
 fn replicas_are_containers_and_scale_both_ways() {
     let d = Daemon::cluster();
-    d.cli_ok(&[
-        "service",
-        "create",
-        "--name",
-        "web",
-        "--replicas",
-        "3",
-        "--stop-grace-period",
-        "2s",
-        "busybox",
-        "sleep",
-        "3600",
-    ]);
+    d.sleeper("web", &["--replicas", "3", "--stop-grace-period", "2s"]);
     let ids = d.wait_running("web", 3);
     assert_eq!(
         d.ctr_running(),
@@ -492,18 +480,14 @@ fn rm_leaves_no_container_and_no_snapshot() {
     let err = one_line_error(&d.cli(&["service", "ps", "web"]));
     assert!(err.contains("web"), "{err}");
     // The image stays: a new service still starts.
-    d.cli_ok(&[
-        "service", "create", "--name", "again", "busybox", "sleep", "3600",
-    ]);
+    d.sleeper("again", &[]);
     d.wait_running("again", 1);
 }
 
 #[test]
 fn global_service_runs_one_task_on_the_node() {
     let d = Daemon::cluster();
-    d.cli_ok(&[
-        "service", "create", "--name", "agent", "--mode", "global", "busybox", "sleep", "3600",
-    ]);
+    d.sleeper("agent", &["--mode", "global"]);
     let ids = d.wait_running("agent", 1);
     let ls = d.services();
     assert_eq!(s(&ls[0], "mode"), "global", "{ls:?}");

@@ -15,7 +15,7 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::harness::*;
@@ -44,17 +44,8 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while !matches!(child.try_wait(), Ok(Some(_))) {
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        if let Some(child) = self.0.take() {
+            stop_quietly(child);
         }
     }
 }
@@ -63,35 +54,10 @@ impl Drop for Process {
 /// and `NOTIFY_SOCKET` set. Output goes to the harness's daemon log, whose
 /// end the harness prints when the test fails.
 fn spawn_daemon(d: &Daemon, notify_socket: &Path) -> Process {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&d.log)
-        .expect("open daemon log");
     let addr = format!("127.0.0.1:{}", d.port);
-    let child = Command::new(SHOAL)
-        .arg("daemon")
-        .arg("--socket")
-        .arg(&d.socket)
-        .arg("--data-dir")
-        .arg(&d.data_dir)
-        .arg("--containerd")
-        .arg(&d.containerd)
-        .arg("--containerd-namespace")
-        .arg(&d.namespace)
-        .arg("--listen")
-        .arg(&addr)
-        .arg("--advertise")
-        .arg(&addr)
-        .env_remove("SHOAL_SOCKET")
+    let child = d
+        .daemon_command(Command::new(SHOAL), &addr)
         .env("NOTIFY_SOCKET", notify_socket)
-        .env(
-            "SHOAL_LOG",
-            std::env::var("SHOAL_LOG").unwrap_or_else(|_| "info,shoal=debug".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("clone log file"))
-        .stderr(log)
         .spawn()
         .expect("start shoal daemon");
     Process(Some(child))

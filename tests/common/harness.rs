@@ -285,13 +285,21 @@ impl Daemon {
     /// [`Daemon::log`]. Does not wait for it.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "daemon already running");
+        let addr = format!("127.0.0.1:{}", self.port);
+        let mut cmd = self.daemon_command(Command::new(&self.binary), &addr);
+        self.child = Some(cmd.spawn().expect("start shoal daemon"));
+    }
+
+    /// `cmd` (the shoal binary, or a command that execs it, such as
+    /// `nsenter`) made into this daemon: its dirs, socket, containerd
+    /// namespace and extra flags, listening on and advertising `addr`, with
+    /// its output appended to [`Daemon::log`].
+    pub fn daemon_command(&self, mut cmd: Command, addr: &str) -> Command {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .expect("open daemon log");
-        let addr = format!("127.0.0.1:{}", self.port);
-        let mut cmd = Command::new(&self.binary);
         cmd.arg("daemon")
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -302,9 +310,9 @@ impl Daemon {
             .arg("--containerd-namespace")
             .arg(&self.namespace)
             .arg("--listen")
-            .arg(&addr)
+            .arg(addr)
             .arg("--advertise")
-            .arg(&addr)
+            .arg(addr)
             .args(&self.extra_args)
             .env_remove("SHOAL_SOCKET")
             // The daemon's log filter; set SHOAL_LOG to change it.
@@ -315,28 +323,13 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log file"))
             .stderr(log);
-        self.child = Some(cmd.spawn().expect("start shoal daemon"));
+        cmd
     }
 
     /// Waits until the daemon accepts connections on its socket. `Err` (with
     /// why) if it exits first or does not come up within [`WAIT`].
     pub fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.try_exit_status() {
-                return Err(format!("shoal daemon exited before it was ready: {status}"));
-            }
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "shoal daemon did not listen on {} within {WAIT:?}",
-                    self.socket.display()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_socket(&mut self.child, &self.socket)
     }
 
     /// The daemon's exit status if it has exited (the process is then reaped
@@ -355,20 +348,7 @@ impl Daemon {
     /// Stops the daemon with SIGTERM, as systemd would, and waits for it to
     /// exit. Returns its exit status. Containers are meant to keep running.
     pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("daemon is not running");
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("shoal daemon did not exit within {STOP_TIMEOUT:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        terminate(self.child.take().expect("daemon is not running"))
     }
 
     /// Starts the daemon again on the same data dir, socket, namespace and
@@ -469,6 +449,17 @@ impl Daemon {
         let mut child = self.child.take().expect("daemon is not running");
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// `service create --name NAME FLAGS… busybox sleep 3600`: a service
+    /// whose tasks run until they are stopped.
+    pub fn create_sleeper(&self, name: &str, flags: &[&str]) -> Output {
+        self.cli(&sleeper_args(name, flags))
+    }
+
+    /// [`Daemon::create_sleeper`], which must succeed.
+    pub fn sleeper(&self, name: &str, flags: &[&str]) {
+        self.cli_ok(&sleeper_args(name, flags));
     }
 
     /// The manager join token (`join-token manager -q`).
@@ -738,20 +729,73 @@ impl Drop for Daemon {
         if std::thread::panicking() {
             eprintln!("{}", self.log_tail());
         }
-        if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            while !matches!(child.try_wait(), Ok(Some(_))) {
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        if let Some(child) = self.child.take() {
+            stop_quietly(child);
         }
         self.clean_containerd();
     }
+}
+
+fn sleeper_args<'a>(name: &'a str, flags: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["service", "create", "--name", name];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["busybox", "sleep", "3600"]);
+    args
+}
+
+/// Waits until a daemon accepts connections on `socket`. `Err` (with why)
+/// if the process in `child` exits first (it is then reaped and cleared), or
+/// nothing listens within [`WAIT`].
+pub fn wait_for_socket(child: &mut Option<Child>, socket: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            *child = None;
+            return Err(format!("shoal daemon exited before it was ready: {status}"));
+        }
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "shoal daemon did not listen on {} within {WAIT:?}",
+                socket.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM, as systemd sends it, then wait for the exit. `Err` with a
+/// message if it does not exit within [`STOP_TIMEOUT`] (it is then
+/// SIGKILLed and reaped).
+fn sigterm_and_wait(mut child: Child) -> Result<ExitStatus, String> {
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "shoal daemon did not exit within {STOP_TIMEOUT:?} of SIGTERM"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops a daemon process with SIGTERM and returns its exit status; panics
+/// if it does not exit in time.
+pub fn terminate(child: Child) -> ExitStatus {
+    sigterm_and_wait(child).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Stops a daemon process on clean-up: SIGTERM, SIGKILL if it hangs.
+pub fn stop_quietly(child: Child) {
+    let _ = sigterm_and_wait(child);
 }
 
 fn ctr_command(containerd: &str, namespace: &str) -> Command {

@@ -30,7 +30,7 @@
 use std::fs;
 use std::net::Ipv4Addr;
 use std::ops::Deref;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,7 +39,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::common::harness::{
-    require_root_and_containerd, stderr, try_run, Daemon, CONTAINERD_SOCKET, SHOAL, WAIT,
+    require_root_and_containerd, stderr, stop_quietly, terminate, try_run, wait_for_socket, Daemon,
+    CONTAINERD_SOCKET, SHOAL,
 };
 
 /// The node-to-node port every daemon listens on, on its host's address.
@@ -243,27 +244,11 @@ impl Lan {
         ip_ok(&["link", "set", &lan.bridge, "addrgenmode", "none"]);
         // Flood multicast to every port (no IGMP snooping surprises), and
         // keep the machine's firewall out of bridged traffic (br_netfilter).
-        if let Err(e) = ip(&[
-            "link",
-            "set",
-            &lan.bridge,
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ]) {
-            eprintln!("warning: {e}");
-        }
-        if let Err(e) = ip(&[
-            "link",
-            "set",
-            &lan.bridge,
-            "type",
-            "bridge",
-            "nf_call_iptables",
-            "0",
-        ]) {
-            eprintln!("warning: {e}");
+        for option in ["mcast_snooping", "nf_call_iptables"] {
+            let set = ["link", "set", &lan.bridge, "type", "bridge", option, "0"];
+            if let Err(e) = ip(&set) {
+                eprintln!("warning: {e}");
+            }
         }
         ip_ok(&["link", "set", &lan.bridge, "up"]);
         for i in 1..=hosts {
@@ -421,34 +406,10 @@ impl NetDaemon {
     /// socket and namespace as before) and waits until it answers.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "daemon already running");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.inner.log)
-            .expect("open daemon log");
         self.addr = format!("{}:{PORT}", self.host.ip());
-        let mut cmd = nsenter(&self.host.netns, SHOAL);
-        cmd.arg("daemon")
-            .arg("--data-dir")
-            .arg(&self.inner.data_dir)
-            .arg("--socket")
-            .arg(&self.inner.socket)
-            .arg("--containerd")
-            .arg(&self.inner.containerd)
-            .arg("--containerd-namespace")
-            .arg(&self.inner.namespace)
-            .arg("--listen")
-            .arg(&self.addr)
-            .arg("--advertise")
-            .arg(&self.addr)
-            .env_remove("SHOAL_SOCKET")
-            .env(
-                "SHOAL_LOG",
-                std::env::var("SHOAL_LOG").unwrap_or_else(|_| "info,shoal=debug".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log file"))
-            .stderr(log);
+        let mut cmd = self
+            .inner
+            .daemon_command(nsenter(&self.host.netns, SHOAL), &self.addr);
         // nsenter enters the namespace and execs shoal: the child's pid is
         // the daemon's.
         self.child = Some(cmd.spawn().expect("start nsenter … shoal daemon"));
@@ -458,44 +419,13 @@ impl NetDaemon {
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(format!("shoal daemon exited before it was ready: {status}"));
-                }
-            }
-            if std::os::unix::net::UnixStream::connect(&self.inner.socket).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "shoal daemon did not listen on {} within {WAIT:?}",
-                    self.inner.socket.display()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_socket(&mut self.child, &self.inner.socket)
     }
 
     /// Stops the daemon with SIGTERM and waits for it to exit; returns its
     /// exit status. Its containers keep running.
     pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("daemon is not running");
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("shoal daemon did not exit within {STOP_TIMEOUT:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        terminate(self.child.take().expect("daemon is not running"))
     }
 
     /// The host's network namespace.
@@ -506,17 +436,8 @@ impl NetDaemon {
 
 impl Drop for NetDaemon {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            while !matches!(child.try_wait(), Ok(Some(_))) {
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        if let Some(child) = self.child.take() {
+            stop_quietly(child);
         }
         // Then `inner` drops: it prints the log's end if the test panicked
         // and empties the containerd namespace.
