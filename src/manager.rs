@@ -188,11 +188,11 @@ async fn lead_while_leader(
     dispatcher_slot: watch::Sender<Option<Dispatcher>>,
     mut shutdown: Shutdown,
 ) {
-    let mut leading = raft.leadership();
+    let mut metrics = raft.raft.metrics();
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
-            r = leading.wait_for(|l| *l) => if r.is_err() { return },
+            r = metrics.wait_for(RaftNode::leads) => if r.is_err() { return },
         }
         info!("this manager is the leader: starting the orchestrator, scheduler and dispatcher");
         let (trigger, term) = shutdown::channel();
@@ -221,7 +221,7 @@ async fn lead_while_leader(
         dispatcher_slot.send_replace(Some(dispatcher));
         tokio::select! {
             _ = shutdown.wait() => {}
-            _ = leading.wait_for(|l| !*l) => {}
+            _ = metrics.wait_for(|m| !RaftNode::leads(m)) => {}
         }
         dispatcher_slot.send_replace(None);
         trigger.trigger();

@@ -77,7 +77,7 @@ pub fn render(store: &Store, raft: &RaftSlot) -> String {
         registry.register(
             "raft_leader",
             "1 while this manager is the Raft leader",
-            gauge(u64::from(m.state == openraft::ServerState::Leader)),
+            gauge(u64::from(crate::raft::RaftNode::leads(&m))),
         );
     }
     let m = global();

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
-use tokio::sync::watch;
 use tracing::info;
 
 use super::network::Network;
@@ -106,24 +105,9 @@ impl RaftNode {
         self.raft.metrics().borrow().clone()
     }
 
-    pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().state == ServerState::Leader
-    }
-
-    /// True while this node leads; changes as leadership does.
-    pub fn leadership(&self) -> watch::Receiver<bool> {
-        let mut metrics = self.raft.metrics();
-        let (tx, rx) = watch::channel(self.is_leader());
-        tokio::spawn(async move {
-            loop {
-                let leading = metrics.borrow_and_update().state == ServerState::Leader;
-                tx.send_if_modified(|cur| std::mem::replace(cur, leading) != leading);
-                if metrics.changed().await.is_err() || tx.is_closed() {
-                    return;
-                }
-            }
-        });
-        rx
+    /// Whether these metrics say this node leads.
+    pub fn leads(m: &openraft::RaftMetrics<NodeId, Member>) -> bool {
+        m.state == ServerState::Leader
     }
 
     /// The current leader, as a member, if known.
