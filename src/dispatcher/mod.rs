@@ -16,7 +16,7 @@ pub use heartbeat::{watch_nodes, Heartbeats};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::shutdown::Shutdown;
 use crate::store::{Proposer, Store};
@@ -36,7 +36,7 @@ pub struct Dispatcher {
     /// Each node's status channel. std Mutex: never held across .await.
     reporters: Arc<Mutex<HashMap<String, mpsc::Sender<StatusReport>>>>,
     /// The one status writer all nodes' channels feed, started on first use.
-    writer: Arc<OnceLock<mpsc::Sender<status::NodeReport>>>,
+    writer: Arc<OnceLock<mpsc::Sender<status::NodeReports>>>,
     /// Every node's assignments, kept once for all sessions.
     hub: Arc<assignments::Hub>,
     pub heartbeats: Arc<Heartbeats>,
@@ -48,6 +48,8 @@ pub enum DispatchError {
     NotAssigned { task: String, node: String },
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("the status was not written (this manager may have stopped leading); send it again")]
+    NotWritten,
 }
 
 impl Dispatcher {
@@ -86,19 +88,16 @@ impl Dispatcher {
         if let Some(tx) = map.get(node_id).filter(|tx| !tx.is_closed()) {
             return tx.clone();
         }
-        let writer = self.writer.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(status::MAX_BATCH);
-            tokio::spawn(status::write(self.store.clone(), self.proposer.clone(), rx));
-            tx
-        });
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(status::forward(node_id.to_string(), rx, writer.clone()));
+        tokio::spawn(status::forward(node_id.to_string(), rx, self.writer()));
         map.insert(node_id.to_string(), tx.clone());
         tx
     }
 
     /// A remote node's reports. Refused whole if any names a task that is
     /// not assigned to the node: the caller is the node in its certificate.
+    /// Returns once they are committed, so the node keeps (and sends again)
+    /// whatever was not.
     pub async fn report(
         &self,
         node_id: &str,
@@ -118,11 +117,29 @@ impl Dispatcher {
                 }
             }
         }
-        let tx = self.reporter(node_id);
-        for u in updates {
-            // Closed only at shutdown.
-            let _ = tx.send(u).await;
+        let (committed, written) = oneshot::channel();
+        let reports = status::NodeReports {
+            node: node_id.to_string(),
+            updates,
+            committed: Some(committed),
+        };
+        if self.writer().send(reports).await.is_err() {
+            return Err(DispatchError::NotWritten);
         }
-        Ok(())
+        match written.await {
+            Ok(true) => Ok(()),
+            _ => Err(DispatchError::NotWritten),
+        }
+    }
+
+    /// The one status writer, started on first use.
+    fn writer(&self) -> mpsc::Sender<status::NodeReports> {
+        self.writer
+            .get_or_init(|| {
+                let (tx, rx) = mpsc::channel(status::MAX_BATCH);
+                tokio::spawn(status::write(self.store.clone(), self.proposer.clone(), rx));
+                tx
+            })
+            .clone()
     }
 }

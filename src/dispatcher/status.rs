@@ -3,12 +3,16 @@
 //! writer per node means a store write (an fsync, and with Raft a log
 //! entry) per node per period; with a thousand nodes starting tasks at
 //! once, that queue of writes is what everyone waits for.
+//!
+//! A remote node's reports are acknowledged only once their batch is
+//! committed: a report held here when the leader dies is not lost, the
+//! node sends it again to the next leader.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -22,17 +26,28 @@ const BATCH_PERIOD: Duration = Duration::from_millis(100);
 /// A batch this large is written at once.
 pub(super) const MAX_BATCH: usize = 10_000;
 
-/// A report with the node it came from (from the node's identity).
-pub(super) type NodeReport = (String, StatusReport);
+/// Reports from one node (named by its identity), and who waits to hear
+/// whether they were committed.
+pub(super) struct NodeReports {
+    pub node: String,
+    pub updates: Vec<StatusReport>,
+    pub committed: Option<oneshot::Sender<bool>>,
+}
 
-/// Passes one node's reports on to the writer, tagged with the node.
+/// Passes one node's reports on to the writer, tagged with the node (the
+/// in-process path, which nobody waits on).
 pub(super) async fn forward(
-    node_id: String,
+    node: String,
     mut rx: mpsc::Receiver<StatusReport>,
-    tx: mpsc::Sender<NodeReport>,
+    tx: mpsc::Sender<NodeReports>,
 ) {
     while let Some(report) = rx.recv().await {
-        if tx.send((node_id.clone(), report)).await.is_err() {
+        let reports = NodeReports {
+            node: node.clone(),
+            updates: vec![report],
+            committed: None,
+        };
+        if tx.send(reports).await.is_err() {
             return;
         }
     }
@@ -44,9 +59,10 @@ pub(super) async fn forward(
 pub(super) async fn write(
     store: Store,
     proposer: Arc<dyn Proposer>,
-    mut rx: mpsc::Receiver<NodeReport>,
+    mut rx: mpsc::Receiver<NodeReports>,
 ) {
     let mut pending: HashMap<(String, String), TaskStatus> = HashMap::new();
+    let mut waiting: Vec<oneshot::Sender<bool>> = Vec::new();
     let mut due: Option<Instant> = None;
     loop {
         let next = tokio::select! {
@@ -54,8 +70,11 @@ pub(super) async fn write(
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => None,
         };
         match next {
-            Some((node, (id, st))) => {
-                merge(&mut pending, (node, id), st);
+            Some(reports) => {
+                for (id, st) in reports.updates {
+                    merge(&mut pending, (reports.node.clone(), id), st);
+                }
+                waiting.extend(reports.committed);
                 due.get_or_insert_with(|| Instant::now() + BATCH_PERIOD);
                 if pending.len() < MAX_BATCH {
                     continue;
@@ -65,20 +84,26 @@ pub(super) async fn write(
             None => {}
         }
         due = None;
-        flush(&store, proposer.as_ref(), std::mem::take(&mut pending)).await;
+        let committed = flush(&store, proposer.as_ref(), std::mem::take(&mut pending)).await;
+        for w in waiting.drain(..) {
+            let _ = w.send(committed);
+        }
     }
 }
 
 /// Writes a batch in one change set, dropping reports for tasks that are
-/// not assigned to the node that sent them.
+/// not assigned to the node that sent them. False if it was not written.
 async fn flush(
     store: &Store,
     proposer: &dyn Proposer,
     batch: HashMap<(String, String), TaskStatus>,
-) {
+) -> bool {
     let view = match store.read() {
         Ok(v) => v,
-        Err(e) => return warn!(error = %e, "cannot read store for status"),
+        Err(e) => {
+            warn!(error = %e, "cannot read store for status");
+            return false;
+        }
     };
     let mut changes = Vec::new();
     for ((node_id, id), status) in batch {
@@ -94,10 +119,14 @@ async fn flush(
     }
     drop(view);
     if changes.is_empty() {
-        return;
+        return true;
     }
-    if let Err(e) = proposer.propose(changes).await {
-        warn!(error = %e, "status write failed");
+    match proposer.propose(changes).await {
+        Ok(_) => true,
+        Err(e) => {
+            warn!(error = %e, "status write failed");
+            false
+        }
     }
 }
 

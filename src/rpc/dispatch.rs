@@ -182,6 +182,7 @@ impl DispatcherRpc for DispatcherService {
                 warn!(node = %node.id, error = %e, "status refused");
                 Err(Status::permission_denied(e.to_string()))
             }
+            Err(e @ DispatchError::NotWritten) => Err(Status::unavailable(e.to_string())),
             Err(e) => Err(Status::internal(e.to_string())),
         }
     }
