@@ -64,13 +64,18 @@ pub(super) async fn write(
     let mut pending: HashMap<(String, String), TaskStatus> = HashMap::new();
     let mut waiting: Vec<oneshot::Sender<bool>> = Vec::new();
     let mut due: Option<Instant> = None;
+    enum Next {
+        Reports(NodeReports),
+        Due,
+        Closed,
+    }
     loop {
         let next = tokio::select! {
-            r = rx.recv() => r,
-            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => None,
+            r = rx.recv() => r.map_or(Next::Closed, Next::Reports),
+            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => Next::Due,
         };
         match next {
-            Some(reports) => {
+            Next::Reports(reports) => {
                 for (id, st) in reports.updates {
                     merge(&mut pending, (reports.node.clone(), id), st);
                 }
@@ -80,8 +85,10 @@ pub(super) async fn write(
                     continue;
                 }
             }
-            None if pending.is_empty() => return, // closed
-            None => {}
+            Next::Due => {}
+            Next::Closed if pending.is_empty() && waiting.is_empty() => return,
+            // Write what is left, then end on the next round.
+            Next::Closed => {}
         }
         due = None;
         let committed = flush(&store, proposer.as_ref(), std::mem::take(&mut pending)).await;
@@ -148,7 +155,37 @@ fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ProposeFuture;
     use crate::types::TaskState;
+
+    /// Applies batches to the store directly.
+    struct Direct(Store);
+
+    impl Proposer for Direct {
+        fn propose(&self, batch: Vec<Change>) -> ProposeFuture<'_> {
+            Box::pin(async move { self.0.apply(batch) })
+        }
+    }
+
+    #[tokio::test]
+    async fn reports_are_answered_once_written_and_the_writer_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(write(store.clone(), Arc::new(Direct(store)), rx));
+        // An empty batch, then a report of a task that is gone: both are
+        // answered, and the writer is still there for the next one.
+        for updates in [vec![], vec![("gone".to_string(), st(TaskState::Running))]] {
+            let (committed, written) = oneshot::channel();
+            let reports = NodeReports {
+                node: "n1".into(),
+                updates,
+                committed: Some(committed),
+            };
+            tx.send(reports).await.expect("the writer runs");
+            assert!(written.await.expect("an answer"));
+        }
+    }
 
     fn st(state: TaskState) -> TaskStatus {
         TaskStatus {
