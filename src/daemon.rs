@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use crate::api::{self, Ctx, Identity};
 use crate::executor::containerd::{Containerd, ContainerdConfig};
 use crate::executor::Executor;
+use crate::keyring::{Keyring, Locked, Opened};
 use crate::shutdown::{self, Shutdown};
 use crate::store::{Change, Object, Proposer, Store};
 use crate::types::*;
@@ -38,7 +39,25 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         bail!("--containerd-namespace default is refused: it belongs to other containerd clients");
     }
     create_private_dir(&cfg.data_dir)?;
-    let store = Store::open(&cfg.data_dir.join("state.redb"))
+    // A locked manager binds its socket early, to serve `unlock`, and keeps
+    // it: clients that connect meanwhile wait in the backlog.
+    let mut bound = None;
+    let keys = match Keyring::open(&cfg.data_dir)? {
+        Opened::Ready(keys) => keys,
+        Opened::Locked(locked) => {
+            let listener = bind_socket(&cfg.socket)?.into_std()?;
+            let dup = UnixListener::from_std(listener.try_clone()?)?;
+            match wait_for_unlock(&cfg.socket, dup, locked).await? {
+                Some(keys) => {
+                    bound = Some(UnixListener::from_std(listener)?);
+                    keys
+                }
+                None => return Ok(()),
+            }
+        }
+    };
+    let keys = Arc::new(keys);
+    let store = Store::open(&cfg.data_dir.join("state.redb"), keys.codec())
         .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
     // Writes go through this manager's Raft, once its components run it.
     let (raft, slot) = tokio::sync::watch::channel(None);
@@ -70,6 +89,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (components_running, _) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(Ctx {
         store,
+        keys,
         proposer,
         exec,
         data_dir: cfg.data_dir.clone(),
@@ -81,7 +101,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         bootstrap: Default::default(),
     });
 
-    let listener = bind_socket(&cfg.socket)?;
+    let listener = match bound {
+        Some(l) => l,
+        None => bind_socket(&cfg.socket)?,
+    };
     let (trigger, shutdown) = shutdown::channel();
     let mut api_shutdown = shutdown.clone();
     let server = axum::serve(listener, api::router(ctx.clone()))
@@ -108,6 +131,28 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = cluster_task.await;
     let _ = std::fs::remove_file(&cfg.socket);
     Ok(())
+}
+
+/// A manager of an autolocked cluster starts with its keys sealed: serve
+/// only `shoal unlock` until it is given the key. None: stopped by a signal.
+async fn wait_for_unlock(
+    socket: &Path,
+    listener: UnixListener,
+    locked: Locked,
+) -> anyhow::Result<Option<Keyring>> {
+    warn!("this manager is locked: its keys are sealed; run `shoal unlock` and give it the unlock key");
+    // Started, as far as systemd is concerned: it serves `unlock`.
+    crate::notify::ready();
+    tokio::select! {
+        keys = api::serve_locked(listener, locked) => {
+            info!("unlocked");
+            Ok(Some(keys?))
+        }
+        _ = wait_for_signal() => {
+            let _ = std::fs::remove_file(socket);
+            Ok(None)
+        }
+    }
 }
 
 /// Wait until this node is in a cluster, then run its components until

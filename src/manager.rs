@@ -30,8 +30,9 @@ use crate::tls::{self, PeerFilter};
 
 pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyhow::Result<()> {
     let store = ctx.store.clone();
-    let node_tls =
-        Arc::new(NodeTls::load(&ctx.data_dir).context("cannot load this node's TLS material")?);
+    let node_tls = Arc::new(
+        NodeTls::load(&ctx.data_dir, &ctx.keys).context("cannot load this node's TLS material")?,
+    );
     let client_tls = tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))?;
     let advertise = ctx.advertise_addr();
     let raft = RaftNode::start(&ctx.data_dir, store.clone(), &identity.node_id, client_tls)
@@ -150,6 +151,10 @@ async fn serve(
         crate::renewal::Issuer::Local(store.clone()),
         shutdown.clone(),
     )));
+    tasks.push(tokio::spawn(keep_keys_sealed(
+        ctx.clone(),
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(crate::raft::snapshots(
         raft.clone(),
         shutdown.clone(),
@@ -178,6 +183,51 @@ async fn serve(
         let _ = t.await;
     }
     Ok(())
+}
+
+/// Keep this manager's keys sealed with the cluster's unlock key while the
+/// cluster is autolocked, and in the clear while it is not: every manager
+/// follows each change as it applies it.
+async fn keep_keys_sealed(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
+    let mut commits = ctx.store.watch();
+    loop {
+        let wanted = ctx
+            .store
+            .read()
+            .and_then(|v| v.cluster())
+            .map(|c| c.and_then(|c| c.unlock_key));
+        match wanted {
+            Ok(key) => {
+                let key = key.and_then(|k| crate::seal::UnlockKey::parse(&k).ok());
+                let was_locked = ctx.keys.unlock_key().is_some();
+                match ctx.keys.seal_with(key.as_ref()) {
+                    Ok(()) if was_locked != key.is_some() => info!(
+                        autolock = key.is_some(),
+                        "this manager's keys are now {}",
+                        if key.is_some() {
+                            "sealed with the unlock key"
+                        } else {
+                            "in the clear"
+                        }
+                    ),
+                    Ok(()) => {}
+                    Err(e) => warn!(error = %e, "cannot reseal this manager's keys"),
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read the cluster object"),
+        }
+        // Wait for a commit that touches the cluster object.
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                c = commits.recv() => match c {
+                    Ok(c) if !c.changed.iter().any(|(k, _, _)| *k == crate::store::Kind::Cluster) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    _ => break,
+                },
+            }
+        }
+    }
 }
 
 /// Run the leader-only loops and the dispatcher for each term this node

@@ -20,9 +20,16 @@ fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("tls")
 }
 
+/// Where the node's key is kept while the cluster is not autolocked (see
+/// `keyring` for where it goes when it is).
+pub fn node_key_path(data_dir: &Path) -> PathBuf {
+    dir(data_dir).join("node.key")
+}
+
 impl NodeTls {
-    /// Load the material written by `init` or `join`.
-    pub fn load(data_dir: &Path) -> Result<NodeTls, TlsError> {
+    /// Load the material written by `init` or `join`; the key comes from
+    /// the keyring, which knows whether it is sealed.
+    pub fn load(data_dir: &Path, keys: &crate::keyring::Keyring) -> Result<NodeTls, TlsError> {
         let dir = dir(data_dir);
         let read = |name: &str| {
             std::fs::read_to_string(dir.join(name)).map_err(|e| {
@@ -30,7 +37,7 @@ impl NodeTls {
             })
         };
         let ca_pem = read("ca.pem")?;
-        let key = NodeKey::load(&dir.join("node.key"))?;
+        let key = keys.node_key()?;
         let cert = ReloadableCert::new(&ca_pem, &read("node.pem")?, &key)?;
         Ok(NodeTls {
             ca_pem,
@@ -51,7 +58,7 @@ impl NodeTls {
         let dir = dir(data_dir);
         std::fs::create_dir_all(&dir)
             .map_err(|e| TlsError::BadCert(format!("cannot create {}: {e}", dir.display())))?;
-        key.save(&dir.join("node.key"))?;
+        key.save(&node_key_path(data_dir))?;
         write_file_atomic(&dir.join("ca.pem"), ca_pem.as_bytes(), 0o644)?;
         write_file_atomic(&dir.join("node.pem"), cert_pem.as_bytes(), 0o644)
     }

@@ -82,7 +82,8 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
         "--services must be between 1 and --tasks"
     );
     let dir = TempDir::new()?;
-    let store = Store::open(&dir.0.join("state.redb")).context("cannot open the store")?;
+    let store = Store::open(&dir.0.join("state.redb"), crate::store::Codec::ephemeral())
+        .context("cannot open the store")?;
     // Writes go through a one-manager Raft, as on a real manager: every
     // batch is a log entry (appended, then applied, each a redb commit).
     let ca = crate::tls::RootCa::generate("bench-sim")?;
@@ -281,6 +282,7 @@ fn cluster() -> anyhow::Result<Cluster> {
         join_tokens: crate::tls::JoinTokens::generate(&"0".repeat(64))?,
         removed_nodes: Vec::new(),
         snapshot_interval: crate::types::DEFAULT_SNAPSHOT_INTERVAL,
+        unlock_key: None,
     })
 }
 

@@ -36,8 +36,14 @@ pub fn save_managers(data_dir: &Path, managers: &[String]) {
 }
 
 pub async fn run(ctx: Arc<Ctx>, _identity: Identity, shutdown: Shutdown) -> anyhow::Result<()> {
-    let node_tls =
-        Arc::new(NodeTls::load(&ctx.data_dir).context("cannot load this node's TLS material")?);
+    // Autolock covers managers only: a demoted manager's keys go back in
+    // the clear, so that the worker restarts unattended.
+    ctx.keys
+        .seal_with(None)
+        .context("cannot unseal this node's keys")?;
+    let node_tls = Arc::new(
+        NodeTls::load(&ctx.data_dir, &ctx.keys).context("cannot load this node's TLS material")?,
+    );
     // Managers reach this node directly for its tasks' logs.
     let server_tls = crate::tls::server_config(
         &node_tls.ca_pem,
@@ -77,7 +83,7 @@ pub fn run_agent(
     shutdown: Shutdown,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let client_tls = crate::tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))?;
-    let local = LocalState::open(&ctx.data_dir.join("agent.redb"))
+    let local = LocalState::open(&ctx.data_dir.join("agent.redb"), ctx.keys.codec())
         .map_err(|e| anyhow::anyhow!("cannot open the agent's state: {e}"))?;
     // Start from the last known assignments: containers are re-adopted even
     // when no manager answers.

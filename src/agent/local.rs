@@ -6,21 +6,24 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::store::Codec;
 use crate::types::Task;
 
 const ASSIGNMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("assignments");
 
 pub struct LocalState {
     db: Database,
+    /// Assignments carry the services' specs: sealed like the store.
+    codec: Codec,
 }
 
 impl LocalState {
-    pub fn open(path: &Path) -> Result<LocalState, redb::Error> {
+    pub fn open(path: &Path, codec: Codec) -> Result<LocalState, redb::Error> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
         tx.open_table(ASSIGNMENTS)?;
         tx.commit()?;
-        Ok(LocalState { db })
+        Ok(LocalState { db, codec })
     }
 
     pub fn load(&self) -> Result<Vec<Task>, redb::Error> {
@@ -31,7 +34,7 @@ impl LocalState {
             let (_, v) = entry?;
             // A record this build cannot read is skipped: the manager will
             // send the set again.
-            if let Ok(t) = postcard::from_bytes::<Task>(v.value()) {
+            if let Ok(t) = self.codec.decode::<Task>(v.value()) {
                 out.push(t);
             }
         }
@@ -45,12 +48,14 @@ impl LocalState {
             let mut table = tx.open_table(ASSIGNMENTS)?;
             table.retain(|id, _| tasks.iter().any(|t| t.id == id))?;
             for t in tasks {
-                let bytes = postcard::to_allocvec(t).expect("postcard into a Vec");
+                // Sealed values differ on every write (fresh nonces), so
+                // compare what they hold, to skip rewriting unchanged ones.
                 let same = table
                     .get(t.id.as_str())?
-                    .is_some_and(|v| v.value() == bytes);
+                    .and_then(|v| self.codec.decode::<Task>(v.value()).ok())
+                    .is_some_and(|old| old == *t);
                 if !same {
-                    table.insert(t.id.as_str(), bytes.as_slice())?;
+                    table.insert(t.id.as_str(), self.codec.encode(t).as_slice())?;
                 }
             }
         }

@@ -60,6 +60,7 @@ pub async fn init(
         join_tokens: pki.tokens,
         removed_nodes: Vec::new(),
         snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL,
+        unlock_key: None,
     };
     let worker_token = cluster.join_tokens.worker.to_string();
     let node = Node {
@@ -285,6 +286,11 @@ pub struct ClusterUpdate {
     /// Raft log entries between snapshots.
     #[serde(default)]
     pub snapshot_interval: Option<u64>,
+    #[serde(default)]
+    pub autolock: Option<bool>,
+    /// In the reply, when autolock is on: the key to unlock managers with.
+    #[serde(default)]
+    pub unlock_key: Option<String>,
 }
 
 /// Cluster-wide settings. New certificate lengths apply from each node's
@@ -324,10 +330,18 @@ pub async fn update_cluster(
         }
         cluster.snapshot_interval = n;
     }
+    if let Some(on) = req.autolock {
+        super::lock::set_autolock(&mut cluster, on)?;
+    }
     let out = ClusterUpdate {
         cert_expiry_ms: Some(cluster.cert_expiry_ms),
         heartbeat_period_ms: Some(cluster.heartbeat_period_ms),
         snapshot_interval: Some(cluster.snapshot_interval),
+        autolock: Some(cluster.unlock_key.is_some()),
+        unlock_key: req
+            .autolock
+            .filter(|on| *on)
+            .and(cluster.unlock_key.clone()),
     };
     ctx.proposer
         .propose(vec![Change::Update(Object::Cluster(cluster))])

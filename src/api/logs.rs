@@ -105,6 +105,7 @@ fn reader(
     out: mpsc::Sender<LogEntry>,
 ) -> tokio::task::JoinHandle<()> {
     let data_dir = ctx.data_dir.clone();
+    let keys = ctx.keys.clone();
     tokio::spawn(async move {
         let (tx, mut rx) = mpsc::channel::<crate::logs::LogLine>(256);
         let id = src.task.id.clone();
@@ -115,7 +116,16 @@ fn reader(
             Some((node_id, addr)) => {
                 let out = out.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = remote(&data_dir, &node_id, &addr, &id, tail, follow, tx).await
+                    if let Err(e) = remote(
+                        crate::pki::NodeTls::load(&data_dir, &keys),
+                        &node_id,
+                        &addr,
+                        &id,
+                        tail,
+                        follow,
+                        tx,
+                    )
+                    .await
                     {
                         let _ = out
                             .send(LogEntry {
@@ -149,7 +159,7 @@ fn reader(
 
 /// Read one task's log from the node that ran it, over mTLS.
 async fn remote(
-    data_dir: &std::path::Path,
+    tls: Result<crate::pki::NodeTls, crate::tls::TlsError>,
     node_id: &str,
     addr: &str,
     task_id: &str,
@@ -157,7 +167,7 @@ async fn remote(
     follow: bool,
     tx: mpsc::Sender<crate::logs::LogLine>,
 ) -> Result<(), String> {
-    let tls = crate::pki::NodeTls::load(data_dir).map_err(|e| e.to_string())?;
+    let tls = tls.map_err(|e| e.to_string())?;
     let cfg = crate::tls::client_config(&tls.ca_pem, Some(tls.cert.clone()))
         .map_err(|e| e.to_string())?;
     let channel = tokio::time::timeout(

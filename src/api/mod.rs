@@ -8,6 +8,7 @@ mod error;
 mod images;
 mod join;
 mod leave;
+mod lock;
 mod logs;
 mod roles;
 mod services;
@@ -18,6 +19,7 @@ pub use cluster::{ClusterUpdate, NodeUpdate};
 pub use error::ApiError;
 pub use join::{JoinRequest, JoinResponse};
 pub use leave::Left;
+pub use lock::{serve_locked, UnlockKeyReply, UnlockRequest};
 pub use roles::RoleChange;
 
 use std::path::PathBuf;
@@ -43,6 +45,9 @@ pub struct Identity {
 /// What every handler can reach.
 pub struct Ctx {
     pub store: Store,
+    /// This node's keys at rest (the data key, and the sealing of keys
+    /// when the cluster is autolocked).
+    pub keys: Arc<crate::keyring::Keyring>,
     pub proposer: Arc<dyn Proposer>,
     pub exec: Arc<Containerd>,
     pub data_dir: PathBuf,
@@ -125,5 +130,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/services/{name}/logs", get(logs::service_logs))
         .route("/v1/images", get(images::list).delete(images::remove))
         .route("/v1/images/load", post(images::load))
+        .route("/v1/unlock-key", get(lock::show_key).post(lock::rotate_key))
+        .route("/v1/unlock", post(lock::not_locked))
         .with_state(ctx)
 }

@@ -5,6 +5,7 @@
 mod client;
 pub mod extra;
 mod image;
+mod lock;
 mod node;
 mod parse;
 mod service;
@@ -91,6 +92,19 @@ pub enum Command {
         #[arg(long)]
         rotate: bool,
     },
+    /// Unlock a manager of an autolocked cluster after a restart; the
+    /// unlock key is read from stdin.
+    Unlock,
+    /// Show (or rotate) the key that unlocks managers of an autolocked
+    /// cluster.
+    UnlockKey {
+        /// Print only the key.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Make a new key; managers reseal their keys with it.
+        #[arg(long)]
+        rotate: bool,
+    },
     /// Manage services.
     #[command(subcommand)]
     Service(service::ServiceCmd),
@@ -147,6 +161,10 @@ pub enum ClusterCmd {
         /// 1000000.
         #[arg(long)]
         snapshot_interval: Option<u64>,
+        /// Seal every manager's keys with an unlock key: a restarted
+        /// manager serves nothing until `shoal unlock` is given the key.
+        #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+        autolock: Option<bool>,
     },
 }
 
@@ -291,24 +309,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             cert_expiry,
             heartbeat_period,
             snapshot_interval,
+            autolock,
         }) => {
             let client = Client::new(&cli.socket);
             let req = crate::api::ClusterUpdate {
                 cert_expiry_ms: cert_expiry.map(|d| d.as_millis() as u64),
                 heartbeat_period_ms: heartbeat_period.map(|d| d.as_millis() as u64),
                 snapshot_interval,
+                autolock,
+                unlock_key: None,
             };
             let r: crate::api::ClusterUpdate = client.post("/v1/cluster/update", &req).await?;
             let ms = |v: Option<u64>| {
                 humantime::format_duration(std::time::Duration::from_millis(v.unwrap_or(0)))
             };
             println!(
-                "cert expiry {}, heartbeat period {}, snapshot every {} log entries",
+                "cert expiry {}, heartbeat period {}, snapshot every {} log entries, autolock {}",
                 ms(r.cert_expiry_ms),
                 ms(r.heartbeat_period_ms),
-                r.snapshot_interval.unwrap_or(0)
+                r.snapshot_interval.unwrap_or(0),
+                if r.autolock == Some(true) {
+                    "on"
+                } else {
+                    "off"
+                }
             );
+            if let Some(key) = r.unlock_key {
+                println!();
+                lock::print_key(&key);
+            }
             Ok(())
+        }
+        Command::Unlock => lock::unlock(&Client::new(&cli.socket)).await,
+        Command::UnlockKey { quiet, rotate } => {
+            lock::unlock_key(&Client::new(&cli.socket), quiet, rotate).await
         }
         Command::Service(c) => service::run(&Client::new(&cli.socket), c).await,
         Command::Node(c) => node::run(&Client::new(&cli.socket), c).await,

@@ -170,7 +170,11 @@ mod tests {
     #[tokio::test]
     async fn reports_are_answered_once_written_and_the_writer_keeps_serving() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("state.redb")).unwrap();
+        let store = Store::open(
+            &dir.path().join("state.redb"),
+            crate::store::Codec::ephemeral(),
+        )
+        .unwrap();
         let (tx, rx) = mpsc::channel(8);
         tokio::spawn(write(store.clone(), Arc::new(Direct(store)), rx));
         // An empty batch, then a report of a task that is gone: both are

@@ -13,7 +13,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{io_err, NodeId, StorageError, TypeConfig};
-use crate::store::codec;
+use crate::store::Codec;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// "vote", "committed", "purged"
@@ -22,6 +22,8 @@ const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// Entries carry users' specs: sealed like the state.
+    codec: Codec,
 }
 
 fn r(e: impl std::fmt::Display) -> StorageError {
@@ -32,27 +34,31 @@ fn w(e: impl std::fmt::Display) -> StorageError {
 }
 
 impl LogStore {
-    pub fn open(path: &Path) -> Result<LogStore, StorageError> {
+    pub fn open(path: &Path, codec: Codec) -> Result<LogStore, StorageError> {
         let db = Database::create(path).map_err(w)?;
         let tx = db.begin_write().map_err(w)?;
         tx.open_table(LOG).map_err(w)?;
         tx.open_table(STATE).map_err(w)?;
         tx.commit().map_err(w)?;
-        Ok(LogStore { db: Arc::new(db) })
+        Ok(LogStore {
+            db: Arc::new(db),
+            codec,
+        })
     }
 
     fn get_state<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
         let tx = self.db.begin_read().map_err(r)?;
         let t = tx.open_table(STATE).map_err(r)?;
         let v = t.get(key).map_err(r)?;
-        v.map(|v| codec::decode(v.value()).map_err(r)).transpose()
+        v.map(|v| self.codec.decode(v.value()).map_err(r))
+            .transpose()
     }
 
     fn put_state<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StorageError> {
         let tx = self.db.begin_write().map_err(w)?;
         tx.open_table(STATE)
             .map_err(w)?
-            .insert(key, codec::encode(value).as_slice())
+            .insert(key, self.codec.encode(value).as_slice())
             .map_err(w)?;
         tx.commit().map_err(w)
     }
@@ -64,7 +70,8 @@ impl LogStore {
         let last = t.last().map_err(r)?;
         match last {
             Some((_, v)) => Ok(Some(
-                codec::decode::<Entry<TypeConfig>>(v.value())
+                self.codec
+                    .decode::<Entry<TypeConfig>>(v.value())
                     .map_err(r)?
                     .log_id,
             )),
@@ -93,7 +100,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let mut out = Vec::new();
         for e in t.range::<u64>((start, end)).map_err(r)? {
             let (_, v) = e.map_err(r)?;
-            out.push(codec::decode(v.value()).map_err(r)?);
+            out.push(self.codec.decode(v.value()).map_err(r)?);
         }
         Ok(out)
     }
@@ -148,7 +155,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut t = tx.open_table(LOG).map_err(w)?;
             for entry in entries {
-                t.insert(entry.log_id.index, codec::encode(&entry).as_slice())
+                t.insert(entry.log_id.index, self.codec.encode(&entry).as_slice())
                     .map_err(w)?;
             }
         }
@@ -175,7 +182,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let tx = self.db.begin_write().map_err(w)?;
         tx.open_table(STATE)
             .map_err(w)?
-            .insert("purged", codec::encode(&log_id).as_slice())
+            .insert("purged", self.codec.encode(&log_id).as_slice())
             .map_err(w)?;
         tx.open_table(LOG)
             .map_err(w)?

@@ -66,7 +66,7 @@ impl RaftNode {
         tls: Arc<rustls::ClientConfig>,
     ) -> anyhow::Result<Arc<RaftNode>> {
         let config = Arc::new(config().validate()?);
-        let log = LogStore::open(&data_dir.join("raft.redb"))?;
+        let log = LogStore::open(&data_dir.join("raft.redb"), store.codec().clone())?;
         let sm = StateMachine::new(store.clone(), data_dir);
         let network = Network {
             tls: tls.clone(),

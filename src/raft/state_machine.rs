@@ -14,7 +14,8 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::{io_err, Member, NodeId, Response, StorageError, TypeConfig};
-use crate::store::{codec, Store};
+use crate::store::codec::{decode_plain, encode_plain};
+use crate::store::Store;
 
 const APPLIED: &str = "raft.applied";
 const MEMBERSHIP: &str = "raft.membership";
@@ -54,23 +55,23 @@ impl StateMachine {
         applied: Option<LogId<NodeId>>,
         membership: Option<&Membership>,
     ) -> Vec<(&'static str, Vec<u8>)> {
-        let mut marks = vec![(APPLIED, codec::encode(&applied))];
+        let mut marks = vec![(APPLIED, encode_plain(&applied))];
         if let Some(m) = membership {
-            marks.push((MEMBERSHIP, codec::encode(m)));
+            marks.push((MEMBERSHIP, encode_plain(m)));
         }
         marks
     }
 
     fn read_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
         match std::fs::read(&self.snapshot_path) {
-            Ok(bytes) => Ok(Some(codec::decode(&bytes).map_err(sm_r)?)),
+            Ok(bytes) => Ok(Some(self.store.codec().decode(&bytes).map_err(sm_r)?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(sm_r(e)),
         }
     }
 
     fn write_snapshot(&self, snap: &StoredSnapshot) -> Result<(), StorageError> {
-        crate::tls::write_file_atomic(&self.snapshot_path, &codec::encode(snap), 0o600)
+        crate::tls::write_file_atomic(&self.snapshot_path, &self.store.codec().encode(snap), 0o600)
             .map_err(sm_w)
     }
 }
@@ -80,11 +81,11 @@ fn decode_marks(
     get: impl Fn(&str) -> Option<Vec<u8>>,
 ) -> Result<(Option<LogId<NodeId>>, Membership), StorageError> {
     let applied = get(APPLIED)
-        .map(|v| codec::decode::<Option<LogId<NodeId>>>(&v).map_err(sm_r))
+        .map(|v| decode_plain::<Option<LogId<NodeId>>>(&v).map_err(sm_r))
         .transpose()?
         .flatten();
     let membership = get(MEMBERSHIP)
-        .map(|v| codec::decode::<Membership>(&v).map_err(sm_r))
+        .map(|v| decode_plain::<Membership>(&v).map_err(sm_r))
         .transpose()?
         .unwrap_or_default();
     Ok((applied, membership))

@@ -11,8 +11,9 @@ struct Builder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = LogStore::open(&dir.path().join("raft.redb"))?;
-        let store = Store::open(&dir.path().join("state.redb")).expect("store");
+        let codec = crate::store::Codec::ephemeral();
+        let log = LogStore::open(&dir.path().join("raft.redb"), codec.clone())?;
+        let store = Store::open(&dir.path().join("state.redb"), codec).expect("store");
         let sm = StateMachine::new(store, dir.path());
         Ok((dir, log, sm))
     }

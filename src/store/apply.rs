@@ -5,7 +5,7 @@
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode};
+use super::codec::Codec;
 use super::{Commit, StoreError, CLUSTER, MARKS, META, NODES, SERVICES, TASKS};
 use crate::types::{Cluster, Meta, Node, Service, Task, TaskState, TaskStatus};
 
@@ -73,12 +73,12 @@ impl Object {
         }
     }
 
-    fn encode(&self) -> Vec<u8> {
+    fn encode(&self, c: &Codec) -> Vec<u8> {
         match self {
-            Object::Cluster(o) => encode(o),
-            Object::Node(o) => encode(o),
-            Object::Service(o) => encode(o),
-            Object::Task(o) => encode(o),
+            Object::Cluster(o) => c.encode(o),
+            Object::Node(o) => c.encode(o),
+            Object::Service(o) => c.encode(o),
+            Object::Task(o) => c.encode(o),
         }
     }
 }
@@ -115,6 +115,7 @@ pub enum Change {
 /// error is an I/O failure, the inner one a rejection.
 pub(super) fn apply(
     db: &Database,
+    c: &Codec,
     batch: Vec<Change>,
     now: i64,
     marks: &[(&str, Vec<u8>)],
@@ -128,7 +129,7 @@ pub(super) fn apply(
     };
     let mut changed = Vec::with_capacity(batch.len());
     for change in batch {
-        match apply_one(&tx, change, index, now) {
+        match apply_one(&tx, c, change, index, now) {
             Ok(Some(c)) => changed.push(c),
             Ok(None) => {}
             Err(e) if e.is_rejection() => {
@@ -137,7 +138,7 @@ pub(super) fn apply(
                 drop(tx);
                 if !marks.is_empty() {
                     let tx = db.begin_write()?;
-                    write_marks(&tx, marks)?;
+                    write_marks(&tx, c, marks)?;
                     tx.commit()?;
                 }
                 return Ok(Err(e));
@@ -145,24 +146,27 @@ pub(super) fn apply(
             Err(e) => return Err(e),
         }
     }
-    write_marks(&tx, marks)?;
+    write_marks(&tx, c, marks)?;
     tx.commit()?;
     Ok(Ok(Commit { index, changed }))
 }
 
+/// Marks are sealed like every other value.
 pub(super) fn write_marks(
     tx: &redb::WriteTransaction,
+    c: &Codec,
     marks: &[(&str, Vec<u8>)],
 ) -> Result<(), StoreError> {
     let mut t = tx.open_table(MARKS)?;
     for (k, v) in marks {
-        t.insert(*k, v.as_slice())?;
+        t.insert(*k, c.seal(v).as_slice())?;
     }
     Ok(())
 }
 
 fn apply_one(
     tx: &redb::WriteTransaction,
+    c: &Codec,
     change: Change,
     index: u64,
     now: i64,
@@ -182,14 +186,14 @@ fn apply_one(
                 created_ms: now,
                 updated_ms: now,
             };
-            table.insert(id.as_str(), obj.encode().as_slice())?;
+            table.insert(id.as_str(), obj.encode(c).as_slice())?;
             Ok(Some((kind, id, false)))
         }
         Change::Update(mut obj) => {
             let (kind, id) = (obj.kind(), obj.id().to_string());
             let mut table = tx.open_table(kind.table())?;
             let stored: Meta = match table.get(id.as_str())? {
-                Some(v) => stored_meta(kind, v.value())?,
+                Some(v) => stored_meta(c, kind, v.value())?,
                 None => {
                     return Err(StoreError::NotFound {
                         kind: kind.as_str().into(),
@@ -211,7 +215,7 @@ fn apply_one(
                 created_ms: stored.created_ms,
                 updated_ms: now,
             };
-            table.insert(id.as_str(), obj.encode().as_slice())?;
+            table.insert(id.as_str(), obj.encode(c).as_slice())?;
             Ok(Some((kind, id, false)))
         }
         Change::Delete {
@@ -221,7 +225,7 @@ fn apply_one(
         } => {
             let mut table = tx.open_table(kind.table())?;
             let stored = match table.get(id.as_str())? {
-                Some(v) => stored_meta(kind, v.value())?,
+                Some(v) => stored_meta(c, kind, v.value())?,
                 None => {
                     return Err(StoreError::NotFound {
                         kind: kind.as_str().into(),
@@ -240,21 +244,21 @@ fn apply_one(
             table.remove(id.as_str())?;
             Ok(Some((kind, id, true)))
         }
-        Change::TaskStatus { id, status } => update_task(tx, &id, index, now, |t| {
+        Change::TaskStatus { id, status } => update_task(tx, c, &id, index, now, |t| {
             if status.state < t.status.state {
                 return false;
             }
             t.status = status;
             true
         }),
-        Change::TaskDesired { id, state } => update_task(tx, &id, index, now, |t| {
+        Change::TaskDesired { id, state } => update_task(tx, c, &id, index, now, |t| {
             if state <= t.desired_state {
                 return false;
             }
             t.desired_state = state;
             true
         }),
-        Change::TaskAssign { id, node_id } => update_task(tx, &id, index, now, |t| {
+        Change::TaskAssign { id, node_id } => update_task(tx, c, &id, index, now, |t| {
             // Global tasks are made for a node already; the scheduler still
             // confirms them.
             let other_node = t.node_id.as_ref().is_some_and(|n| *n != node_id);
@@ -275,6 +279,7 @@ fn apply_one(
 /// A missing task is not an error: the change raced with its removal.
 fn update_task(
     tx: &redb::WriteTransaction,
+    c: &Codec,
     id: &str,
     index: u64,
     now: i64,
@@ -282,7 +287,7 @@ fn update_task(
 ) -> Result<Option<(Kind, String, bool)>, StoreError> {
     let mut table = tx.open_table(TASKS)?;
     let mut task: Task = match table.get(id)? {
-        Some(v) => decode(v.value())?,
+        Some(v) => c.decode(v.value())?,
         None => return Ok(None),
     };
     if !f(&mut task) {
@@ -290,15 +295,15 @@ fn update_task(
     }
     task.meta.version = index;
     task.meta.updated_ms = now;
-    table.insert(id, encode(&task).as_slice())?;
+    table.insert(id, c.encode(&task).as_slice())?;
     Ok(Some((Kind::Task, id.to_string(), false)))
 }
 
-fn stored_meta(kind: Kind, bytes: &[u8]) -> Result<Meta, StoreError> {
+fn stored_meta(c: &Codec, kind: Kind, bytes: &[u8]) -> Result<Meta, StoreError> {
     Ok(match kind {
-        Kind::Cluster => decode::<Cluster>(bytes)?.meta,
-        Kind::Node => decode::<Node>(bytes)?.meta,
-        Kind::Service => decode::<Service>(bytes)?.meta,
-        Kind::Task => decode::<Task>(bytes)?.meta,
+        Kind::Cluster => c.decode::<Cluster>(bytes)?.meta,
+        Kind::Node => c.decode::<Node>(bytes)?.meta,
+        Kind::Service => c.decode::<Service>(bytes)?.meta,
+        Kind::Task => c.decode::<Task>(bytes)?.meta,
     })
 }

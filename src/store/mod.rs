@@ -13,6 +13,7 @@ mod read;
 mod snapshot;
 
 pub use apply::{Change, Kind, Object};
+pub use codec::Codec;
 pub use proposer::{ProposeFuture, Proposer};
 pub use read::ReadView;
 
@@ -98,13 +99,16 @@ pub struct Commit {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
+    codec: Codec,
     /// Commits, published after they are durable. A watcher that lags
     /// behind gets `Lagged` and must treat everything as dirty.
     events: broadcast::Sender<Arc<Commit>>,
 }
 
 impl Store {
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    /// Opens (or creates) the store at `path`, sealing every value with
+    /// `codec`'s key.
+    pub fn open(path: &Path, codec: Codec) -> Result<Store, StoreError> {
         let db = Database::create(path)?;
         // Create every table up front so reads never meet a missing table.
         let tx = db.begin_write()?;
@@ -118,8 +122,15 @@ impl Store {
         let (events, _) = broadcast::channel(1024);
         Ok(Store {
             db: Arc::new(db),
+            codec,
             events,
         })
+    }
+
+    /// The codec this store seals its values with, for the files kept
+    /// beside it (Raft's log and snapshots).
+    pub fn codec(&self) -> &Codec {
+        &self.codec
     }
 
     pub fn watch(&self) -> broadcast::Receiver<Arc<Commit>> {
@@ -128,7 +139,7 @@ impl Store {
 
     pub fn read(&self) -> Result<ReadView, StoreError> {
         use redb::ReadableDatabase;
-        Ok(ReadView::new(self.db.begin_read()?))
+        Ok(ReadView::new(self.db.begin_read()?, self.codec.clone()))
     }
 
     /// `apply_marked` now, with no marks: the store's own tests.
@@ -148,18 +159,20 @@ impl Store {
         now: i64,
         marks: &[(&str, Vec<u8>)],
     ) -> Result<Result<u64, StoreError>, StoreError> {
-        Ok(apply::apply(&self.db, batch, now, marks)?.map(|commit| {
-            let index = commit.index;
-            // No receivers is fine: nobody is watching yet.
-            let _ = self.events.send(Arc::new(commit));
-            index
-        }))
+        Ok(
+            apply::apply(&self.db, &self.codec, batch, now, marks)?.map(|commit| {
+                let index = commit.index;
+                // No receivers is fine: nobody is watching yet.
+                let _ = self.events.send(Arc::new(commit));
+                index
+            }),
+        )
     }
 
     /// Write only marks (Raft entries that carry no batch).
     pub fn set_marks(&self, marks: &[(&str, Vec<u8>)]) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
-        apply::write_marks(&tx, marks)?;
+        apply::write_marks(&tx, &self.codec, marks)?;
         tx.commit()?;
         Ok(())
     }
@@ -169,18 +182,18 @@ impl Store {
         use redb::ReadableDatabase;
         let tx = self.db.begin_read()?;
         let t = tx.open_table(MARKS)?;
-        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+        t.get(key)?.map(|v| self.codec.open(v.value())).transpose()
     }
 
     /// Everything, from one read snapshot: the objects and the marks (also
     /// returned apart, as they were in that snapshot).
     pub fn export(&self) -> Result<(Vec<u8>, snapshot::Entries), StoreError> {
-        snapshot::export(&self.db)
+        snapshot::export(&self.db, &self.codec)
     }
 
     /// Remove every object and mark (a demoted manager's copy).
     pub fn clear(&self) -> Result<(), StoreError> {
-        let commit = snapshot::import(&self.db, &snapshot::empty())?;
+        let commit = snapshot::import(&self.db, &self.codec, &snapshot::empty())?;
         let _ = self.events.send(Arc::new(commit));
         Ok(())
     }
@@ -188,7 +201,7 @@ impl Store {
     /// Replace everything with an `export`, in one transaction. Watchers
     /// see every object that existed before or after as changed.
     pub fn import(&self, data: &[u8]) -> Result<(), StoreError> {
-        let commit = snapshot::import(&self.db, data)?;
+        let commit = snapshot::import(&self.db, &self.codec, data)?;
         let _ = self.events.send(Arc::new(commit));
         Ok(())
     }

@@ -3,7 +3,7 @@
 use redb::{ReadTransaction, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 
-use super::codec::decode;
+use super::codec::Codec;
 use super::{StoreError, CLUSTER, META, NODES, SERVICES, TASKS};
 use crate::types::{Cluster, Node, Service, Task};
 
@@ -11,11 +11,12 @@ use crate::types::{Cluster, Node, Service, Task};
 /// same commit.
 pub struct ReadView {
     tx: ReadTransaction,
+    codec: Codec,
 }
 
 impl ReadView {
-    pub(super) fn new(tx: ReadTransaction) -> ReadView {
-        ReadView { tx }
+    pub(super) fn new(tx: ReadTransaction, codec: Codec) -> ReadView {
+        ReadView { tx, codec }
     }
 
     pub fn index(&self) -> Result<u64, StoreError> {
@@ -30,7 +31,7 @@ impl ReadView {
     ) -> Result<Option<T>, StoreError> {
         let t = self.tx.open_table(table)?;
         let v = t.get(id)?;
-        v.map(|v| decode(v.value())).transpose()
+        v.map(|v| self.codec.decode(v.value())).transpose()
     }
 
     fn all<T: DeserializeOwned>(
@@ -41,7 +42,7 @@ impl ReadView {
         let mut out = Vec::new();
         for entry in t.iter()? {
             let (_, v) = entry?;
-            out.push(decode(v.value())?);
+            out.push(self.codec.decode(v.value())?);
         }
         Ok(out)
     }

@@ -5,6 +5,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHand
 use serde::{Deserialize, Serialize};
 
 use super::apply::Kind;
+use super::codec::Codec;
 use super::{Commit, StoreError, DATA_TABLES, MARKS, META};
 
 /// (key, value) pairs of one table, or the marks.
@@ -18,21 +19,24 @@ struct Dump {
     marks: Entries,
 }
 
+/// A table's entries with the values opened: a snapshot travels to other
+/// managers, which seal it with keys of their own.
 fn entries(
     tx: &redb::ReadTransaction,
+    c: &Codec,
     table: TableDefinition<&str, &[u8]>,
 ) -> Result<Entries, StoreError> {
     let t = tx.open_table(table)?;
     let mut out = Vec::new();
     for entry in t.iter()? {
         let (k, v) = entry?;
-        out.push((k.value().to_string(), v.value().to_vec()));
+        out.push((k.value().to_string(), c.open(v.value())?));
     }
     Ok(out)
 }
 
 /// The export and, for the caller's convenience, the marks it holds.
-pub(super) fn export(db: &Database) -> Result<(Vec<u8>, Entries), StoreError> {
+pub(super) fn export(db: &Database, c: &Codec) -> Result<(Vec<u8>, Entries), StoreError> {
     let tx = db.begin_read()?;
     let index = tx
         .open_table(META)?
@@ -41,9 +45,9 @@ pub(super) fn export(db: &Database) -> Result<(Vec<u8>, Entries), StoreError> {
         .unwrap_or(0);
     let mut tables = Vec::new();
     for table in DATA_TABLES {
-        tables.push((table.name().to_string(), entries(&tx, table)?));
+        tables.push((table.name().to_string(), entries(&tx, c, table)?));
     }
-    let marks = entries(&tx, MARKS)?;
+    let marks = entries(&tx, c, MARKS)?;
     let dump = Dump {
         index,
         tables,
@@ -73,7 +77,7 @@ fn kind_of(table: &str) -> Kind {
     }
 }
 
-pub(super) fn import(db: &Database, data: &[u8]) -> Result<Commit, StoreError> {
+pub(super) fn import(db: &Database, c: &Codec, data: &[u8]) -> Result<Commit, StoreError> {
     let dump: Dump =
         postcard::from_bytes(data).map_err(|e| StoreError::Decode(format!("a snapshot: {e}")))?;
     let tx = db.begin_write()?;
@@ -99,7 +103,7 @@ pub(super) fn import(db: &Database, data: &[u8]) -> Result<Commit, StoreError> {
             }
         }
         for (id, value) in new {
-            t.insert(id.as_str(), value.as_slice())?;
+            t.insert(id.as_str(), c.seal(&value).as_slice())?;
             changed.push((kind, id, false));
         }
     }
@@ -107,7 +111,7 @@ pub(super) fn import(db: &Database, data: &[u8]) -> Result<Commit, StoreError> {
         let mut marks = tx.open_table(MARKS)?;
         marks.retain(|_, _| false)?;
         for (k, v) in &dump.marks {
-            marks.insert(k.as_str(), v.as_slice())?;
+            marks.insert(k.as_str(), c.seal(v).as_slice())?;
         }
         tx.open_table(META)?.insert("index", dump.index)?;
     }

@@ -6,7 +6,7 @@ use crate::types::*;
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("state.redb")).unwrap();
+    let s = Store::open(&dir.path().join("state.redb"), Codec::ephemeral()).unwrap();
     (dir, s)
 }
 

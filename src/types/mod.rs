@@ -47,6 +47,9 @@ pub struct Cluster {
     pub removed_nodes: Vec<String>,
     /// Raft log entries between snapshots (log compaction).
     pub snapshot_interval: u64,
+    /// Set while the cluster is autolocked: the key (`SHOALKEY-1-…`) that
+    /// every manager seals its keys with. Secret, like the CA key beside it.
+    pub unlock_key: Option<String>,
 }
 
 /// `cluster update --snapshot-interval` unless set.
