@@ -99,6 +99,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         components_running,
         raft,
         bootstrap: Default::default(),
+        force_new_cluster: Default::default(),
     });
 
     let listener = match bound {

@@ -35,6 +35,11 @@ pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyho
     );
     let client_tls = tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))?;
     let advertise = ctx.advertise_addr();
+    if ctx.force_new_cluster.swap(false, Ordering::SeqCst) {
+        crate::raft::force_new_cluster(&ctx.data_dir, &store, &identity.node_id, &advertise)
+            .await
+            .context("cannot force a new cluster")?;
+    }
     let raft = RaftNode::start(&ctx.data_dir, store.clone(), &identity.node_id, client_tls)
         .await
         .context("cannot start the replicated store")?;

@@ -17,6 +17,9 @@ pub async fn init(
     State(ctx): State<Arc<Ctx>>,
     Json(req): Json<InitRequest>,
 ) -> Result<Json<InitResponse>, ApiError> {
+    if req.force_new_cluster {
+        return super::force::force_new_cluster(&ctx).await.map(Json);
+    }
     if let Some(id) = ctx.identity.borrow().clone() {
         return Err(ApiError::Conflict(format!(
             "this node is already part of cluster {} (node {})",
@@ -109,13 +112,8 @@ pub async fn nodes(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<NodeRow>>, Ap
     ctx.proposer.barrier().await?;
     let mut nodes = ctx.store.read()?.nodes()?;
     nodes.sort_by(|a, b| a.description.hostname.cmp(&b.description.hostname));
-    let leader = ctx.leader_id();
-    Ok(Json(
-        nodes
-            .iter()
-            .map(|n| NodeRow::new(n, leader.as_deref()))
-            .collect(),
-    ))
+    let raft = ctx.raft_view();
+    Ok(Json(nodes.iter().map(|n| NodeRow::new(n, &raft)).collect()))
 }
 
 pub async fn node(
@@ -126,7 +124,7 @@ pub async fn node(
     let id = if id == "self" { me.node_id } else { id };
     ctx.proposer.barrier().await?;
     let found = find_node(&ctx.store.read()?.nodes()?, &id)?;
-    Ok(Json(NodeRow::new(&found, ctx.leader_id().as_deref())))
+    Ok(Json(NodeRow::new(&found, &ctx.raft_view())))
 }
 
 #[derive(serde::Deserialize)]
@@ -219,7 +217,7 @@ pub async fn update_node(
         .propose(vec![Change::Update(Object::Node(node.clone()))])
         .await?;
     let node = ctx.store.read()?.node(&node.id)?.unwrap_or(node);
-    Ok(Json(NodeRow::new(&node, ctx.leader_id().as_deref())))
+    Ok(Json(NodeRow::new(&node, &ctx.raft_view())))
 }
 
 #[derive(serde::Deserialize)]
@@ -276,7 +274,7 @@ pub async fn remove_node(
             },
         ])
         .await?;
-    Ok(Json(NodeRow::new(&node, ctx.leader_id().as_deref())))
+    Ok(Json(NodeRow::new(&node, &ctx.raft_view())))
 }
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]

@@ -5,6 +5,7 @@
 
 mod cluster;
 mod error;
+mod force;
 mod images;
 mod join;
 mod leave;
@@ -62,6 +63,9 @@ pub struct Ctx {
     pub raft: watch::Sender<Option<Arc<crate::raft::RaftNode>>>,
     /// Set by `init`: the manager's components start a new Raft cluster.
     pub bootstrap: std::sync::atomic::AtomicBool,
+    /// Set by `init --force-new-cluster`: the manager's components make it
+    /// the only member of its Raft before starting it.
+    pub force_new_cluster: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
@@ -80,9 +84,15 @@ impl Ctx {
         Ok(self.store.read()?)
     }
 
-    /// The node id of the Raft leader, as this manager knows it.
-    pub fn leader_id(&self) -> Option<String> {
-        self.raft.borrow().as_ref()?.leader().map(|m| m.node_id)
+    /// Who leads and who is a member, for `node ls`.
+    pub fn raft_view(&self) -> types::RaftView {
+        match self.raft.borrow().as_ref() {
+            Some(raft) => types::RaftView {
+                leader: raft.leader().map(|m| m.node_id),
+                members: raft.members().into_iter().map(|m| m.node_id).collect(),
+            },
+            None => types::RaftView::default(),
+        }
     }
 
     /// The local identity, or the error that tells the user what to run.

@@ -12,6 +12,9 @@ pub struct InitRequest {
     pub advertise: Option<String>,
     /// How long node certificates last.
     pub cert_expiry_ms: Option<u64>,
+    /// Rebuild a one-manager cluster from this manager's state.
+    #[serde(default)]
+    pub force_new_cluster: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -161,10 +164,20 @@ pub struct NodeRow {
     pub images: Vec<crate::types::ImageInfo>,
 }
 
+/// The Raft as the serving manager sees it: who leads, and who is in the
+/// membership (node ids).
+#[derive(Debug, Default)]
+pub struct RaftView {
+    pub leader: Option<String>,
+    pub members: Vec<String>,
+}
+
 impl NodeRow {
-    /// `leader_id`: the Raft leader as the serving manager knows it.
-    pub fn new(n: &Node, leader_id: Option<&str>) -> NodeRow {
-        let leader = n.is_manager() && leader_id == Some(n.id.as_str());
+    pub fn new(n: &Node, raft: &RaftView) -> NodeRow {
+        let leader = n.is_manager() && raft.leader.as_deref() == Some(n.id.as_str());
+        // A manager outside the membership (lost in a forced new cluster,
+        // or not added yet) is unreachable whatever its heartbeats say.
+        let member = raft.members.contains(&n.id);
         NodeRow {
             id: n.id.clone(),
             hostname: n.description.hostname.clone(),
@@ -174,7 +187,7 @@ impl NodeRow {
             leader,
             manager_status: n
                 .is_manager()
-                .then(|| manager_status(leader, n.status.state).to_string()),
+                .then(|| manager_status(leader, member, n.status.state).to_string()),
             platform: n.description.platform.to_string(),
             addr: n.status.addr.clone(),
             version: n.version.clone(),
@@ -186,11 +199,12 @@ impl NodeRow {
     }
 }
 
-/// A manager is reachable while the leader hears its heartbeats.
-fn manager_status(leader: bool, state: crate::types::NodeState) -> &'static str {
+/// A manager is reachable while it is a Raft member and the leader hears
+/// its heartbeats.
+fn manager_status(leader: bool, member: bool, state: crate::types::NodeState) -> &'static str {
     match (leader, state) {
         (true, _) => "leader",
-        (false, crate::types::NodeState::Ready) => "reachable",
+        (false, crate::types::NodeState::Ready) if member => "reachable",
         _ => "unreachable",
     }
 }

@@ -59,6 +59,10 @@ pub enum Command {
         /// How long node certificates last (at least 1m).
         #[arg(long, value_parser = parse::duration, default_value = "90d")]
         cert_expiry: std::time::Duration,
+        /// On a manager of a cluster that lost its quorum for good: make it
+        /// the only manager, keeping the nodes, services and tasks.
+        #[arg(long)]
+        force_new_cluster: bool,
     },
     /// Join a cluster as a worker. Without ADDR, managers are found over
     /// mDNS on the LAN.
@@ -227,13 +231,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init {
             advertise,
             cert_expiry,
+            force_new_cluster,
         } => {
             let client = Client::new(&cli.socket);
             let req = crate::api::types::InitRequest {
                 advertise,
                 cert_expiry_ms: Some(cert_expiry.as_millis() as u64),
+                force_new_cluster,
             };
             let r: crate::api::types::InitResponse = client.post("/v1/init", &req).await?;
+            if force_new_cluster {
+                println!(
+                    "This node ({}) is now the only manager of cluster {}, at {}; its nodes, services and tasks are kept.",
+                    r.node_id, r.cluster_id, r.advertise
+                );
+                println!("The other managers are no longer members. Remove them with `shoal node rm --force`; one that comes back must not run with its old data dir: stop it, clear its data dir and join again.");
+                return Ok(());
+            }
             println!(
                 "Cluster {} initialized. This node ({}) is its manager, at {}.",
                 r.cluster_id, r.node_id, r.advertise

@@ -9,6 +9,7 @@
 // helpers return what the traits need.
 #![allow(clippy::result_large_err)]
 
+mod force;
 mod log_store;
 mod network;
 pub mod node;
@@ -17,6 +18,7 @@ mod service;
 mod state_machine;
 mod wire;
 
+pub use force::force_new_cluster;
 pub use log_store::LogStore;
 pub use node::{snapshots, RaftNode};
 pub use proposer::{ask_to_join, LeaderProposer, RaftProposer, Slot};

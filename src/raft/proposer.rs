@@ -160,12 +160,19 @@ impl Proposer for LeaderProposer {
             now_ms: crate::types::now_ms(),
         };
         Box::pin(async move {
-            match self.node.write(req).await {
-                Ok(r) => r.map(|(index, _)| index),
-                Err(NotHere::Failed(e)) => Err(e),
-                Err(_) => Err(StoreError::Unavailable(
+            // A leader cut off from its quorum keeps leading in openraft
+            // until it hears of a newer term, and its writes wait forever:
+            // bound them, so that the loops that wrote them can stop (a
+            // manager stopping or forcing a new cluster waits for them).
+            match tokio::time::timeout(WAIT_FOR_QUORUM, self.node.write(req)).await {
+                Ok(Ok(r)) => r.map(|(index, _)| index),
+                Ok(Err(NotHere::Failed(e))) => Err(e),
+                Ok(Err(_)) => Err(StoreError::Unavailable(
                     "this manager no longer leads".into(),
                 )),
+                Err(_) => Err(StoreError::Unavailable(format!(
+                    "no quorum: the write was not committed within {WAIT_FOR_QUORUM:?}"
+                ))),
             }
         })
     }

@@ -51,7 +51,7 @@ impl StateMachine {
     }
 
     /// The marks that record `applied` (and a membership) in the store.
-    fn marks(
+    pub(super) fn marks(
         applied: Option<LogId<NodeId>>,
         membership: Option<&Membership>,
     ) -> Vec<(&'static str, Vec<u8>)> {
