@@ -11,68 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::harness::*;
-
-/// `new` joins the cluster of `via` with the manager token.
-fn join_manager(new: &Daemon, via: &Daemon) -> std::process::Output {
-    let addr = format!("127.0.0.1:{}", via.port);
-    let out = new.cli(&["join", "--token", &via.manager_token(), &addr]);
-    assert!(
-        out.status.success(),
-        "manager join failed: {}\n{}",
-        stderr(&out),
-        new.log_tail()
-    );
-    assert!(stdout(&out).contains("as manager"), "{}", stdout(&out));
-    out
-}
-
-/// The manager statuses in `node ls` on `d`, sorted.
-fn manager_statuses(d: &Daemon) -> Vec<String> {
-    let mut v: Vec<String> = d
-        .nodes()
-        .iter()
-        .filter(|n| s(n, "role") == "manager")
-        .map(|n| s(n, "manager_status").to_string())
-        .collect();
-    v.sort();
-    v
-}
-
-fn leader_id(d: &Daemon) -> String {
-    d.nodes()
-        .iter()
-        .find(|n| s(n, "manager_status") == "leader")
-        .map(|n| s(n, "id").to_string())
-        .unwrap_or_default()
-}
-
-/// Three managers, each with the busybox image, all reachable.
-fn three_managers() -> Vec<Daemon> {
-    let m1 = Daemon::cluster();
-    let m2 = Daemon::start();
-    m2.load_image("busybox");
-    let out = join_manager(&m2, &m1);
-    // Two managers: a majority is still two, so say so.
-    assert!(
-        stderr(&out).contains("even number"),
-        "no warning for two managers: {}",
-        stderr(&out)
-    );
-    let m3 = Daemon::start();
-    m3.load_image("busybox");
-    let out = join_manager(&m3, &m2);
-    assert!(!stderr(&out).contains("even number"), "{}", stderr(&out));
-    let want = ["leader", "reachable", "reachable"];
-    for m in [&m1, &m2, &m3] {
-        assert!(
-            wait_until(WAIT, || manager_statuses(m) == want),
-            "expected one leader and two reachable managers, got {:?}\n{}",
-            manager_statuses(m),
-            m.log_tail()
-        );
-    }
-    vec![m1, m2, m3]
-}
+use common::managers::*;
 
 fn create(d: &Daemon, name: &str, replicas: &str) -> std::process::Output {
     d.create_sleeper(name, &["--replicas", replicas])

@@ -4,9 +4,12 @@
 //!   socket, own containerd namespace, free loopback port), the CLI and `ctr`
 //!   helpers, and the clean-up that runs even when a test panics.
 //! - `image`: builds the tiny busybox image tarball the tests load.
+//! - `managers`: several managers sharing the replicated store: joining,
+//!   who leads, what each lists.
 //!
 //! Each test binary uses only part of this, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 pub mod harness;
 pub mod image;
+pub mod managers;
