@@ -6,7 +6,10 @@
 //! - a node whose link goes down is marked down and its tasks move (and it
 //!   drops the moved task once its link is back);
 //! - a worker finds its manager again over mDNS after the manager's IP
-//!   changes.
+//!   changes;
+//! - of three managers, a leader cut off from the others cannot commit,
+//!   while the other two elect a leader and take writes; once the cable
+//!   is back, all three agree again and nothing acknowledged is lost.
 //!
 //! Needs root, iproute2, nsenter and a running containerd
 //! (`bash .ci/start-containerd`). Run with `--test-threads=1` on a small
@@ -17,9 +20,11 @@ mod common;
 mod netns;
 
 use std::collections::BTreeSet;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::harness::*;
+use common::managers::*;
 use netns::{Lan, NetDaemon};
 
 /// The service's tasks meant to run (desired state running), as
@@ -262,4 +267,149 @@ fn a_worker_finds_its_manager_again_over_mdns_after_the_manager_ip_changes() {
         manager.addr
     );
     eprintln!("took {:?}", t0.elapsed());
+}
+
+/// `service create --name NAME --replicas 0 busybox` on `m`: a write to
+/// the store and nothing else.
+fn create_empty(m: &NetDaemon, name: &str) -> Output {
+    m.cli(&[
+        "service",
+        "create",
+        "--name",
+        name,
+        "--replicas",
+        "0",
+        "busybox",
+    ])
+}
+
+/// Whether `m` answers `node ls` with one leader, `leader` (a node id), and
+/// every other manager reachable, `managers` in all.
+fn agrees_on(m: &NetDaemon, leader: &str, managers: usize) -> bool {
+    let Some(nodes) = try_nodes(m) else {
+        return false;
+    };
+    let mut statuses: Vec<(&str, &str)> = nodes
+        .iter()
+        .filter(|n| s(n, "role") == "manager")
+        .map(|n| (s(n, "manager_status"), s(n, "id")))
+        .collect();
+    statuses.sort();
+    statuses.len() == managers
+        && statuses[0] == ("leader", leader)
+        && statuses[1..].iter().all(|(st, _)| *st == "reachable")
+}
+
+#[test]
+fn a_partitioned_leader_cannot_commit_and_the_majority_carries_on() {
+    let t0 = Instant::now();
+    let lan = Lan::new(3);
+    let mut ms = vec![lan.host(1).spawn_daemon()];
+    ms[0].cli_ok(&["init"]);
+    ms[0].load_image("busybox");
+    let token = ms[0].manager_token();
+    for i in 2..=3 {
+        let m = lan.host(i).spawn_daemon();
+        m.load_image("busybox");
+        join_manager_at(&m, &token, &ms[0].addr);
+        ms.push(m);
+    }
+    let leader = leader_id(&ms[0]);
+    for m in &ms {
+        assert!(
+            wait_until(WAIT, || agrees_on(m, &leader, 3)),
+            "expected {leader} to lead and two reachable managers, got {:?}\n{}",
+            try_nodes(m),
+            m.log_tail()
+        );
+    }
+    let out = create_empty(&ms[0], "before");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: Vec<String> = ms.iter().map(|m| self_id(m)).collect();
+    let old = ids
+        .iter()
+        .position(|id| *id == leader)
+        .expect("the leader is one of the managers");
+    let majority: Vec<&NetDaemon> = (0..3).filter(|i| *i != old).map(|i| &ms[i]).collect();
+
+    // Cut the leader's cable.
+    lan.link_down(old + 1);
+    let cut = Instant::now();
+    // A write sent to a follower at once waits for the other two to elect
+    // one of them (about 2 s; a write waits up to 5 s for a leader), and
+    // goes through. So does one on the other follower, then.
+    let out = create_empty(majority[0], "during");
+    assert!(
+        out.status.success(),
+        "a write on a follower failed {:?} after the leader's cable was cut: {}\n{}",
+        cut.elapsed(),
+        stderr(&out),
+        majority[0].log_tail()
+    );
+    eprintln!(
+        "leader h{} cut off: a write on a follower went through after {:?}",
+        old + 1,
+        cut.elapsed()
+    );
+    let mut new = String::new();
+    assert!(
+        wait_until(WAIT, || {
+            new = try_leader(majority[0]).unwrap_or_default();
+            !new.is_empty() && new != leader
+        }),
+        "the majority shows no new leader: {new:?}\n{}",
+        majority[0].log_tail()
+    );
+    assert!(ids.contains(&new), "the new leader {new} is not a manager");
+    let out = create_empty(majority[1], "during-2");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want: BTreeSet<String> = ["before", "during", "during-2"].map(String::from).into();
+    for m in &majority {
+        assert_eq!(service_names(m), want, "services on the majority");
+    }
+
+    // The old leader cannot commit: its write is refused, and says why.
+    let started = Instant::now();
+    let out = create_empty(&ms[old], "stale");
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("no quorum: 1 of 3 managers reachable"),
+        "the cut-off leader's write failed unclearly: {err}"
+    );
+    eprintln!(
+        "cut-off leader refused a write after {:?}",
+        started.elapsed()
+    );
+
+    // Cable back in: the old leader follows the new one, catches up and
+    // drops what it could not commit; all three agree on one leader.
+    lan.link_up(old + 1);
+    let plugged = Instant::now();
+    for m in &ms {
+        assert!(
+            wait_until(WAIT, || agrees_on(m, &new, 3)),
+            "expected {new} to lead and two reachable managers, got {:?}\n{}",
+            try_nodes(m),
+            m.log_tail()
+        );
+    }
+    let healed = plugged.elapsed();
+    for (i, m) in ms.iter().enumerate() {
+        assert!(
+            wait_until(WAIT, || try_service_names(m).as_ref() == Some(&want)),
+            "h{} lists {:?}, expected {want:?}\n{}",
+            i + 1,
+            try_service_names(m),
+            m.log_tail()
+        );
+    }
+    // And the refused write stays refused.
+    std::thread::sleep(Duration::from_secs(2));
+    for m in &ms {
+        assert_eq!(service_names(m), want, "services after the partition");
+    }
+    eprintln!(
+        "cable back: all agree after {healed:?}; took {:?}",
+        t0.elapsed()
+    );
 }

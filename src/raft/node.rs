@@ -117,6 +117,27 @@ impl RaftNode {
         m.membership_config.membership().get_node(&id).cloned()
     }
 
+    /// Resolves once this node, having followed `leader`, stops following
+    /// it: an election began (the leader's lease ran out), or another
+    /// manager won one. Not while the metrics, which lag the engine a
+    /// moment, do not show `leader` yet.
+    pub async fn leader_moved(&self, leader: &Member) {
+        let id = raft_id(&leader.node_id);
+        let mut metrics = self.raft.metrics();
+        let mut followed = false;
+        loop {
+            if metrics.borrow_and_update().current_leader == Some(id) {
+                followed = true;
+            } else if followed {
+                return;
+            }
+            // Err: Raft stopped; the caller's next attempt reports it.
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// The managers in the membership (voters and learners).
     pub fn members(&self) -> Vec<Member> {
         self.metrics()

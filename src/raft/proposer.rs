@@ -58,14 +58,28 @@ impl RaftProposer {
                 Ok(Err(NotHere::Failed(e))) => Some(Err(e)),
                 Ok(Err(NotHere::NoLeader)) => None,
                 Ok(Err(NotHere::Leader(m))) => {
-                    match tokio::time::timeout(left, ask_leader(&node, &m, &op)).await {
-                        Ok(Some(Ok((index, log_index)))) => Some(
+                    // Give up on this leader as soon as this node stops
+                    // following it. A leader whose cable is cut answers
+                    // nothing and refuses nothing: without this, the call
+                    // waited out the whole deadline and failed with "no
+                    // quorum: 2 of 3 managers reachable", though the other
+                    // two had elected a new leader within about 2 s (seen
+                    // in tests/netns.rs, cutting the leader off).
+                    let asked = tokio::select! {
+                        r = tokio::time::timeout(left, ask_leader(&node, &m, &op)) => r.ok().flatten(),
+                        _ = node.leader_moved(&m) => {
+                            node.drop_leader_client();
+                            None
+                        }
+                    };
+                    match asked {
+                        Some(Ok((index, log_index))) => Some(
                             node.applied(log_index, WAIT_FOR_QUORUM)
                                 .await
                                 .map(|_| (index, log_index)),
                         ),
-                        Ok(Some(Err(e))) => Some(Err(e)),
-                        _ => None,
+                        Some(Err(e)) => Some(Err(e)),
+                        None => None,
                     }
                 }
             };
