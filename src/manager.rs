@@ -203,7 +203,14 @@ async fn keep_keys_sealed(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
             .map(|c| c.and_then(|c| c.unlock_key));
         match wanted {
             Ok(key) => {
-                let key = key.and_then(|k| crate::seal::UnlockKey::parse(&k).ok());
+                let key = match key.map(|k| crate::seal::UnlockKey::parse(&k)).transpose() {
+                    Ok(key) => key,
+                    // Never unseal on a key that cannot be read.
+                    Err(e) => {
+                        warn!(error = %e, "the cluster's unlock key is damaged; keys left as they are");
+                        ctx.keys.unlock_key()
+                    }
+                };
                 let was_locked = ctx.keys.unlock_key().is_some();
                 match ctx.keys.seal_with(key.as_ref()) {
                     Ok(()) if was_locked != key.is_some() => info!(
