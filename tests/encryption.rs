@@ -188,3 +188,43 @@ fn nothing_is_stored_in_clear_and_an_autolocked_manager_waits_for_its_key() {
     assert_eq!(d.wait_running(NAME, 1).len(), 1, "{}", d.log_tail());
     assert_no_spec_in_clear(&d, "after autolock was turned off");
 }
+
+#[test]
+fn every_manager_seals_its_keys_and_a_restarted_one_rejoins_once_unlocked() {
+    let mut managers = common::managers::three_managers();
+    let out = managers[0].cli_ok(&["cluster", "update", "--autolock=true"]);
+    let key = out
+        .split_whitespace()
+        .find(|w| w.starts_with("SHOALKEY-1-"))
+        .unwrap_or_else(|| panic!("no unlock key printed: {out}"))
+        .to_string();
+    for m in &managers {
+        assert!(
+            wait_until(WAIT, || keys_file(m).contains("SHOAL SEALED KEYS")),
+            "a manager did not seal its keys: {}",
+            m.log_tail()
+        );
+        assert!(!m.data_dir.join("tls/node.key").exists());
+    }
+    // Any manager shows the same key.
+    assert_eq!(managers[2].cli_ok(&["unlock-key", "-q"]).trim(), key);
+
+    let m2 = &mut managers[1];
+    m2.restart();
+    let out = m2.cli(&["node", "ls"]);
+    assert!(stderr(&out).contains("locked"), "{}", stderr(&out));
+    let out = unlock(m2, &key);
+    assert!(out.status.success(), "unlock failed: {}", stderr(&out));
+    let want = ["leader", "reachable", "reachable"];
+    for m in &managers {
+        assert!(
+            wait_until(WAIT, || common::managers::manager_statuses(m) == want),
+            "the unlocked manager did not rejoin: {:?}\n{}",
+            common::managers::manager_statuses(m),
+            m.log_tail()
+        );
+    }
+    // And it serves writes again, forwarded to the leader.
+    managers[1].sleeper("after-unlock", &[]);
+    assert!(common::managers::service_names(&managers[0]).contains("after-unlock"));
+}
