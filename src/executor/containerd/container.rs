@@ -34,10 +34,11 @@ const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/S
 /// it to the maximum).
 fn nofile_hard_limit() -> u64 {
     use nix::sys::resource::{getrlimit, Resource};
-    // nix gives u64 on every target (rlim_t is u32 on armv7).
-    getrlimit(Resource::RLIMIT_NOFILE)
-        .map(|(_, hard)| hard)
-        .unwrap_or(1024)
+    // rlim_t is u32 on 32-bit glibc (armv7) and u64 elsewhere; nix passes
+    // it through, so the cast is needed there and a no-op here.
+    #[allow(clippy::unnecessary_cast)]
+    let hard = getrlimit(Resource::RLIMIT_NOFILE).map(|(_, hard)| hard as u64);
+    hard.unwrap_or(1024)
 }
 
 impl Containerd {
