@@ -300,10 +300,10 @@ fn agrees_on(m: &NetDaemon, leader: &str, managers: usize) -> bool {
         && statuses[1..].iter().all(|(st, _)| *st == "reachable")
 }
 
-#[test]
-fn a_partitioned_leader_cannot_commit_and_the_majority_carries_on() {
-    let t0 = Instant::now();
-    let lan = Lan::new(3);
+/// A manager on each of the LAN's three hosts (h1 inits, h2 and h3 join
+/// it by address with the manager token), all agreeing on who leads.
+/// Returns them and the leader's node id.
+fn three_managers_on(lan: &Lan) -> (Vec<NetDaemon>, String) {
     let mut ms = vec![lan.host(1).spawn_daemon()];
     ms[0].cli_ok(&["init"]);
     ms[0].load_image("busybox");
@@ -323,6 +323,14 @@ fn a_partitioned_leader_cannot_commit_and_the_majority_carries_on() {
             m.log_tail()
         );
     }
+    (ms, leader)
+}
+
+#[test]
+fn a_partitioned_leader_cannot_commit_and_the_majority_carries_on() {
+    let t0 = Instant::now();
+    let lan = Lan::new(3);
+    let (ms, leader) = three_managers_on(&lan);
     let out = create_empty(&ms[0], "before");
     assert!(out.status.success(), "{}", stderr(&out));
     let ids: Vec<String> = ms.iter().map(|m| self_id(m)).collect();
@@ -412,4 +420,61 @@ fn a_partitioned_leader_cannot_commit_and_the_majority_carries_on() {
         "cable back: all agree after {healed:?}; took {:?}",
         t0.elapsed()
     );
+}
+
+/// Raft does not freeze a manager's address into the membership: a
+/// follower that comes back at another IP (same data dir, as after a new
+/// DHCP lease) announces it, and the leader replicates to it there.
+#[test]
+fn a_manager_that_moves_to_another_ip_is_reached_there() {
+    let lan = Lan::new(3);
+    let (mut ms, leader) = three_managers_on(&lan);
+    let ids: Vec<String> = ms.iter().map(|m| self_id(m)).collect();
+    let l = ids.iter().position(|id| *id == leader).expect("a leader");
+    let f = (0..3).rev().find(|i| *i != l).expect("a follower");
+    let old = ms[f].addr.clone();
+
+    let status = ms[f].stop();
+    assert!(
+        status.success(),
+        "h{} did not stop cleanly: {status}",
+        f + 1
+    );
+    lan.set_ip(f + 1, lan.addr(21 + f as u8));
+    ms[f].start();
+    let new = ms[f].addr.clone();
+    assert_ne!(new, old);
+
+    // The leader lists it at its new address, as a reachable manager.
+    assert!(
+        wait_until(WAIT, || try_nodes(&ms[l]).is_some_and(|nodes| nodes
+            .iter()
+            .any(|n| s(n, "id") == ids[f]
+                && s(n, "addr") == new
+                && s(n, "manager_status") == "reachable"))),
+        "the leader does not list h{} as reachable at {new}: {:?}\n{}",
+        f + 1,
+        try_nodes(&ms[l]),
+        ms[f].log_tail()
+    );
+    // A write on the leader reaches it: its current read waits until it
+    // has applied what the leader committed, which only replication to
+    // the new address can bring.
+    let out = create_empty(&ms[l], "after-move");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        wait_until(WAIT, || try_service_names(&ms[f])
+            .is_some_and(|names| names.contains("after-move"))),
+        "h{} never saw the write made after its move\n{}",
+        f + 1,
+        ms[f].log_tail()
+    );
+    let now = leader_id(&ms[l]);
+    for m in &ms {
+        assert!(
+            wait_until(WAIT, || agrees_on(m, &now, 3)),
+            "the managers do not agree after the move: {:?}",
+            try_nodes(m)
+        );
+    }
 }
