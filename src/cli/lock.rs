@@ -16,16 +16,36 @@ pub fn print_key(key: &str) {
 /// shell's history would show it.
 pub async fn unlock(client: &Client) -> anyhow::Result<()> {
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
+    let key = if stdin.is_terminal() {
         eprint!("Unlock key: ");
-    }
-    let mut key = String::new();
-    stdin.lock().read_line(&mut key)?;
+        read_without_echo(&stdin)?
+    } else {
+        let mut key = String::new();
+        stdin.lock().read_line(&mut key)?;
+        key
+    };
     let key = key.trim().to_string();
     anyhow::ensure!(!key.is_empty(), "no unlock key on stdin");
     let () = client.post("/v1/unlock", &UnlockRequest { key }).await?;
     println!("Unlocked.");
     Ok(())
+}
+
+/// One line from the terminal, not shown as it is typed.
+fn read_without_echo(stdin: &std::io::Stdin) -> anyhow::Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let old = tcgetattr(stdin)?;
+    let mut quiet = old.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(stdin, SetArg::TCSANOW, &quiet)?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    // Echo comes back even if the read failed.
+    let restored = tcsetattr(stdin, SetArg::TCSANOW, &old);
+    eprintln!();
+    read?;
+    restored?;
+    Ok(line)
 }
 
 pub async fn unlock_key(client: &Client, quiet: bool, rotate: bool) -> anyhow::Result<()> {
