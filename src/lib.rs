@@ -41,6 +41,9 @@ pub mod tls;
 pub mod types;
 pub mod worker;
 
+#[cfg(test)]
+mod fixtures_v1;
+
 /// The version every node reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

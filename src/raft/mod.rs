@@ -16,7 +16,7 @@ pub mod node;
 mod proposer;
 mod service;
 mod state_machine;
-mod wire;
+pub(crate) mod wire;
 
 pub use force::force_new_cluster;
 pub use log_store::LogStore;

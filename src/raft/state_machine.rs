@@ -51,7 +51,7 @@ impl StateMachine {
     }
 
     /// The marks that record `applied` (and a membership) in the store.
-    pub(super) fn marks(
+    pub(crate) fn marks(
         applied: Option<LogId<NodeId>>,
         membership: Option<&Membership>,
     ) -> Vec<(&'static str, Vec<u8>)> {
