@@ -4,6 +4,8 @@
 //! - `cli`: clap definitions and the client side of every command.
 //! - `api`: the control API the CLI talks to (HTTP/JSON on a unix socket).
 //! - `store`: redb tables, the `Proposer` (the one write path) and events.
+//! - `format`: how stored values and messages are encoded, and read back
+//!   from older releases.
 //! - `orchestrator`: services → tasks (replicas, restarts, updates).
 //! - `scheduler`: pending tasks → nodes.
 //! - `dispatcher`: per-node assignments and batched status writes.
@@ -21,6 +23,7 @@ pub mod daemon;
 pub mod discovery;
 pub mod dispatcher;
 pub mod executor;
+pub mod format;
 pub mod keyring;
 pub mod logs;
 pub mod manager;
@@ -40,9 +43,6 @@ pub mod store;
 pub mod tls;
 pub mod types;
 pub mod worker;
-
-#[cfg(test)]
-mod fixtures_v1;
 
 /// The version every node reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

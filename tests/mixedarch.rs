@@ -15,7 +15,8 @@ use common::harness::*;
 use common::image::{build, Format, Options};
 use serde_json::Value;
 
-const PREPARE: &str = "run the tests with `bash tests/run` (as root), which runs `.ci/prepare-arm` first";
+const PREPARE: &str =
+    "run the tests with `bash tests/run` (as root), which runs `.ci/prepare-arm` first";
 
 fn required(path: PathBuf, what: &str) -> PathBuf {
     if !path.exists() {

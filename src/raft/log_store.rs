@@ -10,7 +10,7 @@ use std::sync::Arc;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::Serialize;
 
 use super::{io_err, NodeId, StorageError, TypeConfig};
 use crate::store::Codec;
@@ -46,7 +46,7 @@ impl LogStore {
         })
     }
 
-    fn get_state<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+    fn get_state<T: crate::format::Versioned>(&self, key: &str) -> Result<Option<T>, StorageError> {
         let tx = self.db.begin_read().map_err(r)?;
         let t = tx.open_table(STATE).map_err(r)?;
         let v = t.get(key).map_err(r)?;

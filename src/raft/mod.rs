@@ -24,6 +24,8 @@ pub use node::{snapshots, RaftNode};
 pub use proposer::{ask_to_join, LeaderProposer, RaftProposer, Slot};
 pub use service::RaftService;
 pub use state_machine::StateMachine;
+#[cfg(test)]
+pub(crate) use state_machine::StoredSnapshot;
 
 use std::io::Cursor;
 
@@ -60,6 +62,20 @@ pub struct Response(pub Result<u64, StoreError>);
 pub struct Member {
     pub node_id: String,
     pub addr: String,
+}
+
+// What reads the format-1 (postcard) form of what Raft stores.
+impl crate::format::Versioned for openraft::Entry<TypeConfig> {
+    type V1 = crate::format::v1::Entry;
+}
+impl crate::format::Versioned for openraft::Vote<NodeId> {
+    type V1 = openraft::Vote<NodeId>;
+}
+impl crate::format::Versioned for openraft::LogId<NodeId> {
+    type V1 = openraft::LogId<NodeId>;
+}
+impl crate::format::Versioned for openraft::StoredMembership<NodeId, Member> {
+    type V1 = openraft::StoredMembership<NodeId, crate::format::v1::Member>;
 }
 
 pub type NodeId = u64;

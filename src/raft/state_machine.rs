@@ -30,9 +30,13 @@ pub struct StateMachine {
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, Member>,
-    data: Vec<u8>,
+pub(crate) struct StoredSnapshot {
+    pub(crate) meta: SnapshotMeta<NodeId, Member>,
+    pub(crate) data: Vec<u8>,
+}
+
+impl crate::format::Versioned for StoredSnapshot {
+    type V1 = crate::format::v1::SnapshotFile;
 }
 
 fn sm_r(e: impl std::fmt::Display) -> StorageError {
@@ -64,7 +68,15 @@ impl StateMachine {
 
     fn read_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
         match std::fs::read(&self.snapshot_path) {
-            Ok(bytes) => Ok(Some(self.store.codec().decode(&bytes).map_err(sm_r)?)),
+            Ok(bytes) => {
+                let plain = self.store.codec().open(&bytes).map_err(sm_r)?;
+                let mut snap: StoredSnapshot = decode_plain(&plain).map_err(sm_r)?;
+                // A format-1 file holds a format-1 export.
+                if plain.first() == Some(&crate::format::POSTCARD_V1) {
+                    snap.data = crate::store::upgrade_v1_export(&snap.data).map_err(sm_r)?;
+                }
+                Ok(Some(snap))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(sm_r(e)),
         }

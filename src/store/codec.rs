@@ -1,35 +1,24 @@
 //! How values are stored on disk: sealed with the node's data key, around
-//! one format-version byte and postcard. Every stored value (the cluster
-//! state, the Raft log and snapshots, the agent's assignments) passes
-//! through a `Codec`, so nothing a user wrote is ever on disk in clear.
+//! a format byte and the value (`crate::format`). Every stored value (the
+//! cluster state, the Raft log and snapshots, the agent's assignments)
+//! passes through a `Codec`, so nothing a user wrote is ever on disk in
+//! clear.
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::Serialize;
 
 use super::StoreError;
+use crate::format::{self, Versioned};
 use crate::seal::{Purpose, SecretKey};
 
-/// Bump when a stored type changes shape, and teach `decode` the old one.
-const FORMAT_VERSION: u8 = 1;
-
-/// The version byte and postcard, not yet sealed: values that the store
+/// The format byte and the value, not yet sealed: values that the store
 /// seals itself (its marks) or that travel inside TLS (snapshots).
-pub fn encode_plain<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut plain = vec![FORMAT_VERSION];
-    // postcard only fails on writer errors, which a Vec never has.
-    plain.extend(postcard::to_allocvec(value).expect("postcard encoding into a Vec"));
-    plain
+pub fn encode_plain<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    format::encode(value)
 }
 
-pub fn decode_plain<T: DeserializeOwned>(plain: &[u8]) -> Result<T, StoreError> {
-    match plain.split_first() {
-        Some((&FORMAT_VERSION, rest)) => {
-            postcard::from_bytes(rest).map_err(|e| StoreError::Decode(e.to_string()))
-        }
-        Some((v, _)) => Err(StoreError::Decode(format!(
-            "unknown format version {v} (this shoal knows {FORMAT_VERSION})"
-        ))),
-        None => Err(StoreError::Decode("empty value".into())),
-    }
+/// Reads a value of any format this build knows (see `crate::format`).
+pub fn decode_plain<T: Versioned>(plain: &[u8]) -> Result<T, StoreError> {
+    format::decode(plain).map_err(|e| StoreError::Decode(e.to_string()))
 }
 
 /// Encodes and seals values with one node's data key.
@@ -49,11 +38,11 @@ impl Codec {
         Codec::new(SecretKey::generate().expect("system random"))
     }
 
-    pub fn encode<T: Serialize>(&self, value: &T) -> Vec<u8> {
+    pub fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Vec<u8> {
         self.seal(&encode_plain(value))
     }
 
-    pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, StoreError> {
+    pub fn decode<T: Versioned>(&self, bytes: &[u8]) -> Result<T, StoreError> {
         decode_plain(&self.open(bytes)?)
     }
 

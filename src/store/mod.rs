@@ -1,4 +1,4 @@
-//! The cluster state: redb tables of postcard-encoded objects.
+//! The cluster state: redb tables of encoded, sealed objects (`format`).
 //!
 //! Writes go one way only: a batch of `Change`s is handed to a `Proposer`
 //! (Raft), which calls `Store::apply_marked` on every manager.
@@ -16,6 +16,7 @@ pub use apply::{Change, Kind, Object};
 pub use codec::Codec;
 pub use proposer::{ProposeFuture, Proposer};
 pub use read::ReadView;
+pub use snapshot::upgrade_v1_export;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! Typed reads from one consistent redb snapshot.
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition};
-use serde::de::DeserializeOwned;
 
 use super::codec::Codec;
 use super::{StoreError, CLUSTER, META, NODES, SERVICES, TASKS};
@@ -24,7 +23,7 @@ impl ReadView {
         Ok(t.get("index")?.map(|v| v.value()).unwrap_or(0))
     }
 
-    fn get<T: DeserializeOwned>(
+    fn get<T: crate::format::Versioned>(
         &self,
         table: TableDefinition<&str, &[u8]>,
         id: &str,
@@ -34,7 +33,7 @@ impl ReadView {
         v.map(|v| self.codec.decode(v.value())).transpose()
     }
 
-    fn all<T: DeserializeOwned>(
+    fn all<T: crate::format::Versioned>(
         &self,
         table: TableDefinition<&str, &[u8]>,
     ) -> Result<Vec<T>, StoreError> {

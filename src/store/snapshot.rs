@@ -19,6 +19,21 @@ struct Dump {
     marks: Entries,
 }
 
+impl crate::format::Versioned for Dump {
+    type V1 = crate::format::v1::Dump;
+}
+
+/// An export written by 254a909 or earlier (bare postcard, no format byte;
+/// only ever found inside a format-1 snapshot file), as an export of today.
+/// Its values keep their own format bytes, which the store reads as they are.
+pub fn upgrade_v1_export(data: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let old: crate::format::v1::Dump = postcard::from_bytes(data)
+        .map_err(|e| StoreError::Decode(format!("a format-1 snapshot: {e}")))?;
+    let dump: Dump =
+        crate::format::transcode(&old).map_err(|e| StoreError::Decode(e.to_string()))?;
+    Ok(crate::format::encode(&dump))
+}
+
 /// A table's entries with the values opened: a snapshot travels to other
 /// managers, which seal it with keys of their own.
 fn entries(
@@ -53,19 +68,16 @@ pub(super) fn export(db: &Database, c: &Codec) -> Result<(Vec<u8>, Entries), Sto
         tables,
         marks,
     };
-    let data = postcard::to_allocvec(&dump)
-        .map_err(|e| StoreError::Io(format!("encoding a snapshot: {e}")))?;
-    Ok((data, dump.marks))
+    Ok((crate::format::encode(&dump), dump.marks))
 }
 
 /// An export of an empty store.
 pub(super) fn empty() -> Vec<u8> {
-    postcard::to_allocvec(&Dump {
+    crate::format::encode(&Dump {
         index: 0,
         tables: Vec::new(),
         marks: Vec::new(),
     })
-    .expect("postcard encoding into a Vec")
 }
 
 fn kind_of(table: &str) -> Kind {
@@ -79,7 +91,7 @@ fn kind_of(table: &str) -> Kind {
 
 pub(super) fn import(db: &Database, c: &Codec, data: &[u8]) -> Result<Commit, StoreError> {
     let dump: Dump =
-        postcard::from_bytes(data).map_err(|e| StoreError::Decode(format!("a snapshot: {e}")))?;
+        crate::format::decode(data).map_err(|e| StoreError::Decode(format!("a snapshot: {e}")))?;
     let tx = db.begin_write()?;
     let mut changed = Vec::new();
     for table in DATA_TABLES {

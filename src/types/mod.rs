@@ -52,5 +52,19 @@ pub struct Cluster {
     pub unlock_key: Option<String>,
 }
 
+// What reads the format-1 (postcard) form of each stored object.
+impl crate::format::Versioned for Cluster {
+    type V1 = crate::format::v1::Cluster;
+}
+impl crate::format::Versioned for Node {
+    type V1 = crate::format::v1::Node;
+}
+impl crate::format::Versioned for Service {
+    type V1 = crate::format::v1::Service;
+}
+impl crate::format::Versioned for Task {
+    type V1 = crate::format::v1::Task;
+}
+
 /// `cluster update --snapshot-interval` unless set.
 pub const DEFAULT_SNAPSHOT_INTERVAL: u64 = 10_000;
