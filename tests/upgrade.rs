@@ -1,0 +1,136 @@
+//! Upgrade in place: a data dir written by 254a909, the last release that
+//! stored format 1 (postcard), opens with this build, which keeps the
+//! cluster, its services and its tasks and adopts the running containers
+//! without starting duplicates (docs/formats.md).
+//!
+//! Needs root, a running containerd, and the 254a909 binary that
+//! `bash tests/old-release.sh` builds from this repository's history
+//! (`bash tests/run` does both).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use common::harness::*;
+
+const OLD_RELEASE: &str = "254a909";
+
+fn old_binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/old-release")
+        .join(format!("shoal-{OLD_RELEASE}"));
+    assert!(
+        path.is_file(),
+        "this test needs the {OLD_RELEASE} shoal at {}: run `bash tests/old-release.sh` \
+         (`bash tests/run` does)",
+        path.display()
+    );
+    path
+}
+
+/// Container id → pid of the running tasks, as containerd reports them.
+fn running_pids(d: &Daemon) -> BTreeMap<String, u32> {
+    d.ctr_tasks()
+        .into_iter()
+        .filter(|(_, (_, status))| status == "RUNNING")
+        .map(|(id, (pid, _))| (id, pid))
+        .collect()
+}
+
+#[test]
+fn a_data_dir_of_the_last_format_1_release_upgrades_in_place() {
+    require_root_and_containerd();
+    let old = old_binary();
+    let version = run(std::process::Command::new(&old).arg("--version"));
+    assert!(
+        stdout(&version).contains(OLD_RELEASE),
+        "{} is not the {OLD_RELEASE} build: {}",
+        old.display(),
+        stdout(&version)
+    );
+
+    // The old release makes a cluster with a service running, and a Raft
+    // snapshot on disk.
+    let mut d = Daemon::new(CONTAINERD_SOCKET);
+    d.binary = old;
+    d.start_again();
+    d.cli_ok(&["init"]);
+    d.cli_ok(&["cluster", "update", "--snapshot-interval", "10"]);
+    d.load_image("busybox");
+    d.sleeper(
+        "web",
+        &[
+            "--replicas",
+            "2",
+            "--env",
+            "GREETING=hello",
+            "--label",
+            "tier=front",
+        ],
+    );
+    let ids = d.wait_running("web", 2);
+    d.sleeper("other", &[]);
+    d.wait_running("other", 1);
+    let snapshot = d.data_dir.join("raft-snapshot");
+    assert!(
+        wait_until(WAIT, || snapshot.exists()),
+        "the old release wrote no Raft snapshot\n{}",
+        d.log_tail()
+    );
+    let pids = running_pids(&d);
+    let node = s(&d.cli_json(&["node", "ls"])[0], "id").to_string();
+    let before = d.describe("web");
+    let status = d.stop();
+    assert!(status.success(), "the old release did not stop cleanly");
+
+    // This build on the same data dir.
+    d.binary = PathBuf::from(SHOAL);
+    d.start_again();
+    assert!(
+        wait_until(WAIT, || d.running("web") == ids),
+        "after the upgrade the same 2 tasks of web must be running\n{}\n{}",
+        d.describe("web"),
+        d.log_tail()
+    );
+    let names: BTreeSet<String> = d
+        .services()
+        .iter()
+        .map(|v| s(v, "name").to_string())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["web".into(), "other".into()]));
+    let inspect = d.cli_ok(&["service", "inspect", "web"]);
+    assert!(inspect.contains("GREETING=hello"), "{inspect}");
+    assert!(inspect.contains("tier"), "{inspect}");
+    assert_eq!(s(&d.cli_json(&["node", "ls"])[0], "id"), node, "same node");
+
+    // A write through the upgraded store: the service scales, and the
+    // loops that placed the new task have seen the old ones as running.
+    d.cli_ok(&["service", "scale", "web=3"]);
+    let three = d.wait_running("web", 3);
+    assert!(
+        three.is_superset(&ids),
+        "the old tasks were kept: {three:?}"
+    );
+    let now = running_pids(&d);
+    for (id, pid) in &pids {
+        assert_eq!(
+            now.get(id),
+            Some(pid),
+            "container {id} was adopted, not restarted\nbefore:\n{before}\nafter:\n{}",
+            d.describe("web")
+        );
+    }
+    let mut all = three.clone();
+    all.extend(d.running("other"));
+    assert_eq!(d.ctr_containers(), all, "no duplicate container");
+
+    // Values of both formats on disk now; a restart reads them all.
+    d.restart();
+    assert!(
+        wait_until(WAIT, || d.running("web") == three),
+        "after a restart of the upgraded node\n{}",
+        d.describe("web")
+    );
+    assert_eq!(d.ctr_containers(), all, "no duplicate container");
+}
