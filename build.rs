@@ -63,29 +63,41 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 /// shoal's own gRPC services, described in Rust rather than protobuf: the
-/// messages are the serde types in `src/rpc/messages.rs`, carried by the
-/// postcard codec (`src/rpc/codec.rs`). tonic generates clients and servers.
+/// messages are the serde types in `src/rpc/messages.rs`. Each service is
+/// generated twice: `shoal.v2` carries MessagePack (format 2), and
+/// `shoal.v1` carries postcard (format 1) for nodes of 254a909, which know
+/// only it (src/rpc/codec.rs, docs/formats.md). tonic generates clients
+/// and servers.
 fn rpc_services() {
+    for (package, codec) in [
+        ("shoal.v1", "crate::rpc::codec::V1Codec"),
+        ("shoal.v2", "crate::rpc::codec::V2Codec"),
+    ] {
+        rpc_package(package, codec);
+    }
+}
+
+fn rpc_package(package: &str, codec: &str) {
     use tonic_build::manual::{Builder, Method, Service};
 
-    fn method(name: &str, route: &str, input: &str, output: &str, streaming: bool) -> Method {
+    let method = |name: &str, route: &str, input: &str, output: &str, streaming: bool| {
         let m = Method::builder()
             .name(name)
             .route_name(route)
             .input_type(format!("crate::rpc::messages::{input}"))
             .output_type(format!("crate::rpc::messages::{output}"))
-            .codec_path("crate::rpc::codec::PostcardCodec");
+            .codec_path(codec);
         if streaming {
             m.server_streaming().build()
         } else {
             m.build()
         }
-    }
+    };
     // The CA and join endpoint: the only one callable without a client
     // certificate (renewal requires one).
     let ca = Service::builder()
         .name("Ca")
-        .package("shoal.v1")
+        .package(package)
         .method(method("root", "Root", "Empty", "RootInfo", false))
         .method(method("join", "Join", "JoinRequest", "JoinResponse", false))
         .method(method(
@@ -99,7 +111,7 @@ fn rpc_services() {
     // A node's session with a manager.
     let dispatcher = Service::builder()
         .name("Dispatcher")
-        .package("shoal.v1")
+        .package(package)
         .method(method(
             "session",
             "Session",
@@ -125,13 +137,14 @@ fn rpc_services() {
     // What managers ask of any node.
     let node = Service::builder()
         .name("NodeAgent")
-        .package("shoal.v1")
+        .package(package)
         .method(method("logs", "Logs", "LogsRequest", "LogItem", true))
         .build();
     // Managers among themselves: Raft's peer RPC, and what followers
-    // forward to the leader (writes, read barriers, membership changes). Only manager certificates may
-    // call it. Bodies are openraft's serde types, encoded by src/raft.
-    let mut raft = Service::builder().name("Raft").package("shoal.v1");
+    // forward to the leader (writes, read barriers, membership changes).
+    // Only manager certificates may call it. Bodies are openraft's serde
+    // types, encoded by src/raft/wire.rs in the package's format.
+    let mut raft = Service::builder().name("Raft").package(package);
     for (name, route) in [
         ("append", "Append"),
         ("vote", "Vote"),

@@ -18,12 +18,10 @@ use crate::dispatcher::Dispatcher;
 use crate::pki::NodeTls;
 use crate::raft::{LeaderProposer, Member, RaftNode, RaftService};
 use crate::rpc::ca::{manager_addrs, CaService};
+use crate::rpc::compat::V1;
 use crate::rpc::dispatch::DispatcherService;
 use crate::rpc::node_agent::NodeAgentService;
-use crate::rpc::pb::ca_server::CaServer;
-use crate::rpc::pb::dispatcher_server::DispatcherServer;
-use crate::rpc::pb::node_agent_server::NodeAgentServer;
-use crate::rpc::pb::raft_server::RaftServer;
+use crate::rpc::pb::{v1, v2};
 use crate::shutdown::{self, Shutdown};
 use crate::store::Proposer;
 use crate::tls::{self, PeerFilter};
@@ -100,21 +98,34 @@ async fn serve(
     let port = listener.local_addr()?.port();
     let (dispatcher_tx, dispatcher_rx) = watch::channel(None);
     let mut server_shutdown = shutdown.clone();
+    let ca = Arc::new(CaService {
+        store: store.clone(),
+        proposer: proposer.clone(),
+    });
+    let dispatch = Arc::new(DispatcherService {
+        store: store.clone(),
+        dispatcher: dispatcher_rx,
+    });
+    let node_agent = Arc::new(NodeAgentService {
+        data_dir: ctx.data_dir.clone(),
+    });
+    let raft_rpc = Arc::new(RaftService {
+        slot: ctx.raft.subscribe(),
+    });
+    // Every service in both formats: shoal.v1 for nodes of 254a909.
     let server = tonic::transport::Server::builder()
-        .add_service(CaServer::new(CaService {
-            store: store.clone(),
-            proposer: proposer.clone(),
-        }))
-        .add_service(DispatcherServer::new(DispatcherService {
-            store: store.clone(),
-            dispatcher: dispatcher_rx,
-        }))
-        .add_service(NodeAgentServer::new(NodeAgentService {
-            data_dir: ctx.data_dir.clone(),
-        }))
-        .add_service(RaftServer::new(RaftService {
-            slot: ctx.raft.subscribe(),
-        }))
+        .add_service(v2::ca_server::CaServer::from_arc(ca.clone()))
+        .add_service(v1::ca_server::CaServer::new(V1(ca)))
+        .add_service(v2::dispatcher_server::DispatcherServer::from_arc(
+            dispatch.clone(),
+        ))
+        .add_service(v1::dispatcher_server::DispatcherServer::new(V1(dispatch)))
+        .add_service(v2::node_agent_server::NodeAgentServer::from_arc(
+            node_agent.clone(),
+        ))
+        .add_service(v1::node_agent_server::NodeAgentServer::new(V1(node_agent)))
+        .add_service(v2::raft_server::RaftServer::from_arc(raft_rpc.clone()))
+        .add_service(v1::raft_server::RaftServer::from_arc(raft_rpc))
         .serve_with_incoming_shutdown(
             crate::rpc::transport::incoming(listener, server_tls),
             async move { server_shutdown.wait().await },

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
 use crate::pki::{sans_for, NodeTls};
+use crate::rpc::compat::CaClient;
 use crate::rpc::messages::RenewRequest;
-use crate::rpc::pb::ca_client::CaClient;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::tls::RootCa;

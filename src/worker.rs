@@ -12,8 +12,9 @@ use crate::agent::session::Session;
 use crate::agent::Agent;
 use crate::api::{Ctx, Identity};
 use crate::pki::NodeTls;
+use crate::rpc::compat::V1;
 use crate::rpc::node_agent::NodeAgentService;
-use crate::rpc::pb::node_agent_server::NodeAgentServer;
+use crate::rpc::pb::{v1, v2};
 use crate::shutdown::Shutdown;
 
 pub fn managers_path(data_dir: &Path) -> PathBuf {
@@ -54,10 +55,15 @@ pub async fn run(ctx: Arc<Ctx>, _identity: Identity, shutdown: Shutdown) -> anyh
         .await
         .with_context(|| format!("cannot listen on {}", ctx.listen))?;
     let mut server_shutdown = shutdown.clone();
+    let node_agent = Arc::new(NodeAgentService {
+        data_dir: ctx.data_dir.clone(),
+    });
+    // Both formats: shoal.v1 for managers of 254a909.
     let server = tonic::transport::Server::builder()
-        .add_service(NodeAgentServer::new(NodeAgentService {
-            data_dir: ctx.data_dir.clone(),
-        }))
+        .add_service(v2::node_agent_server::NodeAgentServer::from_arc(
+            node_agent.clone(),
+        ))
+        .add_service(v1::node_agent_server::NodeAgentServer::new(V1(node_agent)))
         .serve_with_incoming_shutdown(
             crate::rpc::transport::incoming(listener, server_tls),
             async move { server_shutdown.wait().await },

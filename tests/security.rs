@@ -30,9 +30,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 use shoal::rpc::messages::*;
-use shoal::rpc::pb::ca_client::CaClient;
-use shoal::rpc::pb::dispatcher_client::DispatcherClient;
-use shoal::rpc::pb::node_agent_client::NodeAgentClient;
+use shoal::rpc::pb::v2::ca_client::CaClient;
+use shoal::rpc::pb::v2::dispatcher_client::DispatcherClient;
 use shoal::rpc::transport::connect;
 use shoal::tls::{
     bootstrap_client_config, client_config, CertInfo, JoinToken, NodeKey, PeerIdentity,
@@ -308,52 +307,81 @@ fn probe(addr: &str, tls: Arc<ClientConfig>, server_name: &str, rpc: Rpc) -> Res
     })
 }
 
+/// `rpc` on both formats' services (shoal.v2, and shoal.v1 for nodes one
+/// release behind), which must accept or refuse it alike; the shoal.v2
+/// outcome.
 async fn call(
     addr: &str,
     tls: Arc<ClientConfig>,
     server_name: &str,
     rpc: Rpc,
 ) -> Result<(), Refusal> {
-    let channel = connect(addr, tls, server_name)
-        .await
-        .map_err(|e| Refusal::Transport(chain(&e)))?;
-    let result = match rpc {
-        Rpc::Root => CaClient::new(channel).root(Empty {}).await.map(drop),
-        Rpc::Renew => {
-            let csr = NodeKey::generate()
-                .and_then(|k| k.csr_pem("probe"))
-                .expect("a CSR");
-            CaClient::new(channel)
-                .renew(RenewRequest { csr_pem: csr })
-                .await
-                .map(drop)
-        }
-        Rpc::Heartbeat => DispatcherClient::new(channel)
-            .heartbeat(Empty {})
-            .await
-            .map(drop),
-        Rpc::Session => match DispatcherClient::new(channel)
-            .session(session_request())
-            .await
-        {
-            Ok(resp) => resp.into_inner().message().await.map(drop),
-            Err(s) => Err(s),
-        },
-        Rpc::UpdateStatus => DispatcherClient::new(channel)
-            .update_status(StatusBatch { updates: vec![] })
-            .await
-            .map(drop),
-        Rpc::Logs => NodeAgentClient::new(channel)
-            .logs(LogsRequest {
-                task_ids: vec!["nosuchtask".into()],
-                tail: Some(1),
-                follow: false,
-            })
-            .await
-            .map(drop),
-    };
-    result.map_err(Refusal::from_status)
+    let v2 = call_v2(addr, tls.clone(), server_name, rpc).await;
+    let v1 = call_v1(addr, tls, server_name, rpc).await;
+    assert_eq!(
+        v1.is_ok(),
+        v2.is_ok(),
+        "{rpc:?} on {addr}: shoal.v1 answered {v1:?}, shoal.v2 {v2:?}"
+    );
+    v2
 }
+
+macro_rules! call_in {
+    ($name:ident, $pb:ident) => {
+        async fn $name(
+            addr: &str,
+            tls: Arc<ClientConfig>,
+            server_name: &str,
+            rpc: Rpc,
+        ) -> Result<(), Refusal> {
+            use shoal::rpc::pb::$pb::{
+                ca_client::CaClient, dispatcher_client::DispatcherClient,
+                node_agent_client::NodeAgentClient,
+            };
+            let channel = connect(addr, tls, server_name)
+                .await
+                .map_err(|e| Refusal::Transport(chain(&e)))?;
+            let result = match rpc {
+                Rpc::Root => CaClient::new(channel).root(Empty {}).await.map(drop),
+                Rpc::Renew => {
+                    let csr = NodeKey::generate()
+                        .and_then(|k| k.csr_pem("probe"))
+                        .expect("a CSR");
+                    CaClient::new(channel)
+                        .renew(RenewRequest { csr_pem: csr })
+                        .await
+                        .map(drop)
+                }
+                Rpc::Heartbeat => DispatcherClient::new(channel)
+                    .heartbeat(Empty {})
+                    .await
+                    .map(drop),
+                Rpc::Session => match DispatcherClient::new(channel)
+                    .session(session_request())
+                    .await
+                {
+                    Ok(resp) => resp.into_inner().message().await.map(drop),
+                    Err(s) => Err(s),
+                },
+                Rpc::UpdateStatus => DispatcherClient::new(channel)
+                    .update_status(StatusBatch { updates: vec![] })
+                    .await
+                    .map(drop),
+                Rpc::Logs => NodeAgentClient::new(channel)
+                    .logs(LogsRequest {
+                        task_ids: vec!["nosuchtask".into()],
+                        tail: Some(1),
+                        follow: false,
+                    })
+                    .await
+                    .map(drop),
+            };
+            result.map_err(Refusal::from_status)
+        }
+    };
+}
+call_in!(call_v2, v2);
+call_in!(call_v1, v1);
 
 /// Dispatcher.update_status with `updates`, on a new connection.
 fn report(

@@ -13,21 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use common::harness::*;
-
-const OLD_RELEASE: &str = "254a909";
-
-fn old_binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/old-release")
-        .join(format!("shoal-{OLD_RELEASE}"));
-    assert!(
-        path.is_file(),
-        "this test needs the {OLD_RELEASE} shoal at {}: run `bash tests/old-release.sh` \
-         (`bash tests/run` does)",
-        path.display()
-    );
-    path
-}
+use common::old_release::*;
 
 /// Container id → pid of the running tasks, as containerd reports them.
 fn running_pids(d: &Daemon) -> BTreeMap<String, u32> {
@@ -40,21 +26,9 @@ fn running_pids(d: &Daemon) -> BTreeMap<String, u32> {
 
 #[test]
 fn a_data_dir_of_the_last_format_1_release_upgrades_in_place() {
-    require_root_and_containerd();
-    let old = old_binary();
-    let version = run(std::process::Command::new(&old).arg("--version"));
-    assert!(
-        stdout(&version).contains(OLD_RELEASE),
-        "{} is not the {OLD_RELEASE} build: {}",
-        old.display(),
-        stdout(&version)
-    );
-
     // The old release makes a cluster with a service running, and a Raft
     // snapshot on disk.
-    let mut d = Daemon::new(CONTAINERD_SOCKET);
-    d.binary = old;
-    d.start_again();
+    let mut d = old_daemon();
     d.cli_ok(&["init"]);
     d.cli_ok(&["cluster", "update", "--snapshot-interval", "10"]);
     d.load_image("busybox");

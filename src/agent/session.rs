@@ -13,8 +13,8 @@ use tracing::{info, warn};
 
 use super::local::LocalState;
 use crate::dispatcher::{Assignments, StatusReport};
+use crate::rpc::compat::DispatcherClient;
 use crate::rpc::messages::*;
-use crate::rpc::pb::dispatcher_client::DispatcherClient;
 use crate::rpc::transport::connect;
 use crate::shutdown::Shutdown;
 use crate::tls::MANAGER_SERVER_NAME;

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, Ctx, Identity};
 use crate::pki::NodeTls;
+use crate::rpc::compat::CaClient;
 use crate::rpc::messages::JoinRequest as RpcJoin;
-use crate::rpc::pb::ca_client::CaClient;
 use crate::rpc::transport::connect;
 use crate::tls::{JoinToken, NodeKey, MANAGER_SERVER_NAME};
 use crate::types::NodeRole;

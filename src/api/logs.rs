@@ -177,7 +177,7 @@ async fn remote(
     .await
     .map_err(|_| "timed out".to_string())?
     .map_err(|e| e.to_string())?;
-    let mut client = crate::rpc::pb::node_agent_client::NodeAgentClient::new(channel);
+    let mut client = crate::rpc::compat::NodeAgentClient::new(channel);
     let req = crate::rpc::messages::LogsRequest {
         task_ids: vec![task_id.to_string()],
         tail,

@@ -34,6 +34,12 @@ pub trait Versioned: DeserializeOwned {
 #[error("{0}")]
 pub struct FormatError(String);
 
+impl From<String> for FormatError {
+    fn from(e: String) -> Self {
+        FormatError(e)
+    }
+}
+
 /// The format byte and the value, as MessagePack with named fields.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = vec![CURRENT];

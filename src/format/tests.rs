@@ -108,9 +108,7 @@ fn a_format_1_snapshot_imports_into_a_store() {
     let file: crate::raft::StoredSnapshot = decode(&v1("raft-snapshot-file.bin")).unwrap();
     assert_eq!(file.meta.snapshot_id, "3-77-12");
     for data in [file.data, v1("store-export.bin")] {
-        store
-            .import(&crate::store::upgrade_v1_export(&data).unwrap())
-            .unwrap();
+        store.import(&data).unwrap();
         let view = store.read().unwrap();
         assert_eq!(view.services().unwrap()[0].spec.name, "web");
         assert_eq!(view.tasks().unwrap()[0].status.exit_code, Some(3));

@@ -12,12 +12,11 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use serde::{de::DeserializeOwned, Serialize};
-use tonic::transport::Channel;
+use serde::Serialize;
 
 use super::{wire, Member, NodeId, TypeConfig};
-use crate::rpc::messages::RaftBytes;
-use crate::rpc::pb::raft_client::RaftClient;
+use crate::format::Versioned;
+use crate::rpc::compat::{RaftClient, RaftMethod};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -43,7 +42,7 @@ pub async fn client(
     tls: &Arc<rustls::ClientConfig>,
     store: &Store,
     member: &Member,
-) -> Result<RaftClient<Channel>, tonic::transport::Error> {
+) -> Result<RaftClient, tonic::transport::Error> {
     let addr = current_addr(store, member);
     let channel = crate::rpc::transport::connect(&addr, tls.clone(), &member.node_id).await?;
     Ok(RaftClient::new(channel))
@@ -66,7 +65,7 @@ pub struct Peer {
     target: NodeId,
     member: Member,
     net: Network,
-    client: Option<RaftClient<Channel>>,
+    client: Option<RaftClient>,
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
@@ -76,22 +75,20 @@ type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, Member, RaftErro
 struct Failed(String);
 
 impl Peer {
-    /// Send one message; `call` picks the method. The remote's answer is a
+    /// Send one message by `method`. The remote's answer is a
     /// `Result<Resp, RaftError<E>>`.
-    async fn send<Req, Resp, E, F, Fut>(
+    async fn send<Req, Resp, E>(
         &mut self,
         req: &Req,
         option: &RPCOption,
-        call: F,
+        method: RaftMethod,
     ) -> Result<Resp, RpcErr<E>>
     where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
-        F: FnOnce(RaftClient<Channel>, RaftBytes) -> Fut,
-        Fut: std::future::Future<Output = Result<tonic::Response<RaftBytes>, tonic::Status>>,
+        Req: Serialize + Versioned,
+        Result<Resp, RaftError<NodeId, E>>: Versioned,
+        E: std::error::Error,
     {
-        let client = match self.client.clone() {
+        let mut client = match self.client.clone() {
             Some(c) => c,
             None => {
                 let c = client(&self.net.tls, &self.net.store, &self.member)
@@ -101,9 +98,13 @@ impl Peer {
                 c
             }
         };
-        let sent = tokio::time::timeout(option.hard_ttl(), call(client, wire::encode(req))).await;
-        let reply = match sent {
-            Ok(Ok(r)) => r.into_inner(),
+        let sent = tokio::time::timeout(
+            option.hard_ttl(),
+            wire::call::<Req, Result<Resp, RaftError<NodeId, E>>>(&mut client, method, req),
+        )
+        .await;
+        let result = match sent {
+            Ok(Ok(r)) => r,
             Ok(Err(status)) => {
                 // Drop the channel: the next call dials again, maybe at a
                 // new address.
@@ -119,8 +120,6 @@ impl Peer {
                 ))));
             }
         };
-        let result: Result<Resp, RaftError<NodeId, E>> = wire::decode(&reply)
-            .map_err(|e| RPCError::Network(NetworkError::new(&Failed(e.message().into()))))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -131,8 +130,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        self.send(&rpc, &option, |mut c, b| async move { c.append(b).await })
-            .await
+        self.send(&rpc, &option, RaftMethod::Append).await
     }
 
     async fn install_snapshot(
@@ -140,8 +138,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.send(&rpc, &option, |mut c, b| async move { c.snapshot(b).await })
-            .await
+        self.send(&rpc, &option, RaftMethod::Snapshot).await
     }
 
     async fn vote(
@@ -149,7 +146,6 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr> {
-        self.send(&rpc, &option, |mut c, b| async move { c.vote(b).await })
-            .await
+        self.send(&rpc, &option, RaftMethod::Vote).await
     }
 }

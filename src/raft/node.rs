@@ -47,7 +47,7 @@ pub struct RaftNode {
     leader_client: std::sync::Mutex<Option<(String, LeaderClient)>>,
 }
 
-type LeaderClient = crate::rpc::pb::raft_client::RaftClient<tonic::transport::Channel>;
+type LeaderClient = crate::rpc::compat::RaftClient;
 
 /// Why a leader-side operation did not happen here.
 pub enum NotHere {

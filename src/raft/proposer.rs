@@ -13,6 +13,7 @@ use super::network::client;
 use super::node::{NotHere, RaftNode};
 use super::wire::{self, Forward, ForwardResult};
 use super::{Member, Request};
+use crate::rpc::compat::{RaftClient, RaftMethod};
 use crate::store::{Change, ProposeFuture, Proposer, StoreError};
 
 /// How long a write (or a read barrier) waits for a leader with a quorum.
@@ -106,14 +107,14 @@ impl RaftProposer {
 /// or no longer the leader).
 async fn ask_leader(node: &RaftNode, leader: &Member, op: &Forward) -> Option<ForwardResult> {
     let mut c = node.leader_client(leader).await.ok()?;
-    let reply = match c.forward(wire::encode(op)).await {
-        Ok(r) => r.into_inner(),
+    let result = match wire::call::<_, ForwardResult>(&mut c, RaftMethod::Forward, op).await {
+        Ok(r) => r,
         Err(_) => {
             node.drop_leader_client();
             return None;
         }
     };
-    match wire::decode::<ForwardResult>(&reply).ok()? {
+    match result {
         Err(StoreError::Unavailable(_)) => None,
         r => Some(r),
     }
@@ -196,16 +197,12 @@ impl Proposer for LeaderProposer {
 /// `me` to the membership. Used by a manager that joined and is in no
 /// membership yet, so it knows no leader.
 pub async fn ask_to_join(node: &RaftNode, addrs: &[String], me: &Member) -> Result<(), String> {
-    let op = wire::encode(&Forward::AddMe(me.clone()));
+    let op = Forward::AddMe(me.clone());
     crate::rpc::transport::ask_managers(addrs, &node.tls, |channel| {
         let op = op.clone();
         async move {
-            let reply = crate::rpc::pb::raft_client::RaftClient::new(channel)
-                .forward(op)
-                .await
-                .map_err(|s| s.message().to_string())?
-                .into_inner();
-            match wire::decode::<ForwardResult>(&reply) {
+            let mut client = RaftClient::new(channel);
+            match wire::call::<_, ForwardResult>(&mut client, RaftMethod::Forward, &op).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(s) => Err(s.message().to_string()),

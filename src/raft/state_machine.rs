@@ -68,15 +68,9 @@ impl StateMachine {
 
     fn read_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
         match std::fs::read(&self.snapshot_path) {
-            Ok(bytes) => {
-                let plain = self.store.codec().open(&bytes).map_err(sm_r)?;
-                let mut snap: StoredSnapshot = decode_plain(&plain).map_err(sm_r)?;
-                // A format-1 file holds a format-1 export.
-                if plain.first() == Some(&crate::format::POSTCARD_V1) {
-                    snap.data = crate::store::upgrade_v1_export(&snap.data).map_err(sm_r)?;
-                }
-                Ok(Some(snap))
-            }
+            // A format-1 file holds a format-1 export, which the store's
+            // import reads as it is.
+            Ok(bytes) => Ok(Some(self.store.codec().decode(&bytes).map_err(sm_r)?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(sm_r(e)),
         }

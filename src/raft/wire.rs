@@ -1,22 +1,48 @@
-//! How Raft's messages travel in `RaftBytes`: postcard of openraft's serde
-//! types, and of the forwarded operations below.
+//! How Raft's messages travel in `RaftBytes`: openraft's serde types and the
+//! forwarded operations below, in the format of the service they travel
+//! on (`Proto`): MessagePack on `shoal.v2`, postcard of the 254a909 types
+//! on `shoal.v1`.
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
 use tonic::Status;
 
-use super::{Member, Request};
+use super::{Member, NodeId, Request, TypeConfig};
+use crate::format::{v1, Versioned};
+use crate::rpc::codec::Proto;
+use crate::rpc::compat::{RaftClient, RaftMethod};
 use crate::rpc::messages::RaftBytes;
 use crate::store::StoreError;
 
-pub fn encode<T: Serialize>(value: &T) -> RaftBytes {
-    RaftBytes {
-        data: postcard::to_allocvec(value).expect("postcard encoding into a Vec"),
-    }
+pub fn encode<T: Serialize + Versioned>(proto: Proto, value: &T) -> Result<RaftBytes, Status> {
+    Ok(RaftBytes {
+        data: proto.encode(value)?,
+    })
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &RaftBytes) -> Result<T, Status> {
-    postcard::from_bytes(&bytes.data)
+pub fn decode<T: Versioned>(proto: Proto, bytes: &RaftBytes) -> Result<T, Status> {
+    proto
+        .decode(&bytes.data)
         .map_err(|e| Status::invalid_argument(format!("cannot decode a Raft message: {e}")))
+}
+
+/// Sends `req` to another manager's Raft service by `method`, in the
+/// format that manager speaks, and decodes its answer.
+pub async fn call<Req, Resp>(
+    client: &mut RaftClient,
+    method: RaftMethod,
+    req: &Req,
+) -> Result<Resp, Status>
+where
+    Req: Serialize + Versioned,
+    Resp: Versioned,
+{
+    let (reply, proto) = client.call(method, |p| encode(p, req)).await?;
+    decode(proto, &reply)
 }
 
 /// What a manager asks of the leader on behalf of its API or of itself.
@@ -34,3 +60,31 @@ pub enum Forward {
 /// The leader's answer: (the store's commit index, the Raft log index the
 /// caller waits to have applied), as `RaftNode::perform` gives it.
 pub type ForwardResult = Result<(u64, u64), StoreError>;
+
+// What each message was in format 1. openraft's own types did not change;
+// those that carry our payload are read with the frozen payload.
+impl Versioned for Forward {
+    type V1 = v1::Forward;
+}
+impl Versioned for ForwardResult {
+    type V1 = Result<(u64, u64), v1::StoreError>;
+}
+impl Versioned for AppendEntriesRequest<TypeConfig> {
+    type V1 = AppendEntriesRequest<v1::TypeConfig>;
+}
+impl Versioned for InstallSnapshotRequest<TypeConfig> {
+    type V1 = InstallSnapshotRequest<v1::TypeConfig>;
+}
+macro_rules! unchanged {
+    ($($t:ty),* $(,)?) => {$(
+        impl Versioned for $t {
+            type V1 = $t;
+        }
+    )*};
+}
+unchanged!(
+    VoteRequest<NodeId>,
+    Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>,
+    Result<VoteResponse<NodeId>, RaftError<NodeId>>,
+    Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+);

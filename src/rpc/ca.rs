@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::messages::*;
-use super::pb::ca_server::Ca;
+use super::pb::v2::ca_server::Ca;
 use super::transport::peer;
 use crate::pki::sans_for;
 use crate::store::{Change, Object, Proposer, Store};

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::ca::manager_addrs;
 use super::messages::*;
-use super::pb::dispatcher_server::Dispatcher as DispatcherRpc;
+use super::pb::v2::dispatcher_server::Dispatcher as DispatcherRpc;
 use super::transport::peer;
 use crate::dispatcher::{DispatchError, Dispatcher};
 use crate::store::{Change, Object, Store};

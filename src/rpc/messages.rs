@@ -1,5 +1,5 @@
 //! The messages of shoal's node-to-node services (see build.rs), as plain
-//! serde types carried by postcard. A caller's identity is never a field
+//! serde types (see `codec` for their formats). A caller's identity is never a field
 //! here: it comes from the caller's certificate.
 
 use serde::{Deserialize, Serialize};
@@ -103,4 +103,32 @@ pub struct LogItem {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RaftBytes {
     pub data: Vec<u8>,
+}
+
+// What each message was in format 1, for the `shoal.v1` services.
+macro_rules! versioned {
+    ($($t:ident),* $(,)?) => {$(
+        impl crate::format::Versioned for $t {
+            type V1 = crate::format::v1::$t;
+        }
+    )*};
+}
+versioned!(
+    Empty,
+    RootInfo,
+    JoinRequest,
+    JoinResponse,
+    RenewRequest,
+    RenewResponse,
+    SessionRequest,
+    SessionMessage,
+    HeartbeatResponse,
+    StatusBatch,
+    LogsRequest,
+    LogItem,
+);
+
+/// The bytes are the Raft layer's to encode (`crate::raft::wire`).
+impl crate::format::Versioned for RaftBytes {
+    type V1 = RaftBytes;
 }

@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::messages::*;
-use super::pb::node_agent_server::NodeAgent;
+use super::pb::v2::node_agent_server::NodeAgent;
 use super::transport::peer;
 use crate::tls::Role;
 

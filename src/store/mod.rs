@@ -16,7 +16,6 @@ pub use apply::{Change, Kind, Object};
 pub use codec::Codec;
 pub use proposer::{ProposeFuture, Proposer};
 pub use read::ReadView;
-pub use snapshot::upgrade_v1_export;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -23,15 +23,21 @@ impl crate::format::Versioned for Dump {
     type V1 = crate::format::v1::Dump;
 }
 
-/// An export written by 254a909 or earlier (bare postcard, no format byte;
-/// only ever found inside a format-1 snapshot file), as an export of today.
-/// Its values keep their own format bytes, which the store reads as they are.
-pub fn upgrade_v1_export(data: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let old: crate::format::v1::Dump = postcard::from_bytes(data)
-        .map_err(|e| StoreError::Decode(format!("a format-1 snapshot: {e}")))?;
-    let dump: Dump =
-        crate::format::transcode(&old).map_err(|e| StoreError::Decode(e.to_string()))?;
-    Ok(crate::format::encode(&dump))
+/// An export of this release, or one written by 254a909 (bare postcard,
+/// with no format byte: in a format-1 snapshot file, or sent by a leader of
+/// that release). A format-1 export that happens to start with the byte 2
+/// does not decode as format 2 (a MessagePack map must follow), so trying
+/// format 2 first is safe. Its values keep their own format bytes, which
+/// the store reads as they are.
+fn decode_export(data: &[u8]) -> Result<Dump, StoreError> {
+    match crate::format::decode(data) {
+        Ok(dump) => Ok(dump),
+        Err(current) => {
+            let old: crate::format::v1::Dump = postcard::from_bytes(data)
+                .map_err(|_| StoreError::Decode(format!("a snapshot: {current}")))?;
+            crate::format::transcode(&old).map_err(|e| StoreError::Decode(e.to_string()))
+        }
+    }
 }
 
 /// A table's entries with the values opened: a snapshot travels to other
@@ -90,8 +96,7 @@ fn kind_of(table: &str) -> Kind {
 }
 
 pub(super) fn import(db: &Database, c: &Codec, data: &[u8]) -> Result<Commit, StoreError> {
-    let dump: Dump =
-        crate::format::decode(data).map_err(|e| StoreError::Decode(format!("a snapshot: {e}")))?;
+    let dump = decode_export(data)?;
     let tx = db.begin_write()?;
     let mut changed = Vec::new();
     for table in DATA_TABLES {

@@ -6,6 +6,8 @@
 //! - `image`: builds the tiny busybox image tarball the tests load.
 //! - `managers`: several managers sharing the replicated store: joining,
 //!   who leads, what each lists.
+//! - `old_release`: the shoal of an earlier release, for the upgrade and
+//!   mixed-version tests.
 //!
 //! Each test binary uses only part of this, hence the `dead_code` allowance.
 #![allow(dead_code)]
@@ -13,3 +15,4 @@
 pub mod harness;
 pub mod image;
 pub mod managers;
+pub mod old_release;
