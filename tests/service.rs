@@ -199,6 +199,15 @@ fn update_replaces_tasks_one_slot_at_a_time() {
         inspect.to_string().contains("A=1"),
         "service inspect must show the new env: {inspect}"
     );
+    // The same words as `service ls`, and the spec before the update.
+    assert_eq!(inspect["spec"]["mode"], "replicated", "{inspect}");
+    assert_eq!(inspect["spec"]["replicas"], 3, "{inspect}");
+    assert_eq!(inspect["spec"]["restart_condition"], "any", "{inspect}");
+    assert_eq!(inspect["spec_version"], 2, "{inspect}");
+    assert!(
+        !inspect["previous_spec"].to_string().contains("A=1"),
+        "{inspect}"
+    );
     // And the containers themselves see it.
     assert!(
         wait_until(WAIT, || {

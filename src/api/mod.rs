@@ -13,6 +13,7 @@ mod lock;
 mod logs;
 mod roles;
 mod services;
+pub mod spec;
 pub mod types;
 mod validate;
 

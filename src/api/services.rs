@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::Json;
 
+use super::spec::{ServiceBody, ServiceSpecBody};
 use super::types::{Created, ScaleRequest, ServiceRow, ServiceUpdate, TaskRow};
 use super::{validate, ApiError, Ctx};
 use crate::store::{Change, Kind, Object, ReadView};
@@ -24,10 +25,10 @@ fn normalized(mut spec: ServiceSpec) -> Result<ServiceSpec, ApiError> {
 
 pub async fn create(
     State(ctx): State<Arc<Ctx>>,
-    Json(spec): Json<ServiceSpec>,
+    Json(body): Json<ServiceSpecBody>,
 ) -> Result<Json<Created>, ApiError> {
     ctx.identity()?;
-    let spec = normalized(spec)?;
+    let spec = normalized(body.into_spec()?)?;
     if ctx
         .store
         .read()?
@@ -77,8 +78,8 @@ pub async fn list(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<ServiceRow>>, 
 pub async fn inspect(
     State(ctx): State<Arc<Ctx>>,
     Path(name): Path<String>,
-) -> Result<Json<Service>, ApiError> {
-    Ok(Json(find(&ctx.read_current().await?, &name)?))
+) -> Result<Json<ServiceBody>, ApiError> {
+    Ok(Json((&find(&ctx.read_current().await?, &name)?).into()))
 }
 
 pub async fn tasks(
@@ -107,7 +108,7 @@ pub async fn update(
     State(ctx): State<Arc<Ctx>>,
     Path(name): Path<String>,
     Json(req): Json<ServiceUpdate>,
-) -> Result<Json<Service>, ApiError> {
+) -> Result<Json<ServiceBody>, ApiError> {
     ctx.identity()?;
     let mut service = find(&ctx.store.read()?, &name)?;
     let old = service.spec.clone();
@@ -129,7 +130,7 @@ pub async fn update(
             ServiceMode::Replicated { replicas } => *replicas = n,
             ServiceMode::Global => {
                 return Err(ApiError::BadRequest(format!(
-                    "service {name} is global: --replicas applies to replicated services only"
+                    "service {name} is global: replicas apply to replicated services only"
                 )))
             }
         }
@@ -143,7 +144,7 @@ pub async fn update(
     ctx.proposer
         .propose(vec![Change::Update(Object::Service(service.clone()))])
         .await?;
-    Ok(Json(find(&ctx.store.read()?, &service.id)?))
+    Ok(Json((&find(&ctx.store.read()?, &service.id)?).into()))
 }
 
 pub async fn scale(

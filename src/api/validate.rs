@@ -22,7 +22,7 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
     }
     if let ServiceMode::Replicated { replicas } = spec.mode {
         if replicas > 10_000 {
-            return bad(format!("--replicas {replicas} is too many (at most 10000)"));
+            return bad(format!("{replicas} replicas are too many (at most 10000)"));
         }
     }
     let c = &spec.task.container;
@@ -39,7 +39,7 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
     }
     if let Some(sig) = &c.stop_signal {
         if crate::types::parse_signal(sig).is_none() {
-            return bad(format!("invalid --stop-signal {sig:?}"));
+            return bad(format!("invalid stop signal {sig:?}"));
         }
     }
     Ok(())

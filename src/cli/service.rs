@@ -8,8 +8,8 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::node::encode;
 use super::{parse, table, Client, Format};
+use crate::api::spec::{ServiceBody, ServiceSpecBody};
 use crate::api::types::{Created, LogEntry, ScaleRequest, ServiceRow, ServiceUpdate, TaskRow};
-use crate::types::*;
 
 #[derive(Subcommand)]
 pub enum ServiceCmd {
@@ -122,44 +122,35 @@ pub struct UpdateArgs {
     replicas: Option<u64>,
 }
 
-fn spec(a: CreateArgs) -> anyhow::Result<ServiceSpec> {
-    let mode = match (a.mode, a.replicas) {
-        (Mode::Replicated, n) => ServiceMode::Replicated {
-            replicas: n.unwrap_or(1),
-        },
-        (Mode::Global, None) => ServiceMode::Global,
+fn spec(a: CreateArgs) -> anyhow::Result<ServiceSpecBody> {
+    let (mode, replicas) = match (a.mode, a.replicas) {
+        (Mode::Replicated, n) => ("replicated", Some(n.unwrap_or(1))),
+        (Mode::Global, None) => ("global", None),
         (Mode::Global, Some(_)) => {
             anyhow::bail!("--replicas can only be used with --mode replicated")
         }
     };
-    Ok(ServiceSpec {
+    Ok(ServiceSpecBody {
         name: a.name,
         labels: a.label.into_iter().collect::<BTreeMap<_, _>>(),
-        mode,
-        task: TaskSpec {
-            container: ContainerSpec {
-                image: a.image,
-                args: a.command,
-                env: a.env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
-                workdir: a.workdir,
-                user: a.user,
-                labels: BTreeMap::new(),
-                stop_signal: a.stop_signal,
-                stop_grace_period_ms: a.stop_grace_period.as_millis() as u64,
-            },
-            restart: RestartPolicy {
-                condition: match a.restart_condition {
-                    Condition::Any => RestartCondition::Any,
-                    Condition::OnFailure => RestartCondition::OnFailure,
-                    Condition::None => RestartCondition::None,
-                },
-                delay_ms: a.restart_delay.as_millis() as u64,
-                max_attempts: a.restart_max_attempts,
-            },
-            placement: Placement {
-                constraints: a.constraint,
-            },
-        },
+        mode: mode.into(),
+        replicas,
+        image: a.image,
+        args: a.command,
+        env: a.env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        workdir: a.workdir,
+        user: a.user,
+        stop_signal: a.stop_signal,
+        stop_grace_period_ms: a.stop_grace_period.as_millis() as u64,
+        restart_condition: match a.restart_condition {
+            Condition::Any => "any",
+            Condition::OnFailure => "on-failure",
+            Condition::None => "none",
+        }
+        .into(),
+        restart_delay_ms: a.restart_delay.as_millis() as u64,
+        restart_max_attempts: a.restart_max_attempts,
+        constraints: a.constraint,
     })
 }
 
@@ -198,7 +189,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             print_tasks(&rows);
         }
         ServiceCmd::Inspect { service, .. } => {
-            let s: Service = client
+            let s: ServiceBody = client
                 .get(&format!("/v1/services/{}", encode(&service)))
                 .await?;
             table::json(&s)?;
@@ -206,7 +197,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
         ServiceCmd::Scale { scales } => {
             // Every name is checked before anything is changed.
             for (name, _) in &scales {
-                let _: Service = client
+                let _: ServiceBody = client
                     .get(&format!("/v1/services/{}", encode(name)))
                     .await?;
             }
@@ -231,14 +222,14 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 env_rm: a.env_rm,
                 replicas: a.replicas,
             };
-            let s: Service = client
+            let s: ServiceBody = client
                 .post(&format!("/v1/services/{}/update", encode(&a.service)), &req)
                 .await?;
             println!("{}", s.spec.name);
         }
         ServiceCmd::Rm { services } => {
             for name in &services {
-                let _: Service = client
+                let _: ServiceBody = client
                     .get(&format!("/v1/services/{}", encode(name)))
                     .await?;
             }

@@ -1,0 +1,247 @@
+//! The control API's own shape of a service: what `POST /v1/services` takes
+//! and what `service inspect` and `service update` answer. It is apart from
+//! the stored `ServiceSpec`, so the JSON contract does not move when the
+//! stored types do (a stored field appears here only when it is added
+//! here), and it speaks as `service ls` does: lowercase words, durations
+//! in milliseconds, omitted fields taking the CLI's defaults.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ApiError;
+use crate::types::*;
+
+/// A service spec, flat: one key per `service create` flag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpecBody {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `replicated` (the default) or `global`.
+    #[serde(default = "replicated")]
+    pub mode: String,
+    /// Replicated services only: how many tasks (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u64>,
+    /// An image reference; normalized as docker does.
+    pub image: String,
+    /// Command and arguments. Empty: the image's entrypoint and cmd.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// `KEY=VALUE` pairs, in order.
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// A user name or `uid[:gid]`.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    #[serde(default = "default_stop_grace_ms")]
+    pub stop_grace_period_ms: u64,
+    /// `any` (the default), `on-failure` or `none`.
+    #[serde(default = "any")]
+    pub restart_condition: String,
+    #[serde(default = "default_restart_delay_ms")]
+    pub restart_delay_ms: u64,
+    /// Absent: unlimited.
+    #[serde(default)]
+    pub restart_max_attempts: Option<u64>,
+    /// Placement constraints such as `node.labels.zone==a`.
+    #[serde(default)]
+    pub constraints: Vec<String>,
+}
+
+fn replicated() -> String {
+    "replicated".into()
+}
+fn any() -> String {
+    "any".into()
+}
+fn default_stop_grace_ms() -> u64 {
+    10_000
+}
+fn default_restart_delay_ms() -> u64 {
+    RestartPolicy::default().delay_ms
+}
+
+/// A stored service, as `service inspect` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceBody {
+    pub id: String,
+    /// The store's version of the last write.
+    pub version: u64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub spec: ServiceSpecBody,
+    /// Bumped when the task spec changes (scaling alone does not).
+    pub spec_version: u64,
+    /// The spec before the last update, for rollback.
+    pub previous_spec: Option<ServiceSpecBody>,
+}
+
+impl ServiceSpecBody {
+    /// The stored spec, or why this one is not one. Further checks
+    /// (names, env, constraints) are `validate::service_spec`'s.
+    pub fn into_spec(self) -> Result<ServiceSpec, ApiError> {
+        let bad = |m: String| Err(ApiError::BadRequest(m));
+        let mode = match (self.mode.as_str(), self.replicas) {
+            ("replicated", n) => ServiceMode::Replicated {
+                replicas: n.unwrap_or(1),
+            },
+            ("global", None) => ServiceMode::Global,
+            ("global", Some(_)) => {
+                return bad("replicas can only be set for a replicated service".into())
+            }
+            (other, _) => {
+                return bad(format!(
+                    "invalid mode {other:?}: expected \"replicated\" or \"global\""
+                ))
+            }
+        };
+        let condition = match self.restart_condition.as_str() {
+            "any" => RestartCondition::Any,
+            "on-failure" => RestartCondition::OnFailure,
+            "none" => RestartCondition::None,
+            other => return bad(format!(
+                "invalid restart condition {other:?}: expected \"any\", \"on-failure\" or \"none\""
+            )),
+        };
+        Ok(ServiceSpec {
+            name: self.name,
+            labels: self.labels,
+            mode,
+            task: TaskSpec {
+                container: ContainerSpec {
+                    image: self.image,
+                    args: self.args,
+                    env: self.env,
+                    workdir: self.workdir,
+                    user: self.user,
+                    labels: BTreeMap::new(),
+                    stop_signal: self.stop_signal,
+                    stop_grace_period_ms: self.stop_grace_period_ms,
+                },
+                restart: RestartPolicy {
+                    condition,
+                    delay_ms: self.restart_delay_ms,
+                    max_attempts: self.restart_max_attempts,
+                },
+                placement: Placement {
+                    constraints: self.constraints,
+                },
+            },
+        })
+    }
+}
+
+impl From<&ServiceSpec> for ServiceSpecBody {
+    fn from(s: &ServiceSpec) -> ServiceSpecBody {
+        let c = &s.task.container;
+        let r = &s.task.restart;
+        ServiceSpecBody {
+            name: s.name.clone(),
+            labels: s.labels.clone(),
+            mode: s.mode.name().to_string(),
+            replicas: match s.mode {
+                ServiceMode::Replicated { replicas } => Some(replicas),
+                ServiceMode::Global => None,
+            },
+            image: c.image.clone(),
+            args: c.args.clone(),
+            env: c.env.clone(),
+            workdir: c.workdir.clone(),
+            user: c.user.clone(),
+            stop_signal: c.stop_signal.clone(),
+            stop_grace_period_ms: c.stop_grace_period_ms,
+            restart_condition: r.condition.as_str().to_string(),
+            restart_delay_ms: r.delay_ms,
+            restart_max_attempts: r.max_attempts,
+            constraints: s.task.placement.constraints.clone(),
+        }
+    }
+}
+
+impl From<&Service> for ServiceBody {
+    fn from(s: &Service) -> ServiceBody {
+        ServiceBody {
+            id: s.id.clone(),
+            version: s.meta.version,
+            created_ms: s.meta.created_ms,
+            updated_ms: s.meta.updated_ms,
+            spec: (&s.spec).into(),
+            spec_version: s.spec_version,
+            previous_spec: s.previous_spec.as_ref().map(Into::into),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal(json: &str) -> Result<ServiceSpec, ApiError> {
+        serde_json::from_str::<ServiceSpecBody>(json)
+            .unwrap()
+            .into_spec()
+    }
+
+    #[test]
+    fn omitted_fields_take_the_cli_defaults() {
+        let spec = minimal(r#"{"name":"web","image":"busybox"}"#).unwrap();
+        assert_eq!(spec.mode, ServiceMode::Replicated { replicas: 1 });
+        assert_eq!(spec.task.restart, RestartPolicy::default());
+        assert_eq!(spec.task.container.stop_grace_period_ms, 10_000);
+    }
+
+    #[test]
+    fn a_spec_shows_as_it_was_given() {
+        let body = ServiceSpecBody {
+            name: "edge".into(),
+            labels: BTreeMap::from([("team".into(), "a".into())]),
+            mode: "global".into(),
+            replicas: None,
+            image: "docker.io/library/busybox:latest".into(),
+            args: vec!["sleep".into(), "1".into()],
+            env: vec!["A=1".into()],
+            workdir: Some("/tmp".into()),
+            user: Some("app".into()),
+            stop_signal: Some("SIGINT".into()),
+            stop_grace_period_ms: 2_000,
+            restart_condition: "on-failure".into(),
+            restart_delay_ms: 1_000,
+            restart_max_attempts: Some(3),
+            constraints: vec!["node.role==manager".into()],
+        };
+        let spec = body.clone().into_spec().unwrap();
+        assert_eq!(ServiceSpecBody::from(&spec), body);
+        // The same words as `service ls`.
+        let json = serde_json::to_string(&body).unwrap();
+        assert!(json.contains(r#""mode":"global""#), "{json}");
+        assert!(
+            json.contains(r#""restart_condition":"on-failure""#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn bad_words_are_refused_without_naming_cli_flags() {
+        for (json, want) in [
+            (r#"{"name":"w","image":"b","mode":"both"}"#, "invalid mode"),
+            (
+                r#"{"name":"w","image":"b","mode":"global","replicas":2}"#,
+                "replicated service",
+            ),
+            (
+                r#"{"name":"w","image":"b","restart_condition":"sometimes"}"#,
+                "invalid restart condition",
+            ),
+        ] {
+            let err = minimal(json).unwrap_err().to_string();
+            assert!(err.contains(want), "{json}: {err}");
+            assert!(!err.contains("--"), "{json}: {err}");
+        }
+    }
+}
