@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 
 use crate::api::{self, Ctx, Identity};
 use crate::executor::containerd::{Containerd, ContainerdConfig};
-use crate::executor::Executor;
+use crate::executor::ImageStore;
 use crate::keyring::{Keyring, Locked, Opened};
 use crate::shutdown::{self, Shutdown};
 use crate::store::{Change, Object, Proposer, Store};
@@ -62,7 +62,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // Writes go through this manager's Raft, once its components run it.
     let (raft, slot) = tokio::sync::watch::channel(None);
     let proposer: Arc<dyn Proposer> = Arc::new(crate::raft::RaftProposer { slot });
-    let exec = Arc::new(
+    let containerd = Arc::new(
         Containerd::connect(ContainerdConfig {
             socket: cfg.containerd.clone(),
             namespace: cfg.namespace.clone(),
@@ -91,7 +91,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         store,
         keys,
         proposer,
-        exec,
+        exec: containerd.clone(),
+        images: containerd,
         data_dir: cfg.data_dir.clone(),
         advertise: cfg.advertise.clone(),
         listen: cfg.listen.clone(),
@@ -246,8 +247,8 @@ pub async fn refresh_periodically(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
 }
 
 /// What this machine is: hostname, platform, size and local images.
-pub async fn describe_node(exec: &Containerd) -> NodeDescription {
-    let images = match exec.images().await {
+pub async fn describe_node(images: &dyn ImageStore) -> NodeDescription {
+    let images = match images.images().await {
         Ok(i) => i,
         Err(e) => {
             warn!(error = %e, "cannot list images");
@@ -270,7 +271,7 @@ pub async fn describe_node(exec: &Containerd) -> NodeDescription {
 /// write counts.
 pub async fn refresh_node(ctx: &Ctx) {
     let Ok(identity) = ctx.identity() else { return };
-    let description = describe_node(&ctx.exec).await;
+    let description = describe_node(ctx.images.as_ref()).await;
     for _ in 0..5 {
         let node = match ctx.store.read().and_then(|v| v.node(&identity.node_id)) {
             Ok(Some(n)) => n,

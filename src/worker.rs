@@ -98,7 +98,7 @@ pub fn run_agent(
     let (report_tx, report_rx) = mpsc::channel(1024);
     let advertise = ctx.advertise_addr();
     let data_dir = ctx.data_dir.clone();
-    let exec = ctx.exec.clone();
+    let images = ctx.images.clone();
     let (role_ctx, role_tls) = (ctx.clone(), node_tls.clone());
     let changing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let session = Session {
@@ -121,8 +121,8 @@ pub fn run_agent(
             }
         }),
         describe: Box::new(move || {
-            let exec = exec.clone();
-            Box::pin(async move { crate::daemon::describe_node(&exec).await })
+            let images = images.clone();
+            Box::pin(async move { crate::daemon::describe_node(images.as_ref()).await })
         }),
     };
     let agent = Agent::new(ctx.exec.clone(), crate::daemon::hostname(), report_tx);

@@ -25,7 +25,7 @@ use containerd_client::services::v1::{DeleteImageRequest, DeleteTaskRequest, Get
 use containerd_client::Client;
 use namespace::{require_root_and_containerd, SOCKET};
 use shoal::executor::containerd::{Containerd, ContainerdConfig};
-use shoal::executor::{ContainerState, ExecError, Executor};
+use shoal::executor::{ContainerState, ExecError, Executor, ImageStore};
 use shoal::logs::{LogLine, Stream};
 use shoal::types::{ContainerSpec, Task};
 use tonic::{Code, Request};

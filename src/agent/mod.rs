@@ -20,8 +20,8 @@ use crate::executor::Executor;
 use crate::shutdown::Shutdown;
 use crate::types::Task;
 
-pub struct Agent<E: Executor> {
-    exec: Arc<E>,
+pub struct Agent {
+    exec: Arc<dyn Executor>,
     /// The node's hostname, for messages such as "image X not found on node Y".
     node_name: String,
     reports: mpsc::Sender<StatusReport>,
@@ -34,8 +34,12 @@ struct Worker {
     handle: JoinHandle<()>,
 }
 
-impl<E: Executor> Agent<E> {
-    pub fn new(exec: Arc<E>, node_name: String, reports: mpsc::Sender<StatusReport>) -> Self {
+impl Agent {
+    pub fn new(
+        exec: Arc<dyn Executor>,
+        node_name: String,
+        reports: mpsc::Sender<StatusReport>,
+    ) -> Self {
         Agent {
             exec,
             node_name,

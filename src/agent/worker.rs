@@ -65,8 +65,8 @@ impl Reporter {
     }
 }
 
-pub async fn drive<E: Executor>(
-    exec: Arc<E>,
+pub async fn drive(
+    exec: Arc<dyn Executor>,
     mut rx: watch::Receiver<Task>,
     tx: mpsc::Sender<StatusReport>,
     node_name: String,
@@ -97,8 +97,8 @@ fn wants_stop(rx: &watch::Receiver<Task>) -> bool {
 
 /// Bring the task up (or adopt it), then wait for it to exit or to be
 /// stopped. Returns once the task is terminal.
-async fn run<E: Executor>(
-    exec: &E,
+async fn run(
+    exec: &dyn Executor,
     rx: &mut watch::Receiver<Task>,
     rep: &mut Reporter,
     node_name: &str,

@@ -74,7 +74,7 @@ pub async fn init(
             availability: Availability::Active,
             labels: Default::default(),
         },
-        description: crate::daemon::describe_node(&ctx.exec).await,
+        description: crate::daemon::describe_node(ctx.images.as_ref()).await,
         status: NodeStatus {
             state: NodeState::Ready,
             message: String::new(),

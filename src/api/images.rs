@@ -12,7 +12,6 @@ use tokio::io::AsyncWriteExt;
 
 use super::types::ImageLoaded;
 use super::{ApiError, Ctx};
-use crate::executor::Executor;
 use crate::types::{normalize_image, ImageInfo};
 
 pub async fn load(State(ctx): State<Arc<Ctx>>, body: Body) -> Result<Json<ImageLoaded>, ApiError> {
@@ -35,7 +34,7 @@ pub async fn load(State(ctx): State<Arc<Ctx>>, body: Body) -> Result<Json<ImageL
         file.flush()
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok::<_, ApiError>(ctx.exec.load_image(&path).await?)
+        Ok::<_, ApiError>(ctx.images.load_image(&path).await?)
     }
     .await;
     let _ = tokio::fs::remove_file(&path).await;
@@ -45,7 +44,7 @@ pub async fn load(State(ctx): State<Arc<Ctx>>, body: Body) -> Result<Json<ImageL
 }
 
 pub async fn list(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<ImageInfo>>, ApiError> {
-    let mut images = ctx.exec.images().await?;
+    let mut images = ctx.images.images().await?;
     images.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(images))
 }
@@ -60,10 +59,10 @@ pub async fn remove(
     Query(q): Query<NameQuery>,
 ) -> Result<Json<ImageLoaded>, ApiError> {
     let name = normalize_image(&q.name).map_err(ApiError::BadRequest)?;
-    if !ctx.exec.images().await?.iter().any(|i| i.name == name) {
+    if !ctx.images.images().await?.iter().any(|i| i.name == name) {
         return Err(ApiError::NotFound(format!("image {name} not found")));
     }
-    ctx.exec.remove_image(&name).await?;
+    ctx.images.remove_image(&name).await?;
     crate::daemon::refresh_node(&ctx).await;
     Ok(Json(ImageLoaded { images: vec![name] }))
 }

@@ -77,7 +77,7 @@ pub async fn join(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let bootstrap = crate::tls::bootstrap_client_config(&digest)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let description = crate::daemon::describe_node(&ctx.exec).await;
+    let description = crate::daemon::describe_node(ctx.images.as_ref()).await;
 
     let mut errors = Vec::new();
     for addr in &candidates {

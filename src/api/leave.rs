@@ -12,7 +12,6 @@ use axum::extract::{Query, State};
 use axum::Json;
 
 use super::{ApiError, Ctx};
-use crate::executor::Executor;
 use crate::types::NodeRole;
 
 #[derive(serde::Deserialize)]

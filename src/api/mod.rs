@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::executor::containerd::Containerd;
+use crate::executor::{Executor, ImageStore};
 use crate::store::{Proposer, Store};
 
 /// Who this node is, once `init` (or later `join`) has run.
@@ -51,7 +51,10 @@ pub struct Ctx {
     /// when the cluster is autolocked).
     pub keys: Arc<crate::keyring::Keyring>,
     pub proposer: Arc<dyn Proposer>,
-    pub exec: Arc<Containerd>,
+    /// The node's containers (containerd, or a simulated runtime).
+    pub exec: Arc<dyn Executor>,
+    /// The node's images, behind the same runtime.
+    pub images: Arc<dyn ImageStore>,
     pub data_dir: PathBuf,
     /// `--advertise` as given on the daemon's command line.
     pub advertise: Option<String>,

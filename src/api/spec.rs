@@ -105,9 +105,11 @@ impl ServiceSpecBody {
             "any" => RestartCondition::Any,
             "on-failure" => RestartCondition::OnFailure,
             "none" => RestartCondition::None,
-            other => return bad(format!(
+            other => {
+                return bad(format!(
                 "invalid restart condition {other:?}: expected \"any\", \"on-failure\" or \"none\""
-            )),
+            ))
+            }
         };
         Ok(ServiceSpec {
             name: self.name,

@@ -1,11 +1,11 @@
-//! The executor: how a node turns a task into a container and back.
-//! The agent drives it one step at a time (prepare, start, wait, stop,
-//! remove); containerd is the one implementation (`containerd/`). The
-//! container id of a task is the task id.
+//! The executor: how a node turns a task into a container and back, and
+//! the image store beside it. The agent drives the executor one step at a
+//! time (prepare, start, wait, stop, remove); containerd implements both
+//! (`containerd/`). The container id of a task is the task id.
 
 pub mod containerd;
 
-use std::future::Future;
+use futures::future::BoxFuture;
 use std::path::Path;
 use std::time::Duration;
 
@@ -49,53 +49,56 @@ pub struct ExitStatus {
     pub oom_killed: bool,
 }
 
-/// Every call is idempotent: calling `prepare` for a container that exists,
-/// or `remove` for one that is gone, succeeds. This is what lets the agent
-/// re-run steps after a restart without duplicating anything.
+/// A node's container runtime: the task's life, one step at a time. Every
+/// call is idempotent: calling `prepare` for a container that exists, or
+/// `remove` for one that is gone, succeeds. This is what lets the agent
+/// re-run steps after a restart without duplicating anything. Futures are
+/// boxed so that the daemon can hold any executor (`Arc<dyn Executor>`):
+/// containerd, or the simulated one of the in-process tests.
 pub trait Executor: Send + Sync + 'static {
-    /// Check containerd is reachable.
-    fn ping(&self) -> impl Future<Output = Result<(), ExecError>> + Send;
+    /// Check the runtime is reachable.
+    fn ping(&self) -> BoxFuture<'_, Result<(), ExecError>>;
 
     /// Create the container (snapshot + container record + OCI spec) for the
     /// task. `ImageNotFound` when the image is not present locally.
-    fn prepare(&self, task: &Task) -> impl Future<Output = Result<(), ExecError>> + Send;
+    fn prepare<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), ExecError>>;
 
     /// Create and start the container's process, logging through the shoal
     /// log driver. A container that is already running is left alone.
-    fn start(&self, task: &Task) -> impl Future<Output = Result<(), ExecError>> + Send;
+    fn start<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), ExecError>>;
 
     /// Wait for the process to exit. Works for a process started by this
     /// daemon and for one adopted after a restart.
-    fn wait(&self, task_id: &str) -> impl Future<Output = Result<ExitStatus, ExecError>> + Send;
+    fn wait<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<ExitStatus, ExecError>>;
 
     /// Send `signal` (e.g. "SIGTERM"), then SIGKILL after `grace`. Returns
     /// once the process is gone. No-op when nothing runs.
-    fn stop(
-        &self,
-        task_id: &str,
-        signal: &str,
+    fn stop<'a>(
+        &'a self,
+        task_id: &'a str,
+        signal: &'a str,
         grace: Duration,
-    ) -> impl Future<Output = Result<(), ExecError>> + Send;
+    ) -> BoxFuture<'a, Result<(), ExecError>>;
 
     /// Remove the process, the container and its snapshot.
-    fn remove(&self, task_id: &str) -> impl Future<Output = Result<(), ExecError>> + Send;
+    fn remove<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<(), ExecError>>;
 
-    fn inspect(
-        &self,
-        task_id: &str,
-    ) -> impl Future<Output = Result<ContainerState, ExecError>> + Send;
+    fn inspect<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<ContainerState, ExecError>>;
 
     /// Ids of every container shoal made in its namespace.
-    fn list(&self) -> impl Future<Output = Result<Vec<String>, ExecError>> + Send;
+    fn list(&self) -> BoxFuture<'_, Result<Vec<String>, ExecError>>;
+}
 
-    fn images(&self) -> impl Future<Output = Result<Vec<ImageInfo>, ExecError>> + Send;
+/// A node's images, apart from its containers: what the scheduler is told
+/// the node has, and what `image load/ls/rm` act on. Registry pulls and
+/// sharing images over the LAN plug in here, beside tarball loads.
+pub trait ImageStore: Send + Sync + 'static {
+    /// The images present, with the platforms each can run on.
+    fn images(&self) -> BoxFuture<'_, Result<Vec<ImageInfo>, ExecError>>;
 
     /// Import an OCI-layout or `docker save` tarball. Returns the
     /// normalized names of the images it held.
-    fn load_image(
-        &self,
-        path: &Path,
-    ) -> impl Future<Output = Result<Vec<String>, ExecError>> + Send;
+    fn load_image<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<Vec<String>, ExecError>>;
 
-    fn remove_image(&self, name: &str) -> impl Future<Output = Result<(), ExecError>> + Send;
+    fn remove_image<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ExecError>>;
 }

@@ -30,7 +30,9 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-use super::{ContainerState, ExecError, Executor, ExitStatus};
+use futures::future::BoxFuture;
+
+use super::{ContainerState, ExecError, Executor, ExitStatus, ImageStore};
 use crate::types::{ImageInfo, Task};
 
 /// How long `connect` and `ping` wait for containerd. A stale socket (the
@@ -292,48 +294,55 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Executor for Containerd {
-    async fn ping(&self) -> Result<(), ExecError> {
-        self.ping_inner().await
+    fn ping(&self) -> BoxFuture<'_, Result<(), ExecError>> {
+        Box::pin(self.ping_inner())
     }
 
-    async fn prepare(&self, task: &Task) -> Result<(), ExecError> {
-        self.prepare_container(task).await
+    fn prepare<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), ExecError>> {
+        Box::pin(self.prepare_container(task))
     }
 
-    async fn start(&self, task: &Task) -> Result<(), ExecError> {
-        self.start_task(&task.id).await
+    fn start<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), ExecError>> {
+        Box::pin(self.start_task(&task.id))
     }
 
-    async fn wait(&self, task_id: &str) -> Result<ExitStatus, ExecError> {
-        self.wait_task(task_id).await
+    fn wait<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<ExitStatus, ExecError>> {
+        Box::pin(self.wait_task(task_id))
     }
 
-    async fn stop(&self, task_id: &str, signal: &str, grace: Duration) -> Result<(), ExecError> {
-        self.stop_task(task_id, signal, grace).await
+    fn stop<'a>(
+        &'a self,
+        task_id: &'a str,
+        signal: &'a str,
+        grace: Duration,
+    ) -> BoxFuture<'a, Result<(), ExecError>> {
+        Box::pin(self.stop_task(task_id, signal, grace))
     }
 
-    async fn remove(&self, task_id: &str) -> Result<(), ExecError> {
-        self.remove_container(task_id).await
+    fn remove<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<(), ExecError>> {
+        Box::pin(self.remove_container(task_id))
     }
 
-    async fn inspect(&self, task_id: &str) -> Result<ContainerState, ExecError> {
-        self.inspect_container(task_id).await
+    fn inspect<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<ContainerState, ExecError>> {
+        Box::pin(self.inspect_container(task_id))
     }
 
-    async fn list(&self) -> Result<Vec<String>, ExecError> {
-        self.list_containers().await
+    fn list(&self) -> BoxFuture<'_, Result<Vec<String>, ExecError>> {
+        Box::pin(self.list_containers())
+    }
+}
+
+impl ImageStore for Containerd {
+    fn images(&self) -> BoxFuture<'_, Result<Vec<ImageInfo>, ExecError>> {
+        Box::pin(self.list_images())
     }
 
-    async fn images(&self) -> Result<Vec<ImageInfo>, ExecError> {
-        self.list_images().await
+    fn load_image<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<Vec<String>, ExecError>> {
+        Box::pin(self.load_archive(path))
     }
 
-    async fn load_image(&self, path: &Path) -> Result<Vec<String>, ExecError> {
-        self.load_archive(path).await
-    }
-
-    async fn remove_image(&self, name: &str) -> Result<(), ExecError> {
-        self.delete_image(name).await
+    fn remove_image<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ExecError>> {
+        Box::pin(self.delete_image(name))
     }
 }
 
