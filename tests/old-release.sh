@@ -18,8 +18,15 @@ src=target/old-release/src-$rev
 rm -rf "$src"
 mkdir -p "$src"
 git archive "$rev" | tar -x -C "$src"
+# Its own package name, so that cargo keeps its artifacts (and its build
+# script's generated code) apart from this build's in the shared target
+# dir; the library keeps its name, which the old main.rs uses.
+sed -i '0,/^name = "shoal"$/s//name = "shoal-'"$rev"'"/' "$src/Cargo.toml"
+printf '\n[lib]\nname = "shoal"\npath = "src/lib.rs"\n' >>"$src/Cargo.toml"
 # The build script would ask git, which finds this repository's HEAD.
-SHOAL_GIT_COMMIT=$rev cargo build --locked --quiet --manifest-path "$src/Cargo.toml" \
+# Not --locked: the lock file names the package by its old name; every
+# dependency stays pinned by it.
+SHOAL_GIT_COMMIT=$rev cargo build --quiet --manifest-path "$src/Cargo.toml" \
   --target-dir target --bin shoal
 cp target/debug/shoal "$out.tmp"
 mv "$out.tmp" "$out"

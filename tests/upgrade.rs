@@ -60,6 +60,7 @@ fn a_data_dir_of_the_last_format_1_release_upgrades_in_place() {
 
     // This build on the same data dir.
     d.binary = PathBuf::from(SHOAL);
+    d.cli_binary = PathBuf::from(SHOAL);
     d.start_again();
     assert!(
         wait_until(WAIT, || d.running("web") == ids),

@@ -214,8 +214,12 @@ pub struct Daemon {
     /// More `shoal daemon` flags, for tests of optional features.
     pub extra_args: Vec<String>,
     /// The shoal binary the daemon runs (another build, e.g. for aarch64
-    /// under qemu); the CLI is always this build's.
+    /// under qemu).
     pub binary: PathBuf,
+    /// The shoal binary the CLI helpers run: this build's, or the
+    /// daemon's own for a daemon of an older release (a node's CLI and
+    /// daemon are one binary).
+    pub cli_binary: PathBuf,
     child: Option<Child>,
 }
 
@@ -272,6 +276,7 @@ impl Daemon {
             dir,
             extra_args: Vec::new(),
             binary: PathBuf::from(SHOAL),
+            cli_binary: PathBuf::from(SHOAL),
             child: None,
         }
     }
@@ -392,7 +397,7 @@ impl Daemon {
 
     /// `shoal --socket SOCK ARGS…`, whatever its outcome.
     pub fn cli(&self, args: &[&str]) -> Output {
-        run(Command::new(SHOAL)
+        run(Command::new(&self.cli_binary)
             .env_remove("SHOAL_SOCKET")
             .arg("--socket")
             .arg(&self.socket)
@@ -431,7 +436,7 @@ impl Daemon {
     /// Starts `shoal --socket SOCK ARGS…` in the background with stdout and
     /// stderr piped (for `--follow`). The caller kills it.
     pub fn cli_spawn(&self, args: &[&str]) -> Child {
-        Command::new(SHOAL)
+        Command::new(&self.cli_binary)
             .env_remove("SHOAL_SOCKET")
             .arg("--socket")
             .arg(&self.socket)

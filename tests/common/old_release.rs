@@ -30,11 +30,13 @@ pub fn old_binary() -> PathBuf {
     path
 }
 
-/// A daemon of the old release, started, not yet in a cluster.
+/// A daemon of the old release, driven by its own CLI, started, not yet
+/// in a cluster.
 pub fn old_daemon() -> Daemon {
     require_root_and_containerd();
     let mut d = Daemon::new(CONTAINERD_SOCKET);
     d.binary = old_binary();
+    d.cli_binary = d.binary.clone();
     d.start_again();
     d
 }
