@@ -20,13 +20,15 @@ fn tag(sealed: &[u8]) -> Option<Tag> {
 }
 
 pub(super) type Object = Arc<dyn Any + Send + Sync>;
+/// id → (the write's nonce, its decoded object).
+type Table = HashMap<String, (Tag, Object)>;
 
 #[derive(Default)]
 pub(super) struct Cache {
     /// table name → id → (the write's nonce, its decoded object). A std
     /// Mutex: held for map operations only, never across a decode or an
     /// await.
-    tables: Mutex<HashMap<String, HashMap<String, (Tag, Object)>>>,
+    tables: Mutex<HashMap<String, Table>>,
 }
 
 impl Cache {
