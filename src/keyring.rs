@@ -102,8 +102,12 @@ fn keys_path(data_dir: &Path) -> PathBuf {
     data_dir.join("keys.pem")
 }
 
-fn node_key_path(data_dir: &Path) -> PathBuf {
-    crate::pki::node_key_path(data_dir)
+/// Where the node's TLS key is kept while the cluster is not autolocked;
+/// when it is, the key lives sealed in the keys file instead, and this file
+/// is removed. The keyring decides which, so it owns the path (`pki` reads
+/// and writes the key there).
+pub fn node_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("tls").join("node.key")
 }
 
 fn remove_if_there(path: &Path) -> Result<(), KeyError> {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::keyring::node_key_path;
 use crate::tls::{write_file_atomic, JoinTokens, NodeKey, ReloadableCert, Role, RootCa, TlsError};
 
 pub struct NodeTls {
@@ -18,12 +19,6 @@ pub struct NodeTls {
 
 fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("tls")
-}
-
-/// Where the node's key is kept while the cluster is not autolocked (see
-/// `keyring` for where it goes when it is).
-pub fn node_key_path(data_dir: &Path) -> PathBuf {
-    dir(data_dir).join("node.key")
 }
 
 impl NodeTls {

@@ -71,7 +71,7 @@ pub fn new_task(
     }
 }
 
-/// A task with no service, for asking the scheduler's filters about a spec.
+/// A task with no service and a default spec: a blank that tests fill in.
 pub fn probe_task() -> Task {
     Task {
         id: String::new(),

@@ -4,27 +4,27 @@
 use std::collections::BTreeMap;
 
 use super::constraint::Constraint;
-use crate::types::{Availability, Node, NodeState, Task, TaskSpec};
+use crate::types::{Availability, Node, NodeState, TaskSpec};
 
 /// Whether `node` can take `task`, or why not. `image_anywhere` says
 /// whether any node has the task's image: until registry pulls exist, a node
 /// without the image is not eligible, but when no node has it the task goes
 /// to a node anyway, which rejects it with "image X not found on node Y".
-pub fn fits(task: &Task, node: &Node, image_anywhere: bool) -> Result<(), String> {
+pub fn fits(spec: &TaskSpec, node: &Node, image_anywhere: bool) -> Result<(), String> {
     if node.status.state != NodeState::Ready {
         return Err("not ready".into());
     }
     if node.spec.availability != Availability::Active {
         return Err("not active".into());
     }
-    for expr in &task.spec.placement.constraints {
+    for expr in &spec.placement.constraints {
         match Constraint::parse(expr) {
             Ok(c) if c.matches(node) => {}
             Ok(c) => return Err(format!("do not match {c}")),
             Err(e) => return Err(e),
         }
     }
-    let image = &task.spec.container.image;
+    let image = &spec.container.image;
     match node.description.images.iter().find(|i| &i.name == image) {
         Some(info) => {
             let platform = node.description.platform.to_string();
@@ -81,13 +81,9 @@ pub fn eligible_for_global(nodes: &[Node], spec: &TaskSpec) -> Vec<String> {
     let image_anywhere = nodes
         .iter()
         .any(|n| n.description.images.iter().any(|i| &i.name == image));
-    let probe = Task {
-        spec: spec.clone(),
-        ..crate::orchestrator::probe_task()
-    };
     nodes
         .iter()
-        .filter(|n| fits(&probe, n, image_anywhere).is_ok())
+        .filter(|n| fits(spec, n, image_anywhere).is_ok())
         .map(|n| n.id.clone())
         .collect()
 }

@@ -44,7 +44,7 @@ pub fn place<N: Borrow<Node>>(task: &Task, nodes: &[N], load: &Load) -> Result<S
                 continue;
             }
         }
-        match fits(task, node, image_anywhere) {
+        match fits(&task.spec, node, image_anywhere) {
             Ok(()) => {
                 let key = load.of(&node.id, &task.service_id);
                 if best.is_none_or(|(b, k)| key < k || (key == k && node.id < b.id)) {

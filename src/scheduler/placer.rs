@@ -115,7 +115,7 @@ fn filter(task: &Task, nodes: &[&Node]) -> Eligible {
     let mut ids = Vec::new();
     let mut misfits = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
-        match fits(task, node, image_anywhere) {
+        match fits(&task.spec, node, image_anywhere) {
             Ok(()) => ids.push(i),
             Err(why) => misfits.push(why),
         }
