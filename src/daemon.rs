@@ -57,8 +57,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     };
     let keys = Arc::new(keys);
-    let store = Store::open(&cfg.data_dir.join("state.redb"), keys.codec())
-        .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
+    let store = Store::open(
+        &crate::data_dir::DataDir::at(&cfg.data_dir).state(),
+        keys.codec(),
+    )
+    .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
     // Writes go through this manager's Raft, once its components run it.
     let (raft, slot) = tokio::sync::watch::channel(None);
     let proposer: Arc<dyn Proposer> = Arc::new(crate::raft::RaftProposer { slot });
@@ -79,7 +82,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let manager = identity
         .as_ref()
         .is_some_and(|i| i.role == NodeRole::Manager);
-    if manager && !cfg.data_dir.join("raft.redb").exists() {
+    if manager
+        && !crate::data_dir::DataDir::at(&cfg.data_dir)
+            .raft_log()
+            .exists()
+    {
         bail!(
             "{} names a cluster but there is no raft.redb: the data dir is damaged",
             identity_path(&cfg.data_dir).display()
@@ -324,7 +331,7 @@ fn memory_bytes() -> u64 {
 }
 
 fn identity_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("identity.json")
+    crate::data_dir::DataDir::at(data_dir).identity()
 }
 
 fn load_identity(data_dir: &Path) -> anyhow::Result<Option<Identity>> {

@@ -99,7 +99,7 @@ pub struct Keyring {
 }
 
 fn keys_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("keys.pem")
+    crate::data_dir::DataDir::at(data_dir).keys()
 }
 
 /// Where the node's TLS key is kept while the cluster is not autolocked;
@@ -107,7 +107,7 @@ fn keys_path(data_dir: &Path) -> PathBuf {
 /// is removed. The keyring decides which, so it owns the path (`pki` reads
 /// and writes the key there).
 pub fn node_key_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("tls").join("node.key")
+    crate::data_dir::DataDir::at(data_dir).node_key()
 }
 
 fn remove_if_there(path: &Path) -> Result<(), KeyError> {

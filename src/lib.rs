@@ -20,6 +20,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod daemon;
+pub mod data_dir;
 pub mod discovery;
 pub mod dispatcher;
 pub mod executor;

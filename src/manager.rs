@@ -63,8 +63,9 @@ pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyho
 /// A demoted manager keeps no copy of the cluster state: if it is promoted
 /// again, it joins the membership afresh and is sent a snapshot.
 fn forget_replicated_state(ctx: &Ctx) {
-    for f in ["raft.redb", "raft-snapshot"] {
-        let _ = std::fs::remove_file(ctx.data_dir.join(f));
+    let dir = crate::data_dir::DataDir::at(&ctx.data_dir);
+    for f in [dir.raft_log(), dir.raft_snapshot()] {
+        let _ = std::fs::remove_file(f);
     }
     if let Err(e) = ctx.store.clear() {
         warn!(error = %e, "cannot clear the demoted manager's store");

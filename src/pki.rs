@@ -18,7 +18,7 @@ pub struct NodeTls {
 }
 
 fn dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("tls")
+    crate::data_dir::DataDir::at(data_dir).tls()
 }
 
 impl NodeTls {

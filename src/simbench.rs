@@ -82,8 +82,11 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
         "--services must be between 1 and --tasks"
     );
     let dir = TempDir::new()?;
-    let store = Store::open(&dir.0.join("state.redb"), crate::store::Codec::ephemeral())
-        .context("cannot open the store")?;
+    let store = Store::open(
+        &crate::data_dir::DataDir::at(&dir.0).state(),
+        crate::store::Codec::ephemeral(),
+    )
+    .context("cannot open the store")?;
     // Writes go through a one-manager Raft, as on a real manager: every
     // batch is a log entry (appended, then applied, each a redb commit).
     let ca = crate::tls::RootCa::generate("bench-sim")?;

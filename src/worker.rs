@@ -18,7 +18,7 @@ use crate::rpc::pb::{v1, v2};
 use crate::shutdown::Shutdown;
 
 pub fn managers_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("managers.json")
+    crate::data_dir::DataDir::at(data_dir).managers()
 }
 
 /// The managers this node knows, as last saved.
@@ -89,8 +89,11 @@ pub fn run_agent(
     shutdown: Shutdown,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let client_tls = crate::tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))?;
-    let local = LocalState::open(&ctx.data_dir.join("agent.redb"), ctx.keys.codec())
-        .map_err(|e| anyhow::anyhow!("cannot open the agent's state: {e}"))?;
+    let local = LocalState::open(
+        &crate::data_dir::DataDir::at(&ctx.data_dir).agent(),
+        ctx.keys.codec(),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the agent's state: {e}"))?;
     // Start from the last known assignments: containers are re-adopted even
     // when no manager answers.
     let known = local.load().unwrap_or_default();

@@ -58,10 +58,11 @@ pub async fn leave(
         ctx.exec.stop(id, "SIGTERM", grace).await?;
         ctx.exec.remove(id).await?;
     }
-    for name in ["identity.json", "managers.json", "agent.redb"] {
-        remove_if_there(&ctx.data_dir.join(name))?;
+    let dir = crate::data_dir::DataDir::at(&ctx.data_dir);
+    for path in [dir.identity(), dir.managers(), dir.agent()] {
+        remove_if_there(&path)?;
     }
-    match std::fs::remove_dir_all(ctx.data_dir.join("tls")) {
+    match std::fs::remove_dir_all(dir.tls()) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(ApiError::Internal(format!(
                 "cannot remove TLS material: {e}"

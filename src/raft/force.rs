@@ -71,7 +71,7 @@ pub async fn force_new_cluster(
 /// The stopped Raft's last handles on its log (replication streams to the
 /// lost managers) go away a moment after it stops; redb allows one open.
 async fn open_when_released(data_dir: &Path, store: &Store) -> anyhow::Result<LogStore> {
-    let path = data_dir.join("raft.redb");
+    let path = crate::data_dir::DataDir::at(data_dir).raft_log();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match LogStore::open(&path, store.codec().clone()) {

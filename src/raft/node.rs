@@ -66,7 +66,10 @@ impl RaftNode {
         tls: Arc<rustls::ClientConfig>,
     ) -> anyhow::Result<Arc<RaftNode>> {
         let config = Arc::new(config().validate()?);
-        let log = LogStore::open(&data_dir.join("raft.redb"), store.codec().clone())?;
+        let log = LogStore::open(
+            &crate::data_dir::DataDir::at(data_dir).raft_log(),
+            store.codec().clone(),
+        )?;
         let sm = StateMachine::new(store.clone(), data_dir);
         let network = Network {
             tls: tls.clone(),

@@ -50,7 +50,7 @@ impl StateMachine {
     pub fn new(store: Store, data_dir: &Path) -> StateMachine {
         StateMachine {
             store,
-            snapshot_path: data_dir.join("raft-snapshot"),
+            snapshot_path: crate::data_dir::DataDir::at(data_dir).raft_snapshot(),
         }
     }
 
