@@ -10,9 +10,12 @@
 //! - `scheduler`: pending tasks → nodes.
 //! - `dispatcher`: per-node assignments and batched status writes.
 //! - `agent`: the node side: one state machine per task.
-//! - `executor`: containerd, driven through its gRPC API.
+//! - `executor`: the container runtime and the image store, as traits;
+//!   containerd, driven through its gRPC API, implements both.
 //! - `logs`: the log driver containerd starts, and the reader.
 //! - `daemon`: wiring only.
+//! - `data_dir`: the name of every file in a node's data dir.
+//! - `rpc`: node-to-node gRPC over mTLS, in both wire formats.
 //! - `simbench`: `shoal bench-sim`, the control plane against simulated
 //!   nodes.
 

@@ -7,7 +7,6 @@
 //! which proposer feeds it. Reads come from a redb snapshot (`ReadView`).
 
 mod apply;
-mod cache;
 pub(crate) mod codec;
 mod proposer;
 mod read;
@@ -104,8 +103,6 @@ pub struct Store {
     /// Commits, published after they are durable. A watcher that lags
     /// behind gets `Lagged` and must treat everything as dirty.
     events: broadcast::Sender<Arc<Commit>>,
-    /// Decoded objects, shared by every read view (`cache`).
-    cache: Arc<cache::Cache>,
 }
 
 impl Store {
@@ -127,7 +124,6 @@ impl Store {
             db: Arc::new(db),
             codec,
             events,
-            cache: Arc::default(),
         })
     }
 
@@ -143,11 +139,7 @@ impl Store {
 
     pub fn read(&self) -> Result<ReadView, StoreError> {
         use redb::ReadableDatabase;
-        Ok(ReadView::new(
-            self.db.begin_read()?,
-            self.codec.clone(),
-            self.cache.clone(),
-        ))
+        Ok(ReadView::new(self.db.begin_read()?, self.codec.clone()))
     }
 
     /// `apply_marked` now, with no marks: the store's own tests.

@@ -1,10 +1,7 @@
 //! Typed reads from one consistent redb snapshot.
 
-use std::sync::Arc;
+use redb::{ReadTransaction, ReadableTable, TableDefinition};
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition, TableHandle};
-
-use super::cache::{Cache, Object};
 use super::codec::Codec;
 use super::{StoreError, CLUSTER, META, NODES, SERVICES, TASKS};
 use crate::types::{Cluster, Node, Service, Task};
@@ -14,17 +11,11 @@ use crate::types::{Cluster, Node, Service, Task};
 pub struct ReadView {
     tx: ReadTransaction,
     codec: Codec,
-    /// Decoded objects shared by every view of the store.
-    cache: Arc<Cache>,
 }
 
-/// What a stored object must be for the cache to hold it.
-pub trait Cached: crate::format::Versioned + Clone + Send + Sync + 'static {}
-impl<T: crate::format::Versioned + Clone + Send + Sync + 'static> Cached for T {}
-
 impl ReadView {
-    pub(super) fn new(tx: ReadTransaction, codec: Codec, cache: Arc<Cache>) -> ReadView {
-        ReadView { tx, codec, cache }
+    pub(super) fn new(tx: ReadTransaction, codec: Codec) -> ReadView {
+        ReadView { tx, codec }
     }
 
     pub fn index(&self) -> Result<u64, StoreError> {
@@ -32,53 +23,26 @@ impl ReadView {
         Ok(t.get("index")?.map(|v| v.value()).unwrap_or(0))
     }
 
-    fn get<T: Cached>(
+    fn get<T: crate::format::Versioned>(
         &self,
         table: TableDefinition<&str, &[u8]>,
         id: &str,
     ) -> Result<Option<T>, StoreError> {
         let t = self.tx.open_table(table)?;
-        let Some(v) = t.get(id)? else {
-            return Ok(None);
-        };
-        let sealed = v.value();
-        if let Some(hit) = self.cache.get(table.name(), id, sealed) {
-            return Ok(Some(hit));
-        }
-        let value: T = self.codec.decode(sealed)?;
-        self.cache.put(table.name(), id, sealed, &value);
-        Ok(Some(value))
+        let v = t.get(id)?;
+        v.map(|v| self.codec.decode(v.value())).transpose()
     }
 
-    fn all<T: Cached>(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<T>, StoreError> {
+    fn all<T: crate::format::Versioned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<T>, StoreError> {
         let t = self.tx.open_table(table)?;
-        let mut entries = Vec::new();
+        let mut out = Vec::new();
         for entry in t.iter()? {
-            let (k, v) = entry?;
-            let tag = Cache::tag_of(v.value())
-                .ok_or_else(|| StoreError::Decode("a stored value is too short".into()))?;
-            entries.push((k.value().to_string(), tag));
+            let (_, v) = entry?;
+            out.push(self.codec.decode(v.value())?);
         }
-        let hits = self.cache.lookup_all(table.name(), &entries);
-        let mut scanned = Vec::with_capacity(entries.len());
-        let mut out = Vec::with_capacity(entries.len());
-        for ((id, tag), hit) in entries.into_iter().zip(hits) {
-            let object = match hit.filter(|o| o.is::<T>()) {
-                Some(o) => o,
-                None => {
-                    let v = t
-                        .get(id.as_str())?
-                        .ok_or_else(|| StoreError::Io(format!("{id} vanished from a snapshot")))?;
-                    let value: T = self.codec.decode(v.value())?;
-                    Arc::new(value) as Object
-                }
-            };
-            if let Some(v) = object.downcast_ref::<T>() {
-                out.push(v.clone());
-            }
-            scanned.push((id, tag, object));
-        }
-        self.cache.replace_table(table.name(), scanned);
         Ok(out)
     }
 
