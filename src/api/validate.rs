@@ -3,6 +3,11 @@
 use super::ApiError;
 use crate::types::{ServiceMode, ServiceSpec};
 
+/// The longest restart delay a service may ask for.
+pub const MAX_RESTART_DELAY_MS: u64 = 24 * 3600 * 1000;
+/// The longest a task may be given to stop before it is killed.
+pub const MAX_STOP_GRACE_MS: u64 = 3600 * 1000;
+
 pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
     let bad = |m: String| Err(ApiError::BadRequest(m));
     let name = &spec.name;
@@ -33,6 +38,29 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
         if e.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
             return bad(format!("invalid env {e:?}: expected KEY=VALUE"));
         }
+        // A NUL cannot be passed to a process: containerd would refuse
+        // every task of the service, forever.
+        if e.contains('\0') {
+            return bad(format!("invalid env {e:?}: it contains a NUL byte"));
+        }
+    }
+    for arg in &c.args {
+        if arg.contains('\0') {
+            return bad(format!("invalid argument {arg:?}: it contains a NUL byte"));
+        }
+    }
+    let r = &spec.task.restart;
+    if r.delay_ms > MAX_RESTART_DELAY_MS {
+        return bad(format!(
+            "restart delay {} is too long (at most 24h)",
+            human_ms(r.delay_ms)
+        ));
+    }
+    if c.stop_grace_period_ms > MAX_STOP_GRACE_MS {
+        return bad(format!(
+            "stop grace period {} is too long (at most 1h)",
+            human_ms(c.stop_grace_period_ms)
+        ));
     }
     for expr in &spec.task.placement.constraints {
         crate::scheduler::Constraint::parse(expr).map_err(ApiError::BadRequest)?;
@@ -43,4 +71,63 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+fn human_ms(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::*;
+
+    fn spec() -> ServiceSpec {
+        ServiceSpec {
+            name: "web".into(),
+            labels: Default::default(),
+            mode: ServiceMode::Replicated { replicas: 1 },
+            task: TaskSpec {
+                container: ContainerSpec {
+                    image: "busybox".into(),
+                    stop_grace_period_ms: 10_000,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        }
+    }
+
+    fn refused(change: impl FnOnce(&mut ServiceSpec), word: &str) {
+        let mut s = spec();
+        change(&mut s);
+        let err = service_spec(&s).unwrap_err().to_string();
+        assert!(err.contains(word), "{err}");
+        assert!(!err.contains("--"), "API errors name no CLI flag: {err}");
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        assert!(service_spec(&spec()).is_ok());
+        refused(|s| s.task.restart.delay_ms = u64::MAX, "restart delay");
+        refused(
+            |s| s.task.restart.delay_ms = MAX_RESTART_DELAY_MS + 1,
+            "at most 24h",
+        );
+        refused(
+            |s| s.task.container.stop_grace_period_ms = MAX_STOP_GRACE_MS + 1,
+            "at most 1h",
+        );
+    }
+
+    #[test]
+    fn nul_bytes_and_bad_digests_are_refused() {
+        refused(|s| s.task.container.env = vec!["A=b\0c".into()], "NUL");
+        refused(|s| s.task.container.env = vec!["A\0=b".into()], "NUL");
+        refused(|s| s.task.container.args = vec!["a\0".into()], "NUL");
+        refused(
+            |s| s.task.container.image = "busybox@sha256:zz".into(),
+            "digest",
+        );
+    }
 }

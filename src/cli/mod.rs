@@ -236,7 +236,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let client = Client::new(&cli.socket);
             let req = crate::api::types::InitRequest {
                 advertise,
-                cert_expiry_ms: Some(cert_expiry.as_millis() as u64),
+                cert_expiry_ms: Some(parse::millis(cert_expiry)),
                 force_new_cluster,
             };
             let r: crate::api::types::InitResponse = client.post("/v1/init", &req).await?;
@@ -327,8 +327,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let client = Client::new(&cli.socket);
             let req = crate::api::ClusterUpdate {
-                cert_expiry_ms: cert_expiry.map(|d| d.as_millis() as u64),
-                heartbeat_period_ms: heartbeat_period.map(|d| d.as_millis() as u64),
+                cert_expiry_ms: cert_expiry.map(parse::millis),
+                heartbeat_period_ms: heartbeat_period.map(parse::millis),
                 snapshot_interval,
                 autolock,
                 unlock_key: None,

@@ -2,6 +2,13 @@
 
 use std::time::Duration;
 
+/// A duration in whole milliseconds, saturating: a duration too long for a
+/// u64 of milliseconds is still refused by the daemon's bounds, never
+/// wrapped into a short one.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 pub fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|_| {
         format!("invalid duration {s:?}: expected a number with a unit, e.g. 500ms, 5s, 1m30s")

@@ -141,14 +141,14 @@ fn spec(a: CreateArgs) -> anyhow::Result<ServiceSpecBody> {
         workdir: a.workdir,
         user: a.user,
         stop_signal: a.stop_signal,
-        stop_grace_period_ms: a.stop_grace_period.as_millis() as u64,
+        stop_grace_period_ms: parse::millis(a.stop_grace_period),
         restart_condition: match a.restart_condition {
             Condition::Any => "any",
             Condition::OnFailure => "on-failure",
             Condition::None => "none",
         }
         .into(),
-        restart_delay_ms: a.restart_delay.as_millis() as u64,
+        restart_delay_ms: parse::millis(a.restart_delay),
         restart_max_attempts: a.restart_max_attempts,
         constraints: a.constraint,
     })

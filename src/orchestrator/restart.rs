@@ -33,7 +33,12 @@ pub fn decide(policy: &RestartPolicy, ended: &Task, now_ms: i64) -> Restart {
     if policy.max_attempts.is_some_and(|max| ended.restarts >= max) {
         return Restart::Never;
     }
-    let due = ended.status.timestamp_ms + policy.delay_ms as i64;
+    // Saturating: a delay beyond i64 (refused at the API, but maybe stored
+    // by an older release) means "not in our lifetime", never "now".
+    let due = ended
+        .status
+        .timestamp_ms
+        .saturating_add(i64::try_from(policy.delay_ms).unwrap_or(i64::MAX));
     if now_ms >= due {
         Restart::Now
     } else {
@@ -86,6 +91,16 @@ mod tests {
             decide(&p, &ended(TaskState::Complete, 3, 0), 9_000),
             Restart::Now
         );
+    }
+
+    #[test]
+    fn a_huge_delay_never_wraps_into_a_restart_now() {
+        let mut p = policy(RestartCondition::Any, None);
+        p.delay_ms = 300_000_000 * 365 * 24 * 3600 * 1000;
+        let t = ended(TaskState::Complete, 0, 0);
+        assert!(matches!(decide(&p, &t, 9_000), Restart::At(due) if due > 9_000));
+        p.delay_ms = u64::MAX;
+        assert_eq!(decide(&p, &t, 9_000), Restart::At(i64::MAX));
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub fn normalize_image(reference: &str) -> Result<String, String> {
         Some((n, d)) => (n, Some(d)),
         None => (r, None),
     };
+    if let Some(d) = digest {
+        check_digest(d).map_err(|why| format!("invalid image reference {reference:?}: {why}"))?;
+    }
     // A tag is the part after the last ':' that has no '/' after it.
     let (repo, tag) = match name.rfind(':') {
         Some(i) if !name[i..].contains('/') => (&name[..i], Some(&name[i + 1..])),
@@ -60,6 +63,31 @@ pub fn normalize_image(reference: &str) -> Result<String, String> {
     })
 }
 
+/// `sha256:` and 64 lowercase hex digits (or `sha512:` and 128), as OCI
+/// registries name content.
+fn check_digest(d: &str) -> Result<(), String> {
+    let (algo, hex) = d
+        .split_once(':')
+        .ok_or_else(|| format!("digest {d:?} has no algorithm (expected sha256:…)"))?;
+    let len = match algo {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => {
+            return Err(format!(
+                "unsupported digest algorithm {algo:?} (expected sha256)"
+            ))
+        }
+    };
+    if hex.len() != len
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return Err(format!("digest {d:?} is not {len} lowercase hex digits"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::normalize_image as n;
@@ -75,9 +103,10 @@ mod tests {
             n("docker.io/library/busybox:latest").unwrap(),
             "docker.io/library/busybox:latest"
         );
+        let digest = format!("sha256:{}", "ab".repeat(32));
         assert_eq!(
-            n("busybox@sha256:abc").unwrap(),
-            "docker.io/library/busybox@sha256:abc"
+            n(&format!("busybox@{digest}")).unwrap(),
+            format!("docker.io/library/busybox@{digest}")
         );
     }
 
@@ -87,5 +116,15 @@ mod tests {
         assert!(n("Busybox").is_err());
         assert!(n("bad image").is_err());
         assert!(n("busybox:").is_err());
+        // Digests are sha256 (or sha512) and whole.
+        for bad in [
+            "busybox@sha256:zz",
+            "busybox@sha256:abc",
+            "busybox@md5:0123456789abcdef0123456789abcdef",
+            "busybox@0123",
+        ] {
+            let err = n(bad).unwrap_err();
+            assert!(err.contains("digest"), "{bad}: {err}");
+        }
     }
 }

@@ -1,0 +1,107 @@
+//! The hostile suite: bad input that once got through, each kept as a test
+//! so that it never does again (issue "Hardening"). Every case runs against
+//! a real daemon and checks both that the input is refused with a clear
+//! error and that nothing was stored or started.
+//!
+//! Needs root and a running containerd (`bash tests/run` starts it).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::harness::*;
+
+/// `POST path` with a JSON body on the daemon's control socket, as any API
+/// client could send it (the CLI cannot put a NUL in an argument). Returns
+/// the status code and the body.
+fn post_raw(d: &Daemon, path: &str, body: &str) -> (u16, String) {
+    let mut s = UnixStream::connect(&d.socket).expect("connect to the control socket");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: shoal\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("read the reply");
+    let code = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP reply: {reply}"));
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (code, body.to_string())
+}
+
+fn nothing_stored(d: &Daemon, what: &str) {
+    assert!(
+        d.services().is_empty(),
+        "{what} was refused but a service was stored: {:?}",
+        d.services()
+    );
+    assert!(d.ctr_containers().is_empty(), "{what} started a container");
+}
+
+#[test]
+fn durations_out_of_bounds_are_refused_not_wrapped() {
+    let d = Daemon::cluster();
+    for (flag, value, word) in [
+        ("--restart-delay", "300000000y", "restart delay"),
+        ("--restart-delay", "25h", "at most 24h"),
+        ("--stop-grace-period", "2h", "at most 1h"),
+    ] {
+        let out = d.create_sleeper("x", &[flag, value]);
+        let err = one_line_error(&out);
+        assert!(err.contains(word), "{flag} {value}: {err}");
+        nothing_stored(&d, &format!("{flag} {value}"));
+    }
+}
+
+#[test]
+fn nul_bytes_and_malformed_digests_are_refused_at_the_api() {
+    let d = Daemon::cluster();
+    for (body, word) in [
+        (
+            r#"{"name":"x","image":"busybox","env":["A=b\u0000c"]}"#,
+            "NUL",
+        ),
+        (
+            r#"{"name":"x","image":"busybox","env":["A\u0000=b"]}"#,
+            "NUL",
+        ),
+        (
+            r#"{"name":"x","image":"busybox","args":["sleep\u0000","1"]}"#,
+            "NUL",
+        ),
+        (r#"{"name":"x","image":"busybox@sha256:zz"}"#, "digest"),
+        (
+            r#"{"name":"x","image":"busybox","restart_delay_ms":18446744073709551615}"#,
+            "restart delay",
+        ),
+    ] {
+        let (code, reply) = post_raw(&d, "/v1/services", body);
+        assert_eq!(code, 400, "{body}: {reply}");
+        assert!(reply.contains(word), "{body}: {reply}");
+        assert!(
+            !reply.contains("--"),
+            "no CLI flag in an API error: {reply}"
+        );
+        nothing_stored(&d, body);
+    }
+    // The CLI refuses the digest too, in one line.
+    let err = one_line_error(&d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "x",
+        "busybox@sha256:zz",
+        "sleep",
+        "1",
+    ]));
+    assert!(err.contains("digest"), "{err}");
+    nothing_stored(&d, "busybox@sha256:zz");
+}
