@@ -19,6 +19,8 @@ fn main() -> ExitCode {
     let daemon = matches!(cli.command, Command::Daemon(_));
     if daemon {
         init_tracing(&cli.log_level, cli.log_format);
+    } else {
+        quiet_on_closed_pipe();
     }
     // bench-sim runs a manager's control plane: give it the daemon's runtime.
     let control_plane = daemon || matches!(cli.command, Command::BenchSim { .. });
@@ -69,6 +71,19 @@ fn clap_error(e: clap::Error) -> ExitCode {
         .unwrap_or("error: invalid command line");
     eprintln!("{line}");
     ExitCode::from(2)
+}
+
+/// A client command whose reader goes away (`shoal service ls | head -1`)
+/// ends as `ls` does, killed quietly by SIGPIPE, instead of panicking in
+/// `println!`. Rust ignores SIGPIPE by default, which the daemon keeps: a
+/// peer closing a socket must never kill it.
+fn quiet_on_closed_pipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: called before any thread is started, and SIG_DFL installs no
+    // handler code.
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+    }
 }
 
 fn init_tracing(level: &str, format: LogFormat) {

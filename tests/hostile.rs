@@ -105,3 +105,70 @@ fn nul_bytes_and_malformed_digests_are_refused_at_the_api() {
     assert!(err.contains("digest"), "{err}");
     nothing_stored(&d, "busybox@sha256:zz");
 }
+
+/// Runs the CLI with its stdout closed before it writes, as `| head -1`
+/// closes it after one line.
+fn with_closed_stdout(d: &Daemon, args: &[&str]) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(SHOAL)
+        .env_remove("SHOAL_SOCKET")
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the CLI");
+    drop(child.stdout.take());
+    finish(child, Duration::from_secs(30))
+}
+
+#[test]
+fn a_closed_pipe_ends_the_cli_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let d = Daemon::cluster();
+    for i in 0..3 {
+        d.sleeper(&format!("s{i}"), &[]);
+    }
+    for args in [&["service", "ls"][..], &["completion", "bash"], &["--help"]] {
+        let out = with_closed_stdout(&d, args);
+        let err = stderr(&out);
+        assert!(
+            !err.contains("panicked") && out.status.code() != Some(134),
+            "`shoal {}` with its reader gone: {} {err}",
+            args.join(" "),
+            out.status
+        );
+        assert!(
+            out.status.success() || out.status.signal() == Some(13),
+            "`shoal {}` must end as `ls` does (SIGPIPE): {}",
+            args.join(" "),
+            out.status
+        );
+    }
+}
+
+#[test]
+fn a_pending_task_says_why_in_service_ps_and_join_token_names_the_manager() {
+    let d = Daemon::cluster();
+    d.sleeper("nowhere", &["--constraint", "node.labels.zone==nowhere"]);
+    assert!(
+        wait_until(WAIT, || stdout(&d.cli(&["service", "ps", "nowhere"]))
+            .contains("no suitable node")),
+        "the ERROR column must say why the task waits:\n{}",
+        stdout(&d.cli(&["service", "ps", "nowhere"]))
+    );
+    let addr = format!("127.0.0.1:{}", d.port);
+    for role in ["worker", "manager"] {
+        let out = d.cli_ok(&["join-token", role]);
+        let line = out
+            .lines()
+            .find(|l| l.contains("shoal join --token"))
+            .unwrap_or_else(|| panic!("no join command: {out}"));
+        assert!(
+            line.trim_end().ends_with(&addr),
+            "the join command must name this manager ({addr}): {line}"
+        );
+    }
+}

@@ -304,7 +304,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         "The {role} join token was rotated; the old one is refused from now on."
                     );
                 }
-                println!("To add a {role} to this cluster, run on it:\n\n    shoal join --token {token}\n");
+                // The whole command, as `init` prints it: this manager's
+                // address too, which a node off the LAN needs.
+                let me: crate::api::types::NodeRow = client.get("/v1/nodes/self").await?;
+                println!(
+                    "To add a {role} to this cluster, run on it:\n\n    shoal join --token {token} {}\n",
+                    me.addr
+                );
             }
             Ok(())
         }

@@ -277,6 +277,16 @@ fn print_log(e: &LogEntry, timestamps: bool) {
     };
 }
 
+/// The ERROR column: the task's error, or why a pending task waits (docker
+/// shows "no suitable node (…)" there too).
+fn error_column(t: &TaskRow) -> String {
+    match t.error.as_deref() {
+        Some(e) if !e.is_empty() => e.to_string(),
+        _ if t.state == "pending" => t.message.clone(),
+        _ => String::new(),
+    }
+}
+
 fn print_tasks(rows: &[TaskRow]) {
     let mut cells = Vec::new();
     let mut prev: Option<(u64, Option<String>)> = None;
@@ -295,7 +305,7 @@ fn print_tasks(rows: &[TaskRow]) {
             t.node.clone().unwrap_or_default(),
             t.desired_state.clone(),
             format!("{} {}", t.state, table::ago(t.updated_ms)),
-            truncate(t.error.as_deref().unwrap_or(""), 60),
+            truncate(&error_column(t), 60),
         ]);
     }
     table::print(
