@@ -17,8 +17,8 @@ fn main() -> ExitCode {
         Err(e) => return clap_error(e),
     };
     let daemon = matches!(cli.command, Command::Daemon(_));
-    if daemon {
-        init_tracing(&cli.log_level, cli.log_format);
+    if let Command::Daemon(a) = &cli.command {
+        init_tracing(&a.log_level, a.log_format);
     } else {
         quiet_on_closed_pipe();
     }

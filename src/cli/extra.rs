@@ -61,6 +61,34 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every flag and argument a user can see says what it is for, and
+    /// only the daemon takes the daemon's logging flags.
+    #[test]
+    fn every_visible_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+                if path != "shoal daemon" && id.starts_with("log_") {
+                    missing.push(format!("{path} {id} (a daemon flag)"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let mut cmd = Cli::command();
+        cmd.build();
+        walk(&cmd, "shoal", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+
     #[test]
     fn completions_name_the_subcommands() {
         for shell in [

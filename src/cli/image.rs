@@ -12,14 +12,21 @@ use crate::types::ImageInfo;
 #[derive(Subcommand)]
 pub enum ImageCmd {
     /// Import an OCI-layout or `docker save` tarball.
-    Load { file: PathBuf },
+    Load {
+        /// The tarball's path.
+        file: PathBuf,
+    },
     /// List images.
     Ls {
+        /// Output: a table, or JSON for scripts.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
     /// Remove an image.
-    Rm { name: String },
+    Rm {
+        /// The image's name, e.g. busybox or busybox:1.36.
+        name: String,
+    },
 }
 
 pub async fn run(client: &Client, cmd: ImageCmd) -> anyhow::Result<()> {

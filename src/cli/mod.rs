@@ -34,14 +34,6 @@ pub struct Cli {
     )]
     pub socket: PathBuf,
 
-    /// Log level of the daemon (error, warn, info, debug, trace).
-    #[arg(long, global = true, default_value = "info", env = "SHOAL_LOG")]
-    pub log_level: String,
-
-    /// Log format of the daemon.
-    #[arg(long, global = true, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-
     #[command(subcommand)]
     pub command: Command,
 }
@@ -67,6 +59,8 @@ pub enum Command {
     /// Join a cluster as a worker. Without ADDR, managers are found over
     /// mDNS on the LAN.
     Join {
+        /// The join token (`shoal join-token worker` on a manager); it
+        /// decides the role the node joins with.
         #[arg(long, env = "SHOAL_JOIN_TOKEN", hide_env_values = true)]
         token: String,
         /// A manager's address (host:port).
@@ -87,6 +81,7 @@ pub enum Command {
     Cluster(ClusterCmd),
     /// Show (or rotate) the token nodes join with.
     JoinToken {
+        /// Which token: the one workers join with, or managers.
         #[arg(value_parser = ["worker", "manager"])]
         role: String,
         /// Print only the token.
@@ -120,6 +115,7 @@ pub enum Command {
     Image(image::ImageCmd),
     /// Print a shell completion script: shoal completion bash|zsh|fish.
     Completion {
+        /// The shell to write the script for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -174,6 +170,12 @@ pub enum ClusterCmd {
 
 #[derive(clap::Args)]
 pub struct DaemonArgs {
+    /// Log level (error, warn, info, debug, trace), or a tracing filter.
+    #[arg(long, default_value = "info", env = "SHOAL_LOG")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// Where shoal keeps its state.
     #[arg(long, default_value = "/var/lib/shoal")]
     pub data_dir: PathBuf,

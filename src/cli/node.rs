@@ -10,37 +10,49 @@ use crate::api::types::NodeRow;
 pub enum NodeCmd {
     /// List nodes.
     Ls {
+        /// Output: a table, or JSON for scripts.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
     /// Show one node (an id, hostname, or `self`).
     Inspect {
+        /// A node id, hostname, or `self`.
         node: String,
+        /// Output: a table, or JSON for scripts.
         #[arg(long, value_enum, default_value = "json")]
         format: Format,
     },
     /// Change a node's availability or labels.
     Update {
+        /// A node id, hostname, or `self`.
         node: String,
+        /// active: takes tasks; pause: keeps its tasks, takes no new ones;
+        /// drain: its tasks move to other nodes.
         #[arg(long, value_enum)]
         availability: Option<AvailabilityArg>,
+        /// Add or replace a node label KEY=VALUE (repeatable), for
+        /// constraints such as node.labels.zone==a.
         #[arg(long, value_parser = super::parse::key_value)]
         label_add: Vec<(String, String)>,
+        /// Remove a node label by KEY (repeatable).
         #[arg(long)]
         label_rm: Vec<String>,
     },
     /// Make nodes managers (Raft voters).
     Promote {
+        /// Node ids or hostnames.
         #[arg(required = true)]
         nodes: Vec<String>,
     },
     /// Make managers workers; the last manager cannot be demoted.
     Demote {
+        /// Node ids or hostnames.
         #[arg(required = true)]
         nodes: Vec<String>,
     },
     /// Remove nodes from the cluster.
     Rm {
+        /// Node ids or hostnames.
         #[arg(required = true)]
         nodes: Vec<String>,
         /// Remove a node even while it is ready.

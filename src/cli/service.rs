@@ -17,23 +17,29 @@ pub enum ServiceCmd {
     Create(CreateArgs),
     /// List services.
     Ls {
+        /// Output: a table, or JSON for scripts.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
     /// List the tasks of a service, with the last 5 per slot.
     Ps {
+        /// The service's name or id.
         service: String,
+        /// Output: a table, or JSON for scripts.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
     /// Show a service, spec included.
     Inspect {
+        /// The service's name or id.
         service: String,
+        /// Output: a table, or JSON for scripts.
         #[arg(long, value_enum, default_value = "json")]
         format: Format,
     },
     /// Set the replica count of services: NAME=N [NAME=N...].
     Scale {
+        /// NAME=N pairs: a service and its new number of tasks.
         #[arg(required = true, value_parser = parse::scale)]
         scales: Vec<(String, u64)>,
     },
@@ -42,17 +48,21 @@ pub enum ServiceCmd {
     Update(UpdateArgs),
     /// Remove services.
     Rm {
+        /// Names or ids of the services.
         #[arg(required = true)]
         services: Vec<String>,
     },
     /// Show the logs of a service's tasks.
     Logs {
+        /// The service's name or id.
         service: String,
+        /// Keep printing new lines as the tasks write them.
         #[arg(short, long)]
         follow: bool,
         /// Lines from the end of each task's log.
         #[arg(long, value_parser = parse::count)]
         tail: Option<u64>,
+        /// Prefix each line with the time it was written.
         #[arg(short = 't', long)]
         timestamps: bool,
     },
@@ -73,16 +83,19 @@ pub enum Condition {
 
 #[derive(Args)]
 pub struct CreateArgs {
+    /// The service's name: 1-63 letters, digits, '-' or '_'.
     #[arg(long)]
     name: String,
     /// Tasks to run (replicated mode).
     #[arg(long, value_parser = parse::count)]
     replicas: Option<u64>,
+    /// replicated: --replicas tasks; global: one task on every eligible node.
     #[arg(long, value_enum, default_value = "replicated")]
     mode: Mode,
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(short, long = "env", value_parser = parse::key_value)]
     env: Vec<(String, String)>,
+    /// Working directory of the command (default: the image's).
     #[arg(short, long)]
     workdir: Option<String>,
     /// User name or uid[:gid].
@@ -91,33 +104,46 @@ pub struct CreateArgs {
     /// Service label KEY=VALUE (repeatable).
     #[arg(short, long = "label", value_parser = parse::key_value)]
     label: Vec<(String, String)>,
+    /// When a task that ended is replaced.
     #[arg(long, value_enum, default_value = "any")]
     restart_condition: Condition,
+    /// How long to wait before replacing a task that ended (at most 24h).
     #[arg(long, value_parser = parse::duration, default_value = "5s")]
     restart_delay: Duration,
+    /// How many times a slot's task is replaced before giving up
+    /// (default: no limit).
     #[arg(long, value_parser = parse::count)]
     restart_max_attempts: Option<u64>,
+    /// How long a task has to stop before it is killed (at most 1h).
     #[arg(long, value_parser = parse::duration, default_value = "10s")]
     stop_grace_period: Duration,
+    /// The signal that asks a task to stop (default: SIGTERM).
     #[arg(long, value_parser = parse::signal)]
     stop_signal: Option<String>,
     /// Placement constraint, e.g. node.labels.zone==a (repeatable).
     #[arg(long)]
     constraint: Vec<String>,
+    /// The image, e.g. busybox or registry.example:5000/app:v1.
     image: String,
+    /// The command and its arguments (default: the image's).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
 }
 
 #[derive(Args)]
 pub struct UpdateArgs {
+    /// The service's name or id.
     service: String,
+    /// A new image for its tasks.
     #[arg(long)]
     image: Option<String>,
+    /// Add or replace an environment variable KEY=VALUE (repeatable).
     #[arg(long, value_parser = parse::key_value)]
     env_add: Vec<(String, String)>,
+    /// Remove an environment variable by KEY (repeatable).
     #[arg(long)]
     env_rm: Vec<String>,
+    /// The new number of tasks (replicated services).
     #[arg(long, value_parser = parse::count)]
     replicas: Option<u64>,
 }
