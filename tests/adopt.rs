@@ -5,19 +5,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::harness::*;
-
-/// Container id → pid of the running tasks, as containerd reports them.
-fn running_pids(d: &Daemon) -> BTreeMap<String, u32> {
-    d.ctr_tasks()
-        .into_iter()
-        .filter(|(_, (_, status))| status == "RUNNING")
-        .map(|(id, (pid, _))| (id, pid))
-        .collect()
-}
 
 #[test]
 fn restart_adopts_running_containers() {
@@ -34,7 +25,7 @@ fn restart_adopts_running_containers() {
         ],
     );
     let ids = d.wait_running("web", 3);
-    let pids = running_pids(&d);
+    let pids = d.running_pids();
     assert_eq!(pids.keys().cloned().collect::<BTreeSet<_>>(), ids);
     let node = s(&d.cli_json(&["node", "ls"])[0], "id").to_string();
     let service = s(&d.services()[0], "id").to_string();
@@ -45,7 +36,7 @@ fn restart_adopts_running_containers() {
         "SIGTERM must stop the daemon cleanly: {status}"
     );
     assert_eq!(
-        running_pids(&d),
+        d.running_pids(),
         pids,
         "the containers must keep running while the daemon is stopped"
     );
@@ -68,7 +59,7 @@ fn restart_adopts_running_containers() {
     assert_eq!(ps.len(), 3, "no new task may appear: {ps:?}");
     assert_eq!(d.running("web"), ids);
     assert_eq!(
-        running_pids(&d),
+        d.running_pids(),
         pids,
         "the same processes, not restarted ones"
     );

@@ -9,20 +9,11 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use common::harness::*;
 use common::old_release::*;
-
-/// Container id → pid of the running tasks, as containerd reports them.
-fn running_pids(d: &Daemon) -> BTreeMap<String, u32> {
-    d.ctr_tasks()
-        .into_iter()
-        .filter(|(_, (_, status))| status == "RUNNING")
-        .map(|(id, (pid, _))| (id, pid))
-        .collect()
-}
 
 #[test]
 fn a_data_dir_of_the_last_format_1_release_upgrades_in_place() {
@@ -52,7 +43,7 @@ fn a_data_dir_of_the_last_format_1_release_upgrades_in_place() {
         "the old release wrote no Raft snapshot\n{}",
         d.log_tail()
     );
-    let pids = running_pids(&d);
+    let pids = d.running_pids();
     let node = s(&d.cli_json(&["node", "ls"])[0], "id").to_string();
     let before = d.describe("web");
     let status = d.stop();
@@ -87,7 +78,7 @@ fn a_data_dir_of_the_last_format_1_release_upgrades_in_place() {
         three.is_superset(&ids),
         "the old tasks were kept: {three:?}"
     );
-    let now = running_pids(&d);
+    let now = d.running_pids();
     for (id, pid) in &pids {
         assert_eq!(
             now.get(id),

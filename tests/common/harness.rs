@@ -557,6 +557,16 @@ impl Daemon {
 
     // ---- containerd, seen through ctr ----------------------------------------
 
+    /// Container id → pid of the running tasks, as containerd reports them:
+    /// an adopted container keeps its pid, a restarted one does not.
+    pub fn running_pids(&self) -> BTreeMap<String, u32> {
+        self.ctr_tasks()
+            .into_iter()
+            .filter(|(_, (_, status))| status == "RUNNING")
+            .map(|(id, (pid, _))| (id, pid))
+            .collect()
+    }
+
     /// `ctr --address SOCK -n NS ARGS…`, whatever its outcome.
     pub fn ctr(&self, args: &[&str]) -> Output {
         run(ctr_command(&self.containerd, &self.namespace).args(args))
