@@ -8,6 +8,7 @@
 //!   from older releases.
 //! - `orchestrator`: services → tasks (replicas, restarts, updates).
 //! - `scheduler`: pending tasks → nodes.
+//! - `leader`: the loops a manager runs while it leads.
 //! - `dispatcher`: per-node assignments and batched status writes.
 //! - `agent`: the node side: one state machine per task.
 //! - `executor`: the container runtime and the image store, as traits;
@@ -29,6 +30,7 @@ pub mod dispatcher;
 pub mod executor;
 pub mod format;
 pub mod keyring;
+pub mod leader;
 pub mod logs;
 pub mod manager;
 pub mod metrics;

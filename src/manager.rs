@@ -14,16 +14,14 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::api::{Ctx, Identity};
-use crate::dispatcher::Dispatcher;
 use crate::pki::NodeTls;
-use crate::raft::{LeaderProposer, Member, RaftNode, RaftService};
+use crate::raft::{Member, RaftNode, RaftService};
 use crate::rpc::ca::{manager_addrs, CaService};
 use crate::rpc::compat::V1;
 use crate::rpc::dispatch::DispatcherService;
 use crate::rpc::node_agent::NodeAgentService;
 use crate::rpc::pb::{v1, v2};
-use crate::shutdown::{self, Shutdown};
-use crate::store::Proposer;
+use crate::shutdown::Shutdown;
 use crate::tls::{self, PeerFilter};
 
 pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -146,7 +144,7 @@ async fn serve(
             warn!(error = %e, "gRPC server stopped");
         }
     })];
-    tasks.push(tokio::spawn(lead_while_leader(
+    tasks.push(tokio::spawn(crate::leader::run(
         raft.clone(),
         identity.node_id.clone(),
         dispatcher_tx,
@@ -251,61 +249,6 @@ async fn keep_keys_sealed(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
                 },
             }
         }
-    }
-}
-
-/// Run the leader-only loops and the dispatcher for each term this node
-/// leads, and stop them as soon as it does not.
-async fn lead_while_leader(
-    raft: Arc<RaftNode>,
-    node_id: String,
-    dispatcher_slot: watch::Sender<Option<Dispatcher>>,
-    mut shutdown: Shutdown,
-) {
-    let mut metrics = raft.raft.metrics();
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            r = metrics.wait_for(RaftNode::leads) => if r.is_err() { return },
-        }
-        info!("this manager is the leader: starting the orchestrator, scheduler and dispatcher");
-        let (trigger, term) = shutdown::channel();
-        let store = raft.store.clone();
-        let proposer: Arc<dyn Proposer> = Arc::new(LeaderProposer { node: raft.clone() });
-        let dispatcher = Dispatcher::new(store.clone(), proposer.clone(), term.clone());
-        let loops = vec![
-            tokio::spawn(crate::orchestrator::run(
-                store.clone(),
-                proposer.clone(),
-                term.clone(),
-            )),
-            tokio::spawn(crate::scheduler::run(
-                store.clone(),
-                proposer.clone(),
-                term.clone(),
-            )),
-            tokio::spawn(crate::dispatcher::watch_nodes(
-                store.clone(),
-                proposer.clone(),
-                dispatcher.heartbeats.clone(),
-                node_id.clone(),
-                term.clone(),
-            )),
-        ];
-        dispatcher_slot.send_replace(Some(dispatcher));
-        tokio::select! {
-            _ = shutdown.wait() => {}
-            _ = metrics.wait_for(|m| !RaftNode::leads(m)) => {}
-        }
-        dispatcher_slot.send_replace(None);
-        trigger.trigger();
-        for l in loops {
-            let _ = l.await;
-        }
-        if shutdown.is_set() {
-            return;
-        }
-        info!("this manager no longer leads: its leader-only loops stopped");
     }
 }
 
