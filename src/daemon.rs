@@ -1,8 +1,8 @@
 //! `shoal daemon`: wiring only. Opens the store, connects to containerd,
-//! serves the control API on the unix socket and, once this node is part of
-//! a cluster, starts the cluster components: the leader-only loops
-//! (orchestrator, scheduler), the dispatcher and the agent. On SIGTERM it
-//! stops them and leaves containers running, to be re-adopted.
+//! starts the node's supervisor (`node`, which runs the cluster components
+//! once this node is in a cluster) and serves the control API on the unix
+//! socket. On SIGTERM it stops them and leaves containers running, to be
+//! re-adopted.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,13 +11,13 @@ use anyhow::{bail, Context};
 use tokio::net::UnixListener;
 use tracing::{error, info, warn};
 
-use crate::api::{self, Ctx, Identity};
+use crate::api::{self, Ctx};
 use crate::executor::containerd::{Containerd, ContainerdConfig};
-use crate::executor::ImageStore;
 use crate::keyring::{Keyring, Locked, Opened};
-use crate::shutdown::{self, Shutdown};
-use crate::store::{Change, Object, Proposer, Store};
-use crate::types::*;
+use crate::node::{Parts, Supervisor};
+use crate::shutdown;
+use crate::store::{Proposer, Store};
+use crate::types::NodeRole;
 
 /// The daemon's validated settings.
 #[derive(Debug, Clone)]
@@ -72,29 +72,24 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             data_dir: cfg.data_dir.clone(),
             log_binary: std::env::current_exe().context("cannot find the shoal binary")?,
             log_max_bytes: 10 * 1024 * 1024,
-            node_name: hostname(),
+            node_name: crate::host::hostname(),
             log_to_file: cfg.log_to_file,
         })
         .await?,
     );
 
-    let identity = load_identity(&cfg.data_dir)?;
+    let identity = crate::node::load_identity(&cfg.data_dir)?;
     let manager = identity
         .as_ref()
         .is_some_and(|i| i.role == NodeRole::Manager);
-    if manager
-        && !crate::data_dir::DataDir::at(&cfg.data_dir)
-            .raft_log()
-            .exists()
-    {
+    let dir = crate::data_dir::DataDir::at(&cfg.data_dir);
+    if manager && !dir.raft_log().exists() {
         bail!(
             "{} names a cluster but there is no raft.redb: the data dir is damaged",
-            identity_path(&cfg.data_dir).display()
+            dir.identity().display()
         );
     }
-    let (identity_tx, _) = tokio::sync::watch::channel(identity);
-    let (components_running, _) = tokio::sync::watch::channel(false);
-    let ctx = Arc::new(Ctx {
+    let parts = Arc::new(Parts {
         store,
         keys,
         proposer,
@@ -103,12 +98,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         data_dir: cfg.data_dir.clone(),
         advertise: cfg.advertise.clone(),
         listen: cfg.listen.clone(),
-        identity: identity_tx,
-        components_running,
         raft,
-        bootstrap: Default::default(),
-        force_new_cluster: Default::default(),
     });
+    let (supervisor, node) = Supervisor::new(parts.clone(), identity);
+    let ctx = Arc::new(Ctx { parts, node });
 
     let listener = match bound {
         Some(l) => l,
@@ -119,7 +112,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let server = axum::serve(listener, api::router(ctx.clone()))
         .with_graceful_shutdown(async move { api_shutdown.wait().await });
     let api_task = tokio::spawn(async move { server.await });
-    let cluster_task = tokio::spawn(start_cluster(ctx.clone(), shutdown.clone()));
+    let node_task = tokio::spawn(supervisor.run(shutdown.clone()));
     if let Some(addr) = cfg.metrics_addr.clone() {
         let (store, shutdown) = (ctx.store.clone(), shutdown.clone());
         let raft = ctx.raft.subscribe();
@@ -137,7 +130,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     info!("stopping; containers keep running");
     trigger.trigger();
     let _ = api_task.await;
-    let _ = cluster_task.await;
+    let _ = node_task.await;
     let _ = std::fs::remove_file(&cfg.socket);
     Ok(())
 }
@@ -162,199 +155,6 @@ async fn wait_for_unlock(
             Ok(None)
         }
     }
-}
-
-/// Wait until this node is in a cluster, then run its components until
-/// shutdown.
-async fn start_cluster(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
-    let mut ids = ctx.identity.subscribe();
-    loop {
-        let identity = tokio::select! {
-            _ = shutdown.wait() => return,
-            id = ids.wait_for(|i| i.is_some()) => match id {
-                Ok(id) => id.clone().expect("waited for Some"),
-                Err(_) => return,
-            },
-        };
-        // The components stop on daemon shutdown, or when the node leaves
-        // its cluster (its identity is cleared).
-        let (trigger, components) = shutdown::channel();
-        let current = Some(identity.clone());
-        let run = async {
-            let result = match identity.role {
-                NodeRole::Manager => crate::manager::run(ctx.clone(), identity, components).await,
-                NodeRole::Worker => crate::worker::run(ctx.clone(), identity, components).await,
-            };
-            if let Err(e) = result {
-                // The API keeps serving, so the operator can see what is wrong.
-                error!(
-                    error = format!("{e:#}"),
-                    "cluster components failed to start"
-                );
-            }
-        };
-        tokio::pin!(run);
-        ctx.components_running.send_replace(true);
-        let mut ended = false;
-        tokio::select! {
-            _ = &mut run => ended = true,
-            _ = shutdown.wait() => {}
-            // Left the cluster, or promoted/demoted.
-            _ = ids.wait_for(|i| *i != current) => {}
-        }
-        trigger.trigger();
-        if !ended {
-            run.await;
-        }
-        ctx.components_running.send_replace(false);
-        if shutdown.is_set() {
-            return;
-        }
-        // Failed to start: wait for the identity to change before retrying.
-        if ended {
-            let _ = ids.wait_for(|i| *i != current).await;
-        }
-    }
-}
-
-/// The managers made this node a manager or a worker: get a certificate
-/// for the new role, then restart the components as that role (see
-/// `start_cluster`). Retried until it works, as the node cannot do its new
-/// job without the certificate.
-pub async fn take_role(ctx: &Arc<Ctx>, node_tls: &Arc<crate::pki::NodeTls>, role: NodeRole) {
-    let Some(mut identity) = ctx.identity.borrow().clone() else {
-        return;
-    };
-    info!(
-        role = role.as_str(),
-        "this node's role changed; renewing its certificate"
-    );
-    let dir = ctx.data_dir.clone();
-    let issuer =
-        crate::renewal::Issuer::Remote(Arc::new(move || crate::worker::load_managers(&dir)));
-    while let Err(e) = crate::renewal::renew(node_tls, &issuer).await {
-        warn!(error = %e, "cannot get a certificate for the new role; retrying");
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-    identity.role = role;
-    if let Err(e) = save_identity(&ctx.data_dir, &identity) {
-        error!(error = %e, "cannot save the node's new role");
-        return;
-    }
-    ctx.identity.send_replace(Some(identity));
-}
-
-pub async fn refresh_periodically(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => refresh_node(&ctx).await,
-        }
-    }
-}
-
-/// What this machine is: hostname, platform, size and local images.
-pub async fn describe_node(images: &dyn ImageStore) -> NodeDescription {
-    let images = match images.images().await {
-        Ok(i) => i,
-        Err(e) => {
-            warn!(error = %e, "cannot list images");
-            Vec::new()
-        }
-    };
-    NodeDescription {
-        hostname: hostname(),
-        platform: Platform::local(),
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1),
-        memory_bytes: memory_bytes(),
-        images,
-    }
-}
-
-/// Write this node's description and readiness to the store, if they
-/// changed. Writes are skipped when nothing changed: on an SD card every
-/// write counts.
-pub async fn refresh_node(ctx: &Ctx) {
-    let Ok(identity) = ctx.identity() else { return };
-    let description = describe_node(ctx.images.as_ref()).await;
-    for _ in 0..5 {
-        let node = match ctx.store.read().and_then(|v| v.node(&identity.node_id)) {
-            Ok(Some(n)) => n,
-            Ok(None) => return warn!(node = %identity.node_id, "this node is not in the store"),
-            Err(e) => return warn!(error = %e, "cannot read node"),
-        };
-        let mut updated = node.clone();
-        updated.description = description.clone();
-        updated.status.state = NodeState::Ready;
-        updated.version = crate::VERSION.to_string();
-        // A manager restarted on a new address (a Pi that changed IP) must
-        // not keep handing out the old one to its workers.
-        let addr = ctx
-            .advertise
-            .clone()
-            .or_else(|| crate::netaddr::detect_advertise(&ctx.listen).ok());
-        if let Some(addr) = addr {
-            updated.status.addr = addr;
-        }
-        if updated == node {
-            return;
-        }
-        match ctx
-            .proposer
-            .propose(vec![Change::Update(Object::Node(updated))])
-            .await
-        {
-            Ok(_) => return,
-            Err(e) => warn!(error = %e, "node update failed; retrying"),
-        }
-    }
-}
-
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-fn memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kb * 1024)
-        })
-        .unwrap_or(0)
-}
-
-fn identity_path(data_dir: &Path) -> PathBuf {
-    crate::data_dir::DataDir::at(data_dir).identity()
-}
-
-fn load_identity(data_dir: &Path) -> anyhow::Result<Option<Identity>> {
-    let path = identity_path(data_dir);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
-                format!("cannot read {}", path.display())
-            })?))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-/// Written atomically (temp file + rename): a crash leaves the old file or
-/// the new one, never half of one.
-pub fn save_identity(data_dir: &Path, identity: &Identity) -> std::io::Result<()> {
-    let path = identity_path(data_dir);
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(identity)?)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {

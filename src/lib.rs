@@ -14,6 +14,9 @@
 //! - `executor`: the container runtime and the image store, as traits;
 //!   containerd, driven through its gRPC API, implements both.
 //! - `logs`: the log driver containerd starts, and the reader.
+//! - `node`: the node's life: its cluster, its role, and the components
+//!   that role runs, changed only by commands to its supervisor.
+//! - `host`: what this machine is (hostname, platform, size, images).
 //! - `daemon`: wiring only.
 //! - `data_dir`: the name of every file in a node's data dir.
 //! - `rpc`: node-to-node gRPC over mTLS, in both wire formats.
@@ -29,12 +32,13 @@ pub mod discovery;
 pub mod dispatcher;
 pub mod executor;
 pub mod format;
+pub mod host;
 pub mod keyring;
 pub mod leader;
 pub mod logs;
-pub mod manager;
 pub mod metrics;
 pub mod netaddr;
+pub mod node;
 pub mod notify;
 pub mod orchestrator;
 pub mod pki;
@@ -48,7 +52,6 @@ pub mod simbench;
 pub mod store;
 pub mod tls;
 pub mod types;
-pub mod worker;
 
 /// The version every node reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -172,3 +172,40 @@ fn a_pending_task_says_why_in_service_ps_and_join_token_names_the_manager() {
         );
     }
 }
+
+/// An image loaded on a worker after it joined reaches the scheduler: the
+/// worker's session opens again with the new description. Once, the change
+/// was dropped on workers and every replica piled on the manager. The order
+/// matters: join first, then load.
+#[test]
+fn an_image_loaded_on_a_worker_after_it_joined_reaches_the_scheduler() {
+    let manager = Daemon::cluster();
+    let workers = [Daemon::start(), Daemon::start()];
+    for w in &workers {
+        let addr = format!("127.0.0.1:{}", manager.port);
+        w.cli_ok(&["join", "--token", &manager.join_token(), &addr]);
+    }
+    for w in &workers {
+        let addr = format!("127.0.0.1:{}", w.port);
+        assert!(
+            wait_until(WAIT, || manager.node_status(&addr) == "ready"),
+            "a worker never became ready: {:?}",
+            manager.nodes()
+        );
+        w.load_image("busybox");
+    }
+    manager.sleeper("spread", &["--replicas", "6"]);
+    let counts = || {
+        [
+            manager.ctr_running().len(),
+            workers[0].ctr_running().len(),
+            workers[1].ctr_running().len(),
+        ]
+    };
+    assert!(
+        wait_until(WAIT, || counts() == [2, 2, 2]),
+        "replicas per node (manager, worker, worker): {:?}\n{}",
+        counts(),
+        manager.describe("spread")
+    );
+}

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::local::LocalState;
@@ -43,6 +43,30 @@ pub struct Session {
     pub on_managers: OnManagers,
     pub on_role: OnRole,
     pub describe: Describe,
+    /// Asks that the session be opened again with a new description, as
+    /// SwarmKit's agent does when its node changed (its images). The
+    /// sender is told once a manager has the new description.
+    pub redescribe: mpsc::Receiver<oneshot::Sender<()>>,
+}
+
+/// Why a session with one manager ended.
+enum Ended {
+    /// It never opened: the manager could not be reached or refused.
+    NotOpened(String),
+    /// It was open and broke, so the manager was reachable a moment ago.
+    Lost(String),
+    /// This node changed: open it again with the new description.
+    Redescribe,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::NotOpened(e) => write!(f, "{e}"),
+            Ended::Lost(e) => write!(f, "session lost: {e}"),
+            Ended::Redescribe => write!(f, "this node changed; describing it again"),
+        }
+    }
 }
 
 impl Session {
@@ -53,28 +77,37 @@ impl Session {
         mut shutdown: Shutdown,
     ) {
         let mut pending: HashMap<String, crate::types::TaskStatus> = HashMap::new();
+        let mut waiting = Vec::new();
         let mut backoff = Duration::from_millis(200);
         loop {
             let mut connected = false;
             for addr in self.managers.clone() {
-                if shutdown.is_set() {
-                    return;
-                }
-                match self
-                    .serve_one(
-                        &addr,
-                        &assignments,
-                        &mut reports,
-                        &mut pending,
-                        &mut shutdown,
-                    )
-                    .await
-                {
-                    Ok(()) => return, // shutdown
-                    Err(e) => {
-                        warn!(manager = %addr, error = %e, "session with manager ended");
-                        connected |= e.starts_with("session lost");
+                loop {
+                    if shutdown.is_set() {
+                        return;
                     }
+                    let ended = self
+                        .serve_one(
+                            &addr,
+                            &assignments,
+                            &mut reports,
+                            &mut pending,
+                            &mut waiting,
+                            &mut shutdown,
+                        )
+                        .await;
+                    match ended {
+                        Ok(()) => return, // shutdown
+                        Err(Ended::Redescribe) => {
+                            info!(manager = %addr, "this node changed; opening its session again");
+                            continue;
+                        }
+                        Err(e) => {
+                            warn!(manager = %addr, error = %e, "session with manager ended");
+                            connected |= matches!(e, Ended::Lost(_));
+                        }
+                    }
+                    break;
                 }
             }
             if connected {
@@ -104,11 +137,12 @@ impl Session {
         assignments: &watch::Sender<Assignments>,
         reports: &mut mpsc::Receiver<StatusReport>,
         pending: &mut HashMap<String, crate::types::TaskStatus>,
+        waiting: &mut Vec<oneshot::Sender<()>>,
         shutdown: &mut Shutdown,
-    ) -> Result<(), String> {
+    ) -> Result<(), Ended> {
         let channel = connect(addr, self.tls.clone(), MANAGER_SERVER_NAME)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(|e| Ended::NotOpened(format!("connect: {e}")))?;
         let mut client = DispatcherClient::new(channel);
         let req = SessionRequest {
             description: (self.describe)().await,
@@ -118,9 +152,13 @@ impl Session {
         let mut stream = client
             .session(req)
             .await
-            .map_err(|e| format!("open session: {}", e.message()))?
+            .map_err(|e| Ended::NotOpened(format!("open session: {}", e.message())))?
             .into_inner();
         info!(manager = %addr, "session opened");
+        // The manager stored the description before it opened the session.
+        for w in waiting.drain(..) {
+            let _ = w.send(());
+        }
         let mut known: HashMap<String, Task> = HashMap::new();
         let mut period = Duration::from_secs(1);
         let mut beat = tokio::time::interval(period);
@@ -135,6 +173,10 @@ impl Session {
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return Ok(()),
+                Some(w) = self.redescribe.recv() => {
+                    waiting.push(w);
+                    return Err(Ended::Redescribe);
+                }
                 msg = stream.message() => match msg {
                     Ok(Some(SessionMessage::Assignments { full, tasks, removed })) => {
                         if full {
@@ -162,8 +204,8 @@ impl Session {
                             (self.on_managers)(&self.managers);
                         }
                     }
-                    Ok(None) => return Err("session lost: the manager closed it".into()),
-                    Err(e) => return Err(format!("session lost: {}", e.message())),
+                    Ok(None) => return Err(Ended::Lost("the manager closed it".into())),
+                    Err(e) => return Err(Ended::Lost(e.message().into())),
                 },
                 _ = beat.tick() => {
                     match client.heartbeat(Empty {}).await {
@@ -175,7 +217,7 @@ impl Session {
                                 beat = tokio::time::interval(period);
                             }
                         }
-                        Err(e) => return Err(format!("session lost: heartbeat: {}", e.message())),
+                        Err(e) => return Err(Ended::Lost(format!("heartbeat: {}", e.message()))),
                     }
                 }
                 r = reports.recv() => match r {
@@ -202,7 +244,7 @@ impl Session {
                             warn!(error = %e.message(), "manager refused status; dropping it");
                             forget_sent(pending, sent);
                         }
-                        Err(e) => return Err(format!("session lost: status: {}", e.message())),
+                        Err(e) => return Err(Ended::Lost(format!("status: {}", e.message()))),
                     }
                 }
             }

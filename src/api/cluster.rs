@@ -7,6 +7,7 @@ use axum::Json;
 
 use super::types::{InitRequest, InitResponse, NodeRow};
 use super::{ApiError, Ctx, Identity};
+use crate::node::{Launch, NodeError};
 use crate::store::{Change, Object};
 use crate::types::*;
 
@@ -20,11 +21,12 @@ pub async fn init(
     if req.force_new_cluster {
         return super::force::force_new_cluster(&ctx).await.map(Json);
     }
-    if let Some(id) = ctx.identity.borrow().clone() {
-        return Err(ApiError::Conflict(format!(
-            "this node is already part of cluster {} (node {})",
-            id.cluster_id, id.node_id
-        )));
+    if let Some(id) = ctx.node.identity() {
+        return Err(NodeError::AlreadyInCluster {
+            cluster_id: id.cluster_id,
+            node_id: id.node_id,
+        }
+        .into());
     }
     let advertise = match req.advertise.or_else(|| ctx.advertise.clone()) {
         Some(a) => a,
@@ -42,7 +44,7 @@ pub async fn init(
             "--cert-expiry must be at least 1m".into(),
         ));
     }
-    let hostname = crate::daemon::hostname();
+    let hostname = crate::host::hostname();
     let pki = crate::pki::bootstrap_cluster(
         &ctx.data_dir,
         &identity.cluster_id,
@@ -74,7 +76,7 @@ pub async fn init(
             availability: Availability::Active,
             labels: Default::default(),
         },
-        description: crate::daemon::describe_node(ctx.images.as_ref()).await,
+        description: crate::host::describe(ctx.images.as_ref()).await,
         status: NodeStatus {
             state: NodeState::Ready,
             message: String::new(),
@@ -84,11 +86,7 @@ pub async fn init(
     };
     // The manager's components start a one-member Raft; the cluster's
     // first objects are its first entries.
-    crate::daemon::save_identity(&ctx.data_dir, &identity)
-        .map_err(|e| ApiError::Internal(format!("cannot save node identity: {e}")))?;
-    ctx.bootstrap
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    ctx.identity.send_replace(Some(identity.clone()));
+    ctx.node.start(identity.clone(), Launch::Bootstrap).await?;
     ctx.proposer
         .propose(vec![
             Change::Create(Object::Cluster(cluster)),

@@ -6,6 +6,7 @@ use axum::Json;
 
 use super::types::ErrorBody;
 use crate::executor::ExecError;
+use crate::node::NodeError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,18 @@ impl From<ExecError> for ApiError {
             ExecError::ImageNotFound(_) => ApiError::NotFound(e.to_string()),
             ExecError::BadArchive(_) => ApiError::BadRequest(e.to_string()),
             ExecError::Other(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::AlreadyInCluster { .. } => ApiError::Conflict(e.to_string()),
+            NodeError::NotInCluster => ApiError::NotInCluster(e.to_string()),
+            NodeError::ManagerCannotLeave => ApiError::BadRequest(e.to_string()),
+            NodeError::Stopping => ApiError::Unavailable(e.to_string()),
+            NodeError::Failed(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -4,12 +4,12 @@
 //! `raft::force_new_cluster` for what happens to the storage). Workers keep
 //! their certificates and sessions: they reconnect to it as to any leader.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::types::InitResponse;
 use super::{ApiError, Ctx};
+use crate::node::Launch;
 use crate::raft::RaftNode;
 
 /// How long the restarted manager may take to lead its new cluster.
@@ -23,15 +23,7 @@ pub async fn force_new_cluster(ctx: &Arc<Ctx>) -> Result<InitResponse, ApiError>
             "this cluster has a quorum of managers: --force-new-cluster is only for a cluster that lost it for good".into(),
         ));
     }
-    ctx.force_new_cluster.store(true, Ordering::SeqCst);
-    // Stop the components (the daemon restarts them when the identity comes
-    // back), and wait until they are stopped: a watch shows only its latest
-    // value, so a quick None-then-Some would go unseen.
-    ctx.identity.send_replace(None);
-    let mut running = ctx.components_running.subscribe();
-    let _ = running.wait_for(|r| !*r).await;
-    ctx.identity.send_replace(Some(identity.clone()));
-
+    ctx.node.relaunch(Launch::ForceNewCluster).await?;
     let mut raft = ctx.raft.subscribe();
     let leads = async {
         loop {
@@ -49,7 +41,6 @@ pub async fn force_new_cluster(ctx: &Arc<Ctx>) -> Result<InitResponse, ApiError>
         .flatten()
         .is_none()
     {
-        ctx.force_new_cluster.store(false, Ordering::SeqCst);
         return Err(ApiError::Internal(
             "the manager did not become the leader of its new cluster; see the daemon's log".into(),
         ));

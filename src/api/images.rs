@@ -39,7 +39,7 @@ pub async fn load(State(ctx): State<Arc<Ctx>>, body: Body) -> Result<Json<ImageL
     .await;
     let _ = tokio::fs::remove_file(&path).await;
     let images = result?;
-    crate::daemon::refresh_node(&ctx).await;
+    ctx.node.refresh().await;
     Ok(Json(ImageLoaded { images }))
 }
 
@@ -63,6 +63,6 @@ pub async fn remove(
         return Err(ApiError::NotFound(format!("image {name} not found")));
     }
     ctx.images.remove_image(&name).await?;
-    crate::daemon::refresh_node(&ctx).await;
+    ctx.node.refresh().await;
     Ok(Json(ImageLoaded { images: vec![name] }))
 }

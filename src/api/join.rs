@@ -12,6 +12,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, Ctx, Identity};
+use crate::node::{Launch, NodeError};
 use crate::pki::NodeTls;
 use crate::rpc::compat::CaClient;
 use crate::rpc::messages::JoinRequest as RpcJoin;
@@ -43,11 +44,12 @@ pub async fn join(
     State(ctx): State<Arc<Ctx>>,
     Json(req): Json<JoinRequest>,
 ) -> Result<Json<JoinResponse>, ApiError> {
-    if let Some(id) = ctx.identity.borrow().clone() {
-        return Err(ApiError::Conflict(format!(
-            "this node is already part of cluster {} (node {})",
-            id.cluster_id, id.node_id
-        )));
+    if let Some(id) = ctx.node.identity() {
+        return Err(NodeError::AlreadyInCluster {
+            cluster_id: id.cluster_id,
+            node_id: id.node_id,
+        }
+        .into());
     }
     let token =
         JoinToken::parse(req.token.trim()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -77,7 +79,7 @@ pub async fn join(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let bootstrap = crate::tls::bootstrap_client_config(&digest)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let description = crate::daemon::describe_node(ctx.images.as_ref()).await;
+    let description = crate::host::describe(ctx.images.as_ref()).await;
 
     let mut errors = Vec::new();
     for addr in &candidates {
@@ -125,15 +127,13 @@ pub async fn join(
         if !managers.contains(addr) {
             managers.push(addr.clone());
         }
-        crate::worker::save_managers(&ctx.data_dir, &managers);
+        crate::node::save_managers(&ctx.data_dir, &managers);
         let identity = Identity {
             cluster_id: resp.cluster_id.clone(),
             node_id: resp.node_id.clone(),
             role: resp.role,
         };
-        crate::daemon::save_identity(&ctx.data_dir, &identity)
-            .map_err(|e| ApiError::Internal(format!("cannot save node identity: {e}")))?;
-        ctx.identity.send_replace(Some(identity));
+        ctx.node.start(identity, Launch::Resume).await?;
         return Ok(Json(JoinResponse {
             cluster_id: resp.cluster_id,
             node_id: resp.node_id,

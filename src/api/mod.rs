@@ -17,69 +17,36 @@ pub mod spec;
 pub mod types;
 mod validate;
 
+pub use crate::node::{Identity, Left};
 pub use cluster::{ClusterUpdate, NodeUpdate};
 pub use error::ApiError;
 pub use join::{JoinRequest, JoinResponse};
-pub use leave::Left;
 pub use lock::{serve_locked, UnlockKeyReply, UnlockRequest};
 pub use roles::RoleChange;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::watch;
 
-use crate::executor::{Executor, ImageStore};
-use crate::store::{Proposer, Store};
+use crate::node::{Handle, Parts};
 
-/// Who this node is, once `init` (or later `join`) has run.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Identity {
-    pub cluster_id: String,
-    pub node_id: String,
-    /// The role this node joined with. A manager's current role is in the
-    /// store; a worker has no store and goes by this.
-    pub role: crate::types::NodeRole,
+/// What every handler can reach: the node's parts, read directly (store,
+/// proposer, executor), and the node's supervisor, which alone changes the
+/// node (its cluster, its role, its components): handlers send it commands.
+pub struct Ctx {
+    pub parts: Arc<Parts>,
+    pub node: Handle,
 }
 
-/// What every handler can reach.
-pub struct Ctx {
-    pub store: Store,
-    /// This node's keys at rest (the data key, and the sealing of keys
-    /// when the cluster is autolocked).
-    pub keys: Arc<crate::keyring::Keyring>,
-    pub proposer: Arc<dyn Proposer>,
-    /// The node's containers (containerd, or a simulated runtime).
-    pub exec: Arc<dyn Executor>,
-    /// The node's images, behind the same runtime.
-    pub images: Arc<dyn ImageStore>,
-    pub data_dir: PathBuf,
-    /// `--advertise` as given on the daemon's command line.
-    pub advertise: Option<String>,
-    pub listen: String,
-    /// Set by `init`; the daemon starts the cluster components when it is.
-    pub identity: watch::Sender<Option<Identity>>,
-    /// True while the cluster components run; `leave` waits for false.
-    pub components_running: watch::Sender<bool>,
-    /// This manager's running Raft, while its components run.
-    pub raft: watch::Sender<Option<Arc<crate::raft::RaftNode>>>,
-    /// Set by `init`: the manager's components start a new Raft cluster.
-    pub bootstrap: std::sync::atomic::AtomicBool,
-    /// Set by `init --force-new-cluster`: the manager's components make it
-    /// the only member of its Raft before starting it.
-    pub force_new_cluster: std::sync::atomic::AtomicBool,
+impl std::ops::Deref for Ctx {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.parts
+    }
 }
 
 impl Ctx {
-    /// The address this node advertises: `--advertise`, or detected.
-    pub fn advertise_addr(&self) -> String {
-        self.advertise.clone().unwrap_or_else(|| {
-            crate::netaddr::detect_advertise(&self.listen).unwrap_or_else(|_| self.listen.clone())
-        })
-    }
-
     /// A read view that holds every write committed before this call, on
     /// whichever manager serves it (a linearizable read).
     pub async fn read_current(&self) -> Result<crate::store::ReadView, ApiError> {
@@ -99,11 +66,10 @@ impl Ctx {
         }
     }
 
-    /// The local identity, or the error that tells the user what to run.
     /// The local identity of a manager, or the error that tells the user
     /// what to run. Cluster state lives on managers only.
     pub fn identity(&self) -> Result<Identity, ApiError> {
-        let id = self.identity.borrow().clone().ok_or_else(|| {
+        let id = self.node.identity().ok_or_else(|| {
             ApiError::NotInCluster(
                 "this node is not part of a cluster: run `shoal init` to start one, or `shoal join --token TOKEN` to join one".into(),
             )

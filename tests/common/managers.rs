@@ -28,10 +28,11 @@ pub fn join_manager(new: &Daemon, via: &Daemon) -> std::process::Output {
     join_manager_at(new, &via.manager_token(), &addr)
 }
 
-/// The manager statuses in `node ls` on `d`, sorted.
+/// The manager statuses in `node ls` on `d`, sorted; none while `d` does
+/// not answer (a manager that has just joined may not have a quorum yet).
 pub fn manager_statuses(d: &Daemon) -> Vec<String> {
-    let mut v: Vec<String> = d
-        .nodes()
+    let mut v: Vec<String> = try_nodes(d)
+        .unwrap_or_default()
         .iter()
         .filter(|n| s(n, "role") == "manager")
         .map(|n| s(n, "manager_status").to_string())

@@ -1,10 +1,9 @@
 //! A manager's components, wiring only: its Raft (the replicated store),
 //! the node-to-node gRPC server on `--listen` over mTLS (announced over
-//! mDNS), the loops that run only while this manager leads (orchestrator,
-//! scheduler, node liveness, the dispatcher), and this node's own agent,
-//! which, like a worker's, keeps a session with the leader.
+//! mDNS), the loops that run only while this manager leads (`leader`), and
+//! this node's own agent, which, like a worker's, keeps a session with the
+//! leader.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::api::{Ctx, Identity};
+use super::{Identity, Launch, Node, Parts};
 use crate::pki::NodeTls;
 use crate::raft::{Member, RaftNode, RaftService};
 use crate::rpc::ca::{manager_addrs, CaService};
@@ -24,63 +23,68 @@ use crate::rpc::pb::{v1, v2};
 use crate::shutdown::Shutdown;
 use crate::tls::{self, PeerFilter};
 
-pub async fn run(ctx: Arc<Ctx>, identity: Identity, shutdown: Shutdown) -> anyhow::Result<()> {
-    let store = ctx.store.clone();
+pub(super) async fn run(
+    mut node: Node,
+    identity: Identity,
+    launch: Launch,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let parts = node.parts.clone();
+    let store = parts.store.clone();
     let node_tls = Arc::new(
-        NodeTls::load(&ctx.data_dir, &ctx.keys).context("cannot load this node's TLS material")?,
+        NodeTls::load(&parts.data_dir, &parts.keys)
+            .context("cannot load this node's TLS material")?,
     );
     let client_tls = tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))?;
-    let advertise = ctx.advertise_addr();
-    if ctx.force_new_cluster.swap(false, Ordering::SeqCst) {
-        crate::raft::force_new_cluster(&ctx.data_dir, &store, &identity.node_id, &advertise)
+    let advertise = parts.advertise_addr();
+    if launch == Launch::ForceNewCluster {
+        crate::raft::force_new_cluster(&parts.data_dir, &store, &identity.node_id, &advertise)
             .await
             .context("cannot force a new cluster")?;
     }
-    let raft = RaftNode::start(&ctx.data_dir, store.clone(), &identity.node_id, client_tls)
-        .await
-        .context("cannot start the replicated store")?;
-    if ctx.bootstrap.swap(false, Ordering::SeqCst) {
+    let raft = RaftNode::start(
+        &parts.data_dir,
+        store.clone(),
+        &identity.node_id,
+        client_tls,
+    )
+    .await
+    .context("cannot start the replicated store")?;
+    if launch == Launch::Bootstrap {
         raft.bootstrap(&advertise).await?;
     }
-    ctx.raft.send_replace(Some(raft.clone()));
-    let result = serve(&ctx, &identity, &node_tls, &raft, &advertise, shutdown).await;
-    ctx.raft.send_replace(None);
+    parts.raft.send_replace(Some(raft.clone()));
+    let result = serve(&mut node, &identity, &node_tls, &raft, &advertise, shutdown).await;
+    parts.raft.send_replace(None);
     raft.shutdown().await;
-    drop(raft);
-    let demoted = ctx
-        .identity
-        .borrow()
-        .as_ref()
-        .is_some_and(|i| i.role == crate::types::NodeRole::Worker);
-    if demoted {
-        forget_replicated_state(&ctx);
-    }
     result
 }
 
 /// A demoted manager keeps no copy of the cluster state: if it is promoted
 /// again, it joins the membership afresh and is sent a snapshot.
-fn forget_replicated_state(ctx: &Ctx) {
-    let dir = crate::data_dir::DataDir::at(&ctx.data_dir);
+pub(super) fn forget_replicated_state(parts: &Parts) {
+    let dir = crate::data_dir::DataDir::at(&parts.data_dir);
     for f in [dir.raft_log(), dir.raft_snapshot()] {
         let _ = std::fs::remove_file(f);
     }
-    if let Err(e) = ctx.store.clear() {
+    if let Err(e) = parts.store.clear() {
         warn!(error = %e, "cannot clear the demoted manager's store");
     }
     info!("demoted: this node's copy of the cluster state is gone");
 }
 
 async fn serve(
-    ctx: &Arc<Ctx>,
+    node: &mut Node,
     identity: &Identity,
     node_tls: &Arc<NodeTls>,
     raft: &Arc<RaftNode>,
     advertise: &str,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let store = ctx.store.clone();
-    let proposer = ctx.proposer.clone();
+    let parts = node.parts.clone();
+    let parts = &parts;
+    let store = parts.store.clone();
+    let proposer = parts.proposer.clone();
     // Removed nodes are refused at the handshake.
     let filter_store = store.clone();
     let filter: PeerFilter = Arc::new(move |peer| {
@@ -91,9 +95,9 @@ async fn serve(
             .is_none_or(|c| !c.removed_nodes.contains(&peer.node_id))
     });
     let server_tls = tls::server_config(&node_tls.ca_pem, node_tls.cert.clone(), filter)?;
-    let listener = TcpListener::bind(&ctx.listen)
+    let listener = TcpListener::bind(&parts.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", ctx.listen))?;
+        .with_context(|| format!("cannot listen on {}", parts.listen))?;
     let port = listener.local_addr()?.port();
     let (dispatcher_tx, dispatcher_rx) = watch::channel(None);
     let mut server_shutdown = shutdown.clone();
@@ -106,10 +110,10 @@ async fn serve(
         dispatcher: dispatcher_rx,
     });
     let node_agent = Arc::new(NodeAgentService {
-        data_dir: ctx.data_dir.clone(),
+        data_dir: parts.data_dir.clone(),
     });
     let raft_rpc = Arc::new(RaftService {
-        slot: ctx.raft.subscribe(),
+        slot: parts.raft.subscribe(),
     });
     // Every service in both formats: shoal.v1 for nodes of 254a909.
     let server = tonic::transport::Server::builder()
@@ -129,7 +133,7 @@ async fn serve(
             crate::rpc::transport::incoming(listener, server_tls),
             async move { server_shutdown.wait().await },
         );
-    info!(listen = %ctx.listen, "serving node-to-node gRPC over mTLS");
+    info!(listen = %parts.listen, "serving node-to-node gRPC over mTLS");
 
     // mDNS is best effort: a node without multicast still joins by address.
     let ca_digest = crate::pki::ca_digest(&node_tls.ca_pem).ok();
@@ -152,7 +156,7 @@ async fn serve(
     )));
     if !raft.raft.is_initialized().await? {
         tasks.push(tokio::spawn(join_membership(
-            ctx.clone(),
+            parts.clone(),
             raft.clone(),
             Member {
                 node_id: identity.node_id.clone(),
@@ -167,7 +171,7 @@ async fn serve(
         shutdown.clone(),
     )));
     tasks.push(tokio::spawn(keep_keys_sealed(
-        ctx.clone(),
+        parts.clone(),
         shutdown.clone(),
     )));
     tasks.push(tokio::spawn(crate::raft::snapshots(
@@ -175,7 +179,7 @@ async fn serve(
         shutdown.clone(),
     )));
     let mut managers = manager_addrs(&store);
-    for m in crate::worker::load_managers(&ctx.data_dir) {
+    for m in super::load_managers(&parts.data_dir) {
         if !managers.contains(&m) {
             managers.push(m);
         }
@@ -183,17 +187,17 @@ async fn serve(
     if !managers.iter().any(|m| m == advertise) {
         managers.insert(0, advertise.to_string());
     }
-    tasks.push(crate::worker::run_agent(
-        ctx,
+    tasks.push(super::agent::run(
+        node,
         node_tls,
         managers,
         shutdown.clone(),
     )?);
-    crate::daemon::refresh_node(ctx).await;
-    tasks.push(tokio::spawn(crate::daemon::refresh_periodically(
-        ctx.clone(),
-        shutdown,
-    )));
+    super::refresh::refresh(parts, &identity.node_id).await;
+    let (refresh_parts, node_id) = (parts.clone(), identity.node_id.clone());
+    tasks.push(tokio::spawn(async move {
+        super::refresh::periodically(&refresh_parts, &node_id, shutdown).await
+    }));
     for t in tasks {
         let _ = t.await;
     }
@@ -203,10 +207,10 @@ async fn serve(
 /// Keep this manager's keys sealed with the cluster's unlock key while the
 /// cluster is autolocked, and in the clear while it is not: every manager
 /// follows each change as it applies it.
-async fn keep_keys_sealed(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
-    let mut commits = ctx.store.watch();
+async fn keep_keys_sealed(parts: Arc<Parts>, mut shutdown: Shutdown) {
+    let mut commits = parts.store.watch();
     loop {
-        let wanted = ctx
+        let wanted = parts
             .store
             .read()
             .and_then(|v| v.cluster())
@@ -218,11 +222,11 @@ async fn keep_keys_sealed(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
                     // Never unseal on a key that cannot be read.
                     Err(e) => {
                         warn!(error = %e, "the cluster's unlock key is damaged; keys left as they are");
-                        ctx.keys.unlock_key()
+                        parts.keys.unlock_key()
                     }
                 };
-                let was_locked = ctx.keys.unlock_key().is_some();
-                match ctx.keys.seal_with(key.as_ref()) {
+                let was_locked = parts.keys.unlock_key().is_some();
+                match parts.keys.seal_with(key.as_ref()) {
                     Ok(()) if was_locked != key.is_some() => info!(
                         autolock = key.is_some(),
                         "this manager's keys are now {}",
@@ -254,10 +258,15 @@ async fn keep_keys_sealed(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
 
 /// A manager that joined with the manager token asks the leader to make it
 /// a voter, through whichever manager answers, until one does.
-async fn join_membership(ctx: Arc<Ctx>, raft: Arc<RaftNode>, me: Member, mut shutdown: Shutdown) {
+async fn join_membership(
+    parts: Arc<Parts>,
+    raft: Arc<RaftNode>,
+    me: Member,
+    mut shutdown: Shutdown,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        let known = crate::worker::load_managers(&ctx.data_dir);
+        let known = super::load_managers(&parts.data_dir);
         match crate::raft::ask_to_join(&raft, &known, &me).await {
             Ok(()) => {
                 info!("this manager is now a voting member of the replicated store");

@@ -1,0 +1,59 @@
+//! This node's agent and its session with the managers: the same on a
+//! worker and on a manager (whose own agent talks to the leader too).
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use super::Node;
+use crate::agent::local::LocalState;
+use crate::agent::session::Session;
+use crate::agent::Agent;
+use crate::pki::NodeTls;
+use crate::shutdown::Shutdown;
+
+pub(super) fn run(
+    node: &mut Node,
+    node_tls: &Arc<NodeTls>,
+    managers: Vec<String>,
+    shutdown: Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let parts = &node.parts;
+    let client_tls = crate::tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))?;
+    let local = LocalState::open(
+        &crate::data_dir::DataDir::at(&parts.data_dir).agent(),
+        parts.keys.codec(),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the agent's state: {e}"))?;
+    // Start from the last known assignments: containers are re-adopted even
+    // when no manager answers.
+    let known = local.load().unwrap_or_default();
+    let (assign_tx, assign_rx) = watch::channel(Arc::new(known));
+    let (report_tx, report_rx) = mpsc::channel(1024);
+    let data_dir = parts.data_dir.clone();
+    let images = parts.images.clone();
+    let handle = node.handle.clone();
+    let session = Session {
+        tls: client_tls,
+        managers,
+        ca_digest: crate::pki::ca_digest(&node_tls.ca_pem)?,
+        local,
+        addr: parts.advertise_addr(),
+        on_managers: Box::new(move |m| super::save_managers(&data_dir, m)),
+        on_role: Box::new(move |role| handle.role_changed(role)),
+        describe: Box::new(move || {
+            let images = images.clone();
+            Box::pin(async move { crate::host::describe(images.as_ref()).await })
+        }),
+        redescribe: node
+            .redescribe
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the agent was started twice"))?,
+    };
+    let agent = Agent::new(parts.exec.clone(), crate::host::hostname(), report_tx);
+    let s = tokio::spawn(session.run(assign_tx, report_rx, shutdown.clone()));
+    let a = tokio::spawn(agent.run(assign_rx, shutdown));
+    Ok(tokio::spawn(async move {
+        let _ = tokio::join!(s, a);
+    }))
+}
