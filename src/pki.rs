@@ -94,6 +94,45 @@ pub fn bootstrap_cluster(
     Ok(Bootstrap { ca, tokens })
 }
 
+/// Why the cluster's CA did not issue a certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The CA in the store cannot be read: the cluster's fault.
+    #[error("the cluster's CA cannot be read: {0}")]
+    Ca(TlsError),
+    /// The request cannot be signed: the caller's fault.
+    #[error("{0}")]
+    Request(TlsError),
+}
+
+/// Issue a node certificate from the cluster's CA, as the store holds it:
+/// the one place a node's certificate is made, for joins and renewals
+/// alike. The identity (node id, role, cluster) is the caller's decision,
+/// never the CSR's; the names are the node's address and hostname.
+pub fn issue(
+    cluster: &crate::types::Cluster,
+    csr_pem: &str,
+    node_id: &str,
+    role: crate::types::NodeRole,
+    addr: &str,
+    hostname: &str,
+) -> Result<String, IssueError> {
+    let ca = RootCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem).map_err(IssueError::Ca)?;
+    let role = match role {
+        crate::types::NodeRole::Manager => Role::Manager,
+        crate::types::NodeRole::Worker => Role::Worker,
+    };
+    ca.issue(
+        csr_pem,
+        node_id,
+        role,
+        &cluster.id,
+        &sans_for(addr, hostname),
+        Duration::from_millis(cluster.cert_expiry_ms),
+    )
+    .map_err(IssueError::Request)
+}
+
 /// SANs for a node: the host part of its advertise address and hostname.
 pub fn sans_for(advertise: &str, hostname: &str) -> Vec<String> {
     let host = advertise

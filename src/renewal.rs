@@ -10,12 +10,11 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
 
-use crate::pki::{sans_for, NodeTls};
+use crate::pki::NodeTls;
 use crate::rpc::compat::CaClient;
 use crate::rpc::messages::RenewRequest;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
-use crate::tls::RootCa;
 
 /// Where a renewed certificate comes from.
 pub enum Issuer {
@@ -67,18 +66,16 @@ pub async fn renew(node_tls: &NodeTls, issuer: &Issuer) -> Result<(), String> {
                 .map_err(|e| e.to_string())?
                 .ok_or("no cluster")?;
             let node = view
-                .node(&id.node_id)
+                .member(&id.node_id)
                 .map_err(|e| e.to_string())?
-                .ok_or("this node is not in the store")?;
-            let ca = RootCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem)
-                .map_err(|e| e.to_string())?;
-            ca.issue(
+                .ok_or("this node is not part of the cluster")?;
+            crate::pki::issue(
+                &cluster,
                 &csr,
                 &node.id,
                 node.spec.role,
-                &cluster.id,
-                &sans_for(&node.status.addr, &node.description.hostname),
-                Duration::from_millis(cluster.cert_expiry_ms),
+                &node.status.addr,
+                &node.description.hostname,
             )
             .map_err(|e| e.to_string())?
         }

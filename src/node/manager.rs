@@ -92,7 +92,7 @@ async fn serve(
             .read()
             .ok()
             .and_then(|v| v.cluster().ok().flatten())
-            .is_none_or(|c| !c.removed_nodes.contains(&peer.node_id))
+            .is_none_or(|c| !c.is_removed(&peer.node_id))
     });
     let server_tls = tls::server_config(&node_tls.ca_pem, node_tls.cert.clone(), filter)?;
     let listener = TcpListener::bind(&parts.listen)

@@ -3,7 +3,6 @@
 //! joiner proves itself with the join token's secret instead.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 use tracing::info;
@@ -11,9 +10,9 @@ use tracing::info;
 use super::messages::*;
 use super::pb::v2::ca_server::Ca;
 use super::transport::peer;
-use crate::pki::sans_for;
+use crate::pki::{issue, IssueError};
 use crate::store::{Change, Object, Proposer, Store};
-use crate::tls::{JoinToken, Role, RootCa};
+use crate::tls::{JoinToken, Role};
 use crate::types::*;
 
 pub struct CaService {
@@ -23,6 +22,13 @@ pub struct CaService {
 
 fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
+}
+
+fn issue_status(e: IssueError) -> Status {
+    match e {
+        IssueError::Ca(_) => internal(e),
+        IssueError::Request(_) => Status::invalid_argument(e.to_string()),
+    }
 }
 
 impl CaService {
@@ -72,35 +78,17 @@ impl Ca for CaService {
             Role::Manager => NodeRole::Manager,
             Role::Worker => NodeRole::Worker,
         };
-        let ca = RootCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem).map_err(internal)?;
         let node_id = new_id();
-        let sans = sans_for(&r.addr, &r.description.hostname);
-        let cert_pem = ca
-            .issue(
-                &r.csr_pem,
-                &node_id,
-                role,
-                &cluster.id,
-                &sans,
-                Duration::from_millis(cluster.cert_expiry_ms),
-            )
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let node = Node {
-            id: node_id.clone(),
-            meta: Meta::default(),
-            spec: NodeSpec {
-                role: node_role,
-                availability: Availability::Active,
-                labels: Default::default(),
-            },
-            description: r.description,
-            status: NodeStatus {
-                state: NodeState::Unknown,
-                message: "joined".into(),
-                addr: r.addr,
-            },
-            version: r.version,
-        };
+        let cert_pem = issue(
+            &cluster,
+            &r.csr_pem,
+            &node_id,
+            node_role,
+            &r.addr,
+            &r.description.hostname,
+        )
+        .map_err(issue_status)?;
+        let node = Node::joined(node_id.clone(), node_role, r.description, r.addr, r.version);
         self.proposer
             .propose(vec![Change::Create(Object::Node(node))])
             .await
@@ -122,23 +110,20 @@ impl Ca for CaService {
         let node = self
             .store
             .read()
-            .and_then(|v| v.node(&me.node_id))
+            .and_then(|v| v.member(&me.node_id))
             .map_err(internal)?
-            .filter(|_| !cluster.removed_nodes.contains(&me.node_id))
             .ok_or_else(|| Status::permission_denied("this node is not part of the cluster"))?;
         // The role comes from the store: a demoted manager's renewed
         // certificate says worker.
-        let ca = RootCa::from_pem(&cluster.ca_cert_pem, &cluster.ca_key_pem).map_err(internal)?;
-        let cert_pem = ca
-            .issue(
-                &req.get_ref().csr_pem,
-                &node.id,
-                node.spec.role,
-                &cluster.id,
-                &sans_for(&node.status.addr, &node.description.hostname),
-                Duration::from_millis(cluster.cert_expiry_ms),
-            )
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cert_pem = issue(
+            &cluster,
+            &req.get_ref().csr_pem,
+            &node.id,
+            node.spec.role,
+            &node.status.addr,
+            &node.description.hostname,
+        )
+        .map_err(issue_status)?;
         Ok(Response::new(RenewResponse { cert_pem }))
     }
 }

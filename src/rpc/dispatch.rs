@@ -53,14 +53,9 @@ impl DispatcherService {
 
 /// The node, if it is a current member of the cluster.
 pub fn check_member(store: &Store, node_id: &str) -> Result<Node, Status> {
-    let view = store.read().map_err(|e| Status::internal(e.to_string()))?;
-    let removed = view
-        .cluster()
-        .map_err(|e| Status::internal(e.to_string()))?
-        .is_some_and(|c| c.removed_nodes.iter().any(|n| n == node_id));
-    match view.node(node_id) {
-        Ok(Some(n)) if !removed => Ok(n),
-        Ok(_) => Err(Status::permission_denied(format!(
+    match store.read().and_then(|v| v.member(node_id)) {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => Err(Status::permission_denied(format!(
             "node {node_id} is not part of this cluster"
         ))),
         Err(e) => Err(Status::internal(e.to_string())),

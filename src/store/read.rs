@@ -55,6 +55,13 @@ impl ReadView {
         self.get(NODES, id)
     }
 
+    /// The node, unless it is not in the store or was removed from the
+    /// cluster: the one check of whether a node still belongs.
+    pub fn member(&self, id: &str) -> Result<Option<Node>, StoreError> {
+        let removed = self.cluster()?.is_some_and(|c| c.is_removed(id));
+        Ok(self.node(id)?.filter(|_| !removed))
+    }
+
     pub fn nodes(&self) -> Result<Vec<Node>, StoreError> {
         self.all(NODES)
     }

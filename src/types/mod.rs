@@ -52,6 +52,14 @@ pub struct Cluster {
     pub unlock_key: Option<String>,
 }
 
+impl Cluster {
+    /// Whether `node_id` was removed: its certificate is refused from then
+    /// on, even before it expires.
+    pub fn is_removed(&self, node_id: &str) -> bool {
+        self.removed_nodes.iter().any(|n| n == node_id)
+    }
+}
+
 // What reads the format-1 (postcard) form of each stored object.
 impl crate::format::Versioned for Cluster {
     type V1 = crate::format::v1::Cluster;

@@ -132,6 +132,33 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node that has just joined (or, for the first manager, started the
+    /// cluster), active and with no labels: how every node begins.
+    pub fn joined(
+        id: String,
+        role: NodeRole,
+        description: NodeDescription,
+        addr: String,
+        version: String,
+    ) -> Node {
+        Node {
+            id,
+            meta: Meta::default(),
+            spec: NodeSpec {
+                role,
+                availability: Availability::Active,
+                labels: Default::default(),
+            },
+            description,
+            status: NodeStatus {
+                state: NodeState::Unknown,
+                message: "joined".into(),
+                addr,
+            },
+            version,
+        }
+    }
+
     /// Whether the node is a manager. Who leads is Raft's to say, and a
     /// manager is reached at `status.addr` like any node.
     pub fn is_manager(&self) -> bool {
