@@ -174,6 +174,7 @@ fn apply_one(
     match change {
         Change::Create(mut obj) => {
             let (kind, id) = (obj.kind(), obj.id().to_string());
+            name_is_free(tx, c, &obj)?;
             let mut table = tx.open_table(kind.table())?;
             if table.get(id.as_str())?.is_some() {
                 return Err(StoreError::Exists {
@@ -191,6 +192,7 @@ fn apply_one(
         }
         Change::Update(mut obj) => {
             let (kind, id) = (obj.kind(), obj.id().to_string());
+            name_is_free(tx, c, &obj)?;
             let mut table = tx.open_table(kind.table())?;
             let stored: Meta = match table.get(id.as_str())? {
                 Some(v) => stored_meta(c, kind, v.value())?,
@@ -273,6 +275,32 @@ fn apply_one(
             true
         }),
     }
+}
+
+/// Names are unique within a kind, and this is where that holds: checked
+/// when the write is applied, in log order, not only when it is proposed,
+/// so that creates racing through several managers cannot both win. A scan
+/// is enough for the tens of services a cluster has; the values are sealed,
+/// so an index of names would have to be sealed too.
+fn name_is_free(tx: &redb::WriteTransaction, c: &Codec, obj: &Object) -> Result<(), StoreError> {
+    let Object::Service(new) = obj else {
+        return Ok(());
+    };
+    let table = tx.open_table(SERVICES)?;
+    for entry in table.iter()? {
+        let (id, value) = entry?;
+        if id.value() == new.id {
+            continue;
+        }
+        let other: Service = c.decode(value.value())?;
+        if other.spec.name == new.spec.name {
+            return Err(StoreError::Exists {
+                kind: Kind::Service.as_str().into(),
+                id: new.spec.name.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Read-modify-write of one task; `f` says whether it changed anything.

@@ -122,3 +122,58 @@ fn assignment_applies_only_to_pending_unassigned_tasks() {
     assert_eq!(t.node_id.as_deref(), Some("n1"));
     assert_eq!(t.status.state, TaskState::Assigned);
 }
+
+fn service(id: &str, name: &str) -> Service {
+    Service {
+        id: id.into(),
+        meta: Meta::default(),
+        spec: ServiceSpec {
+            name: name.into(),
+            labels: Default::default(),
+            mode: ServiceMode::Replicated { replicas: 1 },
+            task: TaskSpec::default(),
+        },
+        spec_version: 1,
+        previous_spec: None,
+    }
+}
+
+#[test]
+fn a_service_name_is_taken_once_whatever_its_id() {
+    let (_d, s) = store();
+    s.apply(vec![Change::Create(Object::Service(service("a", "web")))])
+        .unwrap();
+    // Another id, the same name: two creates raced through two managers.
+    let err = s
+        .apply(vec![Change::Create(Object::Service(service("b", "web")))])
+        .unwrap_err();
+    assert_eq!(err.to_string(), "service web already exists");
+    // Within one batch too, and an update cannot rename onto a taken name.
+    let err = s
+        .apply(vec![
+            Change::Create(Object::Service(service("c", "db"))),
+            Change::Create(Object::Service(service("d", "db"))),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Exists { .. }), "{err}");
+    s.apply(vec![Change::Create(Object::Service(service("e", "api")))])
+        .unwrap();
+    let mut renamed = s.read().unwrap().service("e").unwrap().unwrap();
+    renamed.spec.name = "web".into();
+    let err = s
+        .apply(vec![Change::Update(Object::Service(renamed.clone()))])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Exists { .. }), "{err}");
+    // Its own name is not taken from itself; a removed service frees it.
+    renamed.spec.name = "api".into();
+    s.apply(vec![Change::Update(Object::Service(renamed))])
+        .unwrap();
+    s.apply(vec![Change::Delete {
+        kind: Kind::Service,
+        id: "a".into(),
+        expected_version: None,
+    }])
+    .unwrap();
+    s.apply(vec![Change::Create(Object::Service(service("b", "web")))])
+        .unwrap();
+}
