@@ -17,11 +17,22 @@ use common::harness::*;
 /// client could send it (the CLI cannot put a NUL in an argument). Returns
 /// the status code and the body.
 fn post_raw(d: &Daemon, path: &str, body: &str) -> (u16, String) {
+    request_raw(d, "POST", path, "application/json", body)
+}
+
+/// Any request on the control socket, with the content type it is given.
+fn request_raw(
+    d: &Daemon,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
     let mut s = UnixStream::connect(&d.socket).expect("connect to the control socket");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: shoal\r\nContent-Type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: shoal\r\nContent-Type: {content_type}\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
@@ -208,4 +219,68 @@ fn an_image_loaded_on_a_worker_after_it_joined_reaches_the_scheduler() {
         counts(),
         manager.describe("spread")
     );
+}
+
+/// Service names are unique where writes are applied, not only where they
+/// are proposed: 20 creates of one name at once, spread over 3 managers,
+/// make exactly one service, and the 19 others say it already exists.
+#[test]
+fn parallel_creates_of_one_name_over_three_managers_make_one_service() {
+    let managers = common::managers::three_managers();
+    let outs: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let m = &managers[i % managers.len()];
+                scope.spawn(move || m.create_sleeper("dupname", &[]))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(created, 1, "creates that succeeded: {created}");
+    for out in outs.iter().filter(|o| !o.status.success()) {
+        let err = stderr(out);
+        assert!(
+            err.contains("service dupname already exists"),
+            "a refused create says something else: {err}"
+        );
+    }
+    for m in &managers {
+        let names: Vec<String> = m
+            .services()
+            .iter()
+            .map(|v| s(v, "name").to_string())
+            .collect();
+        assert_eq!(names, ["dupname"], "services on one manager");
+    }
+}
+
+/// Every error the API answers is JSON with one `message`, the ones that
+/// axum makes itself included (once, 415 and 422 came as plain text).
+#[test]
+fn every_api_error_is_json_with_a_message() {
+    let d = Daemon::cluster();
+    for (method, path, ctype, body, code) in [
+        ("POST", "/v1/services", "text/plain", r#"{"name":"x"}"#, 415),
+        (
+            "POST",
+            "/v1/services",
+            "application/json",
+            r#"{"name":7}"#,
+            422,
+        ),
+        ("POST", "/v1/services", "application/json", "{not json", 400),
+        ("GET", "/v1/no-such-thing", "application/json", "", 404),
+        ("DELETE", "/v1/info", "application/json", "", 405),
+        ("GET", "/v1/services/nope", "application/json", "", 404),
+    ] {
+        let (got, reply) = request_raw(&d, method, path, ctype, body);
+        assert_eq!(got, code, "{method} {path}: {reply}");
+        let v: serde_json::Value = serde_json::from_str(&reply)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {reply}"));
+        let message = v["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "{method} {path}: no message: {reply}");
+        assert!(!message.contains("--"), "names a CLI flag: {message}");
+    }
+    nothing_stored(&d, "a bad request");
 }

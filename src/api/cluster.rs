@@ -31,7 +31,7 @@ pub async fn init(
     let advertise = match req.advertise.or_else(|| ctx.advertise.clone()) {
         Some(a) => a,
         None => crate::netaddr::detect_advertise(&ctx.listen)
-            .map_err(|e| ApiError::BadRequest(format!("{e}; pass --advertise ADDR")))?,
+            .map_err(|e| ApiError::BadRequest(format!("{e}; give the address to advertise")))?,
     };
     let identity = Identity {
         cluster_id: new_id(),
@@ -41,7 +41,7 @@ pub async fn init(
     let expiry = req.cert_expiry_ms.unwrap_or(DEFAULT_CERT_EXPIRY_MS);
     if expiry < 60_000 {
         return Err(ApiError::BadRequest(
-            "--cert-expiry must be at least 1m".into(),
+            "the certificate expiry must be at least 1m".into(),
         ));
     }
     let hostname = crate::host::hostname();
@@ -68,22 +68,15 @@ pub async fn init(
         unlock_key: None,
     };
     let worker_token = cluster.join_tokens.worker.to_string();
-    let node = Node {
-        id: identity.node_id.clone(),
-        meta: Meta::default(),
-        spec: NodeSpec {
-            role: NodeRole::Manager,
-            availability: Availability::Active,
-            labels: Default::default(),
-        },
-        description: crate::host::describe(ctx.images.as_ref()).await,
-        status: NodeStatus {
-            state: NodeState::Ready,
-            message: String::new(),
-            addr: advertise.clone(),
-        },
-        version: crate::VERSION.to_string(),
-    };
+    let mut node = Node::joined(
+        identity.node_id.clone(),
+        NodeRole::Manager,
+        crate::host::describe(ctx.images.as_ref()).await,
+        advertise.clone(),
+        crate::VERSION.to_string(),
+    );
+    node.status.state = NodeState::Ready;
+    node.status.message = String::new();
     // The manager's components start a one-member Raft; the cluster's
     // first objects are its first entries.
     ctx.node.start(identity.clone(), Launch::Bootstrap).await?;
@@ -243,7 +236,7 @@ pub async fn remove_node(
     }
     if node.status.state == NodeState::Ready && !q.force {
         return Err(ApiError::Conflict(format!(
-            "node {} is ready: run `shoal leave` on it first, or use --force",
+            "node {} is ready: make it leave first (`shoal leave` on it), or force its removal",
             node.id
         )));
     }
@@ -305,7 +298,7 @@ pub async fn update_cluster(
     if let Some(ms) = req.cert_expiry_ms {
         if ms < 60_000 {
             return Err(ApiError::BadRequest(
-                "--cert-expiry must be at least 1m".into(),
+                "the certificate expiry must be at least 1m".into(),
             ));
         }
         cluster.cert_expiry_ms = ms;
@@ -313,7 +306,7 @@ pub async fn update_cluster(
     if let Some(ms) = req.heartbeat_period_ms {
         if !(100..=60_000).contains(&ms) {
             return Err(ApiError::BadRequest(
-                "--heartbeat-period must be between 100ms and 1m".into(),
+                "the heartbeat period must be between 100ms and 1m".into(),
             ));
         }
         cluster.heartbeat_period_ms = ms;
@@ -321,7 +314,7 @@ pub async fn update_cluster(
     if let Some(n) = req.snapshot_interval {
         if !(10..=1_000_000).contains(&n) {
             return Err(ApiError::BadRequest(
-                "--snapshot-interval must be between 10 and 1000000 log entries".into(),
+                "the snapshot interval must be between 10 and 1000000 log entries".into(),
             ));
         }
         cluster.snapshot_interval = n;

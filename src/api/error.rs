@@ -72,8 +72,35 @@ impl IntoResponse for ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = ErrorBody {
-            error: self.to_string(),
+            message: self.to_string(),
         };
         (status, Json(body)).into_response()
     }
+}
+
+/// The most of an error body that is read back to be rewritten as JSON.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// Every error answer is JSON with one `message`, including the ones axum
+/// makes itself: 415 for a body that is not JSON, 422 for JSON of the
+/// wrong shape, 404 for an unknown path, 405 for a wrong method.
+pub async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), ERROR_BODY_LIMIT)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    (status, Json(ErrorBody { message })).into_response()
 }

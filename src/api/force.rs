@@ -20,7 +20,7 @@ pub async fn force_new_cluster(ctx: &Arc<Ctx>) -> Result<InitResponse, ApiError>
     // With a quorum, forcing would split the cluster in two.
     if ctx.proposer.barrier().await.is_ok() {
         return Err(ApiError::Conflict(
-            "this cluster has a quorum of managers: --force-new-cluster is only for a cluster that lost it for good".into(),
+            "this cluster has a quorum of managers: forcing a new cluster is only for a cluster that lost it for good".into(),
         ));
     }
     ctx.node.relaunch(Launch::ForceNewCluster).await?;

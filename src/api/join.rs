@@ -62,7 +62,7 @@ pub async fn join(
                 .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             if found.is_empty() {
                 return Err(ApiError::NotFound(
-                    "no manager of this token's cluster answered over mDNS on this LAN; give a manager's address: shoal join --token TOKEN ADDR".into(),
+                    "no manager of this token's cluster answered over mDNS on this LAN; give a manager's address".into(),
                 ));
             }
             (found.iter().map(|a| a.to_string()).collect(), "mDNS")
@@ -71,7 +71,7 @@ pub async fn join(
     let advertise = match req.advertise.or_else(|| ctx.advertise.clone()) {
         Some(a) => a,
         None => crate::netaddr::detect_advertise(&ctx.listen)
-            .map_err(|e| ApiError::BadRequest(format!("{e}; pass --advertise ADDR")))?,
+            .map_err(|e| ApiError::BadRequest(format!("{e}; give the address to advertise")))?,
     };
     let key = NodeKey::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
     let csr = key

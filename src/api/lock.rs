@@ -35,7 +35,7 @@ pub struct UnlockKeyReply {
     pub key: Option<String>,
 }
 
-const NOT_LOCKED: &str = "autolock is off: there is no unlock key (turn it on with `shoal cluster update --autolock=true`)";
+const NOT_LOCKED: &str = "autolock is off: there is no unlock key (turn autolock on first)";
 
 /// Turn autolock on (a new key, unless one is set) or off.
 pub fn set_autolock(cluster: &mut Cluster, on: bool) -> Result<(), ApiError> {
@@ -138,7 +138,7 @@ async fn locked_reply() -> impl IntoResponse {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         Json(ErrorBody {
-            error: "this manager is locked (the cluster is autolocked): run `shoal unlock` and give it the unlock key".into(),
+            message: "this manager is locked (the cluster is autolocked): run `shoal unlock` and give it the unlock key".into(),
         }),
     )
 }

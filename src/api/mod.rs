@@ -71,7 +71,7 @@ impl Ctx {
     pub fn identity(&self) -> Result<Identity, ApiError> {
         let id = self.node.identity().ok_or_else(|| {
             ApiError::NotInCluster(
-                "this node is not part of a cluster: run `shoal init` to start one, or `shoal join --token TOKEN` to join one".into(),
+                "this node is not part of a cluster: run `shoal init` to start one, or `shoal join` to join one".into(),
             )
         })?;
         if id.role == crate::types::NodeRole::Worker {
@@ -112,5 +112,6 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/images/load", post(images::load))
         .route("/v1/unlock-key", get(lock::show_key).post(lock::rotate_key))
         .route("/v1/unlock", post(lock::not_locked))
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(ctx)
 }

@@ -48,9 +48,12 @@ pub struct ImageLoaded {
     pub images: Vec<String>,
 }
 
+/// Every error answer of the API, as the Docker Engine API writes it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorBody {
-    pub error: String,
+    /// `error`: what daemons before this release wrote.
+    #[serde(alias = "error")]
+    pub message: String,
 }
 
 /// One line of `service logs`, as streamed (newline-delimited JSON).

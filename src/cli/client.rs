@@ -52,7 +52,7 @@ impl Client {
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
         match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(e) => Err(anyhow!(e.error)),
+            Ok(e) => Err(anyhow!(e.message)),
             Err(_) => Err(anyhow!(
                 "the shoal daemon answered {status}: {}",
                 String::from_utf8_lossy(&body).trim()
