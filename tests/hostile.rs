@@ -284,3 +284,27 @@ fn every_api_error_is_json_with_a_message() {
     }
     nothing_stored(&d, "a bad request");
 }
+
+/// `--force-new-cluster` is refused while a quorum is reachable (once, it
+/// split a working cluster), and a read without a quorum says so in words
+/// (once, a debug dump of openraft's membership).
+#[test]
+fn quorum_questions_get_plain_answers() {
+    let mut managers = common::managers::three_managers();
+    let out = managers[0].cli(&["init", "--force-new-cluster"]);
+    assert!(!out.status.success(), "forced with a quorum");
+    let err = one_line_error(&out);
+    assert!(err.contains("has a quorum"), "{err}");
+    let survivor = managers.remove(0);
+    for mut m in managers {
+        m.kill9();
+    }
+    let out = survivor.cli(&["node", "ls"]);
+    assert!(!out.status.success(), "node ls answered without a quorum");
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("no quorum: 1 of 3 managers reachable"),
+        "{err}"
+    );
+    assert!(!err.contains("Member {"), "a debug dump: {err}");
+}

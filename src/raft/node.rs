@@ -192,6 +192,12 @@ impl RaftNode {
     pub async fn read_index(&self) -> Result<u64, NotHere> {
         match self.raft.ensure_linearizable().await {
             Ok(id) => Ok(id.map_or(0, |l| l.index)),
+            // A leader that cannot hear from a quorum is no leader for a
+            // read: wait for one like for an election, and say so in words
+            // when none comes (openraft's error is a debug dump).
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(NotHere::NoLeader)
+            }
             Err(e) => Err(self.not_here(e)),
         }
     }

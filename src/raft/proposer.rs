@@ -92,7 +92,7 @@ impl RaftProposer {
             }
             tokio::time::sleep(RETRY).await;
         }
-        Err(no_quorum(&node).await)
+        Err(no_quorum(&node, &op).await)
     }
 
     /// Take a manager out of the membership (the leader does it).
@@ -120,9 +120,9 @@ async fn ask_leader(node: &RaftNode, leader: &Member, op: &Forward) -> Option<Fo
     }
 }
 
-/// The error for a write that found no leader with a quorum, counting the
-/// managers this node can reach (itself included).
-async fn no_quorum(node: &RaftNode) -> StoreError {
+/// The error for an operation that found no leader with a quorum, counting
+/// the managers this node can reach (itself included).
+async fn no_quorum(node: &RaftNode, op: &Forward) -> StoreError {
     let members = node.members();
     let total = members.len().max(1);
     let probes = members
@@ -138,8 +138,12 @@ async fn no_quorum(node: &RaftNode) -> StoreError {
         .into_iter()
         .filter(|ok| *ok)
         .count();
+    let outcome = match op {
+        Forward::ReadIndex => "an answer could be out of date, so none is given",
+        _ => "nothing was written",
+    };
     StoreError::Unavailable(format!(
-        "no quorum: {reachable} of {total} managers reachable; nothing was written. The cluster needs a majority of its managers; if the others are gone for good, run `shoal init --force-new-cluster` on this manager"
+        "no quorum: {reachable} of {total} managers reachable; {outcome}. The cluster needs a majority of its managers; if the others are gone for good, run `shoal init --force-new-cluster` on this manager"
     ))
 }
 
