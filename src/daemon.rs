@@ -19,6 +19,9 @@ use crate::shutdown;
 use crate::store::{Proposer, Store};
 use crate::types::NodeRole;
 
+/// How long a stop may take before the daemon exits regardless.
+const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The daemon's validated settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -129,8 +132,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     crate::notify::stopping();
     info!("stopping; containers keep running");
     trigger.trigger();
-    let _ = api_task.await;
-    let _ = node_task.await;
+    // Every step of a stop is bounded: a component stuck on a peer that is
+    // gone must not keep the daemon (and systemd's restart) waiting.
+    let stopped = tokio::time::timeout(STOP_WITHIN, async {
+        let _ = api_task.await;
+        let _ = node_task.await;
+    })
+    .await;
+    if stopped.is_err() {
+        warn!("the node's components did not stop within {STOP_WITHIN:?}; stopping anyway");
+    }
     let _ = std::fs::remove_file(&cfg.socket);
     Ok(())
 }

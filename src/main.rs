@@ -42,7 +42,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(shoal::cli::run(cli)) {
+    let result = runtime.block_on(shoal::cli::run(cli));
+    // Blocking work still running (a thread stuck in a read of a peer that
+    // is gone) must not hold the exit: give it a moment, no more.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -51,26 +55,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Help and version print as clap prints them; a usage error prints its
-/// one `error:` line, without clap's usage block.
+/// Help, version and usage errors print as clap prints them: a usage
+/// error whole, with the allowed values, a suggestion for a misspelt
+/// command and the usage line, and exit code 2.
 fn clap_error(e: clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    if matches!(
-        e.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    ) {
-        let _ = e.print();
-        return ExitCode::SUCCESS;
-    }
-    let text = e.render().to_string();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or("error: invalid command line");
-    eprintln!("{line}");
-    ExitCode::from(2)
+    let _ = e.print();
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
 }
 
 /// A client command whose reader goes away (`shoal service ls | head -1`)

@@ -308,3 +308,51 @@ fn quorum_questions_get_plain_answers() {
     );
     assert!(!err.contains("Member {"), "a debug dump: {err}");
 }
+
+/// A usage error is clap's whole message, not its first line cut at a
+/// colon: what is missing, the allowed values, a suggestion for a misspelt
+/// command, and a word for a negative count.
+#[test]
+fn usage_errors_say_everything_clap_knows() {
+    for (args, words) in [
+        (
+            &["service", "create", "demo-busybox", "sleep", "100"][..],
+            &["required arguments were not provided", "--name"][..],
+        ),
+        (
+            &[
+                "service", "create", "--name", "x", "--mode", "foo", "busybox",
+            ],
+            &["possible values", "replicated", "global"],
+        ),
+        (&["servce", "ls"], &["similar", "service"]),
+        (
+            &[
+                "service",
+                "create",
+                "--name",
+                "x",
+                "--replicas",
+                "-1",
+                "busybox",
+            ],
+            &["0 or more"],
+        ),
+        (
+            &["service", "update", "--replicas", "-1", "x"],
+            &["0 or more"],
+        ),
+    ] {
+        let out = shoal(args);
+        assert_eq!(out.status.code(), Some(2), "shoal {}", args.join(" "));
+        one_line_error(&out);
+        let err = stderr(&out);
+        for w in words {
+            assert!(
+                err.contains(w),
+                "shoal {}: no {w:?} in:\n{err}",
+                args.join(" ")
+            );
+        }
+    }
+}

@@ -20,6 +20,15 @@ pub struct Client {
     socket: PathBuf,
 }
 
+/// What the daemon answered when it refused a request: commands that know
+/// a remedy (a flag) add it, as the API names no CLI flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    pub status: hyper::StatusCode,
+    pub message: String,
+}
+
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 impl Client {
@@ -52,7 +61,11 @@ impl Client {
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
         match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(e) => Err(anyhow!(e.message)),
+            Ok(e) => Err(Refused {
+                status,
+                message: e.message,
+            }
+            .into()),
             Err(_) => Err(anyhow!(
                 "the shoal daemon answered {status}: {}",
                 String::from_utf8_lossy(&body).trim()

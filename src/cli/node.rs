@@ -131,7 +131,16 @@ pub async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<()> {
             for node in nodes {
                 let n: NodeRow = client
                     .delete(&format!("/v1/nodes/{}?force={force}", encode(&node)))
-                    .await?;
+                    .await
+                    .map_err(|e| match e.downcast_ref::<super::client::Refused>() {
+                        Some(r) if r.status == hyper::StatusCode::CONFLICT && !force => {
+                            anyhow::anyhow!(
+                                "{}; `shoal node rm --force` removes it anyway",
+                                r.message
+                            )
+                        }
+                        _ => e,
+                    })?;
                 println!("{}", n.id);
             }
             Ok(())

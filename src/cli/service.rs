@@ -87,7 +87,7 @@ pub struct CreateArgs {
     #[arg(long)]
     name: String,
     /// Tasks to run (replicated mode).
-    #[arg(long, value_parser = parse::count)]
+    #[arg(long, value_parser = parse::count, allow_negative_numbers = true)]
     replicas: Option<u64>,
     /// replicated: --replicas tasks; global: one task on every eligible node.
     #[arg(long, value_enum, default_value = "replicated")]
@@ -144,7 +144,7 @@ pub struct UpdateArgs {
     #[arg(long)]
     env_rm: Vec<String>,
     /// The new number of tasks (replicated services).
-    #[arg(long, value_parser = parse::count)]
+    #[arg(long, value_parser = parse::count, allow_negative_numbers = true)]
     replicas: Option<u64>,
 }
 

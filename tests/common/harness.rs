@@ -169,8 +169,10 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Checks the CLI's error contract: a non-zero exit and exactly one line on
-/// stderr, starting with `error: `. Returns that line.
+/// Checks the CLI's error contract: a non-zero exit and one line on
+/// stderr, starting with `error: `, which is returned. A usage error (exit
+/// code 2) is clap's whole message: its `error: ` line first, then the
+/// allowed values, a suggestion or the usage line.
 pub fn one_line_error(out: &Output) -> String {
     let err = stderr(out);
     assert!(
@@ -180,10 +182,14 @@ pub fn one_line_error(out: &Output) -> String {
         stdout(out)
     );
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    let usage_error = out.status.code() == Some(2);
     assert!(
-        lines.len() == 1 && lines[0].starts_with("error: "),
-        "expected exactly one stderr line starting with `error: `, got {} line(s):\n{err}",
-        lines.len()
+        lines.first().is_some_and(|l| l.starts_with("error: "))
+            && (lines.len() == 1 || usage_error)
+            && !err.contains("panicked"),
+        "expected one stderr line starting with `error: ` (or a usage error), got {} line(s), {}:\n{err}",
+        lines.len(),
+        out.status
     );
     lines[0].to_string()
 }
