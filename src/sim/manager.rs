@@ -42,7 +42,7 @@ pub struct SimManager {
 impl SimManager {
     /// Start a manager with its gRPC server up; it is in no membership yet.
     pub async fn start(ca: &RootCa, cluster_id: &str, node_id: &str) -> anyhow::Result<SimManager> {
-        let dir = TempDir::new("sim-manager")?;
+        let dir = TempDir::in_memory("sim-manager")?;
         let store = Store::open(
             &crate::data_dir::DataDir::at(dir.path()).state(),
             Codec::ephemeral(),

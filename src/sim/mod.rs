@@ -31,7 +31,9 @@ use anyhow::Context;
 pub struct Config {
     pub managers: usize,
     pub workers: usize,
-    /// A worker silent for three periods is marked down.
+    /// A worker silent for three periods is marked down. Short by
+    /// default, so that a scenario that kills a worker takes about a
+    /// second to see it down; workers beat every 100 ms.
     pub heartbeat_period: Duration,
     /// The images every worker has.
     pub images: Vec<String>,
@@ -42,7 +44,7 @@ impl Config {
         Config {
             managers,
             workers,
-            heartbeat_period: Duration::from_millis(500),
+            heartbeat_period: Duration::from_millis(300),
             images: vec![IMAGE.to_string()],
         }
     }

@@ -84,9 +84,27 @@ pub fn service(name: &str, image: &str, replicas: u64) -> Service {
 pub struct TempDir(PathBuf);
 
 impl TempDir {
+    /// Under the system's temp dir.
     pub fn new(label: &str) -> anyhow::Result<TempDir> {
-        let path =
-            std::env::temp_dir().join(format!("shoal-{label}.{}.{}", std::process::id(), new_id()));
+        TempDir::under(&std::env::temp_dir(), label)
+    }
+
+    /// In memory where the system has a tmpfs (`/dev/shm`), else under the
+    /// temp dir. For the in-process tests: they test the control plane,
+    /// not the disk, and on tmpfs a commit's sync costs nothing, so that a
+    /// scenario's time does not depend on what else writes to the disk.
+    pub fn in_memory(label: &str) -> anyhow::Result<TempDir> {
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            if let Ok(dir) = TempDir::under(shm, label) {
+                return Ok(dir);
+            }
+        }
+        TempDir::new(label)
+    }
+
+    fn under(base: &Path, label: &str) -> anyhow::Result<TempDir> {
+        let path = base.join(format!("shoal-{label}.{}.{}", std::process::id(), new_id()));
         std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(TempDir(path))
     }

@@ -28,7 +28,8 @@ pub struct SimWorker {
     pub node_id: String,
     pub executor: Arc<SimulatedExecutor>,
     stop: ShutdownTrigger,
-    tasks: Vec<JoinHandle<()>>,
+    /// The agent, then the session.
+    tasks: [JoinHandle<()>; 2],
 }
 
 impl SimWorker {
@@ -42,7 +43,7 @@ impl SimWorker {
         let (reports_tx, reports_rx) = mpsc::channel(1024);
         let (assign_tx, assign_rx) = watch::channel(Assignments::default());
         let agent = Agent::new(executor.clone(), node_id.to_string(), reports_tx);
-        let tasks = vec![
+        let tasks = [
             tokio::spawn(agent.run(assign_rx, shutdown.clone())),
             tokio::spawn(session(
                 node_id.to_string(),
@@ -63,11 +64,14 @@ impl SimWorker {
     /// Stop the worker as a node that loses power: no more heartbeats or
     /// reports, and its simulated containers are gone with it.
     pub async fn kill(self) {
+        // The session goes first, so that nothing the agent does on its
+        // way down reaches a manager.
+        let [agent, session] = self.tasks;
+        session.abort();
+        let _ = session.await;
         self.stop.trigger();
-        for t in self.tasks {
-            t.abort();
-            let _ = t.await;
-        }
+        agent.abort();
+        let _ = agent.await;
     }
 }
 
