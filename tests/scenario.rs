@@ -69,6 +69,20 @@ fn converged(view: &ReadView, name: &str, replicas: u64, dead: &[String]) -> any
         && by_slot.values().all(|n| *n == 1))
 }
 
+/// Create a service of `replicas` tasks of `image`, and wait until they
+/// all run.
+async fn start_service(cluster: &SimCluster, name: &str, image: &str, replicas: u64) {
+    cluster
+        .create_service(service(name, image, replicas))
+        .await
+        .unwrap();
+    let what = format!("{replicas} tasks of {name} running");
+    cluster
+        .wait_until(&what, WAIT, |v| converged(v, name, replicas, &[]))
+        .await
+        .unwrap();
+}
+
 fn node_state(view: &ReadView, id: &str) -> anyhow::Result<Option<NodeState>> {
     Ok(view.node(id)?.map(|n| n.status.state))
 }
@@ -77,16 +91,7 @@ fn node_state(view: &ReadView, id: &str) -> anyhow::Result<Option<NodeState>> {
 async fn leader_and_worker_killed_tasks_are_replaced() {
     let turn = Turn::take().await;
     let mut cluster = SimCluster::start(3, 10).await.unwrap();
-    cluster
-        .create_service(service("web", IMAGE, 20))
-        .await
-        .unwrap();
-    cluster
-        .wait_until("20 tasks of web running", WAIT, |v| {
-            converged(v, "web", 20, &[])
-        })
-        .await
-        .unwrap();
+    start_service(&cluster, "web", IMAGE, 20).await;
 
     let old_leader = cluster.leader().expect("a manager leads");
     cluster.kill_manager(old_leader).await;
@@ -127,6 +132,42 @@ async fn leader_and_worker_killed_tasks_are_replaced() {
         let t = running.iter().find(|t| t.slot == slot).unwrap();
         assert_ne!(t.node_id.as_deref(), Some(victim.as_str()));
     }
+    turn.end(cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_workers_tasks_move_to_the_others() {
+    let turn = Turn::take().await;
+    let cluster = SimCluster::start(3, 4).await.unwrap();
+    start_service(&cluster, "db", IMAGE, 8).await;
+    let drained = worker_id(0);
+    assert!(cluster
+        .running("db")
+        .unwrap()
+        .iter()
+        .any(|t| t.node_id.as_deref() == Some(drained.as_str())));
+    cluster.drain(&drained).await.unwrap();
+
+    let gone = [drained.clone()];
+    cluster
+        .wait_until("db runs 8 tasks, none on the drained worker", WAIT, |v| {
+            converged(v, "db", 8, &gone)
+        })
+        .await
+        .unwrap();
+    // Drained, not lost: the worker stopped its tasks, as the store shows.
+    let stopped: Vec<_> = cluster
+        .tasks("db")
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.node_id.as_deref() == Some(drained.as_str()))
+        .collect();
+    assert!(!stopped.is_empty());
+    assert!(stopped
+        .iter()
+        .all(|t| t.status.state == TaskState::Shutdown));
+    // The drained worker is alive, and now runs nothing.
+    assert_eq!(cluster.worker(0).unwrap().executor.running(), 0);
     turn.end(cluster).await;
 }
 
@@ -200,16 +241,7 @@ async fn an_update_completes_under_a_new_leader() {
             ..Default::default()
         },
     );
-    cluster
-        .create_service(service("api", IMAGE, REPLICAS))
-        .await
-        .unwrap();
-    cluster
-        .wait_until("every task of api running", WAIT, |v| {
-            converged(v, "api", REPLICAS, &[])
-        })
-        .await
-        .unwrap();
+    start_service(&cluster, "api", IMAGE, REPLICAS).await;
 
     cluster.update_image("api", v2).await.unwrap();
     cluster

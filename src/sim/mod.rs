@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::raft::RaftProposer;
 use crate::store::{Change, Object, Proposer, ReadView};
-use crate::types::{Service, Task, TaskState};
+use crate::types::{Availability, Service, Task, TaskState};
 use anyhow::Context;
 
 /// The shape of a simulated cluster.
@@ -184,6 +184,19 @@ impl SimCluster {
         service.spec_version += 1;
         service.previous_spec = Some(old);
         self.propose(vec![Change::Update(Object::Service(service))])
+            .await?;
+        Ok(())
+    }
+
+    /// Drain node `id`, as `shoal node update --availability drain` does:
+    /// its tasks stop, and run again elsewhere.
+    pub async fn drain(&self, id: &str) -> anyhow::Result<()> {
+        let mut node = self
+            .view()?
+            .node(id)?
+            .with_context(|| format!("no node {id}"))?;
+        node.spec.availability = Availability::Drain;
+        self.propose(vec![Change::Update(Object::Node(node))])
             .await?;
         Ok(())
     }
