@@ -20,6 +20,8 @@
 //! - `daemon`: wiring only.
 //! - `data_dir`: the name of every file in a node's data dir.
 //! - `rpc`: node-to-node gRPC over mTLS, in both wire formats.
+//! - `sim`: an in-process cluster for tests (real managers, simulated
+//!   containers).
 //! - `simbench`: `shoal bench-sim`, the control plane against simulated
 //!   nodes.
 
@@ -48,6 +50,7 @@ pub mod rpc;
 pub mod scheduler;
 pub mod seal;
 pub mod shutdown;
+pub mod sim;
 pub mod simbench;
 pub mod store;
 pub mod tls;

@@ -8,7 +8,6 @@
 //! A benchmark, not a test: it measures and prints, and never judges.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,11 +17,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::dispatcher::{Assignments, Dispatcher, StatusReport};
 use crate::shutdown::{self, Shutdown};
+use crate::sim::objects::{cluster, node, service, TempDir, IMAGE};
 use crate::store::{Change, Kind, Object, Proposer, Store};
 use crate::types::*;
-
-/// The image every simulated node has and every service runs.
-const IMAGE: &str = "docker.io/library/bench-sim:latest";
 
 /// A plain, validated run of the benchmark (the CLI builds it).
 #[derive(Debug, Clone)]
@@ -81,9 +78,9 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
         cfg.services > 0 && cfg.services <= cfg.tasks,
         "--services must be between 1 and --tasks"
     );
-    let dir = TempDir::new()?;
+    let dir = TempDir::new("bench-sim")?;
     let store = Store::open(
-        &crate::data_dir::DataDir::at(&dir.0).state(),
+        &crate::data_dir::DataDir::at(dir.path()).state(),
         crate::store::Codec::ephemeral(),
     )
     .context("cannot open the store")?;
@@ -91,7 +88,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     // batch is a log entry (appended, then applied, each a redb commit).
     let ca = crate::tls::RootCa::generate("bench-sim")?;
     let tls = crate::tls::client_config(ca.cert_pem(), None)?;
-    let raft = crate::raft::RaftNode::start(&dir.0, store.clone(), "bench-sim", tls).await?;
+    let raft = crate::raft::RaftNode::start(dir.path(), store.clone(), "bench-sim", tls).await?;
     raft.bootstrap("127.0.0.1:1").await?;
     raft.raft
         .wait(Some(std::time::Duration::from_secs(10)))
@@ -100,12 +97,12 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     let proposer: Arc<dyn Proposer> = Arc::new(crate::raft::LeaderProposer { node: raft.clone() });
     let (trigger, shutdown) = shutdown::channel();
 
-    let mut setup = vec![Change::Create(Object::Cluster(cluster()?))];
+    let mut setup = vec![Change::Create(Object::Cluster(cluster(1_000)?))];
     let node_ids: Vec<String> = (0..cfg.nodes).map(|i| format!("sim{i:05}")).collect();
     setup.extend(
         node_ids
             .iter()
-            .map(|id| Change::Create(Object::Node(node(id)))),
+            .map(|id| Change::Create(Object::Node(node(id, &[IMAGE])))),
     );
     proposer.propose(setup).await?;
 
@@ -130,7 +127,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Report> {
     let events = store.watch();
     let started = Instant::now();
     for (i, replicas) in split(cfg.tasks, cfg.services).into_iter().enumerate() {
-        let service = service(&format!("sim{i}"), replicas as u64);
+        let service = service(&format!("sim{i}"), IMAGE, replicas as u64);
         proposer
             .propose(vec![Change::Create(Object::Service(service))])
             .await?;
@@ -270,89 +267,6 @@ fn split(tasks: usize, services: usize) -> Vec<usize> {
     (0..services)
         .map(|i| tasks / services + usize::from(i < tasks % services))
         .collect()
-}
-
-fn cluster() -> anyhow::Result<Cluster> {
-    Ok(Cluster {
-        id: new_id(),
-        meta: Meta::default(),
-        heartbeat_period_ms: 1_000,
-        task_history_limit: 5,
-        cert_expiry_ms: 90 * 24 * 3600 * 1000,
-        // No CA: nothing here talks TLS.
-        ca_cert_pem: String::new(),
-        ca_key_pem: String::new(),
-        join_tokens: crate::tls::JoinTokens::generate(&"0".repeat(64))?,
-        removed_nodes: Vec::new(),
-        snapshot_interval: crate::types::DEFAULT_SNAPSHOT_INTERVAL,
-        unlock_key: None,
-    })
-}
-
-/// A ready, active worker that has the benchmark's image.
-fn node(id: &str) -> Node {
-    Node {
-        id: id.to_string(),
-        meta: Meta::default(),
-        spec: NodeSpec {
-            role: NodeRole::Worker,
-            availability: Availability::Active,
-            labels: Default::default(),
-        },
-        description: NodeDescription {
-            hostname: id.to_string(),
-            platform: Platform::local(),
-            images: vec![ImageInfo {
-                name: IMAGE.into(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        },
-        status: NodeStatus {
-            state: NodeState::Ready,
-            message: String::new(),
-            addr: String::new(),
-        },
-        version: crate::VERSION.into(),
-    }
-}
-
-fn service(name: &str, replicas: u64) -> Service {
-    let mut task = TaskSpec::default();
-    task.container.image = IMAGE.into();
-    Service {
-        id: new_id(),
-        meta: Meta::default(),
-        spec: ServiceSpec {
-            name: name.into(),
-            labels: Default::default(),
-            mode: ServiceMode::Replicated { replicas },
-            task,
-        },
-        spec_version: 1,
-        previous_spec: None,
-    }
-}
-
-/// A fresh directory under the system's temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> anyhow::Result<TempDir> {
-        let path = std::env::temp_dir().join(format!(
-            "shoal-bench-sim.{}.{}",
-            std::process::id(),
-            now_ms()
-        ));
-        std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(TempDir(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]

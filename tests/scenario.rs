@@ -1,0 +1,277 @@
+//! In-process scenarios: managers and workers in this process, everything
+//! real but the containers (simulated, scripted per image: see
+//! `shoal::sim`). No root, no containerd; each scenario takes seconds.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use shoal::sim::objects::service;
+use shoal::sim::{worker_id, Behavior, Config, SimCluster, IMAGE};
+use shoal::store::ReadView;
+use shoal::types::{NodeState, RestartCondition, RestartPolicy, TaskState};
+
+/// Every wait is bounded by this; the scenario as a whole must stay well
+/// under ten seconds.
+const WAIT: Duration = Duration::from_secs(8);
+/// The most a whole scenario may take.
+const SCENARIO: Duration = Duration::from_secs(10);
+
+/// One scenario at a time: each runs three Rafts that sync to disk, and on
+/// two cores scenarios run side by side would time each other, not
+/// themselves.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A scenario's turn: taken before it starts, timed until it ends.
+struct Turn {
+    _one: tokio::sync::MutexGuard<'static, ()>,
+    started: Instant,
+}
+
+impl Turn {
+    async fn take() -> Turn {
+        let one = ONE_AT_A_TIME.lock().await;
+        Turn {
+            _one: one,
+            started: Instant::now(),
+        }
+    }
+
+    /// Stop what is left of `cluster`, and check the scenario's time.
+    async fn end(self, cluster: SimCluster) {
+        cluster.shutdown().await;
+        let took = self.started.elapsed();
+        assert!(took < SCENARIO, "the scenario took {took:?}");
+    }
+}
+
+/// Whether service `name` has converged as `service ps` would show it:
+/// exactly one task meant to run in each slot 1..=replicas, each running,
+/// of the service's current spec, and none on a node in `dead`.
+fn converged(view: &ReadView, name: &str, replicas: u64, dead: &[String]) -> anyhow::Result<bool> {
+    let Some(service) = view.find_service(name)? else {
+        return Ok(false);
+    };
+    let mut by_slot: BTreeMap<u64, usize> = BTreeMap::new();
+    for t in view.tasks_of_service(&service.id)? {
+        if t.desired_state > TaskState::Running {
+            continue;
+        }
+        let running = t.status.state == TaskState::Running
+            && t.spec_version == service.spec_version
+            && t.node_id.as_ref().is_some_and(|n| !dead.contains(n));
+        if !running {
+            return Ok(false);
+        }
+        *by_slot.entry(t.slot).or_default() += 1;
+    }
+    Ok(by_slot.len() as u64 == replicas
+        && by_slot.keys().copied().eq(1..=replicas)
+        && by_slot.values().all(|n| *n == 1))
+}
+
+/// Create a service of `replicas` tasks of `image`, and wait until they
+/// all run.
+async fn start_service(cluster: &SimCluster, name: &str, image: &str, replicas: u64) {
+    cluster
+        .create_service(service(name, image, replicas))
+        .await
+        .unwrap();
+    let what = format!("{replicas} tasks of {name} running");
+    cluster
+        .wait_until(&what, WAIT, |v| converged(v, name, replicas, &[]))
+        .await
+        .unwrap();
+}
+
+fn node_state(view: &ReadView, id: &str) -> anyhow::Result<Option<NodeState>> {
+    Ok(view.node(id)?.map(|n| n.status.state))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_and_worker_killed_tasks_are_replaced() {
+    let turn = Turn::take().await;
+    let mut cluster = SimCluster::start(3, 10).await.unwrap();
+    start_service(&cluster, "web", IMAGE, 20).await;
+
+    let old_leader = cluster.leader().expect("a manager leads");
+    cluster.kill_manager(old_leader).await;
+    let new_leader = cluster.wait_for_leader(WAIT).await.unwrap();
+    assert_ne!(new_leader, old_leader);
+
+    // A worker that ran some of web's tasks loses power.
+    let running = cluster.running("web").unwrap();
+    let victim = running[0]
+        .node_id
+        .clone()
+        .expect("a running task has a node");
+    let index = (0..10).find(|i| worker_id(*i) == victim).unwrap();
+    let lost: Vec<u64> = running
+        .iter()
+        .filter(|t| t.node_id.as_deref() == Some(victim.as_str()))
+        .map(|t| t.slot)
+        .collect();
+    assert!(!lost.is_empty());
+    cluster.kill_worker(index).await;
+
+    let dead = [victim.clone()];
+    cluster
+        .wait_until(
+            "the dead worker is down and web runs 20 tasks on the others",
+            WAIT,
+            |v| {
+                Ok(node_state(v, &victim)? == Some(NodeState::Down)
+                    && converged(v, "web", 20, &dead)?)
+            },
+        )
+        .await
+        .unwrap();
+    // The lost slots run again, each on a surviving worker.
+    let running = cluster.running("web").unwrap();
+    assert_eq!(running.len(), 20);
+    for slot in lost {
+        let t = running.iter().find(|t| t.slot == slot).unwrap();
+        assert_ne!(t.node_id.as_deref(), Some(victim.as_str()));
+    }
+    turn.end(cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_workers_tasks_move_to_the_others() {
+    let turn = Turn::take().await;
+    let cluster = SimCluster::start(3, 4).await.unwrap();
+    start_service(&cluster, "db", IMAGE, 8).await;
+    let drained = worker_id(0);
+    assert!(cluster
+        .running("db")
+        .unwrap()
+        .iter()
+        .any(|t| t.node_id.as_deref() == Some(drained.as_str())));
+    cluster.drain(&drained).await.unwrap();
+
+    let gone = [drained.clone()];
+    cluster
+        .wait_until("db runs 8 tasks, none on the drained worker", WAIT, |v| {
+            converged(v, "db", 8, &gone)
+        })
+        .await
+        .unwrap();
+    // Drained, not lost: the worker stopped its tasks, as the store shows.
+    let stopped: Vec<_> = cluster
+        .tasks("db")
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.node_id.as_deref() == Some(drained.as_str()))
+        .collect();
+    assert!(!stopped.is_empty());
+    assert!(stopped
+        .iter()
+        .all(|t| t.status.state == TaskState::Shutdown));
+    // The drained worker is alive, and now runs nothing.
+    assert_eq!(cluster.worker(0).unwrap().executor.running(), 0);
+    turn.end(cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_exits_non_zero_is_restarted_per_policy() {
+    let turn = Turn::take().await;
+    let crash = "docker.io/library/crash:latest";
+    let mut cfg = Config::new(1, 3);
+    cfg.images.push(crash.to_string());
+    let cluster = SimCluster::with(&cfg).await.unwrap();
+    // The first two runs exit with 1 after a moment; the third stays up.
+    cluster.script().set(
+        crash,
+        Behavior {
+            exit: Some((1, Duration::from_millis(100))),
+            exits: Some(2),
+            ..Default::default()
+        },
+    );
+    let delay_ms = 200;
+    let mut svc = service("crashy", crash, 1);
+    svc.spec.task.restart = RestartPolicy {
+        condition: RestartCondition::OnFailure,
+        delay_ms,
+        max_attempts: Some(5),
+    };
+    cluster.create_service(svc).await.unwrap();
+    cluster
+        .wait_until("crashy runs after two restarts", WAIT, |v| {
+            Ok(converged(v, "crashy", 1, &[])?
+                && cluster.running("crashy")?.iter().any(|t| t.restarts == 2))
+        })
+        .await
+        .unwrap();
+
+    let mut tasks = cluster.tasks("crashy").unwrap();
+    tasks.sort_by_key(|t| t.restarts);
+    assert_eq!(tasks.len(), 3, "one task per run: {tasks:#?}");
+    assert!(tasks.iter().all(|t| t.slot == 1));
+    for (failed, next) in tasks.iter().zip(&tasks[1..]) {
+        assert_eq!(failed.status.state, TaskState::Failed);
+        assert_eq!(failed.status.exit_code, Some(1));
+        assert!(failed.desired_state > TaskState::Running);
+        assert_eq!(next.restarts, failed.restarts + 1);
+        // The replacement waited out the restart delay.
+        assert!(
+            next.meta.created_ms >= failed.status.timestamp_ms + delay_ms as i64,
+            "restarted {} ms after the failure",
+            next.meta.created_ms - failed.status.timestamp_ms
+        );
+    }
+    turn.end(cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_completes_under_a_new_leader() {
+    let turn = Turn::take().await;
+    // A rolling update replaces one slot at a time, each a few status
+    // batches long: enough slots to kill the leader mid-way, few enough
+    // to stay within the scenario's time.
+    const REPLICAS: u64 = 4;
+    let v2 = "docker.io/library/sim:v2";
+    let mut cfg = Config::new(3, 10);
+    cfg.images.push(v2.to_string());
+    let mut cluster = SimCluster::with(&cfg).await.unwrap();
+    // Slow starts, so that the leader dies with the update under way.
+    cluster.script().set(
+        v2,
+        Behavior {
+            start_delay: Duration::from_millis(50),
+            ..Default::default()
+        },
+    );
+    start_service(&cluster, "api", IMAGE, REPLICAS).await;
+
+    cluster.update_image("api", v2).await.unwrap();
+    cluster
+        .wait_until("the update has replaced a task", WAIT, |_| {
+            Ok(cluster
+                .running("api")?
+                .iter()
+                .any(|t| t.spec.container.image == v2))
+        })
+        .await
+        .unwrap();
+    let updated = cluster
+        .running("api")
+        .unwrap()
+        .iter()
+        .filter(|t| t.spec.container.image == v2)
+        .count();
+    assert!(updated < REPLICAS as usize, "the update finished too soon");
+    let old_leader = cluster.leader().expect("a manager leads");
+    cluster.kill_manager(old_leader).await;
+    let new_leader = cluster.wait_for_leader(WAIT).await.unwrap();
+    assert_ne!(new_leader, old_leader);
+
+    cluster
+        .wait_until("api runs every task on the new image", WAIT, |v| {
+            converged(v, "api", REPLICAS, &[])
+        })
+        .await
+        .unwrap();
+    let running = cluster.running("api").unwrap();
+    assert!(running.iter().all(|t| t.spec.container.image == v2));
+    turn.end(cluster).await;
+}
