@@ -60,11 +60,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     };
     let keys = Arc::new(keys);
-    let store = Store::open(
+    let store = match Store::open(
         &crate::data_dir::DataDir::at(&cfg.data_dir).state(),
         keys.codec(),
-    )
-    .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
+    ) {
+        Ok(store) => store,
+        Err(e @ crate::store::StoreError::Damaged { .. }) => {
+            bail!("{e}. {}", crate::data_dir::recovery(&cfg.data_dir))
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))
+        }
+    };
     // Writes go through this manager's Raft, once its components run it.
     let (raft, slot) = tokio::sync::watch::channel(None);
     let proposer: Arc<dyn Proposer> = Arc::new(crate::raft::RaftProposer { slot });

@@ -59,3 +59,32 @@ impl<'a> DataDir<'a> {
         self.tls().join("node.key")
     }
 }
+
+/// Open (or create) one of the data dir's redb files, checking every page
+/// first. redb trusts a file it closed cleanly and may panic on one damaged
+/// outside it (a bad SD card sector); checked, the damage is an error that
+/// the caller can explain, and the daemon never aborts on it.
+pub fn open_redb(path: &Path) -> Result<redb::Database, redb::DatabaseError> {
+    redb::Builder::new()
+        .set_check_integrity_on_open(true)
+        .create(path)
+}
+
+/// Whether an open failed because the file is damaged (as opposed to, say,
+/// a permission or a full disk).
+pub fn is_damaged(e: &redb::DatabaseError) -> bool {
+    matches!(
+        e,
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))
+    )
+}
+
+/// What to do when a manager's copy of the cluster state is damaged. The
+/// state is the cluster's, replicated on the other managers: this node gets
+/// it back by joining again.
+pub fn recovery(data_dir: &Path) -> String {
+    format!(
+        "To recover: on another manager, `shoal node rm --force` this node; then stop this daemon, move {} aside, start it and `shoal join` again. The only manager of a cluster keeps its state nowhere else: restore its data dir from a backup",
+        data_dir.display()
+    )
+}

@@ -356,3 +356,95 @@ fn usage_errors_say_everything_clap_knows() {
         }
     }
 }
+
+/// Overwrites 8 bytes in the middle of every 4 KiB page of `file` but the
+/// first (the header), as a failing SD card would: the middle of the file
+/// alone may be free space, which redb never reads.
+fn damage(file: &std::path::Path) {
+    use std::io::{Seek, SeekFrom};
+    let len = std::fs::metadata(file).expect("the file to damage").len();
+    let mut f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    for page in (4096..len).step_by(4096) {
+        f.seek(SeekFrom::Start(page + 2048)).unwrap();
+        f.write_all(&[0xa5; 8]).unwrap();
+    }
+    f.sync_all().unwrap();
+}
+
+/// A damaged `state.redb` is refused at start with what to do, never a
+/// panic (once: `entered unreachable code` in redb, exit 134, a crash loop
+/// under systemd).
+#[test]
+fn a_damaged_store_is_refused_with_how_to_recover() {
+    let mut d = Daemon::cluster();
+    d.sleeper("web", &[]);
+    d.wait_running("web", 1);
+    assert!(d.stop().success());
+    damage(&d.data_dir.join("state.redb"));
+    d.spawn();
+    let mut status = None;
+    assert!(
+        wait_until(WAIT, || {
+            status = d.try_exit_status();
+            status.is_some()
+        }),
+        "the daemon runs on a damaged store\n{}",
+        d.log_tail()
+    );
+    let status = status.unwrap();
+    assert_eq!(status.code(), Some(1), "{status}\n{}", d.log_tail());
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(!log.contains("panicked"), "{}", d.log_tail());
+    let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{}", d.log_tail());
+    assert!(
+        errors[0].contains("state.redb is damaged") && errors[0].contains("To recover"),
+        "{}",
+        errors[0]
+    );
+}
+
+/// A damaged `raft.redb` leaves the daemon up, saying what is wrong (once:
+/// "this node does not run the replicated store (it is not a manager…)"),
+/// and SIGTERM still stops it (once, it waited forever).
+#[test]
+fn a_damaged_raft_log_is_reported_and_sigterm_still_stops_the_daemon() {
+    let mut d = Daemon::cluster();
+    d.sleeper("web", &[]);
+    d.wait_running("web", 1);
+    assert!(d.stop().success());
+    damage(&d.data_dir.join("raft.redb"));
+    d.start_again();
+    let out = d.cli(&["node", "ls"]);
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("raft.redb is damaged") && err.contains("To recover"),
+        "{err}"
+    );
+    assert!(!err.contains("not a manager"), "{err}");
+    assert!(d.stop().success(), "{}", d.log_tail());
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(!log.contains("panicked"), "{}", d.log_tail());
+}
+
+/// A damaged `agent.redb` (only a cache of the assignments) is set aside,
+/// and the node runs on: its manager sends the assignments again.
+#[test]
+fn a_damaged_agent_state_is_set_aside_and_rebuilt() {
+    let mut d = Daemon::cluster();
+    d.sleeper("web", &["--replicas", "2"]);
+    d.wait_running("web", 2);
+    assert!(d.stop().success());
+    damage(&d.data_dir.join("agent.redb"));
+    d.start_again();
+    assert!(
+        wait_until(WAIT, || d.running("web").len() == 2
+            && d.ctr_running().len() == 2),
+        "the service did not run again: {}\n{}",
+        d.describe("web"),
+        d.log_tail()
+    );
+    assert!(d.data_dir.join("agent.redb.damaged").exists());
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(!log.contains("panicked"), "{}", d.log_tail());
+}

@@ -18,8 +18,24 @@ pub struct LocalState {
 }
 
 impl LocalState {
+    /// A damaged file is set aside and started afresh: it only caches what
+    /// the managers assign, and they send the whole set at the next session.
     pub fn open(path: &Path, codec: Codec) -> Result<LocalState, redb::Error> {
-        let db = Database::create(path)?;
+        let db = match crate::data_dir::open_redb(path) {
+            Err(e) if crate::data_dir::is_damaged(&e) => {
+                let aside = path.with_extension("redb.damaged");
+                tracing::warn!(
+                    error = %e,
+                    file = %path.display(),
+                    aside = %aside.display(),
+                    "the agent's state is damaged: set aside; the managers will send the assignments again"
+                );
+                std::fs::rename(path, &aside)
+                    .map_err(|e| redb::Error::from(redb::StorageError::from(e)))?;
+                crate::data_dir::open_redb(path)?
+            }
+            r => r?,
+        };
         let tx = db.begin_write()?;
         tx.open_table(ASSIGNMENTS)?;
         tx.commit()?;

@@ -79,6 +79,11 @@ impl Ctx {
                 "this node is a worker: run cluster commands on a manager".into(),
             ));
         }
+        if let Some(failure) = self.node.failure() {
+            return Err(ApiError::Unavailable(format!(
+                "this manager's cluster components failed to start: {failure}"
+            )));
+        }
         Ok(id)
     }
 }

@@ -37,6 +37,18 @@ pub(super) async fn run(
     );
     let client_tls = tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))?;
     let advertise = parts.advertise_addr();
+    // Checked before Raft opens it, to say what to do about a damaged file
+    // rather than that Raft could not start.
+    let raft_log = crate::data_dir::DataDir::at(&parts.data_dir).raft_log();
+    if let Err(e) = crate::data_dir::open_redb(&raft_log) {
+        if crate::data_dir::is_damaged(&e) {
+            anyhow::bail!(
+                "{} is damaged: {e}. {}",
+                raft_log.display(),
+                crate::data_dir::recovery(&parts.data_dir)
+            );
+        }
+    }
     if launch == Launch::ForceNewCluster {
         crate::raft::force_new_cluster(&parts.data_dir, &store, &identity.node_id, &advertise)
             .await

@@ -114,6 +114,7 @@ enum Command {
 #[derive(Clone)]
 pub struct Handle {
     identity: watch::Receiver<Option<Identity>>,
+    failure: watch::Receiver<Option<String>>,
     commands: mpsc::Sender<Command>,
 }
 
@@ -121,6 +122,12 @@ impl Handle {
     /// Who this node is; None while it is in no cluster.
     pub fn identity(&self) -> Option<Identity> {
         self.identity.borrow().clone()
+    }
+
+    /// Why the components of this node's role failed to start, if they did:
+    /// the API says it rather than that they do not run.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.borrow().clone()
     }
 
     /// Become `identity` and start its components. Refused when the node
@@ -192,6 +199,7 @@ struct Running {
 pub struct Supervisor {
     parts: Arc<Parts>,
     identity: watch::Sender<Option<Identity>>,
+    failure: watch::Sender<Option<String>>,
     commands: mpsc::Receiver<Command>,
     handle: Handle,
     running: Option<Running>,
@@ -204,16 +212,19 @@ pub struct Supervisor {
 impl Supervisor {
     pub fn new(parts: Arc<Parts>, identity: Option<Identity>) -> (Supervisor, Handle) {
         let (identity, identity_rx) = watch::channel(identity);
+        let (failure, failure_rx) = watch::channel(None);
         // A few commands at most wait at once: the API's are one per
         // request, and a role change is sent again with the next message.
         let (tx, commands) = mpsc::channel(16);
         let handle = Handle {
             identity: identity_rx,
+            failure: failure_rx,
             commands: tx,
         };
         let supervisor = Supervisor {
             parts,
             identity,
+            failure,
             commands,
             handle: handle.clone(),
             running: None,
@@ -388,6 +399,8 @@ impl Supervisor {
             handle: self.handle.clone(),
             redescribe: Some(requests),
         };
+        self.failure.send_replace(None);
+        let failure = self.failure.clone();
         let task = tokio::spawn(async move {
             let result = match identity.role {
                 NodeRole::Manager => manager::run(node, identity, launch, components).await,
@@ -396,10 +409,9 @@ impl Supervisor {
             if let Err(e) = result {
                 // The API keeps serving, so the operator can see what is
                 // wrong; the next change of role or identity retries.
-                error!(
-                    error = format!("{e:#}"),
-                    "cluster components failed to start"
-                );
+                let e = format!("{e:#}");
+                error!(error = %e, "cluster components failed to start");
+                failure.send_replace(Some(e));
             }
         });
         self.running = Some(Running { trigger, task });

@@ -35,7 +35,7 @@ fn w(e: impl std::fmt::Display) -> StorageError {
 
 impl LogStore {
     pub fn open(path: &Path, codec: Codec) -> Result<LogStore, StorageError> {
-        let db = Database::create(path).map_err(w)?;
+        let db = crate::data_dir::open_redb(path).map_err(w)?;
         let tx = db.begin_write().map_err(w)?;
         tx.open_table(LOG).map_err(w)?;
         tx.open_table(STATE).map_err(w)?;

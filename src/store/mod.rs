@@ -53,6 +53,9 @@ pub enum StoreError {
     NotFound { kind: String, id: String },
     #[error("store: {0}")]
     Io(String),
+    /// A file of the store failed its integrity check when opened.
+    #[error("{file} is damaged: {reason}")]
+    Damaged { file: String, reason: String },
     #[error("store: cannot decode a stored value: {0}")]
     Decode(String),
     /// The write could not be committed now (no leader, no quorum, this
@@ -109,7 +112,16 @@ impl Store {
     /// Opens (or creates) the store at `path`, sealing every value with
     /// `codec`'s key.
     pub fn open(path: &Path, codec: Codec) -> Result<Store, StoreError> {
-        let db = Database::create(path)?;
+        let db = crate::data_dir::open_redb(path).map_err(|e| {
+            if crate::data_dir::is_damaged(&e) {
+                StoreError::Damaged {
+                    file: path.display().to_string(),
+                    reason: e.to_string(),
+                }
+            } else {
+                e.into()
+            }
+        })?;
         // Create every table up front so reads never meet a missing table.
         let tx = db.begin_write()?;
         tx.open_table(NODES)?;
