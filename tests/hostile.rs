@@ -448,3 +448,62 @@ fn a_damaged_agent_state_is_set_aside_and_rebuilt() {
     let log = std::fs::read_to_string(&d.log).unwrap();
     assert!(!log.contains("panicked"), "{}", d.log_tail());
 }
+
+/// A worker that comes back after its tasks were replaced gets the old
+/// tasks (to stop) and their replacements at once: it stops the old ones
+/// before it starts the new ones, so no slot runs twice (once: 8
+/// containers for 4 tasks for about 10 s).
+#[test]
+fn a_worker_back_after_its_tasks_were_replaced_never_runs_a_slot_twice() {
+    let manager = Daemon::cluster();
+    let mut worker = Daemon::start();
+    worker.load_image("busybox");
+    let waddr = format!("127.0.0.1:{}", worker.port);
+    let addr = format!("127.0.0.1:{}", manager.port);
+    worker.cli_ok(&["join", "--token", &manager.join_token(), &addr]);
+    assert!(wait_until(WAIT, || manager.node_status(&waddr) == "ready"));
+    // busybox's sleep ignores SIGTERM: an old task takes its whole grace
+    // period to stop, which is when a replacement could overlap it.
+    manager.sleeper(
+        "slots",
+        &[
+            "--replicas",
+            "4",
+            "--constraint",
+            "node.role==worker",
+            "--stop-grace-period",
+            "5s",
+        ],
+    );
+    assert!(
+        wait_until(WAIT, || worker.ctr_running().len() == 4),
+        "{}",
+        manager.describe("slots")
+    );
+    let old = manager.running("slots");
+    assert!(worker.stop().success());
+    assert!(
+        wait_until(WAIT, || manager.node_status(&waddr) == "down"),
+        "the stopped worker is not down: {:?}",
+        manager.nodes()
+    );
+    // The replacements exist (pending: no other node may take them).
+    assert!(
+        wait_until(WAIT, || manager.ps("slots").len() >= 8),
+        "{}",
+        manager.describe("slots")
+    );
+    worker.start_again();
+    let mut most = 0;
+    let replaced = wait_until(WAIT, || {
+        let on_node = worker.ctr_running();
+        most = most.max(on_node.len());
+        let running = manager.running("slots");
+        running.len() == 4 && running.is_disjoint(&old) && on_node == running
+    });
+    assert!(replaced, "{}", manager.describe("slots"));
+    assert!(
+        most <= 4,
+        "{most} containers ran at once on the worker for 4 slots"
+    );
+}

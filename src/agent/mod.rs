@@ -9,7 +9,9 @@ pub mod session;
 mod worker;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -18,7 +20,7 @@ use tracing::{info, warn};
 use crate::dispatcher::{Assignments, StatusReport};
 use crate::executor::Executor;
 use crate::shutdown::Shutdown;
-use crate::types::Task;
+use crate::types::{Task, TaskState};
 
 pub struct Agent {
     exec: Arc<dyn Executor>,
@@ -32,7 +34,13 @@ struct Worker {
     /// task was removed.
     tx: watch::Sender<Task>,
     handle: JoinHandle<()>,
+    /// Set once the task's process is gone (its container is kept for its
+    /// logs until the task is removed).
+    stopped: Arc<AtomicBool>,
 }
+
+/// How often a task that waits for its slot's old task to stop looks again.
+const RECHECK: Duration = Duration::from_millis(200);
 
 impl Agent {
     pub fn new(
@@ -51,7 +59,7 @@ impl Agent {
         let mut workers: HashMap<String, Worker> = HashMap::new();
         let first = assignments.borrow_and_update().clone();
         self.remove_orphans(&first).await;
-        self.sync(&mut workers, &first);
+        let mut waiting = self.sync(&mut workers, &first);
         loop {
             tokio::select! {
                 _ = shutdown.wait() => break,
@@ -60,7 +68,11 @@ impl Agent {
                         break;
                     }
                     let set = assignments.borrow_and_update().clone();
-                    self.sync(&mut workers, &set);
+                    waiting = self.sync(&mut workers, &set);
+                }
+                _ = tokio::time::sleep(RECHECK), if waiting => {
+                    let set = assignments.borrow().clone();
+                    waiting = self.sync(&mut workers, &set);
                 }
             }
         }
@@ -70,33 +82,53 @@ impl Agent {
         }
     }
 
-    fn sync(&self, workers: &mut HashMap<String, Worker>, set: &[Task]) {
+    /// Bring the workers to `set`. Returns whether a task waits for the old
+    /// task of its slot to stop.
+    fn sync(&self, workers: &mut HashMap<String, Worker>, set: &[Task]) -> bool {
         // Dropping a worker's sender is its signal to stop and remove the
         // container; a worker that died is started again below.
         workers.retain(|id, w| set.iter().any(|t| &t.id == id) && !w.handle.is_finished());
+        // Existing workers first, so that a slot's old task is known to be
+        // stopping before its replacement is looked at.
         for task in set {
-            match workers.get(&task.id) {
-                Some(w) => {
-                    w.tx.send_if_modified(|cur| {
-                        let changed = cur != task;
-                        if changed {
-                            *cur = task.clone();
-                        }
-                        changed
-                    });
-                }
-                None => {
-                    let (tx, rx) = watch::channel(task.clone());
-                    let handle = tokio::spawn(worker::drive(
-                        self.exec.clone(),
-                        rx,
-                        self.reports.clone(),
-                        self.node_name.clone(),
-                    ));
-                    workers.insert(task.id.clone(), Worker { tx, handle });
-                }
+            if let Some(w) = workers.get(&task.id) {
+                w.tx.send_if_modified(|cur| {
+                    let changed = cur != task;
+                    if changed {
+                        *cur = task.clone();
+                    }
+                    changed
+                });
             }
         }
+        let mut waiting = false;
+        for task in set {
+            if workers.contains_key(&task.id) {
+                continue;
+            }
+            if slot_busy(workers, task) {
+                waiting = true;
+                continue;
+            }
+            let (tx, rx) = watch::channel(task.clone());
+            let stopped = Arc::new(AtomicBool::new(false));
+            let handle = tokio::spawn(worker::drive(
+                self.exec.clone(),
+                rx,
+                self.reports.clone(),
+                self.node_name.clone(),
+                stopped.clone(),
+            ));
+            workers.insert(
+                task.id.clone(),
+                Worker {
+                    tx,
+                    handle,
+                    stopped,
+                },
+            );
+        }
+        waiting
     }
 
     /// Containers that no assigned task owns: left by a task that was
@@ -116,4 +148,20 @@ impl Agent {
             }
         }
     }
+}
+
+/// Whether another task of `task`'s slot is still being stopped on this
+/// node. Its replacement starts only once it has stopped, so that a slot
+/// never runs twice here: a node that comes back after its tasks were
+/// replaced gets the old ones (to stop) and the new ones at once.
+fn slot_busy(workers: &HashMap<String, Worker>, task: &Task) -> bool {
+    workers.iter().any(|(id, w)| {
+        let other = w.tx.borrow();
+        *id != task.id
+            && other.service_id == task.service_id
+            && other.slot == task.slot
+            && other.desired_state > TaskState::Running
+            && !w.stopped.load(Ordering::SeqCst)
+            && !w.handle.is_finished()
+    })
 }

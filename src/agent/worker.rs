@@ -3,6 +3,7 @@
 //! or shutdown when the manager asks. Reports only move forward. A task
 //! that this node started before a restart is re-adopted, not started again.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +71,7 @@ pub async fn drive(
     mut rx: watch::Receiver<Task>,
     tx: mpsc::Sender<StatusReport>,
     node_name: String,
+    stopped: Arc<AtomicBool>,
 ) {
     let task = rx.borrow_and_update().clone();
     let mut rep = Reporter {
@@ -80,6 +82,7 @@ pub async fn drive(
     if !task.status.state.is_terminal() {
         run(&*exec, &mut rx, &mut rep, &node_name).await;
     }
+    stopped.store(true, Ordering::SeqCst);
     // Keep the finished container (for logs) until the task is deleted.
     while rx.changed().await.is_ok() {}
     let id = &rep.task_id;
