@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::dispatcher::{Assignments, Dispatcher, StatusReport};
 use crate::shutdown::{self, Shutdown};
 use crate::sim::objects::{cluster, node, service, TempDir, IMAGE};
-use crate::store::{Change, Kind, Object, Proposer, Store};
+use crate::store::{Change, Object, Proposer, Store};
 use crate::types::*;
 
 /// A plain, validated run of the benchmark (the CLI builds it).
@@ -194,23 +194,19 @@ async fn follow(
     p: &mut Progress,
 ) -> anyhow::Result<()> {
     loop {
-        let commit = events.recv().await;
-        let view = store.read()?;
-        match commit {
+        match events.recv().await {
             Ok(c) => {
-                for (kind, id, deleted) in &c.changed {
-                    if *kind != Kind::Task {
-                        continue;
-                    }
-                    match view.task(id)?.filter(|_| !deleted) {
-                        Some(t) => p.states.insert(id.clone(), t.status.state),
+                for (id, task) in c.tasks(store)? {
+                    match task.as_deref().and_then(crate::store::Object::as_task) {
+                        Some(t) => p.states.insert(id.to_string(), t.status.state),
                         None => p.states.remove(id),
                     };
                 }
             }
             // Fell behind: read everything once.
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                p.states = view
+                p.states = store
+                    .read()?
                     .tasks()?
                     .into_iter()
                     .map(|t| (t.id, t.status.state))

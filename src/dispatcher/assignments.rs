@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::Assignments;
 use crate::shutdown::Shutdown;
-use crate::store::{Commit, Kind, Store, StoreError};
+use crate::store::{Commit, Object, Store, StoreError};
 use crate::types::{Task, TaskState};
 
 /// Assigned tasks by node: a pure structure, updated one task at a time.
@@ -163,26 +163,16 @@ impl Hub {
 
     /// Reads the tasks `commit` changed, outside the lock, then updates.
     fn apply(&self, store: &Store, commit: &Commit) -> Result<(), StoreError> {
-        let ids: Vec<&str> = commit
-            .changed
-            .iter()
-            .filter(|(k, _, _)| *k == Kind::Task)
-            .map(|(_, id, _)| id.as_str())
-            .collect();
-        if ids.is_empty() {
+        let latest = commit.tasks(store)?;
+        if latest.is_empty() {
             return Ok(());
         }
-        let view = store.read()?;
-        let mut latest = Vec::with_capacity(ids.len());
-        for id in ids {
-            latest.push((id, view.task(id)?));
-        }
-        drop(view);
         let mut inner = self.inner.lock().expect("hub lock");
         let Inner { index, senders } = &mut *inner;
         let Some(index) = index else { return Ok(()) };
         let mut touched = Vec::new();
         for (id, task) in latest {
+            let task = task.as_deref().and_then(Object::as_task).cloned();
             for node in index.update(id, task) {
                 if !touched.contains(&node) {
                     touched.push(node);

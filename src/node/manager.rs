@@ -259,7 +259,7 @@ async fn keep_keys_sealed(parts: Arc<Parts>, mut shutdown: Shutdown) {
             tokio::select! {
                 _ = shutdown.wait() => return,
                 c = commits.recv() => match c {
-                    Ok(c) if !c.changed.iter().any(|(k, _, _)| *k == crate::store::Kind::Cluster) => continue,
+                    Ok(c) if !c.changed.iter().any(|ch| ch.is(crate::store::Kind::Cluster)) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                     _ => break,
                 },

@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 use crate::scheduler::eligible_for_global;
 use crate::shutdown::Shutdown;
-use crate::store::{Change, Kind, Proposer, Store, StoreError};
+use crate::store::{Change, Kind, Proposer, Store, StoreError, TaskMirror};
 use crate::types::{now_ms, Availability, NodeState, ServiceMode, Task, TaskState};
 use plan::Plan;
 
@@ -30,8 +30,9 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 
 pub async fn run(store: Store, proposer: Arc<dyn Proposer>, mut shutdown: Shutdown) {
     let mut events = store.watch();
+    let mut tasks = TaskMirror::new(&store);
     loop {
-        let wake = match pass(&store, proposer.as_ref()).await {
+        let wake = match pass(&store, proposer.as_ref(), &mut tasks).await {
             Ok(wake) => wake,
             Err(e) => {
                 warn!(error = %e, "orchestrator pass failed; retrying");
@@ -51,20 +52,30 @@ pub async fn run(store: Store, proposer: Arc<dyn Proposer>, mut shutdown: Shutdo
 }
 
 /// One reconcile pass. Returns when the next pass is due, if a timer runs.
-async fn pass(store: &Store, proposer: &dyn Proposer) -> Result<Option<i64>, StoreError> {
+async fn pass(
+    store: &Store,
+    proposer: &dyn Proposer,
+    mirror: &mut TaskMirror,
+) -> Result<Option<i64>, StoreError> {
     let view = store.read()?;
     let Some(cluster) = view.cluster()? else {
         return Ok(None);
     };
     let services = view.services()?;
     let nodes = view.nodes()?;
-    let tasks = view.tasks()?;
+    mirror.update(&view).await?;
     drop(view);
+    // In id order, as the store lists them: the same state plans the same.
+    let mut tasks: Vec<&Task> = mirror.tasks().collect();
+    tasks.sort_by(|a, b| a.id.cmp(&b.id));
 
     let now = now_ms();
     let mut by_service: HashMap<&str, Vec<Task>> = HashMap::new();
     for t in &tasks {
-        by_service.entry(&t.service_id).or_default().push(t.clone());
+        by_service
+            .entry(&t.service_id)
+            .or_default()
+            .push((*t).clone());
     }
     let unavailable = replicated::Unavailable {
         down: nodes
@@ -117,8 +128,8 @@ async fn pass(store: &Store, proposer: &dyn Proposer) -> Result<Option<i64>, Sto
 
 /// The tasks as they will be after `plan`: desired states changed, new
 /// tasks added (stamped `now`, so they count as the newest).
-fn project(tasks: &[Task], plan: &Plan, now: i64) -> Vec<Task> {
-    let mut out: Vec<Task> = tasks.to_vec();
+fn project(tasks: &[&Task], plan: &Plan, now: i64) -> Vec<Task> {
+    let mut out: Vec<Task> = tasks.iter().map(|t| (*t).clone()).collect();
     // By id: a scale-down of thousands of tasks must not be quadratic.
     let at: HashMap<&str, usize> = tasks
         .iter()
@@ -153,7 +164,7 @@ mod tests {
             ],
             wake_at_ms: None,
         };
-        let out = project(&tasks, &plan, 42);
+        let out = project(&[&tasks[0], &tasks[1]], &plan, 42);
         let states: Vec<TaskState> = out.iter().map(|t| t.desired_state).collect();
         assert_eq!(
             states,

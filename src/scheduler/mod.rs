@@ -19,7 +19,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use crate::shutdown::Shutdown;
-use crate::store::{Change, Proposer, Store, StoreError};
+use crate::store::{Change, Proposer, Store, StoreError, TaskMirror};
 use crate::types::{now_ms, Node, Task, TaskState, TaskStatus};
 use filters::{explain, fits};
 
@@ -104,8 +104,9 @@ impl Load {
 
 pub async fn run(store: Store, proposer: Arc<dyn Proposer>, mut shutdown: Shutdown) {
     let mut events = store.watch();
+    let mut tasks = TaskMirror::new(&store);
     loop {
-        if let Err(e) = pass(&store, proposer.as_ref()).await {
+        if let Err(e) = pass(&store, proposer.as_ref(), &mut tasks).await {
             warn!(error = %e, "scheduler pass failed; retrying");
         }
         tokio::select! {
@@ -119,16 +120,25 @@ pub async fn run(store: Store, proposer: Arc<dyn Proposer>, mut shutdown: Shutdo
     }
 }
 
-async fn pass(store: &Store, proposer: &dyn Proposer) -> Result<(), StoreError> {
+async fn pass(
+    store: &Store,
+    proposer: &dyn Proposer,
+    mirror: &mut TaskMirror,
+) -> Result<(), StoreError> {
     let view = store.read()?;
     let nodes = view.nodes()?;
-    let tasks = view.tasks()?;
+    mirror.update(&view).await?;
     drop(view);
+    let tasks: Vec<&Task> = mirror.tasks().collect();
     let mut placer = Placer::new(&nodes, &tasks);
     let mut changes = Vec::new();
-    let pending = tasks
+    // In id order, as the store lists them: the same state places the same.
+    let mut pending: Vec<&Task> = tasks
         .iter()
-        .filter(|t| t.status.state == TaskState::Pending && t.desired_state <= TaskState::Running);
+        .copied()
+        .filter(|t| t.status.state == TaskState::Pending && t.desired_state <= TaskState::Running)
+        .collect();
+    pending.sort_by(|a, b| a.id.cmp(&b.id));
     for task in pending {
         match placer.place(task) {
             Ok(node) => {

@@ -30,7 +30,7 @@ pub struct Placer<'a> {
 }
 
 impl<'a> Placer<'a> {
-    pub fn new(nodes: &'a [Node], tasks: &[Task]) -> Placer<'a> {
+    pub fn new<T: std::borrow::Borrow<Task>>(nodes: &'a [Node], tasks: &[T]) -> Placer<'a> {
         let mut sorted: Vec<&Node> = nodes.iter().collect();
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
         let index_of = sorted
@@ -46,7 +46,7 @@ impl<'a> Placer<'a> {
             per_service: HashMap::new(),
             load: Load::default(),
         };
-        for t in tasks.iter().filter(|t| t.is_live()) {
+        for t in tasks.iter().map(|t| t.borrow()).filter(|t| t.is_live()) {
             if let Some(n) = &t.node_id {
                 placer.add(n, &t.service_id);
             }

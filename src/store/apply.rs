@@ -6,7 +6,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::codec::Codec;
-use super::{Commit, StoreError, CLUSTER, MARKS, META, NODES, SERVICES, TASKS};
+use super::{Changed, Commit, StoreError, Written, CLUSTER, MARKS, META, NODES, SERVICES, TASKS};
 use crate::types::{Cluster, Meta, Node, Service, Task, TaskState, TaskStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,6 +46,14 @@ pub enum Object {
 }
 
 impl Object {
+    /// The task, if this is one.
+    pub fn as_task(&self) -> Option<&Task> {
+        match self {
+            Object::Task(t) => Some(t),
+            _ => None,
+        }
+    }
+
     fn kind(&self) -> Kind {
         match self {
             Object::Cluster(_) => Kind::Cluster,
@@ -170,7 +178,7 @@ fn apply_one(
     change: Change,
     index: u64,
     now: i64,
-) -> Result<Option<(Kind, String, bool)>, StoreError> {
+) -> Result<Option<Changed>, StoreError> {
     match change {
         Change::Create(mut obj) => {
             let (kind, id) = (obj.kind(), obj.id().to_string());
@@ -188,7 +196,7 @@ fn apply_one(
                 updated_ms: now,
             };
             table.insert(id.as_str(), obj.encode(c).as_slice())?;
-            Ok(Some((kind, id, false)))
+            Ok(Some(written(kind, id, obj)))
         }
         Change::Update(mut obj) => {
             let (kind, id) = (obj.kind(), obj.id().to_string());
@@ -218,7 +226,7 @@ fn apply_one(
                 updated_ms: now,
             };
             table.insert(id.as_str(), obj.encode(c).as_slice())?;
-            Ok(Some((kind, id, false)))
+            Ok(Some(written(kind, id, obj)))
         }
         Change::Delete {
             kind,
@@ -244,7 +252,11 @@ fn apply_one(
                 });
             }
             table.remove(id.as_str())?;
-            Ok(Some((kind, id, true)))
+            Ok(Some(Changed {
+                kind,
+                id,
+                written: Written::Deleted,
+            }))
         }
         Change::TaskStatus { id, status } => update_task(tx, c, &id, index, now, |t| {
             if status.state < t.status.state {
@@ -312,7 +324,7 @@ fn update_task(
     index: u64,
     now: i64,
     f: impl FnOnce(&mut Task) -> bool,
-) -> Result<Option<(Kind, String, bool)>, StoreError> {
+) -> Result<Option<Changed>, StoreError> {
     let mut table = tx.open_table(TASKS)?;
     let mut task: Task = match table.get(id)? {
         Some(v) => c.decode(v.value())?,
@@ -324,7 +336,19 @@ fn update_task(
     task.meta.version = index;
     task.meta.updated_ms = now;
     table.insert(id, c.encode(&task).as_slice())?;
-    Ok(Some((Kind::Task, id.to_string(), false)))
+    Ok(Some(written(
+        Kind::Task,
+        id.to_string(),
+        Object::Task(task),
+    )))
+}
+
+fn written(kind: Kind, id: String, obj: Object) -> Changed {
+    Changed {
+        kind,
+        id,
+        written: Written::Object(std::sync::Arc::new(obj)),
+    }
 }
 
 fn stored_meta(c: &Codec, kind: Kind, bytes: &[u8]) -> Result<Meta, StoreError> {

@@ -8,12 +8,14 @@
 
 mod apply;
 pub(crate) mod codec;
+mod mirror;
 mod proposer;
 mod read;
 mod snapshot;
 
 pub use apply::{Change, Kind, Object};
 pub use codec::Codec;
+pub use mirror::TaskMirror;
 pub use proposer::{ProposeFuture, Proposer};
 pub use read::ReadView;
 
@@ -94,8 +96,59 @@ io_err!(
 #[derive(Debug, Clone)]
 pub struct Commit {
     pub index: u64,
-    /// What changed: kind, id, and whether it was deleted.
-    pub changed: Vec<(Kind, String, bool)>,
+    pub changed: Vec<Changed>,
+}
+
+/// One object that a commit changed.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub kind: Kind,
+    pub id: String,
+    pub written: Written,
+}
+
+/// What a commit left of an object. Watchers take the object from here
+/// rather than read and decode it again, each of them, from the store.
+#[derive(Debug, Clone)]
+pub enum Written {
+    /// The object as the commit wrote it.
+    Object(Arc<Object>),
+    Deleted,
+    /// Written without being decoded (a snapshot installed): read it.
+    Unread,
+}
+
+impl Changed {
+    pub fn is(&self, kind: Kind) -> bool {
+        self.kind == kind
+    }
+}
+
+/// A task id, and the task as a commit left it (None: deleted).
+pub type TaskAfter<'a> = (&'a str, Option<Arc<Object>>);
+
+impl Commit {
+    /// The tasks this commit changed, as it left them (None: deleted).
+    /// Only the ones it did not carry are read from `store`.
+    pub fn tasks(&self, store: &Store) -> Result<Vec<TaskAfter<'_>>, StoreError> {
+        let mut view = None;
+        let mut out = Vec::new();
+        for ch in self.changed.iter().filter(|ch| ch.is(Kind::Task)) {
+            let task = match &ch.written {
+                Written::Object(o) => Some(o.clone()),
+                Written::Deleted => None,
+                Written::Unread => {
+                    if view.is_none() {
+                        view = Some(store.read()?);
+                    }
+                    let view = view.as_ref().expect("just read");
+                    view.task(&ch.id)?.map(|t| Arc::new(Object::Task(t)))
+                }
+            };
+            out.push((ch.id.as_str(), task));
+        }
+        Ok(out)
+    }
 }
 
 /// The local copy of the cluster state.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::apply::Kind;
 use super::codec::Codec;
-use super::{Commit, StoreError, DATA_TABLES, MARKS, META};
+use super::{Changed, Commit, StoreError, Written, DATA_TABLES, MARKS, META};
 
 /// (key, value) pairs of one table, or the marks.
 pub type Entries = Vec<(String, Vec<u8>)>;
@@ -116,12 +116,20 @@ pub(super) fn import(db: &Database, c: &Codec, data: &[u8]) -> Result<Commit, St
         for id in &old {
             t.remove(id.as_str())?;
             if !new.iter().any(|(k, _)| k == id) {
-                changed.push((kind, id.clone(), true));
+                changed.push(Changed {
+                    kind,
+                    id: id.clone(),
+                    written: Written::Deleted,
+                });
             }
         }
         for (id, value) in new {
             t.insert(id.as_str(), c.seal(&value).as_slice())?;
-            changed.push((kind, id, false));
+            changed.push(Changed {
+                kind,
+                id,
+                written: Written::Unread,
+            });
         }
     }
     {

@@ -100,7 +100,13 @@ fn events_follow_commits() {
     s.apply(vec![Change::Create(Object::Task(task("a")))])
         .unwrap();
     let c = rx.try_recv().unwrap();
-    assert_eq!(c.changed, vec![(Kind::Task, "a".to_string(), false)]);
+    assert_eq!(c.changed.len(), 1);
+    assert!(c.changed[0].is(Kind::Task) && c.changed[0].id == "a");
+    assert!(
+        matches!(&c.changed[0].written, Written::Object(o) if matches!(&**o, Object::Task(t) if t.id == "a")),
+        "{:?}",
+        c.changed[0].written
+    );
     assert!(s
         .apply(vec![Change::Create(Object::Task(task("a")))])
         .is_err());
