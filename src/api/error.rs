@@ -31,6 +31,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } | StoreError::Exists { .. } => {
                 ApiError::Conflict(e.to_string())
             }
+            StoreError::TooLarge { .. } => ApiError::BadRequest(e.to_string()),
             StoreError::NotFound { .. } => ApiError::NotFound(e.to_string()),
             StoreError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
             _ => ApiError::Internal(e.to_string()),

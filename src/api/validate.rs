@@ -8,8 +8,19 @@ pub const MAX_RESTART_DELAY_MS: u64 = 24 * 3600 * 1000;
 /// The longest a task may be given to stop before it is killed.
 pub const MAX_STOP_GRACE_MS: u64 = 3600 * 1000;
 
+/// The largest service spec, as stored. Every task carries its service's
+/// spec, so this bounds a task too; Swarm caps a secret at 500 KB.
+pub const MAX_SPEC_BYTES: usize = 128 * 1024;
+
 pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
     let bad = |m: String| Err(ApiError::BadRequest(m));
+    let bytes = crate::format::encode(spec).len();
+    if bytes > MAX_SPEC_BYTES {
+        return bad(format!(
+            "the service spec is {bytes} bytes, over the limit of {} KiB (its environment, arguments and labels count)",
+            MAX_SPEC_BYTES / 1024
+        ));
+    }
     let name = &spec.name;
     let name_ok = !name.is_empty()
         && name.len() <= 63

@@ -129,18 +129,28 @@ async fn serve(
     });
     // Every service in both formats: shoal.v1 for nodes of 254a909.
     let server = tonic::transport::Server::builder()
-        .add_service(v2::ca_server::CaServer::from_arc(ca.clone()))
-        .add_service(v1::ca_server::CaServer::new(V1(ca)))
-        .add_service(v2::dispatcher_server::DispatcherServer::from_arc(
-            dispatch.clone(),
+        .add_service(crate::rpc::limited!(v2::ca_server::CaServer::from_arc(
+            ca.clone()
+        )))
+        .add_service(crate::rpc::limited!(v1::ca_server::CaServer::new(V1(ca))))
+        .add_service(crate::rpc::limited!(
+            v2::dispatcher_server::DispatcherServer::from_arc(dispatch.clone(),)
         ))
-        .add_service(v1::dispatcher_server::DispatcherServer::new(V1(dispatch)))
-        .add_service(v2::node_agent_server::NodeAgentServer::from_arc(
-            node_agent.clone(),
+        .add_service(crate::rpc::limited!(
+            v1::dispatcher_server::DispatcherServer::new(V1(dispatch))
         ))
-        .add_service(v1::node_agent_server::NodeAgentServer::new(V1(node_agent)))
-        .add_service(v2::raft_server::RaftServer::from_arc(raft_rpc.clone()))
-        .add_service(v1::raft_server::RaftServer::from_arc(raft_rpc))
+        .add_service(crate::rpc::limited!(
+            v2::node_agent_server::NodeAgentServer::from_arc(node_agent.clone(),)
+        ))
+        .add_service(crate::rpc::limited!(
+            v1::node_agent_server::NodeAgentServer::new(V1(node_agent))
+        ))
+        .add_service(crate::rpc::limited!(v2::raft_server::RaftServer::from_arc(
+            raft_rpc.clone()
+        )))
+        .add_service(crate::rpc::limited!(v1::raft_server::RaftServer::from_arc(
+            raft_rpc
+        )))
         .serve_with_incoming_shutdown(
             crate::rpc::transport::incoming(listener, server_tls),
             async move { server_shutdown.wait().await },

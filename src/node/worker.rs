@@ -40,10 +40,12 @@ pub(super) async fn run(mut node: Node, shutdown: Shutdown) -> anyhow::Result<()
     });
     // Both formats: shoal.v1 for managers of 254a909.
     let server = tonic::transport::Server::builder()
-        .add_service(v2::node_agent_server::NodeAgentServer::from_arc(
-            node_agent.clone(),
+        .add_service(crate::rpc::limited!(
+            v2::node_agent_server::NodeAgentServer::from_arc(node_agent.clone(),)
         ))
-        .add_service(v1::node_agent_server::NodeAgentServer::new(V1(node_agent)))
+        .add_service(crate::rpc::limited!(
+            v1::node_agent_server::NodeAgentServer::new(V1(node_agent))
+        ))
         .serve_with_incoming_shutdown(
             crate::rpc::transport::incoming(listener, server_tls),
             async move { server_shutdown.wait().await },

@@ -121,9 +121,52 @@ async fn pass(
     }
     if !changes.is_empty() {
         debug!(changes = changes.len(), "orchestrator proposes");
-        proposer.propose(changes).await?;
+        for part in in_parts(changes, &services) {
+            proposer.propose(part).await?;
+        }
     }
     Ok(wake)
+}
+
+/// The most one proposal carries: a plan for thousands of tasks goes in
+/// parts, each far below what one Raft entry may hold.
+const PROPOSAL_BYTES: usize = 1024 * 1024;
+
+/// `changes` in parts of at most `PROPOSAL_BYTES`, in order. A new task is
+/// about its service's spec in size (measured once per service); the other
+/// changes are small. A pass is level-triggered: a part that fails is
+/// planned again by the next pass.
+fn in_parts(changes: Vec<Change>, services: &[crate::types::Service]) -> Vec<Vec<Change>> {
+    let index: HashMap<&str, &crate::types::Service> =
+        services.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut spec_bytes: HashMap<&str, usize> = HashMap::new();
+    let mut size_of = |c: &Change| match c {
+        Change::Create(crate::store::Object::Task(t)) => match index.get(t.service_id.as_str()) {
+            Some(s) => {
+                512 + *spec_bytes
+                    .entry(s.id.as_str())
+                    .or_insert_with(|| crate::format::encode(&s.spec.task).len())
+            }
+            None => 512,
+        },
+        _ => 256,
+    };
+    let mut parts = Vec::new();
+    let mut part = Vec::new();
+    let mut bytes = 0;
+    for change in changes {
+        let n = size_of(&change);
+        if !part.is_empty() && bytes + n > PROPOSAL_BYTES {
+            parts.push(std::mem::take(&mut part));
+            bytes = 0;
+        }
+        bytes += n;
+        part.push(change);
+    }
+    if !part.is_empty() {
+        parts.push(part);
+    }
+    parts
 }
 
 /// The tasks as they will be after `plan`: desired states changed, new

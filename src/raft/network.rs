@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -77,11 +78,14 @@ struct Failed(String);
 impl Peer {
     /// Send one message by `method`. The remote's answer is a
     /// `Result<Resp, RaftError<E>>`.
+    /// `shrink`: for a message that can be sent in parts, how many entries
+    /// to try when this one is too large.
     async fn send<Req, Resp, E>(
         &mut self,
         req: &Req,
         option: &RPCOption,
         method: RaftMethod,
+        shrink: Option<u64>,
     ) -> Result<Resp, RpcErr<E>>
     where
         Req: Serialize + Versioned,
@@ -105,6 +109,20 @@ impl Peer {
         .await;
         let result = match sent {
             Ok(Ok(r)) => r,
+            // Too large to send (or to receive): openraft sends fewer
+            // entries. Once, one oversized AppendEntries was refused by
+            // every follower, forever.
+            Ok(Err(status)) if status.code() == tonic::Code::ResourceExhausted => {
+                if let Some(hint) = shrink {
+                    return Err(RPCError::PayloadTooLarge(
+                        PayloadTooLarge::new_entries_hint(hint),
+                    ));
+                }
+                self.client = None;
+                return Err(RPCError::Unreachable(Unreachable::new(&Failed(
+                    status.message().to_string(),
+                ))));
+            }
             Ok(Err(status)) => {
                 // Drop the channel: the next call dials again, maybe at a
                 // new address.
@@ -130,7 +148,9 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        self.send(&rpc, &option, RaftMethod::Append).await
+        // One entry (or a heartbeat) cannot be cut further.
+        let half = (rpc.entries.len() > 1).then_some(rpc.entries.len() as u64 / 2);
+        self.send(&rpc, &option, RaftMethod::Append, half).await
     }
 
     async fn install_snapshot(
@@ -138,7 +158,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.send(&rpc, &option, RaftMethod::Snapshot).await
+        self.send(&rpc, &option, RaftMethod::Snapshot, None).await
     }
 
     async fn vote(
@@ -146,6 +166,6 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr> {
-        self.send(&rpc, &option, RaftMethod::Vote).await
+        self.send(&rpc, &option, RaftMethod::Vote, None).await
     }
 }

@@ -17,6 +17,10 @@ use super::wire::{Forward, ForwardResult};
 use super::{raft_id, LogStore, Member, NodeId, Raft, Request, StateMachine};
 use crate::store::{Store, StoreError};
 
+/// The largest batch that is one Raft entry: an AppendEntries of one entry
+/// (plus its envelope) fits in a Raft message.
+pub const MAX_ENTRY: usize = super::wire::MAX_RAFT_MESSAGE / 2;
+
 /// Heartbeats every 150 ms and elections after 0.5–1 s of silence (over
 /// three missed heartbeats): a dead leader is replaced within about 2 s on
 /// a LAN, while a Pi that is busy for a moment does not trigger one.
@@ -26,6 +30,11 @@ fn config() -> Config {
         heartbeat_interval: 150,
         election_timeout_min: 500,
         election_timeout_max: 1000,
+        // A snapshot travels in chunks well under a Raft message, each with
+        // time to be written on the other side (openraft's default is 200
+        // ms, too short for a chunk on an SD card).
+        snapshot_max_chunk_size: (super::wire::MAX_RAFT_MESSAGE / 4) as u64,
+        install_snapshot_timeout: 10_000,
         // Snapshots are triggered by `snapshot` below, from the cluster's
         // setting, which can change at run time.
         snapshot_policy: SnapshotPolicy::Never,
@@ -180,8 +189,17 @@ impl RaftNode {
         }
     }
 
-    /// Write through Raft on this node, if it leads.
+    /// Write through Raft on this node, if it leads. A batch that would not
+    /// fit in one AppendEntries is refused before it enters the log: in the
+    /// log, it would stop replication for good.
     pub async fn write(&self, req: Request) -> Result<ForwardResult, NotHere> {
+        let bytes = crate::format::encode(&req).len();
+        if bytes > MAX_ENTRY {
+            return Ok(Err(StoreError::TooLarge {
+                bytes,
+                limit: MAX_ENTRY,
+            }));
+        }
         match self.raft.client_write(req).await {
             Ok(resp) => Ok(resp.data.0.map(|index| (index, resp.log_id.index))),
             Err(e) => Err(self.not_here(e)),

@@ -18,10 +18,21 @@ use crate::rpc::compat::{RaftClient, RaftMethod};
 use crate::rpc::messages::RaftBytes;
 use crate::store::StoreError;
 
+/// The largest Raft message sent: half the gRPC limit of both sides. A longer AppendEntries is sent in parts (see
+/// `network::Peer::append_entries`); a snapshot goes in openraft's chunks.
+pub const MAX_RAFT_MESSAGE: usize = crate::rpc::MAX_MESSAGE / 2;
+
+/// Encodes `value`, unless it is over `MAX_RAFT_MESSAGE`: then nothing is
+/// sent, and the error is `ResourceExhausted`.
 pub fn encode<T: Serialize + Versioned>(proto: Proto, value: &T) -> Result<RaftBytes, Status> {
-    Ok(RaftBytes {
-        data: proto.encode(value)?,
-    })
+    let data = proto.encode(value)?;
+    if data.len() > MAX_RAFT_MESSAGE {
+        return Err(Status::resource_exhausted(format!(
+            "a Raft message of {} bytes is over the limit of {MAX_RAFT_MESSAGE}",
+            data.len()
+        )));
+    }
+    Ok(RaftBytes { data })
 }
 
 pub fn decode<T: Versioned>(proto: Proto, bytes: &RaftBytes) -> Result<T, Status> {

@@ -102,8 +102,8 @@ macro_rules! compat_client {
         impl $name {
             pub fn new(channel: Channel) -> $name {
                 $name {
-                    v1: v1::$m1::$c1::new(channel.clone()),
-                    v2: v2::$m2::$c2::new(channel),
+                    v1: super::limited!(v1::$m1::$c1::new(channel.clone())),
+                    v2: super::limited!(v2::$m2::$c2::new(channel)),
                     learned: Learned::default(),
                 }
             }
@@ -171,8 +171,8 @@ pub enum RaftMethod {
 impl RaftClient {
     pub fn new(channel: Channel) -> RaftClient {
         RaftClient {
-            v1: v1::raft_client::RaftClient::new(channel.clone()),
-            v2: v2::raft_client::RaftClient::new(channel),
+            v1: super::limited!(v1::raft_client::RaftClient::new(channel.clone())),
+            v2: super::limited!(v2::raft_client::RaftClient::new(channel)),
             learned: Learned::default(),
         }
     }

@@ -4,6 +4,20 @@
 //! the clients that find which of the two a peer speaks, and the servers
 //! of the older one.
 
+/// The largest gRPC message either side sends or accepts, set once for
+/// every client and server. Raft's messages are bounded below it
+/// (`raft::wire::MAX_RAFT_MESSAGE`), and a service spec far below that.
+pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// A generated client or server with the message limit of both sides.
+macro_rules! limited {
+    ($e:expr) => {
+        $e.max_decoding_message_size($crate::rpc::MAX_MESSAGE)
+            .max_encoding_message_size($crate::rpc::MAX_MESSAGE)
+    };
+}
+pub(crate) use limited;
+
 pub mod ca;
 pub mod codec;
 pub mod compat;

@@ -68,7 +68,9 @@ impl SimManager {
         let (stop, shutdown) = shutdown::channel();
         let mut server_shutdown = shutdown.clone();
         let server = tonic::transport::Server::builder()
-            .add_service(RaftServer::from_arc(Arc::new(RaftService { slot })))
+            .add_service(crate::rpc::limited!(RaftServer::from_arc(Arc::new(
+                RaftService { slot }
+            ))))
             .serve_with_incoming_shutdown(
                 crate::rpc::transport::incoming(listener, server_tls),
                 async move { server_shutdown.wait().await },

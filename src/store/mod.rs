@@ -55,6 +55,9 @@ pub enum StoreError {
     NotFound { kind: String, id: String },
     #[error("store: {0}")]
     Io(String),
+    /// A batch too large to be one write: the writer sends it in parts.
+    #[error("a write of {bytes} bytes is over the limit of {limit} bytes")]
+    TooLarge { bytes: usize, limit: usize },
     /// A file of the store failed its integrity check when opened.
     #[error("{file} is damaged: {reason}")]
     Damaged { file: String, reason: String },
@@ -71,7 +74,10 @@ impl StoreError {
     pub fn is_rejection(&self) -> bool {
         matches!(
             self,
-            StoreError::Conflict { .. } | StoreError::Exists { .. } | StoreError::NotFound { .. }
+            StoreError::Conflict { .. }
+                | StoreError::Exists { .. }
+                | StoreError::NotFound { .. }
+                | StoreError::TooLarge { .. }
         )
     }
 }
