@@ -9,7 +9,10 @@
 //! - `orchestrator`: services → tasks (replicas, restarts, updates).
 //! - `scheduler`: pending tasks → nodes.
 //! - `leader`: the loops a manager runs while it leads.
-//! - `dispatcher`: per-node assignments and batched status writes.
+//! - `dispatcher`: per-node sessions, assignments and batched status
+//!   writes.
+//! - `admission`: who the cluster's CA gives a certificate (joins,
+//!   renewals).
 //! - `agent`: the node side: one state machine per task.
 //! - `executor`: the container runtime and the image store, as traits;
 //!   containerd, driven through its gRPC API, implements both.
@@ -25,33 +28,39 @@
 //! - `simbench`: `shoal bench-sim`, the control plane against simulated
 //!   nodes.
 
-pub mod agent;
-pub mod api;
+// Modules are internal (`pub(crate)`, so the compiler reports dead code)
+// unless the binary (`main.rs`) or the integration tests in `tests/` need
+// them: `cli` is the binary's entry, `logs` its log-driver mode; the
+// tests drive `rpc`, `tls`, `store`, `executor` and `types` directly, and
+// `sim` is their in-process cluster.
+pub(crate) mod admission;
+pub(crate) mod agent;
+pub(crate) mod api;
 pub mod cli;
-pub mod daemon;
-pub mod data_dir;
-pub mod discovery;
-pub mod dispatcher;
+pub(crate) mod daemon;
+pub(crate) mod data_dir;
+pub(crate) mod discovery;
+pub(crate) mod dispatcher;
 pub mod executor;
-pub mod format;
-pub mod host;
-pub mod keyring;
-pub mod leader;
+pub(crate) mod format;
+pub(crate) mod host;
+pub(crate) mod keyring;
+pub(crate) mod leader;
 pub mod logs;
-pub mod metrics;
-pub mod netaddr;
-pub mod node;
-pub mod notify;
-pub mod orchestrator;
-pub mod pki;
-pub mod raft;
-pub mod renewal;
+pub(crate) mod metrics;
+pub(crate) mod netaddr;
+pub(crate) mod node;
+pub(crate) mod notify;
+pub(crate) mod orchestrator;
+pub(crate) mod pki;
+pub(crate) mod raft;
+pub(crate) mod renewal;
 pub mod rpc;
-pub mod scheduler;
-pub mod seal;
-pub mod shutdown;
+pub(crate) mod scheduler;
+pub(crate) mod seal;
+pub(crate) mod shutdown;
 pub mod sim;
-pub mod simbench;
+pub(crate) mod simbench;
 pub mod store;
 pub mod tls;
 pub mod types;

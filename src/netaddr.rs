@@ -4,18 +4,26 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-pub fn detect_advertise(listen: &str) -> Result<String, String> {
+/// Why no advertise address could be found; the user passes `--advertise`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AdvertiseError {
+    #[error("invalid listen address {0:?}: {1}")]
+    BadListen(String, std::net::AddrParseError),
+    #[error("cannot detect the advertise address: this machine has no default route")]
+    NoDefaultRoute,
+    #[error("cannot detect the advertise address: {0} has no IPv4 address")]
+    NoIpv4(String),
+}
+
+pub fn detect_advertise(listen: &str) -> Result<String, AdvertiseError> {
     let listen: SocketAddr = listen
         .parse()
-        .map_err(|e| format!("invalid listen address {listen:?}: {e}"))?;
+        .map_err(|e| AdvertiseError::BadListen(listen.to_string(), e))?;
     if !listen.ip().is_unspecified() {
         return Ok(listen.to_string());
     }
-    let iface = default_route_interface()
-        .ok_or("cannot detect the advertise address: this machine has no default route")?;
-    let ip = interface_ipv4(&iface).ok_or_else(|| {
-        format!("cannot detect the advertise address: {iface} has no IPv4 address")
-    })?;
+    let iface = default_route_interface().ok_or(AdvertiseError::NoDefaultRoute)?;
+    let ip = interface_ipv4(&iface).ok_or(AdvertiseError::NoIpv4(iface))?;
     Ok(SocketAddr::new(IpAddr::V4(ip), listen.port()).to_string())
 }
 

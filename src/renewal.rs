@@ -51,37 +51,25 @@ pub async fn run(node_tls: Arc<NodeTls>, issuer: Issuer, mut shutdown: Shutdown)
     }
 }
 
+/// Why a renewal failed; the loop above retries.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewError {
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("{0}")]
+    Local(#[from] crate::admission::AdmitError),
+    #[error("{0}")]
+    Managers(#[from] crate::rpc::transport::NoManagerAnswered),
+}
+
 /// Renew now; the role in the new certificate is the store's.
-pub async fn renew(node_tls: &NodeTls, issuer: &Issuer) -> Result<(), String> {
+pub async fn renew(node_tls: &NodeTls, issuer: &Issuer) -> Result<(), RenewError> {
     let id = node_tls.cert.info().identity;
-    let csr = node_tls
-        .key
-        .csr_pem(&id.node_id)
-        .map_err(|e| e.to_string())?;
+    let csr = node_tls.key.csr_pem(&id.node_id)?;
     let cert_pem = match issuer {
-        Issuer::Local(store) => {
-            let view = store.read().map_err(|e| e.to_string())?;
-            let cluster = view
-                .cluster()
-                .map_err(|e| e.to_string())?
-                .ok_or("no cluster")?;
-            let node = view
-                .member(&id.node_id)
-                .map_err(|e| e.to_string())?
-                .ok_or("this node is not part of the cluster")?;
-            crate::pki::issue(
-                &cluster,
-                &csr,
-                &node.id,
-                node.spec.role,
-                &node.status.addr,
-                &node.description.hostname,
-            )
-            .map_err(|e| e.to_string())?
-        }
+        Issuer::Local(store) => crate::admission::reissue(store, &id.node_id, &csr)?,
         Issuer::Remote(managers) => {
-            let tls = crate::tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))
-                .map_err(|e| e.to_string())?;
+            let tls = crate::tls::client_config(&node_tls.ca_pem, Some(node_tls.cert.clone()))?;
             crate::rpc::transport::ask_managers(&managers(), &tls, |channel| {
                 let csr_pem = csr.clone();
                 async move {
@@ -95,5 +83,5 @@ pub async fn renew(node_tls: &NodeTls, issuer: &Issuer) -> Result<(), String> {
             .await?
         }
     };
-    node_tls.renewed(&cert_pem).map_err(|e| e.to_string())
+    Ok(node_tls.renewed(&cert_pem)?)
 }

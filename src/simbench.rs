@@ -1,7 +1,8 @@
 //! `shoal bench-sim`: scheduling throughput with simulated nodes.
 //!
-//! Everything a manager runs is real: the store (redb in a temp dir) with
-//! the local proposer, the orchestrator and scheduler loops, and the
+//! Everything a manager runs is real: the store (redb in a temp dir)
+//! written through a one-manager Raft (the same proposer, log and state
+//! machine a manager uses), the orchestrator and scheduler loops, and the
 //! dispatcher with one session and one reporter per node, the in-process
 //! path a manager's own agent uses. Only each node's executor is simulated:
 //! it reports every task it is assigned as running, without containerd.
@@ -15,7 +16,7 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::dispatcher::{Assignments, Dispatcher, StatusReport};
+use crate::dispatcher::Dispatcher;
 use crate::shutdown::{self, Shutdown};
 use crate::sim::objects::{cluster, node, service, TempDir, IMAGE};
 use crate::store::{Change, Object, Proposer, Store};
@@ -246,7 +247,14 @@ async fn simulated_executor(
                     message: "started (simulated)".into(),
                     ..Default::default()
                 };
-                if reports.send((t.id.clone(), status)).await.is_err() {
+                if reports
+                    .send(StatusReport {
+                        task_id: t.id.clone(),
+                        status,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -395,7 +395,9 @@ fn report(
             .map_err(|e| Refusal::Transport(chain(&e)))?;
         tokio::time::timeout(
             CALL_LIMIT,
-            DispatcherClient::new(channel).update_status(StatusBatch { updates }),
+            DispatcherClient::new(channel).update_status(StatusBatch {
+                updates: updates.into_iter().map(Into::into).collect(),
+            }),
         )
         .await
         .expect("update_status answered in time")

@@ -17,10 +17,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::dispatcher::{Assignments, StatusReport};
 use crate::executor::Executor;
 use crate::shutdown::Shutdown;
-use crate::types::{Task, TaskState};
+use crate::types::{Assignments, StatusReport, Task, TaskState};
 
 pub struct Agent {
     exec: Arc<dyn Executor>,

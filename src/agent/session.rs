@@ -12,13 +12,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::local::LocalState;
-use crate::dispatcher::{Assignments, StatusReport};
 use crate::rpc::compat::DispatcherClient;
 use crate::rpc::messages::*;
 use crate::rpc::transport::connect;
 use crate::shutdown::Shutdown;
 use crate::tls::MANAGER_SERVER_NAME;
-use crate::types::{NodeDescription, Task};
+use crate::types::{Assignments, NodeDescription, StatusReport, Task, TaskStatus};
 
 /// Status reports are sent at most this often, in one batch.
 const STATUS_PERIOD: Duration = Duration::from_millis(100);
@@ -76,7 +75,7 @@ impl Session {
         mut reports: mpsc::Receiver<StatusReport>,
         mut shutdown: Shutdown,
     ) {
-        let mut pending: HashMap<String, crate::types::TaskStatus> = HashMap::new();
+        let mut pending: HashMap<String, TaskStatus> = HashMap::new();
         let mut waiting = Vec::new();
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -136,7 +135,7 @@ impl Session {
         addr: &str,
         assignments: &watch::Sender<Assignments>,
         reports: &mut mpsc::Receiver<StatusReport>,
-        pending: &mut HashMap<String, crate::types::TaskStatus>,
+        pending: &mut HashMap<String, TaskStatus>,
         waiting: &mut Vec<oneshot::Sender<()>>,
         shutdown: &mut Shutdown,
     ) -> Result<(), Ended> {
@@ -221,15 +220,18 @@ impl Session {
                     }
                 }
                 r = reports.recv() => match r {
-                    Some((id, st)) => keep_furthest(pending, id, st),
+                    Some(r) => keep_furthest(pending, r),
                     None => return Ok(()),
                 },
                 _ = flush.tick(), if !pending.is_empty() && sending.is_none() => {
                     // Send all that is queued, not only what the loop saw.
-                    while let Ok((id, st)) = reports.try_recv() {
-                        keep_furthest(pending, id, st);
+                    while let Ok(r) = reports.try_recv() {
+                        keep_furthest(pending, r);
                     }
-                    let updates: Vec<StatusReport> = pending.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    let updates: Vec<StatusReport> = pending
+                        .iter()
+                        .map(|(id, st)| StatusReport { task_id: id.clone(), status: st.clone() })
+                        .collect();
                     let mut client = client.clone();
                     sending = Some(Box::pin(async move {
                         let result = client.update_status(StatusBatch { updates: updates.clone() }).await.map(|_| ());
@@ -259,21 +261,20 @@ type StatusSend = std::pin::Pin<
 
 /// Drop the reports that were sent, unless a newer one replaced them
 /// while the send was in flight.
-fn forget_sent(pending: &mut HashMap<String, crate::types::TaskStatus>, sent: Vec<StatusReport>) {
-    for (id, st) in sent {
-        if pending.get(&id) == Some(&st) {
-            pending.remove(&id);
+fn forget_sent(pending: &mut HashMap<String, TaskStatus>, sent: Vec<StatusReport>) {
+    for r in sent {
+        if pending.get(&r.task_id) == Some(&r.status) {
+            pending.remove(&r.task_id);
         }
     }
 }
 
 /// A task's report replaces the pending one unless it moves backwards.
-fn keep_furthest(
-    pending: &mut HashMap<String, crate::types::TaskStatus>,
-    id: String,
-    st: crate::types::TaskStatus,
-) {
-    if pending.get(&id).is_none_or(|cur| cur.state <= st.state) {
-        pending.insert(id, st);
+fn keep_furthest(pending: &mut HashMap<String, TaskStatus>, r: StatusReport) {
+    if pending
+        .get(&r.task_id)
+        .is_none_or(|cur| cur.state <= r.status.state)
+    {
+        pending.insert(r.task_id, r.status);
     }
 }

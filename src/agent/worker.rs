@@ -10,9 +10,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::dispatcher::StatusReport;
 use crate::executor::{ContainerState, ExecError, Executor, ExitStatus};
-use crate::types::{now_ms, Task, TaskState, TaskStatus};
+use crate::types::{now_ms, StatusReport, Task, TaskState, TaskStatus};
 
 struct Reporter {
     task_id: String,
@@ -34,7 +33,13 @@ impl Reporter {
             ..Default::default()
         };
         f(&mut st);
-        let _ = self.tx.send((self.task_id.clone(), st)).await;
+        let _ = self
+            .tx
+            .send(StatusReport {
+                task_id: self.task_id.clone(),
+                status: st,
+            })
+            .await;
     }
 
     async fn exited(&mut self, exit: ExitStatus) {

@@ -58,7 +58,7 @@ pub async fn remove(
     State(ctx): State<Arc<Ctx>>,
     Query(q): Query<NameQuery>,
 ) -> Result<Json<ImageLoaded>, ApiError> {
-    let name = normalize_image(&q.name).map_err(ApiError::BadRequest)?;
+    let name = normalize_image(&q.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if !ctx.images.images().await?.iter().any(|i| i.name == name) {
         return Err(ApiError::NotFound(format!("image {name} not found")));
     }

@@ -18,8 +18,8 @@ fn find(view: &ReadView, name: &str) -> Result<Service, ApiError> {
 
 fn normalized(mut spec: ServiceSpec) -> Result<ServiceSpec, ApiError> {
     validate::service_spec(&spec)?;
-    spec.task.container.image =
-        normalize_image(&spec.task.container.image).map_err(ApiError::BadRequest)?;
+    spec.task.container.image = normalize_image(&spec.task.container.image)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok(spec)
 }
 

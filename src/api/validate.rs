@@ -43,7 +43,7 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
     }
     let c = &spec.task.container;
     if let Err(e) = crate::types::normalize_image(&c.image) {
-        return bad(e);
+        return bad(e.to_string());
     }
     for e in &c.env {
         if e.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
@@ -74,7 +74,8 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
         ));
     }
     for expr in &spec.task.placement.constraints {
-        crate::scheduler::Constraint::parse(expr).map_err(ApiError::BadRequest)?;
+        crate::scheduler::Constraint::parse(expr)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
     if let Some(sig) = &c.stop_signal {
         if crate::types::parse_signal(sig).is_none() {

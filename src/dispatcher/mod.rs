@@ -3,15 +3,17 @@
 //! changes) and the node's task status up, batched with every other node's
 //! into store writes.
 //!
-//! The node is named by the caller of `session`, which takes it from the
-//! node's identity (today the local node; with mTLS, its certificate). A
-//! status report for a task that is not assigned to that node is dropped.
+//! The node is named by the caller: a remote node by its mTLS certificate
+//! (`rpc::dispatch`), the manager's own agent by its identity. A status
+//! report for a task that is not assigned to that node is dropped.
 
 mod assignments;
 mod heartbeat;
+mod session;
 mod status;
 
 pub use heartbeat::{watch_nodes, Heartbeats};
+pub use session::{check_member, heartbeat_period, SessionEnd};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,13 +22,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::shutdown::Shutdown;
 use crate::store::{Proposer, Store};
-use crate::types::{Task, TaskStatus};
 
-/// The node's view of its work: every task assigned to it.
-pub type Assignments = Arc<Vec<Task>>;
-
-/// A status report from a node: (task id, status).
-pub type StatusReport = (String, TaskStatus);
+pub use crate::types::{Assignments, StatusReport};
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -105,7 +102,8 @@ impl Dispatcher {
     ) -> Result<(), DispatchError> {
         {
             let view = self.store.read()?;
-            for (id, _) in &updates {
+            for r in &updates {
+                let id = &r.task_id;
                 let assigned = view
                     .task(id)?
                     .is_none_or(|t| t.node_id.as_deref() == Some(node_id));

@@ -76,8 +76,8 @@ pub(super) async fn write(
         };
         match next {
             Next::Reports(reports) => {
-                for (id, st) in reports.updates {
-                    merge(&mut pending, (reports.node.clone(), id), st);
+                for r in reports.updates {
+                    merge(&mut pending, (reports.node.clone(), r.task_id), r.status);
                 }
                 waiting.extend(reports.committed);
                 due.get_or_insert_with(|| Instant::now() + BATCH_PERIOD);
@@ -179,7 +179,10 @@ mod tests {
         tokio::spawn(write(store.clone(), Arc::new(Direct(store)), rx));
         // An empty batch, then a report of a task that is gone: both are
         // answered, and the writer is still there for the next one.
-        for updates in [vec![], vec![("gone".to_string(), st(TaskState::Running))]] {
+        for updates in [
+            vec![],
+            vec![("gone".to_string(), st(TaskState::Running)).into()],
+        ] {
             let (committed, written) = oneshot::channel();
             let reports = NodeReports {
                 node: "n1".into(),

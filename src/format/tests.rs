@@ -151,7 +151,7 @@ fn rpc_and_raft_messages_of_format_1_decode() {
         v1_message::<v1::HeartbeatResponse, _>("rpc-heartbeat-response.bin");
     assert_eq!(hb.period_ms, 1_000);
     let batch: m::StatusBatch = v1_message::<v1::StatusBatch, _>("rpc-status-batch.bin");
-    assert_eq!(batch.updates[0].1.state, TaskState::Failed);
+    assert_eq!(batch.updates[0].status.state, TaskState::Failed);
     let logs: m::LogsRequest = v1_message::<v1::LogsRequest, _>("rpc-logs-request.bin");
     assert_eq!(logs.tail, Some(10));
     let item: m::LogItem = v1_message::<v1::LogItem, _>("rpc-log-item.bin");

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use super::{Identity, Launch, Node, Parts};
 use crate::pki::NodeTls;
 use crate::raft::{Member, RaftNode, RaftService};
-use crate::rpc::ca::{manager_addrs, CaService};
+use crate::rpc::ca::CaService;
 use crate::rpc::compat::V1;
 use crate::rpc::dispatch::DispatcherService;
 use crate::rpc::node_agent::NodeAgentService;
@@ -200,7 +200,10 @@ async fn serve(
         raft.clone(),
         shutdown.clone(),
     )));
-    let mut managers = manager_addrs(&store);
+    let mut managers = store
+        .read()
+        .and_then(|v| v.manager_addrs())
+        .unwrap_or_default();
     for m in super::load_managers(&parts.data_dir) {
         if !managers.contains(&m) {
             managers.push(m);

@@ -347,7 +347,7 @@ impl Supervisor {
             loop {
                 let renewed = match crate::pki::NodeTls::load(&parts.data_dir, &parts.keys) {
                     Ok(tls) => crate::renewal::renew(&tls, &issuer).await,
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e.into()),
                 };
                 match renewed {
                     Ok(()) => break,

@@ -11,6 +11,7 @@ mod restart;
 #[cfg(test)]
 mod testutil;
 
+#[cfg(test)]
 pub use plan::{new_task, probe_task};
 
 use std::collections::HashMap;

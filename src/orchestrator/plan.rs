@@ -72,6 +72,7 @@ pub fn new_task(
 }
 
 /// A task with no service and a default spec: a blank that tests fill in.
+#[cfg(test)]
 pub fn probe_task() -> Task {
     Task {
         id: String::new(),

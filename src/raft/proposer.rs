@@ -200,7 +200,11 @@ impl Proposer for LeaderProposer {
 /// Ask the managers at `addrs` (any of them; followers send us on) to add
 /// `me` to the membership. Used by a manager that joined and is in no
 /// membership yet, so it knows no leader.
-pub async fn ask_to_join(node: &RaftNode, addrs: &[String], me: &Member) -> Result<(), String> {
+pub async fn ask_to_join(
+    node: &RaftNode,
+    addrs: &[String],
+    me: &Member,
+) -> Result<(), crate::rpc::transport::NoManagerAnswered> {
     let op = Forward::AddMe(me.clone());
     crate::rpc::transport::ask_managers(addrs, &node.tls, |channel| {
         let op = op.clone();

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::logs::LogLine;
-use crate::types::{NodeDescription, Task, TaskStatus};
+use crate::types::{NodeDescription, StatusReport};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Empty {}
@@ -49,32 +49,7 @@ pub struct RenewResponse {
     pub cert_pem: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SessionRequest {
-    pub description: NodeDescription,
-    pub addr: String,
-    pub version: String,
-}
-
-/// What a manager sends down a node's session.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum SessionMessage {
-    /// The node's tasks. `full`: this is the whole set and replaces what
-    /// the node knew; otherwise `tasks` are added or changed and `removed`
-    /// are gone.
-    Assignments {
-        full: bool,
-        tasks: Vec<Task>,
-        removed: Vec<String>,
-    },
-    /// Where the managers are, how often to heartbeat, and what the store
-    /// says this node is (sent again when that changes: promote, demote).
-    Cluster {
-        managers: Vec<String>,
-        heartbeat_period_ms: u64,
-        role: crate::types::NodeRole,
-    },
-}
+pub use crate::types::{SessionMessage, SessionRequest};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeartbeatResponse {
@@ -83,7 +58,7 @@ pub struct HeartbeatResponse {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusBatch {
-    pub updates: Vec<(String, TaskStatus)>,
+    pub updates: Vec<StatusReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -108,13 +108,18 @@ pub async fn connect(
         .await
 }
 
+/// No manager answered: what each one said, or that none was known.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct NoManagerAnswered(String);
+
 /// Ask the managers at `addrs` in turn, over mTLS, until one answers: `ask`
 /// gets a channel to each. The error names what every manager said.
 pub async fn ask_managers<T, F, Fut>(
     addrs: &[String],
     tls: &Arc<rustls::ClientConfig>,
     mut ask: F,
-) -> Result<T, String>
+) -> Result<T, NoManagerAnswered>
 where
     F: FnMut(Channel) -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
@@ -130,9 +135,9 @@ where
             Err(e) => errors.push(format!("{addr}: {e}")),
         }
     }
-    Err(if errors.is_empty() {
+    Err(NoManagerAnswered(if errors.is_empty() {
         "no manager address known".into()
     } else {
         errors.join("; ")
-    })
+    }))
 }

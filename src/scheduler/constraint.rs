@@ -11,16 +11,26 @@ pub struct Constraint {
     value: String,
 }
 
+/// A constraint that cannot be read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid constraint {expr:?}: {why}")]
+pub struct BadConstraint {
+    expr: String,
+    why: String,
+}
+
 impl Constraint {
-    pub fn parse(expr: &str) -> Result<Constraint, String> {
+    pub fn parse(expr: &str) -> Result<Constraint, BadConstraint> {
+        let bad = |why: String| BadConstraint {
+            expr: expr.to_string(),
+            why,
+        };
         let (key, equal, value) = if let Some((k, v)) = expr.split_once("==") {
             (k, true, v)
         } else if let Some((k, v)) = expr.split_once("!=") {
             (k, false, v)
         } else {
-            return Err(format!(
-                "invalid constraint {expr:?}: expected KEY==VALUE or KEY!=VALUE"
-            ));
+            return Err(bad("expected KEY==VALUE or KEY!=VALUE".into()));
         };
         let key = key.trim().to_string();
         let known = matches!(
@@ -30,13 +40,13 @@ impl Constraint {
             .strip_prefix("node.labels.")
             .is_some_and(|l| !l.is_empty());
         if !known {
-            return Err(format!(
-                "invalid constraint {expr:?}: unknown key {key:?} (use node.id, node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.<key>)"
-            ));
+            return Err(bad(format!(
+                "unknown key {key:?} (use node.id, node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.<key>)"
+            )));
         }
         let value = value.trim().to_string();
         if value.is_empty() {
-            return Err(format!("invalid constraint {expr:?}: empty value"));
+            return Err(bad("empty value".into()));
         }
         Ok(Constraint { key, equal, value })
     }

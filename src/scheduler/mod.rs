@@ -8,7 +8,7 @@ mod filters;
 mod placer;
 
 pub use constraint::Constraint;
-pub use filters::eligible_for_global;
+pub use filters::{eligible_for_global, Unplaceable};
 pub use placer::Placer;
 
 use std::borrow::Borrow;
@@ -21,13 +21,18 @@ use tracing::{debug, warn};
 use crate::shutdown::Shutdown;
 use crate::store::{Change, Proposer, Store, StoreError, TaskMirror};
 use crate::types::{now_ms, Node, Task, TaskState, TaskStatus};
-use filters::{explain, fits};
+use filters::{constraints, explain, fits};
 
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// Where `task` should run, or why it can run nowhere.
 /// `load` counts live tasks per node: (per service id, total).
-pub fn place<N: Borrow<Node>>(task: &Task, nodes: &[N], load: &Load) -> Result<String, String> {
+pub fn place<N: Borrow<Node>>(
+    task: &Task,
+    nodes: &[N],
+    load: &Load,
+) -> Result<String, Unplaceable> {
+    let constraints = constraints(&task.spec)?;
     let mut best: Option<(&Node, (usize, usize))> = None;
     let mut misfits = Vec::new();
     let image = &task.spec.container.image;
@@ -44,7 +49,7 @@ pub fn place<N: Borrow<Node>>(task: &Task, nodes: &[N], load: &Load) -> Result<S
                 continue;
             }
         }
-        match fits(&task.spec, node, image_anywhere) {
+        match fits(&task.spec, &constraints, node, image_anywhere) {
             Ok(()) => {
                 let key = load.of(&node.id, &task.service_id);
                 if best.is_none_or(|(b, k)| key < k || (key == k && node.id < b.id)) {
@@ -70,6 +75,7 @@ pub struct Load {
 }
 
 impl Load {
+    #[cfg(test)]
     pub fn from_tasks(tasks: &[Task]) -> Load {
         let mut load = Load::default();
         for t in tasks.iter().filter(|t| t.is_live()) {
@@ -150,12 +156,12 @@ async fn pass(
                     node_id: node,
                 });
             }
-            Err(why) if why != task.status.message => changes.push(Change::TaskStatus {
+            Err(why) if why.0 != task.status.message => changes.push(Change::TaskStatus {
                 id: task.id.clone(),
                 status: TaskStatus {
                     state: TaskState::Pending,
                     timestamp_ms: now_ms(),
-                    message: why,
+                    message: why.0,
                     ..Default::default()
                 },
             }),

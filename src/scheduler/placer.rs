@@ -8,12 +8,12 @@
 
 use std::collections::HashMap;
 
-use super::filters::{explain, fits};
+use super::filters::{constraints, explain, fits, Unplaceable};
 use super::{place, Load};
 use crate::types::{Node, Task};
 
 /// What the filters say about one group of tasks.
-type Eligible = Result<Vec<usize>, String>;
+type Eligible = Result<Vec<usize>, Unplaceable>;
 
 pub struct Placer<'a> {
     /// Sorted by id: the first of equally loaded nodes is the one `place`
@@ -56,7 +56,7 @@ impl<'a> Placer<'a> {
 
     /// Where `task` should run, or why it can run nowhere; the same answer
     /// as `place` with the load so far. Call `add` for a task placed.
-    pub fn place(&mut self, task: &'a Task) -> Result<String, String> {
+    pub fn place(&mut self, task: &'a Task) -> Result<String, Unplaceable> {
         if task.node_id.is_some() {
             // Made for one node: only that node can take it anyway.
             return place(task, &self.nodes, &self.load);
@@ -112,10 +112,11 @@ fn filter(task: &Task, nodes: &[&Node]) -> Eligible {
     let image_anywhere = nodes
         .iter()
         .any(|n| n.description.images.iter().any(|i| &i.name == image));
+    let constraints = constraints(&task.spec)?;
     let mut ids = Vec::new();
     let mut misfits = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
-        match fits(&task.spec, node, image_anywhere) {
+        match fits(&task.spec, &constraints, node, image_anywhere) {
             Ok(()) => ids.push(i),
             Err(why) => misfits.push(why),
         }

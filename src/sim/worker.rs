@@ -15,8 +15,9 @@ use tokio::task::JoinHandle;
 
 use super::executor::SimulatedExecutor;
 use crate::agent::Agent;
-use crate::dispatcher::{Assignments, DispatchError, Dispatcher, StatusReport};
+use crate::dispatcher::{DispatchError, Dispatcher};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::types::{Assignments, StatusReport};
 
 /// How often a simulated worker beats: well inside the heartbeat period.
 const BEAT: Duration = Duration::from_millis(100);

@@ -66,6 +66,16 @@ impl ReadView {
         self.all(NODES)
     }
 
+    /// Every manager's address, for a node's list of where to reconnect.
+    pub fn manager_addrs(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .nodes()?
+            .into_iter()
+            .filter(|n| n.is_manager())
+            .map(|n| n.status.addr)
+            .collect())
+    }
+
     pub fn service(&self, id: &str) -> Result<Option<Service>, StoreError> {
         self.get(SERVICES, id)
     }

@@ -18,7 +18,16 @@ pub struct ImageInfo {
 /// `docker.io/library/busybox:latest`, `me/app` becomes
 /// `docker.io/me/app:latest`, and a registry host (it has a `.` or `:`, or is
 /// `localhost`) is kept. A digest reference keeps its digest and gets no tag.
-pub fn normalize_image(reference: &str) -> Result<String, String> {
+pub fn normalize_image(reference: &str) -> Result<String, BadImageRef> {
+    normalize(reference).map_err(BadImageRef)
+}
+
+/// An image reference that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadImageRef(String);
+
+fn normalize(reference: &str) -> Result<String, String> {
     let r = reference.trim();
     if r.is_empty() {
         return Err("empty image reference".into());
@@ -124,7 +133,7 @@ mod tests {
             "busybox@0123",
         ] {
             let err = n(bad).unwrap_err();
-            assert!(err.contains("digest"), "{bad}: {err}");
+            assert!(err.to_string().contains("digest"), "{bad}: {err}");
         }
     }
 }

@@ -4,13 +4,15 @@
 mod ids;
 mod image;
 mod node;
+mod report;
 mod service;
 mod signal;
 mod task;
 
 pub use ids::{new_id, now_ms};
-pub use image::{normalize_image, ImageInfo};
+pub use image::{normalize_image, BadImageRef, ImageInfo};
 pub use node::*;
+pub use report::{Assignments, SessionMessage, SessionRequest, StatusReport};
 pub use service::*;
 pub use signal::parse_signal;
 pub use task::*;

@@ -55,7 +55,8 @@ impl Containerd {
         if self.container_exists(&task.id).await? {
             return Ok(());
         }
-        let name = normalize_image(&task.spec.container.image).map_err(ExecError::Other)?;
+        let name = normalize_image(&task.spec.container.image)
+            .map_err(|e| ExecError::Other(e.to_string()))?;
         let image = self.resolve_image(&name).await?;
         // The lease keeps the new snapshot (and any layers unpacked now)
         // from GC until the container record references it.

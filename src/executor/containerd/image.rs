@@ -465,7 +465,7 @@ impl Containerd {
     /// Deletes the image record; containerd's GC then removes the content
     /// and snapshots no other image uses.
     pub(super) async fn delete_image(&self, name: &str) -> Result<(), ExecError> {
-        let name = normalize_image(name).map_err(ExecError::Other)?;
+        let name = normalize_image(name).map_err(|e| ExecError::Other(e.to_string()))?;
         let r = ImagesClient::new(self.channel.clone())
             .delete(self.req(DeleteImageRequest {
                 name,

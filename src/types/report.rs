@@ -1,0 +1,63 @@
+//! What travels between a node's agent and the dispatcher, in both
+//! directions. Both sides use these types; neither side's module owns them,
+//! so the node side needs nothing from the manager side.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{NodeDescription, NodeRole, Task, TaskStatus};
+
+/// The node's view of its work: every task assigned to it.
+pub type Assignments = Arc<Vec<Task>>;
+
+/// A node's report of one of its tasks.
+///
+/// On the wire it is the pair `(task id, status)`, as it was before it had
+/// names, so that nodes of either build read each other's batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "(String, TaskStatus)", into = "(String, TaskStatus)")]
+pub struct StatusReport {
+    pub task_id: String,
+    pub status: TaskStatus,
+}
+
+impl From<(String, TaskStatus)> for StatusReport {
+    fn from((task_id, status): (String, TaskStatus)) -> Self {
+        StatusReport { task_id, status }
+    }
+}
+
+impl From<StatusReport> for (String, TaskStatus) {
+    fn from(r: StatusReport) -> Self {
+        (r.task_id, r.status)
+    }
+}
+
+/// What a node sends when it opens its session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRequest {
+    pub description: NodeDescription,
+    pub addr: String,
+    pub version: String,
+}
+
+/// What a manager sends down a node's session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SessionMessage {
+    /// The node's tasks. `full`: this is the whole set and replaces what
+    /// the node knew; otherwise `tasks` are added or changed and `removed`
+    /// are gone.
+    Assignments {
+        full: bool,
+        tasks: Vec<Task>,
+        removed: Vec<String>,
+    },
+    /// Where the managers are, how often to heartbeat, and what the store
+    /// says this node is (sent again when that changes: promote, demote).
+    Cluster {
+        managers: Vec<String>,
+        heartbeat_period_ms: u64,
+        role: NodeRole,
+    },
+}
