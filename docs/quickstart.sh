@@ -2,8 +2,8 @@
 # shoal quick start: a one-node cluster on the embedded store, running a demo
 # service, on a fresh Debian or Ubuntu machine with a Rust toolchain.
 #
-#   sudo bash docs/quickstart.sh         # set up (again) and show the demo
-#   sudo bash docs/quickstart.sh stop    # remove the demo and stop its daemon
+#   bash docs/quickstart.sh         # set up (again) and show the demo
+#   bash docs/quickstart.sh stop    # remove the demo and stop its daemon
 #
 # What it does: installs what is missing (containerd, runc, protobuf-compiler,
 # busybox-static, jq), builds shoal (cargo build --release), starts containerd
@@ -33,7 +33,7 @@ die() {
 }
 shoal() { "$BIN" --socket "$SOCK" "$@"; }
 
-[ "$(id -u)" -eq 0 ] || die "run as root: sudo bash docs/quickstart.sh"
+[ "$(id -u)" -eq 0 ] || die "run as root: bash docs/quickstart.sh"
 
 daemon_pid() {
   local pid
@@ -48,8 +48,13 @@ containerd_up() {
 # --- stop ---------------------------------------------------------------------
 if [ "${1:-}" = stop ]; then
   if pid=$(daemon_pid); then
-    say "removing the demo service and image"
-    shoal service rm demo 2>/dev/null || true
+    say "removing every service of the demo cluster, and the demo image"
+    # All services, not only `demo`: whatever was tried on this cluster
+    # runs in its namespace, and stop removes that namespace.
+    ids=$(shoal service ls --format json 2>/dev/null | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p')
+    for id in $ids; do
+      shoal service rm "$id" >/dev/null 2>&1 || true
+    done
     for _ in $(seq 1 30); do
       [ -z "$(timeout 5 ctr -n "$NAMESPACE" containers ls -q 2>/dev/null)" ] && break
       sleep 1
@@ -64,12 +69,27 @@ if [ "${1:-}" = stop ]; then
   else
     echo "the demo daemon is not running"
   fi
+  # Whatever is still in the namespace (the daemon was gone, or a task
+  # did not stop in time) goes too: containers, then images, then it.
+  if containerd_up; then
+    for c in $(timeout 10 ctr -n "$NAMESPACE" tasks ls -q 2>/dev/null); do
+      timeout 10 ctr -n "$NAMESPACE" tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true
+    done
+    sleep 1
+    for c in $(timeout 10 ctr -n "$NAMESPACE" containers ls -q 2>/dev/null); do
+      timeout 10 ctr -n "$NAMESPACE" tasks rm -f "$c" >/dev/null 2>&1 || true
+      timeout 10 ctr -n "$NAMESPACE" containers rm "$c" >/dev/null 2>&1 || true
+    done
+    for i in $(timeout 10 ctr -n "$NAMESPACE" images ls -q 2>/dev/null); do
+      timeout 10 ctr -n "$NAMESPACE" images rm "$i" >/dev/null 2>&1 || true
+    done
+  fi
   rm -rf "$RUN" "$STATE"
   timeout 10 ctr namespaces rm "$NAMESPACE" >/dev/null 2>&1 || true
   echo "demo removed ($STATE, $RUN). containerd is left running; the build stays in target/release."
   exit 0
 fi
-[ $# -eq 0 ] || die "usage: sudo bash docs/quickstart.sh [stop]"
+[ $# -eq 0 ] || die "usage: bash docs/quickstart.sh [stop]"
 
 # --- packages -----------------------------------------------------------------
 say "checking packages"
@@ -207,12 +227,12 @@ shoal service logs demo --tail 3
 cat <<EOF
 
 The demo runs: 3 busybox containers in containerd namespace $NAMESPACE.
-Try it yourself:
+Try it yourself, as root:
   export SHOAL_SOCKET=$SOCK
-  sudo -E $BIN service ls
-  sudo -E $BIN service scale demo=5
-  sudo -E $BIN service logs --follow demo
-  sudo ctr -n $NAMESPACE tasks ls          # what containerd runs
+  $BIN service ls
+  $BIN service scale demo=5
+  $BIN service logs --follow demo
+  ctr -n $NAMESPACE tasks ls          # what containerd runs
 Stop it and remove it:
-  sudo bash docs/quickstart.sh stop
+  bash docs/quickstart.sh stop
 EOF

@@ -6,35 +6,48 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use shoal::cli::{Cli, Command, LogFormat};
+use shoal::cli::{BenchSim, Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
     // containerd's shim starts this same binary as the log driver of a
     // container; that mode has no CLI.
     shoal::logs::driver::run_if_invoked();
+    // bench-sim runs a manager's control plane: give it the daemon's runtime.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "bench-sim") {
+        let bench = match BenchSim::try_parse_from(std::env::args_os().skip(1)) {
+            Ok(b) => b,
+            Err(e) => return clap_error(e),
+        };
+        return run(control_plane_runtime(), bench.run());
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return clap_error(e),
     };
-    let daemon = matches!(cli.command, Command::Daemon(_));
-    if let Command::Daemon(a) = &cli.command {
+    let runtime = if let Command::Daemon(a) = &cli.command {
         init_tracing(&a.log_level, a.log_format);
+        control_plane_runtime()
     } else {
         quiet_on_closed_pipe();
-    }
-    // bench-sim runs a manager's control plane: give it the daemon's runtime.
-    let control_plane = daemon || matches!(cli.command, Command::BenchSim { .. });
-    let runtime = if control_plane {
-        tokio::runtime::Builder::new_multi_thread()
-            // Small boards: two workers are plenty for the control plane.
-            .worker_threads(2)
-            .enable_all()
-            .build()
-    } else {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
     };
+    run(runtime, shoal::cli::run(cli))
+}
+
+fn control_plane_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        // Small boards: two workers are plenty for the control plane.
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+fn run(
+    runtime: std::io::Result<tokio::runtime::Runtime>,
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
     let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
@@ -42,7 +55,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(shoal::cli::run(cli));
+    let result = runtime.block_on(work);
     // Blocking work still running (a thread stuck in a read of a peer that
     // is gone) must not hold the exit: give it a moment, no more.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));

@@ -275,6 +275,18 @@ fn service_logs_gather_every_node_and_name_the_unreachable_ones() {
         "{}",
         stderr(&out)
     );
+    // …and a script learns that lines are missing (issue 11: it exited 0).
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "service logs with a node unreachable must exit 1: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("the logs of 1 task(s) could not be read"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Slow (about 100 s): certificates that last one minute are renewed at

@@ -103,6 +103,10 @@ mod tests {
                 text.contains("service"),
                 "{shell} completion lacks `service`"
             );
+            assert!(
+                !text.contains("bench-sim"),
+                "{shell} completion offers bench-sim, which is not for users"
+            );
         }
     }
 

@@ -276,19 +276,32 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             if let Some(n) = tail {
                 path.push_str(&format!("&tail={n}"));
             }
+            let mut missing = 0;
             client
-                .stream(&path, |e: LogEntry| print_log(&e, timestamps))
+                .stream(&path, |e: LogEntry| {
+                    if !print_log(&e, timestamps) {
+                        missing += 1;
+                    }
+                })
                 .await?;
+            // What could be read was printed; a script must still learn
+            // that some of it is not there.
+            if missing > 0 {
+                anyhow::bail!(
+                    "the logs of {missing} task(s) could not be read (see the warnings above)"
+                );
+            }
         }
     }
     Ok(())
 }
 
-fn print_log(e: &LogEntry, timestamps: bool) {
+/// Prints one entry; false for shoal's note that some logs are missing.
+fn print_log(e: &LogEntry, timestamps: bool) -> bool {
     if e.source == "shoal" {
         // A note from shoal itself, e.g. a node it could not reach.
         eprintln!("warning: {}", e.line);
-        return;
+        return false;
     }
     let line = if timestamps {
         format!("{} | {} {}\n", e.source, e.ts, e.line)
@@ -301,6 +314,7 @@ fn print_log(e: &LogEntry, timestamps: bool) {
     } else {
         std::io::stdout().write_all(line.as_bytes())
     };
+    true
 }
 
 /// The ERROR column: the task's error, or why a pending task waits (docker
