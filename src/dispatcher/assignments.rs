@@ -96,6 +96,14 @@ struct Inner {
 }
 
 impl Hub {
+    /// The node whose set holds task `id` (`Some(None)`: no node's), or
+    /// `None` while there is no index yet.
+    pub fn holder_of(&self, id: &str) -> Option<Option<String>> {
+        let inner = self.inner.lock().expect("hub lock");
+        let index = inner.index.as_ref()?;
+        Some(index.node_of.get(id).cloned())
+    }
+
     /// A watch of `node_id`'s assignments, starting the follower on first use.
     pub fn session(
         self: &Arc<Self>,
@@ -170,14 +178,11 @@ impl Hub {
         let mut inner = self.inner.lock().expect("hub lock");
         let Inner { index, senders } = &mut *inner;
         let Some(index) = index else { return Ok(()) };
-        let mut touched = Vec::new();
+        // A set: a commit of the scheduler touches a thousand nodes.
+        let mut touched = std::collections::HashSet::new();
         for (id, task) in latest {
             let task = task.as_deref().and_then(Object::as_task).cloned();
-            for node in index.update(id, task) {
-                if !touched.contains(&node) {
-                    touched.push(node);
-                }
-            }
+            touched.extend(index.update(id, task));
         }
         for node in touched {
             publish(senders, index, &node);

@@ -92,7 +92,9 @@ impl Dispatcher {
     }
 
     /// A remote node's reports. Refused whole if any names a task that is
-    /// not assigned to the node: the caller is the node in its certificate.
+    /// assigned to another node: the caller is the node in its certificate.
+    /// A report of a task that is no node's (gone, or not yet assigned) is
+    /// dropped when it is applied.
     /// Returns once they are committed, so the node keeps (and sends again)
     /// whatever was not.
     pub async fn report(
@@ -100,19 +102,28 @@ impl Dispatcher {
         node_id: &str,
         updates: Vec<StatusReport>,
     ) -> Result<(), DispatchError> {
-        {
-            let view = self.store.read()?;
-            for r in &updates {
-                let id = &r.task_id;
-                let assigned = view
-                    .task(id)?
-                    .is_none_or(|t| t.node_id.as_deref() == Some(node_id));
-                if !assigned {
-                    return Err(DispatchError::NotAssigned {
-                        task: id.clone(),
-                        node: node_id.to_string(),
-                    });
+        // The writer applies a report only to the node's own task anyway;
+        // this answers a node that reports another's with a refusal. The
+        // index answers without decoding tasks; the store, before the
+        // index exists.
+        let mut view = None;
+        for r in &updates {
+            let id = &r.task_id;
+            let holder = match self.hub.holder_of(id) {
+                Some(h) => h,
+                None => {
+                    if view.is_none() {
+                        view = Some(self.store.read()?);
+                    }
+                    let view = view.as_ref().expect("just read");
+                    view.task(id)?.and_then(|t| t.node_id)
                 }
+            };
+            if holder.is_some_and(|h| h != node_id) {
+                return Err(DispatchError::NotAssigned {
+                    task: id.clone(),
+                    node: node_id.to_string(),
+                });
             }
         }
         let (committed, written) = oneshot::channel();
@@ -135,7 +146,7 @@ impl Dispatcher {
         self.writer
             .get_or_init(|| {
                 let (tx, rx) = mpsc::channel(status::MAX_BATCH);
-                tokio::spawn(status::write(self.store.clone(), self.proposer.clone(), rx));
+                tokio::spawn(status::write(self.proposer.clone(), rx));
                 tx
             })
             .clone()

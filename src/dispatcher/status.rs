@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::StatusReport;
-use crate::store::{Change, Proposer, Store};
+use crate::store::{Change, Proposer};
 use crate::types::TaskStatus;
 
 /// Status writes are batched: one store write per this period at most.
@@ -56,11 +56,7 @@ pub(super) async fn forward(
 /// The one writer. A batch is written `BATCH_PERIOD` after its first
 /// report, or once it holds `MAX_BATCH` tasks. Ends when every sender is
 /// gone.
-pub(super) async fn write(
-    store: Store,
-    proposer: Arc<dyn Proposer>,
-    mut rx: mpsc::Receiver<NodeReports>,
-) {
+pub(super) async fn write(proposer: Arc<dyn Proposer>, mut rx: mpsc::Receiver<NodeReports>) {
     let mut pending: HashMap<(String, String), TaskStatus> = HashMap::new();
     let mut waiting: Vec<oneshot::Sender<bool>> = Vec::new();
     let mut due: Option<Instant> = None;
@@ -91,40 +87,26 @@ pub(super) async fn write(
             Next::Closed => {}
         }
         due = None;
-        let committed = flush(&store, proposer.as_ref(), std::mem::take(&mut pending)).await;
+        let committed = flush(proposer.as_ref(), std::mem::take(&mut pending)).await;
         for w in waiting.drain(..) {
             let _ = w.send(committed);
         }
     }
 }
 
-/// Writes a batch in one change set, dropping reports for tasks that are
-/// not assigned to the node that sent them. False if it was not written.
-async fn flush(
-    store: &Store,
-    proposer: &dyn Proposer,
-    batch: HashMap<(String, String), TaskStatus>,
-) -> bool {
-    let view = match store.read() {
-        Ok(v) => v,
-        Err(e) => {
-            warn!(error = %e, "cannot read store for status");
-            return false;
-        }
-    };
-    let mut changes = Vec::new();
-    for ((node_id, id), status) in batch {
-        match view.task(&id) {
-            Ok(Some(t)) if t.node_id.as_deref() == Some(node_id.as_str()) => {
-                changes.push(Change::TaskStatus { id, status })
-            }
-            Ok(Some(_)) => {
-                warn!(node = %node_id, task = %id, "refused status for a task not assigned to the node")
-            }
-            _ => debug!(task = %id, "status for a task that is gone"),
-        }
-    }
-    drop(view);
+/// Writes a batch in one change set. Each report names its node, and is
+/// applied only to a task of that node (`Change::TaskStatus`): the check
+/// is made where the task is at hand anyway, in the same transaction, so
+/// the writer reads nothing. False if it was not written.
+async fn flush(proposer: &dyn Proposer, batch: HashMap<(String, String), TaskStatus>) -> bool {
+    let changes: Vec<Change> = batch
+        .into_iter()
+        .map(|((node, id), status)| Change::TaskStatus {
+            id,
+            status,
+            node: Some(node),
+        })
+        .collect();
     if changes.is_empty() {
         return true;
     }
@@ -155,7 +137,7 @@ fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ProposeFuture;
+    use crate::store::{ProposeFuture, Store};
     use crate::types::TaskState;
 
     /// Applies batches to the store directly.
@@ -176,7 +158,7 @@ mod tests {
         )
         .unwrap();
         let (tx, rx) = mpsc::channel(8);
-        tokio::spawn(write(store.clone(), Arc::new(Direct(store)), rx));
+        tokio::spawn(write(Arc::new(Direct(store)), rx));
         // An empty batch, then a report of a task that is gone: both are
         // answered, and the writer is still there for the next one.
         for updates in [

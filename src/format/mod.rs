@@ -66,6 +66,24 @@ pub fn decode<T: Versioned>(bytes: &[u8]) -> Result<T, FormatError> {
     }
 }
 
+/// How long `encode(value)` is, without keeping the bytes: the size check
+/// of a write, before it is sent, costs no copy of the write.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(1);
+    rmp_serde::encode::write_named(&mut count, value).expect("MessagePack encoding");
+    count.0
+}
+
 /// Encodes `value` without the format byte, for messages whose format is
 /// known from where they travel.
 pub fn to_msgpack<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {

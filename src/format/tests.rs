@@ -237,3 +237,16 @@ fn a_newer_or_damaged_value_is_refused_clearly() {
     assert!(decode::<Task>(&[CURRENT, 0xc1]).is_err());
     assert!(decode::<Task>(&[POSTCARD_V1, 0xff, 0xff]).is_err());
 }
+
+#[test]
+fn encoded_len_is_the_length_of_the_encoding() {
+    let mut spec = ServiceSpec {
+        name: "web".into(),
+        labels: Default::default(),
+        mode: ServiceMode::Replicated { replicas: 3 },
+        task: Default::default(),
+    };
+    spec.task.container.env = vec!["A=1".into(); 100];
+    assert_eq!(encoded_len(&spec), encode(&spec).len());
+    assert_eq!(encoded_len(&()), encode(&()).len());
+}

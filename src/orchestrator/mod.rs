@@ -122,8 +122,15 @@ async fn pass(
     }
     if !changes.is_empty() {
         debug!(changes = changes.len(), "orchestrator proposes");
-        for part in in_parts(changes, &services) {
-            proposer.propose(part).await?;
+        // All parts at once: Raft appends them together and commits them
+        // in order; one after the other, each waits for the last one's
+        // commit, and a plan of thousands of tasks takes that many times
+        // longer. A pass is level-triggered: what failed is planned again.
+        let parts = in_parts(changes, &services)
+            .into_iter()
+            .map(|part| proposer.propose(part));
+        for result in futures::future::join_all(parts).await {
+            result?;
         }
     }
     Ok(wake)

@@ -193,7 +193,7 @@ impl RaftNode {
     /// fit in one AppendEntries is refused before it enters the log: in the
     /// log, it would stop replication for good.
     pub async fn write(&self, req: Request) -> Result<ForwardResult, NotHere> {
-        let bytes = crate::format::encode(&req).len();
+        let bytes = crate::format::encoded_len(&req);
         if bytes > MAX_ENTRY {
             return Ok(Err(StoreError::TooLarge {
                 bytes,

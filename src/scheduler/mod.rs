@@ -164,6 +164,7 @@ async fn pass(
                     message: why.0,
                     ..Default::default()
                 },
+                node: None,
             }),
             Err(_) => {}
         }

@@ -2,6 +2,9 @@
 //! (given the same state and batch, the same result), which is what Raft
 //! will need: every manager applies the same log to the same state.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -106,9 +109,17 @@ pub enum Change {
         expected_version: Option<u64>,
     },
     /// The node's report of a task. Applied only if the state moves
-    /// forward; ignored for a task that no longer exists. Reports come
-    /// from nodes and must never conflict with managers' writes.
-    TaskStatus { id: String, status: TaskStatus },
+    /// forward, and, when `node` is given, only if the task is that
+    /// node's; ignored for a task that no longer exists. Reports come from
+    /// nodes and must never conflict with managers' writes.
+    TaskStatus {
+        id: String,
+        status: TaskStatus,
+        /// The reporting node (absent: a manager's own note, such as why
+        /// a task is pending).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
     /// A manager's new desired state for a task; only moves forward.
     TaskDesired { id: String, state: TaskState },
     /// The scheduler's decision: only applied to a task that is still
@@ -124,6 +135,68 @@ pub enum Change {
 pub(super) fn apply(
     db: &Database,
     c: &Codec,
+    cache: &Mutex<TaskCache>,
+    batch: Vec<Change>,
+    now: i64,
+    marks: &[(&str, Vec<u8>)],
+) -> Result<Result<Commit, StoreError>, StoreError> {
+    let mut tasks = Tasks {
+        cache,
+        written: HashMap::new(),
+    };
+    let result = apply_in_tx(db, c, &mut tasks, batch, now, marks);
+    match &result {
+        Ok(Ok(_)) => tasks.committed(),
+        // Rejected: nothing of the batch was written, the cache holds.
+        Ok(Err(_)) => {}
+        // A failed commit may still have reached the disk: forget all.
+        Err(_) => cache.lock().expect("task cache lock").clear(),
+    }
+    result
+}
+
+/// Every task as it is stored, decoded, by id: the tasks written since the
+/// store was opened (a cluster's tasks, soon). A change of one field of a
+/// task (a status report, an assignment) reads the task from here instead
+/// of decoding it, spec and all, from its stored bytes: those decodes were
+/// most of what a busy manager spent applying. Only `apply` and a snapshot
+/// import write tasks, and both keep it exact.
+pub(super) type TaskCache = HashMap<String, Arc<Object>>;
+
+/// The cache, and what this batch wrote over it (`None`: deleted), which
+/// joins the cache only once the batch is committed.
+struct Tasks<'a> {
+    cache: &'a Mutex<TaskCache>,
+    written: HashMap<String, Option<Arc<Object>>>,
+}
+
+impl Tasks<'_> {
+    /// The task as this batch sees it; `Err(())` when it must be read.
+    fn get(&self, id: &str) -> Result<Option<Arc<Object>>, ()> {
+        if let Some(w) = self.written.get(id) {
+            return Ok(w.clone());
+        }
+        match self.cache.lock().expect("task cache lock").get(id) {
+            Some(o) => Ok(Some(o.clone())),
+            None => Err(()),
+        }
+    }
+
+    fn committed(self) {
+        let mut cache = self.cache.lock().expect("task cache lock");
+        for (id, w) in self.written {
+            match w {
+                Some(o) => cache.insert(id, o),
+                None => cache.remove(&id),
+            };
+        }
+    }
+}
+
+fn apply_in_tx(
+    db: &Database,
+    c: &Codec,
+    tasks: &mut Tasks,
     batch: Vec<Change>,
     now: i64,
     marks: &[(&str, Vec<u8>)],
@@ -137,7 +210,7 @@ pub(super) fn apply(
     };
     let mut changed = Vec::with_capacity(batch.len());
     for change in batch {
-        match apply_one(&tx, c, change, index, now) {
+        match apply_one(&tx, c, tasks, change, index, now) {
             Ok(Some(c)) => changed.push(c),
             Ok(None) => {}
             Err(e) if e.is_rejection() => {
@@ -175,6 +248,7 @@ pub(super) fn write_marks(
 fn apply_one(
     tx: &redb::WriteTransaction,
     c: &Codec,
+    tasks: &mut Tasks,
     change: Change,
     index: u64,
     now: i64,
@@ -196,14 +270,14 @@ fn apply_one(
                 updated_ms: now,
             };
             table.insert(id.as_str(), obj.encode(c).as_slice())?;
-            Ok(Some(written(kind, id, obj)))
+            Ok(Some(written(tasks, kind, id, obj)))
         }
         Change::Update(mut obj) => {
             let (kind, id) = (obj.kind(), obj.id().to_string());
             name_is_free(tx, c, &obj)?;
             let mut table = tx.open_table(kind.table())?;
             let stored: Meta = match table.get(id.as_str())? {
-                Some(v) => stored_meta(c, kind, v.value())?,
+                Some(v) => stored_meta(c, tasks, kind, &id, v.value())?,
                 None => {
                     return Err(StoreError::NotFound {
                         kind: kind.as_str().into(),
@@ -226,7 +300,7 @@ fn apply_one(
                 updated_ms: now,
             };
             table.insert(id.as_str(), obj.encode(c).as_slice())?;
-            Ok(Some(written(kind, id, obj)))
+            Ok(Some(written(tasks, kind, id, obj)))
         }
         Change::Delete {
             kind,
@@ -235,7 +309,7 @@ fn apply_one(
         } => {
             let mut table = tx.open_table(kind.table())?;
             let stored = match table.get(id.as_str())? {
-                Some(v) => stored_meta(c, kind, v.value())?,
+                Some(v) => stored_meta(c, tasks, kind, &id, v.value())?,
                 None => {
                     return Err(StoreError::NotFound {
                         kind: kind.as_str().into(),
@@ -252,27 +326,35 @@ fn apply_one(
                 });
             }
             table.remove(id.as_str())?;
+            if kind == Kind::Task {
+                tasks.written.insert(id.clone(), None);
+            }
             Ok(Some(Changed {
                 kind,
                 id,
                 written: Written::Deleted,
             }))
         }
-        Change::TaskStatus { id, status } => update_task(tx, c, &id, index, now, |t| {
-            if status.state < t.status.state {
-                return false;
-            }
-            t.status = status;
-            true
-        }),
-        Change::TaskDesired { id, state } => update_task(tx, c, &id, index, now, |t| {
+        Change::TaskStatus { id, status, node } => {
+            update_task(tx, c, tasks, &id, index, now, |t| {
+                if status.state < t.status.state {
+                    return false;
+                }
+                if node.is_some() && t.node_id != node {
+                    return false;
+                }
+                t.status = status;
+                true
+            })
+        }
+        Change::TaskDesired { id, state } => update_task(tx, c, tasks, &id, index, now, |t| {
             if state <= t.desired_state {
                 return false;
             }
             t.desired_state = state;
             true
         }),
-        Change::TaskAssign { id, node_id } => update_task(tx, c, &id, index, now, |t| {
+        Change::TaskAssign { id, node_id } => update_task(tx, c, tasks, &id, index, now, |t| {
             // Global tasks are made for a node already; the scheduler still
             // confirms them.
             let other_node = t.node_id.as_ref().is_some_and(|n| *n != node_id);
@@ -320,15 +402,23 @@ fn name_is_free(tx: &redb::WriteTransaction, c: &Codec, obj: &Object) -> Result<
 fn update_task(
     tx: &redb::WriteTransaction,
     c: &Codec,
+    tasks: &mut Tasks,
     id: &str,
     index: u64,
     now: i64,
     f: impl FnOnce(&mut Task) -> bool,
 ) -> Result<Option<Changed>, StoreError> {
     let mut table = tx.open_table(TASKS)?;
-    let mut task: Task = match table.get(id)? {
-        Some(v) => c.decode(v.value())?,
-        None => return Ok(None),
+    let mut task: Task = match tasks.get(id) {
+        Ok(Some(o)) => match o.as_task() {
+            Some(t) => t.clone(),
+            None => return Ok(None),
+        },
+        Ok(None) => return Ok(None),
+        Err(()) => match table.get(id)? {
+            Some(v) => c.decode(v.value())?,
+            None => return Ok(None),
+        },
     };
     if !f(&mut task) {
         return Ok(None);
@@ -337,21 +427,39 @@ fn update_task(
     task.meta.updated_ms = now;
     table.insert(id, c.encode(&task).as_slice())?;
     Ok(Some(written(
+        tasks,
         Kind::Task,
         id.to_string(),
         Object::Task(task),
     )))
 }
 
-fn written(kind: Kind, id: String, obj: Object) -> Changed {
+fn written(tasks: &mut Tasks, kind: Kind, id: String, obj: Object) -> Changed {
+    let obj = Arc::new(obj);
+    if kind == Kind::Task {
+        tasks.written.insert(id.clone(), Some(obj.clone()));
+    }
     Changed {
         kind,
         id,
-        written: Written::Object(std::sync::Arc::new(obj)),
+        written: Written::Object(obj),
     }
 }
 
-fn stored_meta(c: &Codec, kind: Kind, bytes: &[u8]) -> Result<Meta, StoreError> {
+fn stored_meta(
+    c: &Codec,
+    tasks: &Tasks,
+    kind: Kind,
+    id: &str,
+    bytes: &[u8],
+) -> Result<Meta, StoreError> {
+    if kind == Kind::Task {
+        if let Ok(Some(t)) = tasks.get(id) {
+            if let Some(t) = t.as_task() {
+                return Ok(t.meta.clone());
+            }
+        }
+    }
     Ok(match kind {
         Kind::Cluster => c.decode::<Cluster>(bytes)?.meta,
         Kind::Node => c.decode::<Node>(bytes)?.meta,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::{Commit, Kind, ReadView, Store, StoreError, Written};
+use super::{Commit, Kind, Object, ReadView, Store, StoreError, Written};
 use crate::types::Task;
 
 /// How long to wait for the event of a commit that a view already shows
@@ -19,7 +19,8 @@ use crate::types::Task;
 const EVENT_WAIT: Duration = Duration::from_secs(1);
 
 pub struct TaskMirror {
-    tasks: HashMap<String, Task>,
+    /// Tasks, shared with the commits that wrote them (never copied).
+    tasks: HashMap<String, Arc<Object>>,
     events: broadcast::Receiver<Arc<Commit>>,
     /// The commit index the copy is at; None until it is first read.
     at: Option<u64>,
@@ -67,9 +68,9 @@ impl TaskMirror {
         }
         for (id, w) in written {
             let task = match w {
-                Written::Object(o) => o.as_task().cloned(),
+                Written::Object(o) => Some(o).filter(|o| o.as_task().is_some()),
                 Written::Deleted => None,
-                Written::Unread => view.task(&id)?,
+                Written::Unread => view.task(&id)?.map(|t| Arc::new(Object::Task(t))),
             };
             match task {
                 Some(t) => self.tasks.insert(id, t),
@@ -86,7 +87,7 @@ impl TaskMirror {
         self.tasks = view
             .tasks()?
             .into_iter()
-            .map(|t| (t.id.clone(), t))
+            .map(|t| (t.id.clone(), Arc::new(Object::Task(t))))
             .collect();
         self.at = Some(target);
         Ok(())
@@ -94,7 +95,7 @@ impl TaskMirror {
 
     /// Every task, in no particular order.
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
-        self.tasks.values()
+        self.tasks.values().filter_map(|o| o.as_task())
     }
 
     pub fn len(&self) -> usize {

@@ -20,7 +20,7 @@ pub use proposer::{ProposeFuture, Proposer};
 pub use read::ReadView;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, TableDefinition};
 use tokio::sync::broadcast;
@@ -165,6 +165,8 @@ pub struct Store {
     /// Commits, published after they are durable. A watcher that lags
     /// behind gets `Lagged` and must treat everything as dirty.
     events: broadcast::Sender<Arc<Commit>>,
+    /// Tasks as they are stored, decoded (`apply::TaskCache`).
+    tasks: Arc<Mutex<apply::TaskCache>>,
 }
 
 impl Store {
@@ -195,6 +197,7 @@ impl Store {
             db: Arc::new(db),
             codec,
             events,
+            tasks: Default::default(),
         })
     }
 
@@ -231,7 +234,7 @@ impl Store {
         marks: &[(&str, Vec<u8>)],
     ) -> Result<Result<u64, StoreError>, StoreError> {
         Ok(
-            apply::apply(&self.db, &self.codec, batch, now, marks)?.map(|commit| {
+            apply::apply(&self.db, &self.codec, &self.tasks, batch, now, marks)?.map(|commit| {
                 let index = commit.index;
                 // No receivers is fine: nobody is watching yet.
                 let _ = self.events.send(Arc::new(commit));
@@ -264,7 +267,7 @@ impl Store {
 
     /// Remove every object and mark (a demoted manager's copy).
     pub fn clear(&self) -> Result<(), StoreError> {
-        let commit = snapshot::import(&self.db, &self.codec, &snapshot::empty())?;
+        let commit = self.replace_all(&snapshot::empty())?;
         let _ = self.events.send(Arc::new(commit));
         Ok(())
     }
@@ -272,9 +275,16 @@ impl Store {
     /// Replace everything with an `export`, in one transaction. Watchers
     /// see every object that existed before or after as changed.
     pub fn import(&self, data: &[u8]) -> Result<(), StoreError> {
-        let commit = snapshot::import(&self.db, &self.codec, data)?;
+        let commit = self.replace_all(data)?;
         let _ = self.events.send(Arc::new(commit));
         Ok(())
+    }
+
+    fn replace_all(&self, data: &[u8]) -> Result<Commit, StoreError> {
+        let result = snapshot::import(&self.db, &self.codec, data);
+        // Whether or not it committed, the decoded tasks may be stale.
+        self.tasks.lock().expect("task cache lock").clear();
+        result
     }
 }
 

@@ -76,11 +76,13 @@ fn task_status_only_moves_forward() {
     s.apply(vec![Change::TaskStatus {
         id: "a".into(),
         status: status(TaskState::Running),
+        node: None,
     }])
     .unwrap();
     s.apply(vec![Change::TaskStatus {
         id: "a".into(),
         status: status(TaskState::Starting),
+        node: None,
     }])
     .unwrap();
     let t = s.read().unwrap().task("a").unwrap().unwrap();
@@ -89,6 +91,7 @@ fn task_status_only_moves_forward() {
     s.apply(vec![Change::TaskStatus {
         id: "gone".into(),
         status: status(TaskState::Running),
+        node: None,
     }])
     .unwrap();
 }
@@ -182,4 +185,79 @@ fn a_service_name_is_taken_once_whatever_its_id() {
     .unwrap();
     s.apply(vec![Change::Create(Object::Service(service("b", "web")))])
         .unwrap();
+}
+
+fn status(state: TaskState) -> TaskStatus {
+    TaskStatus {
+        state,
+        ..Default::default()
+    }
+}
+
+/// The decoded tasks that one-field changes start from (`TaskCache`) are
+/// exactly what is stored: a rejected batch leaves nothing in them, and a
+/// snapshot import replaces them. Each check compares with a store that
+/// reads the task from disk.
+#[test]
+fn task_changes_start_from_what_is_stored() {
+    let (_d, s) = store();
+    s.apply(vec![Change::Create(Object::Task(task("a")))])
+        .unwrap();
+    let before = s.export().unwrap().0;
+
+    // A batch that moves `a` to running, then fails: `a` stays pending.
+    let err = s
+        .apply(vec![
+            Change::TaskStatus {
+                id: "a".into(),
+                status: status(TaskState::Running),
+                node: None,
+            },
+            Change::Create(Object::Task(task("a"))),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Exists { .. }));
+    s.apply(vec![Change::TaskDesired {
+        id: "a".into(),
+        state: TaskState::Shutdown,
+    }])
+    .unwrap();
+    let a = s.read().unwrap().task("a").unwrap().unwrap();
+    assert_eq!(a.status.state, TaskState::Pending, "{a:?}");
+    assert_eq!(a.desired_state, TaskState::Shutdown);
+
+    // A change after an import starts from the imported task.
+    s.apply(vec![Change::TaskStatus {
+        id: "a".into(),
+        status: status(TaskState::Running),
+        node: None,
+    }])
+    .unwrap();
+    s.import(&before).unwrap();
+    s.apply(vec![Change::TaskAssign {
+        id: "a".into(),
+        node_id: "n1".into(),
+    }])
+    .unwrap();
+    let a = s.read().unwrap().task("a").unwrap().unwrap();
+    assert_eq!(a.status.state, TaskState::Assigned, "{a:?}");
+    assert_eq!(a.desired_state, TaskState::Running, "{a:?}");
+
+    // Deleted in one batch and created again in the next: the new one.
+    s.apply(vec![Change::Delete {
+        kind: Kind::Task,
+        id: "a".into(),
+        expected_version: None,
+    }])
+    .unwrap();
+    s.apply(vec![Change::Create(Object::Task(task("a")))])
+        .unwrap();
+    s.apply(vec![Change::TaskDesired {
+        id: "a".into(),
+        state: TaskState::Shutdown,
+    }])
+    .unwrap();
+    let a = s.read().unwrap().task("a").unwrap().unwrap();
+    assert_eq!(a.status.state, TaskState::Pending, "{a:?}");
+    assert_eq!(a.node_id, None, "{a:?}");
 }
