@@ -69,10 +69,6 @@ fn task_status_only_moves_forward() {
     let (_d, s) = store();
     s.apply(vec![Change::Create(Object::Task(task("a")))])
         .unwrap();
-    let status = |state| TaskStatus {
-        state,
-        ..Default::default()
-    };
     s.apply(vec![Change::TaskStatus {
         id: "a".into(),
         status: status(TaskState::Running),
