@@ -533,3 +533,36 @@ fn an_oversized_spec_is_refused_at_the_api() {
     let (code, reply) = big_service(&d, "big", 100 * 1024, 1);
     assert_eq!(code, 200, "{reply}");
 }
+
+/// A token whose CA digest is not the manager's (a token of another
+/// cluster, or a mistyped one) is refused before anything is sent, in one
+/// line of words. Once, it was rustls's debug dump, printed twice.
+#[test]
+fn a_token_of_another_cluster_is_refused_in_one_line_of_words() {
+    let manager = Daemon::cluster();
+    let joiner = Daemon::start();
+    let token = manager.join_token();
+    // SHOAL-1-<digest>-<secret>: change the digest's first character.
+    let (head, rest) = token.split_at("SHOAL-1-".len());
+    let first = if rest.starts_with('0') { '1' } else { '0' };
+    let foreign = format!("{head}{first}{}", &rest[1..]);
+    let addr = format!("127.0.0.1:{}", manager.port);
+    let out = joiner.cli(&["join", "--token", &foreign, &addr]);
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("join refused")
+            && err.contains("not a manager of the join token's cluster")
+            && err.contains("does not match the join token's"),
+        "the refusal must say the CA is not the token's: {err}"
+    );
+    assert!(
+        !err.contains("OtherError") && !err.contains("Other("),
+        "no debug dump: {err}"
+    );
+    assert_eq!(err.matches("does not match").count(), 1, "said once: {err}");
+    // Nothing was written: the manager knows one node, and the joiner is
+    // in no cluster.
+    assert_eq!(manager.nodes().len(), 1, "{:?}", manager.nodes());
+    let out = joiner.cli(&["node", "ls"]);
+    assert!(!out.status.success(), "the joiner must be in no cluster");
+}

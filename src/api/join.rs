@@ -82,11 +82,15 @@ pub async fn join(
     let description = crate::host::describe(ctx.images.as_ref()).await;
 
     let mut errors = Vec::new();
+    // A manager answered with a CA that is not the token's.
+    let mut foreign_ca = false;
     for addr in &candidates {
         let channel = match connect(addr, bootstrap.clone(), MANAGER_SERVER_NAME).await {
             Ok(c) => c,
             Err(e) => {
-                errors.push(format!("{addr}: {}", describe_connect_error(&e)));
+                let (why, foreign) = describe_connect_error(&e);
+                foreign_ca |= foreign;
+                errors.push(format!("{addr}: {why}"));
                 continue;
             }
         };
@@ -143,6 +147,12 @@ pub async fn join(
             managers: resp.managers.len(),
         }));
     }
+    if foreign_ca {
+        return Err(ApiError::BadRequest(format!(
+            "join refused: {}",
+            errors.join("; ")
+        )));
+    }
     Err(ApiError::Unavailable(format!(
         "no manager could be reached: {}",
         errors.join("; ")
@@ -150,13 +160,42 @@ pub async fn join(
 }
 
 /// tonic's connect errors hide the cause (e.g. a CA that does not match
-/// the token) a few sources down.
-fn describe_connect_error(e: &tonic::transport::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = std::error::Error::source(e);
+/// the token) a few sources down, and rustls prints our own check's error
+/// as a debug dump: find our error and say it in words, or else give each
+/// cause once. True when the peer's CA is not the token's.
+fn describe_connect_error(e: &tonic::transport::Error) -> (String, bool) {
+    let mut causes: Vec<String> = Vec::new();
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = src {
-        out = format!("{out}: {s}");
+        if let Some(ours) = tls_error_in(s) {
+            return match ours {
+                crate::tls::TlsError::DigestMismatch { .. } => (
+                    format!("not a manager of the join token's cluster: {ours} (the token is of another cluster, or the address is another cluster's manager)"),
+                    true,
+                ),
+                other => (other.to_string(), false),
+            };
+        }
+        let text = s.to_string();
+        if !causes.iter().any(|c| c.contains(&text)) {
+            causes.push(text);
+        }
         src = s.source();
     }
-    out
+    (causes.join(": "), false)
+}
+
+/// Our certificate check's error, when rustls refused a peer with it.
+fn tls_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a crate::tls::TlsError> {
+    if let Some(t) = e.downcast_ref::<crate::tls::TlsError>() {
+        return Some(t);
+    }
+    let rustls = match e.downcast_ref::<rustls::Error>() {
+        Some(r) => r,
+        None => e
+            .downcast_ref::<std::io::Error>()?
+            .get_ref()?
+            .downcast_ref::<rustls::Error>()?,
+    };
+    crate::tls::Reason::of(rustls)
 }

@@ -388,24 +388,36 @@ impl ServerCertVerifier for PinnedRootVerifier {
 }
 
 /// Our error inside rustls's. rustls prints the inner error with `{:?}`,
-/// so it is wrapped in `Reason`, whose Debug is the readable message.
+/// so it is wrapped in `Reason`, whose Debug is the readable message; a
+/// caller finds the error itself with `Reason::of`.
 fn other_cert_error(e: TlsError) -> Error {
-    Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(Reason(
-        e.to_string(),
-    )))))
+    Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(Reason(e)))))
 }
 
-struct Reason(String);
+/// Our check's error, as rustls carries it.
+pub struct Reason(pub TlsError);
+
+impl Reason {
+    /// Our error, if rustls refused a certificate with one.
+    pub fn of(e: &Error) -> Option<&TlsError> {
+        match e {
+            Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
+                inner.downcast_ref::<Reason>().map(|r| &r.0)
+            }
+            _ => None,
+        }
+    }
+}
 
 impl std::fmt::Debug for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        std::fmt::Display::fmt(&self.0, f)
     }
 }
 
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        std::fmt::Display::fmt(&self.0, f)
     }
 }
 

@@ -30,7 +30,7 @@ use std::sync::{Arc, OnceLock};
 pub use ca::{RootCa, ROOT_CA_COMMON_NAME, ROOT_CA_VALIDITY};
 pub use config::{
     allow_all, bootstrap_client_config, check_root_digest, client_config, root_pem_from_chain,
-    server_config, PeerFilter, ReloadableCert, ALPN_H2,
+    server_config, PeerFilter, Reason, ReloadableCert, ALPN_H2,
 };
 pub use identity::{CertInfo, PeerIdentity};
 pub use node_key::{write_file_atomic, NodeKey};
