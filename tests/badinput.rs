@@ -289,7 +289,7 @@ fn missing_image_rejects_the_task() {
     let web = d.wait_running("web", 1);
     let node = s(&d.cli_json(&["node", "ls"])[0], "id").to_string();
 
-    d.cli_ok(&[
+    let out = d.cli(&[
         "service",
         "create",
         "--name",
@@ -300,6 +300,14 @@ fn missing_image_rejects_the_task() {
         "sleep",
         "1",
     ]);
+    // Created, with a warning that no node has the image (issue 11: it
+    // said nothing).
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: no node has image docker.io/library/nosuchimage:latest"),
+        "create must warn that no node has the image: {}",
+        stderr(&out)
+    );
     let mut rejected = None;
     assert!(
         wait_until(WAIT, || {
@@ -333,4 +341,28 @@ fn missing_image_rejects_the_task() {
     );
     assert_eq!(d.running("web"), web);
     assert_eq!(d.ctr_running(), web);
+
+    // The slot is retried ever more slowly (1 s, 2 s, 4 s…), not every
+    // restart delay forever.
+    let rejections = || -> Vec<i64> {
+        let mut at: Vec<i64> = d
+            .ps("ghost")
+            .iter()
+            .filter(|t| s(t, "state") == "rejected")
+            .filter_map(|t| t["updated_ms"].as_i64())
+            .collect();
+        at.sort();
+        at
+    };
+    assert!(
+        wait_until(Duration::from_secs(40), || rejections().len() >= 4),
+        "expected 4 rejected tries\n{}",
+        d.describe("ghost")
+    );
+    let at = rejections();
+    let gaps: Vec<i64> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps[2] >= 3_000,
+        "the 4th try must come at least 3 s after the 3rd (4 s of back-off), gaps {gaps:?} ms"
+    );
 }

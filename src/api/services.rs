@@ -48,10 +48,28 @@ pub async fn create(
         previous_spec: None,
     };
     let id = service.id.clone();
+    let warnings = image_warnings(&ctx.store.read()?, &service.spec.task.container.image)?;
     ctx.proposer
         .propose(vec![Change::Create(Object::Service(service))])
         .await?;
-    Ok(Json(Created { id }))
+    Ok(Json(Created { id, warnings }))
+}
+
+/// Until registry pulls exist, a task runs only where its image was
+/// loaded: say so when no node has it, rather than leave the user to find
+/// its tasks rejected.
+fn image_warnings(view: &ReadView, image: &str) -> Result<Vec<String>, ApiError> {
+    let anywhere = view
+        .nodes()?
+        .iter()
+        .any(|n| n.description.images.iter().any(|i| i.name == image));
+    Ok(if anywhere {
+        Vec::new()
+    } else {
+        vec![format!(
+            "no node has image {image}: its tasks are rejected (and retried ever more slowly) until it is loaded with `shoal image load` on a node"
+        )]
+    })
 }
 
 pub async fn list(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<ServiceRow>>, ApiError> {
@@ -167,7 +185,10 @@ pub async fn scale(
     ctx.proposer
         .propose(vec![Change::Update(Object::Service(service))])
         .await?;
-    Ok(Json(Created { id }))
+    Ok(Json(Created {
+        id,
+        warnings: Vec::new(),
+    }))
 }
 
 pub async fn remove(
@@ -184,5 +205,8 @@ pub async fn remove(
             expected_version: Some(service.meta.version),
         }])
         .await?;
-    Ok(Json(Created { id: service.id }))
+    Ok(Json(Created {
+        id: service.id,
+        warnings: Vec::new(),
+    }))
 }

@@ -28,6 +28,10 @@ pub struct InitResponse {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Created {
     pub id: String,
+    /// What the user should know although the write succeeded, such as an
+    /// image that no node has (docker prints such warnings too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]

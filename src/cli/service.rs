@@ -184,6 +184,9 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
     match cmd {
         ServiceCmd::Create(a) => {
             let r: Created = client.post("/v1/services", &spec(a)?).await?;
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
             println!("{}", r.id);
         }
         ServiceCmd::Ls { format } => {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::plan::{new_task, Plan};
-use super::restart::{decide, Restart};
+use super::restart::{decide, rejected_in_a_row, Restart};
 use crate::types::{Service, Task, TaskState};
 
 pub fn reconcile(service: &Service, eligible: &[String], tasks: &[Task], now_ms: i64) -> Plan {
@@ -38,7 +38,11 @@ pub fn reconcile(service: &Service, eligible: &[String], tasks: &[Task], now_ms:
             continue;
         };
         if current.status.state.is_terminal() {
-            match decide(&service.spec.task.restart, current, now_ms) {
+            let history = tasks
+                .iter()
+                .filter(|t| t.node_id.as_deref() == Some(node.as_str()));
+            let rejected = rejected_in_a_row(history);
+            match decide(&service.spec.task.restart, current, rejected, now_ms) {
                 Restart::Now => {
                     plan.desire.push((current.id.clone(), TaskState::Shutdown));
                     let restarts = current.restarts + 1;

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::plan::{new_task, Plan};
-use super::restart::{decide, Restart};
+use super::restart::{decide, rejected_in_a_row, Restart};
 use crate::types::{Service, Task, TaskState};
 
 /// Nodes whose tasks must move: `down` ones are lost (their tasks are
@@ -93,7 +93,8 @@ pub fn reconcile(
         }
         if current.status.state.is_terminal() {
             settled = false;
-            match decide(&service.spec.task.restart, current, now_ms) {
+            let rejected = rejected_in_a_row(ts.iter().copied());
+            match decide(&service.spec.task.restart, current, rejected, now_ms) {
                 Restart::Now => {
                     plan.desire.push((current.id.clone(), TaskState::Shutdown));
                     plan.create
