@@ -566,3 +566,72 @@ fn a_token_of_another_cluster_is_refused_in_one_line_of_words() {
     let out = joiner.cli(&["node", "ls"]);
     assert!(!out.status.success(), "the joiner must be in no cluster");
 }
+
+/// Connections without a node certificate (the kind a join uses) are
+/// bounded: one address holds at most 32 of them, and each is closed after
+/// 15 s. Once, 1,000 of them that sent the HTTP/2 preface were held
+/// forever (open files 33 → 1,033).
+#[test]
+fn connections_without_a_certificate_are_bounded_and_closed() {
+    use shoal::tls::{bootstrap_client_config, JoinToken, MANAGER_SERVER_NAME};
+    use tokio::io::AsyncWriteExt;
+
+    let d = Daemon::cluster();
+    let pid = d.pid();
+    let open_files = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("the daemon's fds")
+            .count()
+    };
+    let before = open_files();
+    let digest = JoinToken::parse(&d.join_token())
+        .expect("the worker token")
+        .ca_digest();
+    let tls = bootstrap_client_config(&digest).expect("bootstrap config");
+    let addr = format!("127.0.0.1:{}", d.port);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let held = runtime.block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..200 {
+            let tcp = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
+            let name = rustls::pki_types::ServerName::try_from(MANAGER_SERVER_NAME.to_string())
+                .expect("a server name");
+            let Ok(mut s) = tokio_rustls::TlsConnector::from(tls.clone())
+                .connect(name, tcp)
+                .await
+            else {
+                continue;
+            };
+            let _ = s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+            held.push(s);
+        }
+        held
+    });
+    assert!(!held.is_empty(), "no connection could be made at all");
+    // Give the daemon a moment to close what is over the bound.
+    assert!(
+        wait_until(Duration::from_secs(10), || open_files() <= before + 32 + 8),
+        "200 connections without a certificate hold {} open files (from {before})",
+        open_files()
+    );
+    // And the ones it kept go after 15 s, though the peer keeps them open.
+    assert!(
+        wait_until(Duration::from_secs(30), || open_files() <= before + 4),
+        "connections without a certificate still hold {} open files (from {before}) after 30 s",
+        open_files()
+    );
+    drop(held);
+    // The cluster still takes a join.
+    let joiner = Daemon::start();
+    let out = joiner.cli(&["join", "--token", &d.join_token(), &addr]);
+    assert!(
+        out.status.success(),
+        "join after the flood: {}",
+        stderr(&out)
+    );
+}

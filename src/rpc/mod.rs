@@ -22,6 +22,7 @@ pub mod ca;
 pub mod codec;
 pub mod compat;
 pub mod dispatch;
+pub mod guard;
 pub mod messages;
 pub mod node_agent;
 pub mod transport;

@@ -18,6 +18,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 use tracing::debug;
 
+use super::guard::{Counts, Guarded, HANDSHAKES_PER_PEER, PER_PEER};
 use crate::tls::PeerIdentity;
 
 /// A handshake that takes longer than this is dropped.
@@ -26,12 +27,17 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accepted, handshaken TLS connections, for `serve_with_incoming`. Each
 /// handshake runs in its own task, so a slow or hostile peer never holds up
 /// the accept loop.
+///
+/// Connections without a client certificate (joins) are bounded
+/// (`guard`): a few per peer address, each for a few seconds.
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-) -> ReceiverStream<Result<tokio_rustls::server::TlsStream<TcpStream>, std::io::Error>> {
+) -> ReceiverStream<Result<Guarded<tokio_rustls::server::TlsStream<TcpStream>>, std::io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(tls);
+    let handshakes = Counts::new(HANDSHAKES_PER_PEER);
+    let unauthenticated = Counts::new(PER_PEER);
     tokio::spawn(async move {
         loop {
             // When the server stops (the stream is dropped), let go of the
@@ -51,11 +57,29 @@ pub fn incoming(
             if tx.is_closed() {
                 return;
             }
+            let Some(handshake) = handshakes.admit(peer.ip()) else {
+                debug!(%peer, "too many handshakes in progress from this peer");
+                continue;
+            };
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let unauthenticated = unauthenticated.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                drop(handshake);
+                match accepted {
                     Ok(Ok(stream)) => {
+                        let stream = if stream.get_ref().1.peer_certificates().is_some() {
+                            Guarded::trusted(stream)
+                        } else {
+                            match unauthenticated.admit(peer.ip()) {
+                                Some(slot) => Guarded::bounded(stream, slot),
+                                None => {
+                                    debug!(%peer, "too many connections without a certificate from this peer");
+                                    return;
+                                }
+                            }
+                        };
                         let _ = tx.send(Ok(stream)).await;
                     }
                     Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake refused"),

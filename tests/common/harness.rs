@@ -288,6 +288,11 @@ impl Daemon {
     }
 
     /// The temp dir this daemon owns (removed on drop).
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the daemon runs").id()
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
