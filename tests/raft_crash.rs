@@ -35,6 +35,10 @@ const UP_FOR: Duration = Duration::from_millis(1000);
 struct Writes {
     acked: BTreeSet<String>,
     failed: BTreeSet<String>,
+    /// Failures that said "already exists": every name is tried once, so
+    /// each of these called a write that succeeded a failure (a follower
+    /// sent the create again through a new leader).
+    exists: Vec<String>,
 }
 
 /// Creates services `w0`, `w1`, … (no replicas: only the store is
@@ -60,6 +64,12 @@ fn writer(sockets: Vec<PathBuf>, stop: Arc<AtomicBool>) -> Writes {
         if matches!(&out, Ok(o) if o.status.success()) {
             w.acked.insert(name);
         } else {
+            if let Ok(o) = &out {
+                let err = stderr(o);
+                if err.contains("already exists") {
+                    w.exists.push(format!("{name}: {}", err.trim()));
+                }
+            }
             w.failed.insert(name);
             // A dead manager fails at once: do not spin on it.
             thread::sleep(Duration::from_millis(100));
@@ -179,6 +189,11 @@ fn acknowledged_writes_survive_managers_killed_one_at_a_time() {
     );
 
     let lists: Vec<BTreeSet<String>> = ms.iter().map(service_names).collect();
+    assert!(
+        w.exists.is_empty(),
+        "a create of a new name was answered \"already exists\": {:?}",
+        w.exists
+    );
     let tried: BTreeSet<String> = w.acked.union(&w.failed).cloned().collect();
     for (i, list) in lists.iter().enumerate() {
         let lost: Vec<&String> = w.acked.difference(list).collect();

@@ -51,10 +51,19 @@ impl RaftProposer {
     async fn run(&self, op: Forward) -> ForwardResult {
         let deadline = Instant::now() + WAIT_FOR_QUORUM;
         let node = self.node(deadline).await?;
+        // A write that a leader may have taken without answering: its
+        // outcome is unknown, and the error must not say "nothing was
+        // written". (Sending it again is safe: a create or update applied
+        // twice is done once, see `store::apply`.)
+        let mut unknown = false;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let outcome = match tokio::time::timeout(left, node.perform(&op)).await {
-                Err(_) => break,
+                Err(_) => {
+                    // This node leads and was waiting for the commit.
+                    unknown = true;
+                    break;
+                }
                 Ok(Ok(r)) => Some(r),
                 Ok(Err(NotHere::Failed(e))) => Some(Err(e)),
                 Ok(Err(NotHere::NoLeader)) => None,
@@ -67,20 +76,26 @@ impl RaftProposer {
                     // two had elected a new leader within about 2 s (seen
                     // in tests/netns.rs, cutting the leader off).
                     let asked = tokio::select! {
-                        r = tokio::time::timeout(left, ask_leader(&node, &m, &op)) => r.ok().flatten(),
+                        r = tokio::time::timeout(left, ask_leader(&node, &m, &op)) => {
+                            r.unwrap_or(Asked::Unknown)
+                        }
                         _ = node.leader_moved(&m) => {
                             node.drop_leader_client();
-                            None
+                            Asked::Unknown
                         }
                     };
                     match asked {
-                        Some(Ok((index, log_index))) => Some(
+                        Asked::Answered(Ok((index, log_index))) => Some(
                             node.applied(log_index, WAIT_FOR_QUORUM)
                                 .await
                                 .map(|_| (index, log_index)),
                         ),
-                        Some(Err(e)) => Some(Err(e)),
-                        None => None,
+                        Asked::Answered(Err(e)) => Some(Err(e)),
+                        Asked::NotSent => None,
+                        Asked::Unknown => {
+                            unknown = true;
+                            None
+                        }
                     }
                 }
             };
@@ -92,7 +107,7 @@ impl RaftProposer {
             }
             tokio::time::sleep(RETRY).await;
         }
-        Err(no_quorum(&node, &op).await)
+        Err(no_quorum(&node, &op, unknown).await)
     }
 
     /// Take a manager out of the membership (the leader does it).
@@ -103,26 +118,36 @@ impl RaftProposer {
     }
 }
 
-/// Send `op` to the leader; `None` if it could not be asked (unreachable,
-/// or no longer the leader).
-async fn ask_leader(node: &RaftNode, leader: &Member, op: &Forward) -> Option<ForwardResult> {
-    let mut c = node.leader_client(leader).await.ok()?;
+/// How asking the leader went.
+enum Asked {
+    Answered(ForwardResult),
+    /// Not sent (unreachable), or refused unapplied (not the leader).
+    NotSent,
+    /// Sent, and no answer came: the leader may have applied it.
+    Unknown,
+}
+
+/// Send `op` to the leader.
+async fn ask_leader(node: &RaftNode, leader: &Member, op: &Forward) -> Asked {
+    let Ok(mut c) = node.leader_client(leader).await else {
+        return Asked::NotSent;
+    };
     let result = match wire::call::<_, ForwardResult>(&mut c, RaftMethod::Forward, op).await {
         Ok(r) => r,
         Err(_) => {
             node.drop_leader_client();
-            return None;
+            return Asked::Unknown;
         }
     };
     match result {
-        Err(StoreError::Unavailable(_)) => None,
-        r => Some(r),
+        Err(StoreError::Unavailable(_)) => Asked::NotSent,
+        r => Asked::Answered(r),
     }
 }
 
 /// The error for an operation that found no leader with a quorum, counting
 /// the managers this node can reach (itself included).
-async fn no_quorum(node: &RaftNode, op: &Forward) -> StoreError {
+async fn no_quorum(node: &RaftNode, op: &Forward, unknown: bool) -> StoreError {
     let members = node.members();
     let total = members.len().max(1);
     let probes = members
@@ -140,6 +165,9 @@ async fn no_quorum(node: &RaftNode, op: &Forward) -> StoreError {
         .count();
     let outcome = match op {
         Forward::ReadIndex => "an answer could be out of date, so none is given",
+        _ if unknown => {
+            "the write may or may not have been applied (a leader took it and gave no answer): look before writing it again"
+        }
         _ => "nothing was written",
     };
     StoreError::Unavailable(format!(

@@ -258,7 +258,15 @@ fn apply_one(
             let (kind, id) = (obj.kind(), obj.id().to_string());
             name_is_free(tx, c, &obj)?;
             let mut table = tx.open_table(kind.table())?;
-            if table.get(id.as_str())?.is_some() {
+            if let Some(v) = table.get(id.as_str())? {
+                // Ids are new for each create: the same id with the same
+                // content is this create, sent again (a follower retrying
+                // through a new leader after the old one committed it).
+                // It is done already; saying "exists" would call a success
+                // a failure.
+                if same_but_meta(&stored_object(c, kind, v.value())?, &obj) {
+                    return Ok(None);
+                }
                 return Err(StoreError::Exists {
                     kind: kind.as_str().into(),
                     id,
@@ -276,8 +284,11 @@ fn apply_one(
             let (kind, id) = (obj.kind(), obj.id().to_string());
             name_is_free(tx, c, &obj)?;
             let mut table = tx.open_table(kind.table())?;
-            let stored: Meta = match table.get(id.as_str())? {
-                Some(v) => stored_meta(c, tasks, kind, &id, v.value())?,
+            let (stored, bytes) = match table.get(id.as_str())? {
+                Some(v) => (
+                    stored_meta(c, tasks, kind, &id, v.value())?,
+                    v.value().to_vec(),
+                ),
                 None => {
                     return Err(StoreError::NotFound {
                         kind: kind.as_str().into(),
@@ -285,6 +296,14 @@ fn apply_one(
                     })
                 }
             };
+            if obj.meta_mut().version != stored.version
+                && same_but_meta(&stored_object(c, kind, &bytes)?, &obj)
+            {
+                // What the writer wanted is what is stored: an update sent
+                // again after it was applied, or one a concurrent writer
+                // made too. Nothing to do, and nothing lost.
+                return Ok(None);
+            }
             let meta = obj.meta_mut();
             if meta.version != stored.version {
                 return Err(StoreError::Conflict {
@@ -444,6 +463,28 @@ fn written(tasks: &mut Tasks, kind: Kind, id: String, obj: Object) -> Changed {
         id,
         written: Written::Object(obj),
     }
+}
+
+/// A stored object, decoded as its kind.
+fn stored_object(c: &Codec, kind: Kind, bytes: &[u8]) -> Result<Object, StoreError> {
+    Ok(match kind {
+        Kind::Cluster => Object::Cluster(c.decode(bytes)?),
+        Kind::Node => Object::Node(c.decode(bytes)?),
+        Kind::Service => Object::Service(c.decode(bytes)?),
+        Kind::Task => Object::Task(c.decode(bytes)?),
+    })
+}
+
+/// The two are the same object but for their bookkeeping (version, times).
+fn same_but_meta(stored: &Object, new: &Object) -> bool {
+    let mut stored = stored.clone();
+    *stored.meta_mut() = match new {
+        Object::Cluster(o) => o.meta.clone(),
+        Object::Node(o) => o.meta.clone(),
+        Object::Service(o) => o.meta.clone(),
+        Object::Task(o) => o.meta.clone(),
+    };
+    stored == *new
 }
 
 fn stored_meta(

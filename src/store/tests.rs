@@ -34,10 +34,13 @@ fn a_failing_batch_writes_nothing() {
     let (_d, s) = store();
     s.apply(vec![Change::Create(Object::Task(task("a")))])
         .unwrap();
+    // Another task under the id of `a`: refused, and `b` goes with it.
+    let mut other = task("a");
+    other.slot = 2;
     let err = s
         .apply(vec![
             Change::Create(Object::Task(task("b"))),
-            Change::Create(Object::Task(task("a"))),
+            Change::Create(Object::Task(other)),
         ])
         .unwrap_err();
     assert!(matches!(err, StoreError::Exists { .. }));
@@ -106,9 +109,9 @@ fn events_follow_commits() {
         "{:?}",
         c.changed[0].written
     );
-    assert!(s
-        .apply(vec![Change::Create(Object::Task(task("a")))])
-        .is_err());
+    let mut other = task("a");
+    other.slot = 2;
+    assert!(s.apply(vec![Change::Create(Object::Task(other))]).is_err());
     assert!(rx.try_recv().is_err(), "a failed batch publishes nothing");
 }
 
@@ -256,4 +259,47 @@ fn task_changes_start_from_what_is_stored() {
     let a = s.read().unwrap().task("a").unwrap().unwrap();
     assert_eq!(a.status.state, TaskState::Pending, "{a:?}");
     assert_eq!(a.node_id, None, "{a:?}");
+}
+
+/// A write sent again after it was applied (a follower retrying through a
+/// new leader) succeeds without doing anything twice; only a different
+/// object under the same id is "already exists", and only a different
+/// update from a stale read is a conflict.
+#[test]
+fn a_write_sent_again_is_done_once_and_succeeds() {
+    let (_d, s) = store();
+    let svc = service("s1", "web");
+    let first = s
+        .apply(vec![Change::Create(Object::Service(svc.clone()))])
+        .unwrap();
+    s.apply(vec![Change::Create(Object::Service(svc.clone()))])
+        .expect("the same create again succeeds");
+    let stored = s.read().unwrap().service("s1").unwrap().unwrap();
+    assert_eq!(stored.meta.version, first, "applied once");
+    assert_eq!(s.read().unwrap().services().unwrap().len(), 1);
+
+    let mut renamed = svc.clone();
+    renamed.spec.name = "api".into();
+    let err = s
+        .apply(vec![Change::Create(Object::Service(renamed))])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Exists { .. }), "{err:?}");
+
+    // An update from version `first`, applied, then sent again.
+    let mut scaled = stored.clone();
+    scaled.spec.labels.insert("tier".into(), "front".into());
+    let second = s
+        .apply(vec![Change::Update(Object::Service(scaled.clone()))])
+        .unwrap();
+    s.apply(vec![Change::Update(Object::Service(scaled.clone()))])
+        .expect("the same update again succeeds");
+    let stored = s.read().unwrap().service("s1").unwrap().unwrap();
+    assert_eq!(stored.meta.version, second, "applied once");
+    // Another change from the same stale read is still a conflict.
+    let mut other = scaled;
+    other.spec.labels.insert("tier".into(), "back".into());
+    let err = s
+        .apply(vec![Change::Update(Object::Service(other))])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
 }
