@@ -102,7 +102,8 @@ pub enum Change {
     /// Fails unless the stored version is the one in the object's meta,
     /// i.e. the version the writer read.
     Update(Object),
-    /// Fails if missing, or if `expected_version` is given and differs.
+    /// Fails if `expected_version` is given and differs; a missing object
+    /// is deleted already.
     Delete {
         kind: Kind,
         id: String,
@@ -329,12 +330,10 @@ fn apply_one(
             let mut table = tx.open_table(kind.table())?;
             let stored = match table.get(id.as_str())? {
                 Some(v) => stored_meta(c, tasks, kind, &id, v.value())?,
-                None => {
-                    return Err(StoreError::NotFound {
-                        kind: kind.as_str().into(),
-                        id,
-                    })
-                }
+                // Gone already, as asked: a delete sent again after it was
+                // applied, or two removals racing. The API says "not
+                // found" for what never existed before it proposes.
+                None => return Ok(None),
             };
             if let Some(expected) = expected_version.filter(|e| *e != stored.version) {
                 return Err(StoreError::Conflict {

@@ -295,6 +295,19 @@ fn a_write_sent_again_is_done_once_and_succeeds() {
         .expect("the same update again succeeds");
     let stored = s.read().unwrap().service("s1").unwrap().unwrap();
     assert_eq!(stored.meta.version, second, "applied once");
+    // A delete sent again is done already.
+    let gone = service("s2", "db");
+    s.apply(vec![Change::Create(Object::Service(gone.clone()))])
+        .unwrap();
+    for _ in 0..2 {
+        s.apply(vec![Change::Delete {
+            kind: Kind::Service,
+            id: "s2".into(),
+            expected_version: None,
+        }])
+        .expect("a delete, and the same delete again");
+    }
+    assert!(s.read().unwrap().service("s2").unwrap().is_none());
     // Another change from the same stale read is still a conflict.
     let mut other = scaled;
     other.spec.labels.insert("tier".into(), "back".into());
