@@ -150,12 +150,13 @@ fn nothing_is_stored_in_clear_and_an_autolocked_manager_waits_for_its_key() {
         .unwrap_or_else(|| panic!("no unlock key printed: {out}"))
         .to_string();
     assert_eq!(d.cli_ok(&["unlock-key", "-q"]).trim(), key);
+    // The sealed copy first, then the plain key goes: wait for both.
     assert!(
-        wait_until(WAIT, || keys_file(&d).contains("SHOAL SEALED KEYS")),
-        "the keys were not sealed: {}",
+        wait_until(WAIT, || keys_file(&d).contains("SHOAL SEALED KEYS")
+            && !d.data_dir.join("tls/node.key").exists()),
+        "the keys were not sealed, or the plain node.key is still there: {}",
         d.log_tail()
     );
-    assert!(!d.data_dir.join("tls/node.key").exists());
     assert!(
         files_containing(&d.data_dir, "PRIVATE KEY").is_empty(),
         "a private key in clear under autolock"
@@ -199,12 +200,16 @@ fn every_manager_seals_its_keys_and_a_restarted_one_rejoins_once_unlocked() {
         .unwrap_or_else(|| panic!("no unlock key printed: {out}"))
         .to_string();
     for m in &managers {
+        // The sealed copy is written first, and the plain key removed only
+        // once it is durable: wait for both.
         assert!(
-            wait_until(WAIT, || keys_file(m).contains("SHOAL SEALED KEYS")),
-            "a manager did not seal its keys: {}",
+            wait_until(WAIT, || keys_file(m).contains("SHOAL SEALED KEYS")
+                && !m.data_dir.join("tls/node.key").exists()),
+            "a manager did not seal its keys (sealed file: {}, plain node.key still there: {}): {}",
+            keys_file(m).contains("SHOAL SEALED KEYS"),
+            m.data_dir.join("tls/node.key").exists(),
             m.log_tail()
         );
-        assert!(!m.data_dir.join("tls/node.key").exists());
     }
     // Any manager shows the same key.
     assert_eq!(managers[2].cli_ok(&["unlock-key", "-q"]).trim(), key);
