@@ -88,16 +88,20 @@ impl SecretKey {
         SystemRandom::new()
             .fill(&mut nonce)
             .expect("getrandom failed");
-        let mut body = plain.to_vec();
-        self.key
-            .seal_in_place_append_tag(
+        // One buffer, nonce then body then tag: every stored value passes
+        // here, and copies of it are what sealing cost besides the cipher.
+        let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + self.key.algorithm().tag_len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 purpose.aad(),
-                &mut body,
+                &mut out[NONCE_LEN..],
             )
-            .expect("sealing into a Vec cannot fail");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&body);
+            .expect("sealing in place cannot fail");
+        out.extend_from_slice(tag.as_ref());
         out
     }
 

@@ -1,17 +1,24 @@
 //! Global services as a pure decision: one live task on every eligible node.
 //! Tasks on nodes that are no longer eligible (drained, down, gone) stop.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use super::plan::{new_task, Plan};
 use super::restart::{decide, rejected_in_a_row, Restart};
 use crate::types::{Service, Task, TaskState};
 
-pub fn reconcile(service: &Service, eligible: &[String], tasks: &[Task], now_ms: i64) -> Plan {
+pub fn reconcile(
+    service: &Service,
+    eligible: &[String],
+    tasks: &[impl Borrow<Task>],
+    now_ms: i64,
+) -> Plan {
     let mut plan = Plan::default();
     let mut by_node: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
     for t in tasks
         .iter()
+        .map(Borrow::borrow)
         .filter(|t| t.desired_state <= TaskState::Running)
     {
         by_node
@@ -40,6 +47,7 @@ pub fn reconcile(service: &Service, eligible: &[String], tasks: &[Task], now_ms:
         if current.status.state.is_terminal() {
             let history = tasks
                 .iter()
+                .map(Borrow::borrow)
                 .filter(|t| t.node_id.as_deref() == Some(node.as_str()));
             let rejected = rejected_in_a_row(history);
             match decide(&service.spec.task.restart, current, rejected, now_ms) {

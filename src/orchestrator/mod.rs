@@ -1,7 +1,10 @@
 //! The orchestrator (leader-only): services → tasks. Each pass reads one
 //! snapshot, runs the pure decisions (`replicated`, `global`, `reaper`) and
 //! proposes the result as one batch. Passes run on every commit (debounced)
-//! and when a restart delay runs out.
+//! and when a restart delay runs out. A pass decides again only for the
+//! services whose inputs changed since the last one (their spec, their
+//! tasks); a change to the nodes or the cluster, a timer, or a failed pass
+//! makes it look at every service.
 
 mod global;
 mod plan;
@@ -14,7 +17,8 @@ mod testutil;
 #[cfg(test)]
 pub use plan::{new_task, probe_task};
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +26,8 @@ use tracing::{debug, warn};
 
 use crate::scheduler::eligible_for_global;
 use crate::shutdown::Shutdown;
-use crate::store::{Change, Kind, Proposer, Store, StoreError, TaskMirror};
-use crate::types::{now_ms, Availability, NodeState, ServiceMode, Task, TaskState};
+use crate::store::{Change, Delta, Kind, Mirror, Proposer, Store, StoreError};
+use crate::types::{now_ms, Availability, Node, NodeState, Service, ServiceMode, Task, TaskState};
 use plan::Plan;
 
 /// Coalesce bursts of commits into one pass.
@@ -31,12 +35,15 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 
 pub async fn run(store: Store, proposer: Arc<dyn Proposer>, mut shutdown: Shutdown) {
     let mut events = store.watch();
-    let mut tasks = TaskMirror::new(&store);
+    let mut state = State::new(&store);
     loop {
-        let wake = match pass(&store, proposer.as_ref(), &mut tasks).await {
+        let wake = match pass(&store, proposer.as_ref(), &mut state).await {
             Ok(wake) => wake,
             Err(e) => {
                 warn!(error = %e, "orchestrator pass failed; retrying");
+                // What the failed pass learnt from the commits is lost
+                // with it: the next one looks at everything.
+                state.dirty.all = true;
                 Some(now_ms() + 1_000)
             }
         };
@@ -52,31 +59,132 @@ pub async fn run(store: Store, proposer: Arc<dyn Proposer>, mut shutdown: Shutdo
     }
 }
 
+/// What the orchestrator keeps from one pass to the next.
+struct State {
+    tasks: Mirror,
+    nodes: Mirror,
+    /// Each service's version as the last pass saw it.
+    seen: HashMap<String, u64>,
+    /// The cluster object's version as the last pass saw it.
+    cluster_version: Option<u64>,
+    /// The services to decide for again.
+    dirty: Dirty,
+    /// The earliest restart delay that runs out, of every service.
+    wake: Option<i64>,
+}
+
+/// Which services a pass must look at.
+#[derive(Default)]
+struct Dirty {
+    all: bool,
+    services: HashSet<String>,
+}
+
+impl Dirty {
+    fn has(&self, service_id: &str) -> bool {
+        self.all || self.services.contains(service_id)
+    }
+}
+
+impl State {
+    fn new(store: &Store) -> State {
+        State {
+            tasks: Mirror::new(store, Kind::Task),
+            nodes: Mirror::new(store, Kind::Node),
+            seen: HashMap::new(),
+            cluster_version: None,
+            dirty: Dirty {
+                all: true,
+                ..Default::default()
+            },
+            wake: None,
+        }
+    }
+
+    /// Marks what changed since the last pass, and takes the marks.
+    fn take_dirty(
+        &mut self,
+        services: &[Service],
+        cluster_version: u64,
+        tasks: &Delta,
+        nodes: &Delta,
+        now: i64,
+    ) -> Dirty {
+        let dirty = &mut self.dirty;
+        // Nodes decide where tasks may stay (down, drained) and where
+        // global services run; the cluster holds the history limit; a
+        // timer is some service's restart delay running out.
+        if matches!(tasks, Delta::All)
+            || !nodes.is_empty()
+            || self.cluster_version != Some(cluster_version)
+            || self.wake.is_some_and(|at| now >= at)
+        {
+            dirty.all = true;
+        }
+        self.cluster_version = Some(cluster_version);
+        dirty.services.extend(
+            tasks
+                .objects()
+                .filter_map(|o| o.as_task())
+                .map(|t| t.service_id.clone()),
+        );
+        let seen: HashMap<String, u64> = services
+            .iter()
+            .map(|s| (s.id.clone(), s.meta.version))
+            .collect();
+        for (id, version) in &seen {
+            if self.seen.get(id) != Some(version) {
+                dirty.services.insert(id.clone());
+            }
+        }
+        // A removed service: its tasks are removed.
+        for id in self.seen.keys().filter(|id| !seen.contains_key(*id)) {
+            dirty.services.insert(id.clone());
+        }
+        self.seen = seen;
+        std::mem::take(dirty)
+    }
+}
+
 /// One reconcile pass. Returns when the next pass is due, if a timer runs.
 async fn pass(
     store: &Store,
     proposer: &dyn Proposer,
-    mirror: &mut TaskMirror,
+    state: &mut State,
 ) -> Result<Option<i64>, StoreError> {
     let view = store.read()?;
     let Some(cluster) = view.cluster()? else {
         return Ok(None);
     };
     let services = view.services()?;
-    let nodes = view.nodes()?;
-    mirror.update(&view).await?;
+    let node_delta = state.nodes.update(&view).await?;
+    let task_delta = state.tasks.update(&view).await?;
     drop(view);
+    let now = now_ms();
+    let dirty = state.take_dirty(
+        &services,
+        cluster.meta.version,
+        &task_delta,
+        &node_delta,
+        now,
+    );
+    if !dirty.all && dirty.services.is_empty() {
+        return Ok(state.wake);
+    }
+    let nodes: Vec<&Node> = state.nodes.nodes().collect();
     // In id order, as the store lists them: the same state plans the same.
-    let mut tasks: Vec<&Task> = mirror.tasks().collect();
+    let mut tasks: Vec<&Task> = state
+        .tasks
+        .tasks()
+        .filter(|t| dirty.has(&t.service_id))
+        .collect();
     tasks.sort_by(|a, b| a.id.cmp(&b.id));
 
-    let now = now_ms();
-    let mut by_service: HashMap<&str, Vec<Task>> = HashMap::new();
+    // Borrowed from the copy, never cloned: a pass looks at every task,
+    // and most passes change none of them.
+    let mut by_service: HashMap<&str, Vec<&Task>> = HashMap::new();
     for t in &tasks {
-        by_service
-            .entry(&t.service_id)
-            .or_default()
-            .push((*t).clone());
+        by_service.entry(&t.service_id).or_default().push(t);
     }
     let unavailable = replicated::Unavailable {
         down: nodes
@@ -91,7 +199,7 @@ async fn pass(
             .collect(),
     };
     let mut plan = Plan::default();
-    for s in &services {
+    for s in services.iter().filter(|s| dirty.has(&s.id)) {
         let ts = by_service.remove(s.id.as_str()).unwrap_or_default();
         plan.merge(match s.spec.mode {
             ServiceMode::Replicated { replicas } => {
@@ -108,7 +216,13 @@ async fn pass(
             plan.desire.push((t.id.clone(), TaskState::Remove));
         }
     }
-    let wake = plan.wake_at_ms;
+    // The services not looked at keep their timers.
+    let wake = match (dirty.all, state.wake, plan.wake_at_ms) {
+        (true, _, w) => w,
+        (false, Some(a), Some(b)) => Some(a.min(b)),
+        (false, a, b) => a.or(b),
+    };
+    state.wake = wake;
     // Prune history as it will be once this plan is applied, so that a slot
     // never holds more than the limit, not even for a moment.
     let projected = project(&tasks, &plan, now);
@@ -137,8 +251,10 @@ async fn pass(
 }
 
 /// The most one proposal carries: a plan for thousands of tasks goes in
-/// parts, each far below what one Raft entry may hold.
-const PROPOSAL_BYTES: usize = 1024 * 1024;
+/// parts, each below what one Raft entry may hold (`raft::MAX_ENTRY`, 4
+/// MiB). Parts as large as is safe: each part is a log append (an fsync)
+/// that the next part waits for.
+const PROPOSAL_BYTES: usize = 3 * 1024 * 1024;
 
 /// `changes` in parts of at most `PROPOSAL_BYTES`, in order. A new task is
 /// about its service's spec in size (measured once per service); the other
@@ -178,9 +294,10 @@ fn in_parts(changes: Vec<Change>, services: &[crate::types::Service]) -> Vec<Vec
 }
 
 /// The tasks as they will be after `plan`: desired states changed, new
-/// tasks added (stamped `now`, so they count as the newest).
-fn project(tasks: &[&Task], plan: &Plan, now: i64) -> Vec<Task> {
-    let mut out: Vec<Task> = tasks.iter().map(|t| (*t).clone()).collect();
+/// tasks added (stamped `now`, so they count as the newest). Only the tasks
+/// the plan changes are copied.
+fn project<'a>(tasks: &[&'a Task], plan: &Plan, now: i64) -> Vec<Cow<'a, Task>> {
+    let mut out: Vec<Cow<Task>> = tasks.iter().map(|t| Cow::Borrowed(*t)).collect();
     // By id: a scale-down of thousands of tasks must not be quadratic.
     let at: HashMap<&str, usize> = tasks
         .iter()
@@ -189,12 +306,14 @@ fn project(tasks: &[&Task], plan: &Plan, now: i64) -> Vec<Task> {
         .collect();
     for (id, state) in &plan.desire {
         if let Some(&i) = at.get(id.as_str()) {
-            out[i].desired_state = (*state).max(out[i].desired_state);
+            if *state > out[i].desired_state {
+                out[i].to_mut().desired_state = *state;
+            }
         }
     }
     out.extend(plan.create.iter().cloned().map(|mut t| {
         t.meta.created_ms = now;
-        t
+        Cow::Owned(t)
     }));
     out
 }
@@ -203,6 +322,63 @@ fn project(tasks: &[&Task], plan: &Plan, now: i64) -> Vec<Task> {
 mod tests {
     use super::*;
     use testutil::{service, task_in};
+
+    fn state() -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("state.redb"),
+            crate::store::Codec::ephemeral(),
+        )
+        .unwrap();
+        (dir, State::new(&store))
+    }
+
+    fn changed(t: Task) -> Delta {
+        Delta::Some(vec![(None, Some(Arc::new(crate::store::Object::Task(t))))])
+    }
+
+    fn none() -> Delta {
+        Delta::Some(Vec::new())
+    }
+
+    fn dirty(d: &Dirty) -> Vec<&str> {
+        let mut v: Vec<&str> = d.services.iter().map(String::as_str).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_pass_looks_again_only_at_what_changed() {
+        let (_dir, mut st) = state();
+        let mut a = service(1);
+        a.id = "a".into();
+        let mut b = service(1);
+        b.id = "b".into();
+        let both = [a.clone(), b.clone()];
+        // The first pass looks at everything.
+        assert!(st.take_dirty(&both, 1, &Delta::All, &none(), 0).all);
+        // Nothing changed: nothing to look at.
+        let d = st.take_dirty(&both, 1, &none(), &none(), 0);
+        assert!(!d.all && d.services.is_empty());
+        // A task of b changed: only b.
+        let mut t = task_in(1, 1);
+        t.service_id = "b".into();
+        let d = st.take_dirty(&both, 1, &changed(t), &none(), 0);
+        assert!(!d.all);
+        assert_eq!(dirty(&d), ["b"]);
+        // a's spec changed (a new version), and b was removed.
+        a.meta.version = 7;
+        let d = st.take_dirty(std::slice::from_ref(&a), 1, &none(), &none(), 0);
+        assert!(!d.all);
+        assert_eq!(dirty(&d), ["a", "b"]);
+        // The nodes, the cluster, or a timer running out: everything.
+        let nodes = Delta::Some(vec![(None, None)]);
+        assert!(st.take_dirty(&[a.clone()], 1, &none(), &nodes, 0).all);
+        assert!(st.take_dirty(&[a.clone()], 2, &none(), &none(), 0).all);
+        st.wake = Some(100);
+        assert!(!st.take_dirty(&[a.clone()], 2, &none(), &none(), 99).all);
+        assert!(st.take_dirty(&[a], 2, &none(), &none(), 100).all);
+    }
 
     #[test]
     fn the_projection_applies_the_plan() {

@@ -1,6 +1,7 @@
 //! Which old tasks to delete, as a pure decision. Deleting a task is what
 //! makes its node remove the container, so history stays bounded.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use crate::types::{Task, TaskState};
@@ -10,10 +11,10 @@ use crate::types::{Task, TaskState};
 ///   have stopped, or if they never reached a node;
 /// - per slot (per node for global services), finished tasks beyond
 ///   `history_limit` tasks, the oldest first.
-pub fn prune(tasks: &[Task], history_limit: usize) -> Vec<String> {
+pub fn prune(tasks: &[impl Borrow<Task>], history_limit: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut slots: BTreeMap<(&str, u64, &str), Vec<&Task>> = BTreeMap::new();
-    for t in tasks {
+    for t in tasks.iter().map(Borrow::borrow) {
         let stopped = t.status.state.is_terminal() || t.status.state < TaskState::Assigned;
         if t.desired_state >= TaskState::Remove && stopped {
             out.push(t.id.clone());

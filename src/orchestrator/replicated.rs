@@ -8,6 +8,7 @@
 //! - Out-of-date tasks are replaced one slot at a time, and only while every
 //!   other slot is running (a rolling update with parallelism 1).
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashSet};
 
 use super::plan::{new_task, Plan};
@@ -35,13 +36,13 @@ impl Unavailable {
 pub fn reconcile(
     service: &Service,
     replicas: u64,
-    tasks: &[Task],
+    tasks: &[impl Borrow<Task>],
     nodes: &Unavailable,
     now_ms: i64,
 ) -> Plan {
     let mut plan = Plan::default();
     let mut slots: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
-    for t in tasks {
+    for t in tasks.iter().map(Borrow::borrow) {
         slots.entry(t.slot).or_default().push(t);
     }
 

@@ -1,6 +1,7 @@
 //! The placement filters. Each says whether a node can take a task, and if
 //! not, a short reason that is counted into the task's status message.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use super::constraint::Constraint;
@@ -121,16 +122,14 @@ pub fn explain(misfits: &[Misfit]) -> Unplaceable {
 
 /// Nodes that should run a task of a global service with this spec: the
 /// ready, active nodes that pass its filters.
-pub fn eligible_for_global(nodes: &[Node], spec: &TaskSpec) -> Vec<String> {
+pub fn eligible_for_global<N: Borrow<Node>>(nodes: &[N], spec: &TaskSpec) -> Vec<String> {
+    let nodes = || nodes.iter().map(Borrow::borrow);
     let image = &spec.container.image;
-    let image_anywhere = nodes
-        .iter()
-        .any(|n| n.description.images.iter().any(|i| &i.name == image));
+    let image_anywhere = nodes().any(|n| n.description.images.iter().any(|i| &i.name == image));
     let Ok(constraints) = constraints(spec) else {
         return Vec::new();
     };
-    nodes
-        .iter()
+    nodes()
         .filter(|n| fits(spec, &constraints, n, image_anywhere).is_ok())
         .map(|n| n.id.clone())
         .collect()

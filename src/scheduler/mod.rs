@@ -19,7 +19,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use crate::shutdown::Shutdown;
-use crate::store::{Change, Proposer, Store, StoreError, TaskMirror};
+use crate::store::{Change, Kind, Mirror, Proposer, Store, StoreError};
 use crate::types::{now_ms, Node, Task, TaskState, TaskStatus};
 use filters::{constraints, explain, fits};
 
@@ -86,6 +86,7 @@ impl Load {
         load
     }
 
+    #[cfg(test)]
     pub fn add(&mut self, node: &str, service: &str) {
         *self.total.entry(node.to_string()).or_default() += 1;
         *self
@@ -110,9 +111,9 @@ impl Load {
 
 pub async fn run(store: Store, proposer: Arc<dyn Proposer>, mut shutdown: Shutdown) {
     let mut events = store.watch();
-    let mut tasks = TaskMirror::new(&store);
+    let mut mirrors = Mirrors::new(&store);
     loop {
-        if let Err(e) = pass(&store, proposer.as_ref(), &mut tasks).await {
+        if let Err(e) = pass(&store, proposer.as_ref(), &mut mirrors).await {
             warn!(error = %e, "scheduler pass failed; retrying");
         }
         tokio::select! {
@@ -126,16 +127,32 @@ pub async fn run(store: Store, proposer: Arc<dyn Proposer>, mut shutdown: Shutdo
     }
 }
 
+/// The scheduler's copies of the tasks and the nodes.
+struct Mirrors {
+    tasks: Mirror,
+    nodes: Mirror,
+}
+
+impl Mirrors {
+    fn new(store: &Store) -> Mirrors {
+        Mirrors {
+            tasks: Mirror::new(store, Kind::Task),
+            nodes: Mirror::new(store, Kind::Node),
+        }
+    }
+}
+
 async fn pass(
     store: &Store,
     proposer: &dyn Proposer,
-    mirror: &mut TaskMirror,
+    mirrors: &mut Mirrors,
 ) -> Result<(), StoreError> {
     let view = store.read()?;
-    let nodes = view.nodes()?;
-    mirror.update(&view).await?;
+    mirrors.nodes.update(&view).await?;
+    mirrors.tasks.update(&view).await?;
     drop(view);
-    let tasks: Vec<&Task> = mirror.tasks().collect();
+    let nodes: Vec<&Node> = mirrors.nodes.nodes().collect();
+    let tasks: Vec<&Task> = mirrors.tasks.tasks().collect();
     let mut placer = Placer::new(&nodes, &tasks);
     let mut changes = Vec::new();
     // In id order, as the store lists them: the same state places the same.

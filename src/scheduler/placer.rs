@@ -6,6 +6,7 @@
 //! loaded eligible node is a scan of integers. The decision is `place`'s:
 //! same filters, same spread, same tie-break by node id.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use super::filters::{constraints, explain, fits, Unplaceable};
@@ -25,13 +26,11 @@ pub struct Placer<'a> {
     total: Vec<usize>,
     /// Live tasks per service, per node index.
     per_service: HashMap<String, Vec<usize>>,
-    /// The same counts by node id, for tasks made for one node (`place`).
-    load: Load,
 }
 
 impl<'a> Placer<'a> {
-    pub fn new<T: std::borrow::Borrow<Task>>(nodes: &'a [Node], tasks: &[T]) -> Placer<'a> {
-        let mut sorted: Vec<&Node> = nodes.iter().collect();
+    pub fn new<N: Borrow<Node>, T: Borrow<Task>>(nodes: &'a [N], tasks: &[T]) -> Placer<'a> {
+        let mut sorted: Vec<&Node> = nodes.iter().map(Borrow::borrow).collect();
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
         let index_of = sorted
             .iter()
@@ -44,7 +43,6 @@ impl<'a> Placer<'a> {
             index_of,
             groups: HashMap::new(),
             per_service: HashMap::new(),
-            load: Load::default(),
         };
         for t in tasks.iter().map(|t| t.borrow()).filter(|t| t.is_live()) {
             if let Some(n) = &t.node_id {
@@ -58,8 +56,9 @@ impl<'a> Placer<'a> {
     /// as `place` with the load so far. Call `add` for a task placed.
     pub fn place(&mut self, task: &'a Task) -> Result<String, Unplaceable> {
         if task.node_id.is_some() {
-            // Made for one node: only that node can take it anyway.
-            return place(task, &self.nodes, &self.load);
+            // Made for one node: only that node can take it, so the load,
+            // which only ranks nodes, does not matter.
+            return place(task, &self.nodes, &Load::default());
         }
         let spec = &task.spec;
         let key = (
@@ -94,15 +93,20 @@ impl<'a> Placer<'a> {
     }
 
     pub fn add(&mut self, node: &str, service: &str) {
-        self.load.add(node, service);
         let Some(&i) = self.index_of.get(node) else {
             return; // a node that is gone: it takes nothing new anyway
         };
         self.total[i] += 1;
-        let n = self.nodes.len();
-        self.per_service
-            .entry(service.to_string())
-            .or_insert_with(|| vec![0; n])[i] += 1;
+        // Looked up before inserting: a String per placement is what the
+        // pass spent most of its time allocating.
+        match self.per_service.get_mut(service) {
+            Some(counts) => counts[i] += 1,
+            None => {
+                let mut counts = vec![0; self.nodes.len()];
+                counts[i] += 1;
+                self.per_service.insert(service.to_string(), counts);
+            }
+        }
     }
 }
 

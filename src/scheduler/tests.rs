@@ -190,7 +190,7 @@ fn the_placer_decides_as_place_does() {
 fn the_placer_says_why_when_there_are_no_nodes() {
     let t = task("web");
     assert_eq!(
-        Placer::new::<Task>(&[], &[]).place(&t).unwrap_err(),
+        Placer::new::<Node, Task>(&[], &[]).place(&t).unwrap_err(),
         place(&t, &[] as &[Node], &Load::default()).unwrap_err()
     );
 }

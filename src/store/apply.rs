@@ -57,7 +57,15 @@ impl Object {
         }
     }
 
-    fn kind(&self) -> Kind {
+    /// The node, if this is one.
+    pub fn as_node(&self) -> Option<&Node> {
+        match self {
+            Object::Node(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
         match self {
             Object::Cluster(_) => Kind::Cluster,
             Object::Node(_) => Kind::Node,
@@ -66,7 +74,7 @@ impl Object {
         }
     }
 
-    fn id(&self) -> &str {
+    pub fn id(&self) -> &str {
         match self {
             Object::Cluster(o) => &o.id,
             Object::Node(o) => &o.id,
@@ -210,13 +218,15 @@ fn apply_in_tx(
         index
     };
     let mut changed = Vec::with_capacity(batch.len());
+    let mut open = Open::new(&tx);
     for change in batch {
-        match apply_one(&tx, c, tasks, change, index, now) {
+        match apply_one(&mut open, c, tasks, change, index, now) {
             Ok(Some(c)) => changed.push(c),
             Ok(None) => {}
             Err(e) if e.is_rejection() => {
                 // `tx` is dropped un-committed: nothing of the batch is
                 // written.
+                drop(open);
                 drop(tx);
                 if !marks.is_empty() {
                     let tx = db.begin_write()?;
@@ -228,6 +238,7 @@ fn apply_in_tx(
             Err(e) => return Err(e),
         }
     }
+    drop(open);
     write_marks(&tx, c, marks)?;
     tx.commit()?;
     Ok(Ok(Commit { index, changed }))
@@ -246,8 +257,36 @@ pub(super) fn write_marks(
     Ok(())
 }
 
+/// The object tables a batch writes, each opened once per batch rather
+/// than once per change (a batch of the scheduler changes thousands).
+struct Open<'tx> {
+    tx: &'tx redb::WriteTransaction,
+    tables: HashMap<Kind, redb::Table<'tx, &'static str, &'static [u8]>>,
+}
+
+impl<'tx> Open<'tx> {
+    fn new(tx: &'tx redb::WriteTransaction) -> Open<'tx> {
+        Open {
+            tx,
+            tables: HashMap::new(),
+        }
+    }
+
+    fn table(
+        &mut self,
+        kind: Kind,
+    ) -> Result<&mut redb::Table<'tx, &'static str, &'static [u8]>, StoreError> {
+        Ok(match self.tables.entry(kind) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.tx.open_table(kind.table())?)
+            }
+        })
+    }
+}
+
 fn apply_one(
-    tx: &redb::WriteTransaction,
+    open: &mut Open,
     c: &Codec,
     tasks: &mut Tasks,
     change: Change,
@@ -257,8 +296,8 @@ fn apply_one(
     match change {
         Change::Create(mut obj) => {
             let (kind, id) = (obj.kind(), obj.id().to_string());
-            name_is_free(tx, c, &obj)?;
-            let mut table = tx.open_table(kind.table())?;
+            name_is_free(open, c, &obj)?;
+            let table = open.table(kind)?;
             if let Some(v) = table.get(id.as_str())? {
                 // Ids are new for each create: the same id with the same
                 // content is this create, sent again (a follower retrying
@@ -283,8 +322,8 @@ fn apply_one(
         }
         Change::Update(mut obj) => {
             let (kind, id) = (obj.kind(), obj.id().to_string());
-            name_is_free(tx, c, &obj)?;
-            let mut table = tx.open_table(kind.table())?;
+            name_is_free(open, c, &obj)?;
+            let table = open.table(kind)?;
             let (stored, bytes) = match table.get(id.as_str())? {
                 Some(v) => (
                     stored_meta(c, tasks, kind, &id, v.value())?,
@@ -327,7 +366,7 @@ fn apply_one(
             id,
             expected_version,
         } => {
-            let mut table = tx.open_table(kind.table())?;
+            let table = open.table(kind)?;
             let stored = match table.get(id.as_str())? {
                 Some(v) => stored_meta(c, tasks, kind, &id, v.value())?,
                 // Gone already, as asked: a delete sent again after it was
@@ -354,7 +393,7 @@ fn apply_one(
             }))
         }
         Change::TaskStatus { id, status, node } => {
-            update_task(tx, c, tasks, &id, index, now, |t| {
+            update_task(open, c, tasks, &id, index, now, |t| {
                 if status.state < t.status.state {
                     return false;
                 }
@@ -365,14 +404,14 @@ fn apply_one(
                 true
             })
         }
-        Change::TaskDesired { id, state } => update_task(tx, c, tasks, &id, index, now, |t| {
+        Change::TaskDesired { id, state } => update_task(open, c, tasks, &id, index, now, |t| {
             if state <= t.desired_state {
                 return false;
             }
             t.desired_state = state;
             true
         }),
-        Change::TaskAssign { id, node_id } => update_task(tx, c, tasks, &id, index, now, |t| {
+        Change::TaskAssign { id, node_id } => update_task(open, c, tasks, &id, index, now, |t| {
             // Global tasks are made for a node already; the scheduler still
             // confirms them.
             let other_node = t.node_id.as_ref().is_some_and(|n| *n != node_id);
@@ -394,11 +433,11 @@ fn apply_one(
 /// so that creates racing through several managers cannot both win. A scan
 /// is enough for the tens of services a cluster has; the values are sealed,
 /// so an index of names would have to be sealed too.
-fn name_is_free(tx: &redb::WriteTransaction, c: &Codec, obj: &Object) -> Result<(), StoreError> {
+fn name_is_free(open: &mut Open, c: &Codec, obj: &Object) -> Result<(), StoreError> {
     let Object::Service(new) = obj else {
         return Ok(());
     };
-    let table = tx.open_table(SERVICES)?;
+    let table = open.table(Kind::Service)?;
     for entry in table.iter()? {
         let (id, value) = entry?;
         if id.value() == new.id {
@@ -418,7 +457,7 @@ fn name_is_free(tx: &redb::WriteTransaction, c: &Codec, obj: &Object) -> Result<
 /// Read-modify-write of one task; `f` says whether it changed anything.
 /// A missing task is not an error: the change raced with its removal.
 fn update_task(
-    tx: &redb::WriteTransaction,
+    open: &mut Open,
     c: &Codec,
     tasks: &mut Tasks,
     id: &str,
@@ -426,7 +465,7 @@ fn update_task(
     now: i64,
     f: impl FnOnce(&mut Task) -> bool,
 ) -> Result<Option<Changed>, StoreError> {
-    let mut table = tx.open_table(TASKS)?;
+    let table = open.table(Kind::Task)?;
     let mut task: Task = match tasks.get(id) {
         Ok(Some(o)) => match o.as_task() {
             Some(t) => t.clone(),

@@ -15,7 +15,7 @@ mod snapshot;
 
 pub use apply::{Change, Kind, Object};
 pub use codec::Codec;
-pub use mirror::TaskMirror;
+pub use mirror::{Delta, Mirror};
 pub use proposer::{ProposeFuture, Proposer};
 pub use read::ReadView;
 

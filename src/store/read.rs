@@ -3,7 +3,7 @@
 use redb::{ReadTransaction, ReadableTable, TableDefinition};
 
 use super::codec::Codec;
-use super::{StoreError, CLUSTER, META, NODES, SERVICES, TASKS};
+use super::{Kind, Object, StoreError, CLUSTER, META, NODES, SERVICES, TASKS};
 use crate::types::{Cluster, Node, Service, Task};
 
 /// A snapshot of the store: everything read through one view is from the
@@ -44,6 +44,30 @@ impl ReadView {
             out.push(self.codec.decode(v.value())?);
         }
         Ok(out)
+    }
+
+    /// One object of any kind, by id.
+    pub(super) fn object(&self, kind: Kind, id: &str) -> Result<Option<Object>, StoreError> {
+        Ok(match kind {
+            Kind::Cluster => self.get(CLUSTER, id)?.map(Object::Cluster),
+            Kind::Node => self.node(id)?.map(Object::Node),
+            Kind::Service => self.service(id)?.map(Object::Service),
+            Kind::Task => self.task(id)?.map(Object::Task),
+        })
+    }
+
+    /// Every object of one kind.
+    pub(super) fn objects(&self, kind: Kind) -> Result<Vec<Object>, StoreError> {
+        Ok(match kind {
+            Kind::Cluster => self
+                .all(CLUSTER)?
+                .into_iter()
+                .map(Object::Cluster)
+                .collect(),
+            Kind::Node => self.nodes()?.into_iter().map(Object::Node).collect(),
+            Kind::Service => self.services()?.into_iter().map(Object::Service).collect(),
+            Kind::Task => self.tasks()?.into_iter().map(Object::Task).collect(),
+        })
     }
 
     /// The cluster object, if `init` has run.
