@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use common::harness::*;
 
@@ -53,8 +52,8 @@ fn restart_adopts_running_containers() {
         "after a restart the same 3 tasks must be running\n{}",
         d.describe("web")
     );
-    // Let the loops settle, then check nothing was started or lost.
-    std::thread::sleep(Duration::from_secs(3));
+    // Once the loops have acted on the restart, nothing was started or lost.
+    d.settle();
     let ps = d.ps("web");
     assert_eq!(ps.len(), 3, "no new task may appear: {ps:?}");
     assert_eq!(d.running("web"), ids);
@@ -96,7 +95,7 @@ fn restart_adopts_running_containers() {
 
     // A second restart, right away, changes nothing either.
     d.restart();
-    std::thread::sleep(Duration::from_secs(3));
+    d.settle();
     assert_eq!(d.running("web"), four, "\n{}", d.describe("web"));
     assert_eq!(d.ctr_running(), four);
 }

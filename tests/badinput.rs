@@ -328,7 +328,7 @@ fn missing_image_rejects_the_task() {
         "the error must say \"image X not found on node Y\": {t}"
     );
     // Nothing was made in containerd for it, and web is untouched.
-    std::thread::sleep(Duration::from_secs(2));
+    d.settle();
     let ghost: BTreeSet<String> = d
         .ps("ghost")
         .iter()

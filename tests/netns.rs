@@ -411,10 +411,21 @@ fn a_partitioned_leader_cannot_commit_and_the_majority_carries_on() {
             m.log_tail()
         );
     }
-    // And the refused write stays refused.
-    std::thread::sleep(Duration::from_secs(2));
-    for m in &ms {
-        assert_eq!(service_names(m), want, "services after the partition");
+    // And the refused write stays refused: a write made after it, through
+    // the old leader, reaches every manager, and the log is in order, so
+    // had "stale" ever been committed, it would be there before "after".
+    let out = create_empty(&ms[old], "after");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut want = want;
+    want.insert("after".to_string());
+    for (i, m) in ms.iter().enumerate() {
+        assert!(
+            wait_until(WAIT, || try_service_names(m).as_ref() == Some(&want)),
+            "h{} lists {:?} after the partition, expected {want:?}\n{}",
+            i + 1,
+            try_service_names(m),
+            m.log_tail()
+        );
     }
     eprintln!(
         "cable back: all agree after {healed:?}; took {:?}",

@@ -101,8 +101,8 @@ fn on_failure_does_not_restart_a_clean_exit() {
         "the task must end complete\n{}",
         d.describe("job")
     );
-    // Five restart delays later there is still that one task.
-    std::thread::sleep(Duration::from_secs(5));
+    // Once the loops have acted on its end, there is still that one task.
+    d.settle();
     let ps = d.ps("job");
     assert_eq!(
         ps.len(),
@@ -125,8 +125,8 @@ fn killed_container_is_not_replaced_under_none() {
         "the killed task must be marked failed\n{}",
         d.describe("web")
     );
-    // Five restart delays later: still no replacement.
-    std::thread::sleep(Duration::from_secs(5));
+    // Once the loops have acted on its death: still no replacement.
+    d.settle();
     let ps = d.ps("web");
     assert_eq!(ps.len(), 1, "nothing may replace it under none: {ps:?}");
     assert_eq!(ps[0]["exit_code"].as_i64(), Some(137), "{}", ps[0]);
@@ -156,7 +156,8 @@ fn max_attempts_bounds_the_restarts() {
         "expected 3 failed tasks (1 run + 2 restarts)\n{}",
         d.describe("flaky")
     );
-    std::thread::sleep(Duration::from_secs(5));
+    // Once the loops have acted on the last failure: no fourth task.
+    d.settle();
     let ps = d.ps("flaky");
     assert!(all_failed(&ps), "no restart after max attempts: {ps:?}");
 }

@@ -500,7 +500,7 @@ fn global_service_runs_one_task_on_the_node() {
     let ids = d.wait_running("agent", 1);
     let ls = d.services();
     assert_eq!(s(&ls[0], "mode"), "global", "{ls:?}");
-    std::thread::sleep(Duration::from_secs(2));
+    d.settle();
     assert_eq!(d.running("agent"), ids, "one task on the one node, no more");
     assert_eq!(d.ctr_running(), ids);
 }

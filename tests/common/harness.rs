@@ -478,6 +478,27 @@ impl Daemon {
         self.cli_ok(&sleeper_args(name, flags));
     }
 
+    /// Waits until this one-node cluster's control loops have acted on
+    /// everything committed before the call: the positive signal that a
+    /// "nothing more happens" check waits for, where a fixed sleep would
+    /// also pass when a loop is merely slow. A probe service created now
+    /// runs only once the orchestrator, the scheduler and the node's agent
+    /// have each made a pass over a state that holds every earlier commit
+    /// (each pass reads the latest state, and commits are in log order).
+    /// The probe is removed again, and its container waited out, so that
+    /// checks of the node's containers see only the test's own.
+    pub fn settle(&self) {
+        let name = "settle-probe";
+        self.sleeper(name, &[]);
+        let ids = self.wait_running(name, 1);
+        self.cli_ok(&["service", "rm", name]);
+        assert!(
+            wait_until(WAIT, || self.ctr_containers().is_disjoint(&ids)),
+            "the probe's container must be removed with its service\n{}",
+            self.log_tail()
+        );
+    }
+
     /// The manager join token (`join-token manager -q`).
     pub fn manager_token(&self) -> String {
         self.cli_ok(&["join-token", "manager", "-q"])
