@@ -402,15 +402,18 @@ fn a_partitioned_leader_cannot_commit_and_the_majority_carries_on() {
         );
     }
     let healed = plugged.elapsed();
-    for (i, m) in ms.iter().enumerate() {
-        assert!(
-            wait_until(WAIT, || try_service_names(m).as_ref() == Some(&want)),
-            "h{} lists {:?}, expected {want:?}\n{}",
-            i + 1,
-            try_service_names(m),
-            m.log_tail()
-        );
-    }
+    let all_list = |want: &BTreeSet<String>| {
+        for (i, m) in ms.iter().enumerate() {
+            assert!(
+                wait_until(WAIT, || try_service_names(m).as_ref() == Some(want)),
+                "h{} lists {:?}, expected {want:?}\n{}",
+                i + 1,
+                try_service_names(m),
+                m.log_tail()
+            );
+        }
+    };
+    all_list(&want);
     // And the refused write stays refused: a write made after it, through
     // the old leader, reaches every manager, and the log is in order, so
     // had "stale" ever been committed, it would be there before "after".
@@ -418,15 +421,7 @@ fn a_partitioned_leader_cannot_commit_and_the_majority_carries_on() {
     assert!(out.status.success(), "{}", stderr(&out));
     let mut want = want;
     want.insert("after".to_string());
-    for (i, m) in ms.iter().enumerate() {
-        assert!(
-            wait_until(WAIT, || try_service_names(m).as_ref() == Some(&want)),
-            "h{} lists {:?} after the partition, expected {want:?}\n{}",
-            i + 1,
-            try_service_names(m),
-            m.log_tail()
-        );
-    }
+    all_list(&want);
     eprintln!(
         "cable back: all agree after {healed:?}; took {:?}",
         t0.elapsed()
