@@ -3,7 +3,10 @@
 //! was written with, so these never change: a field added to today's types
 //! is not added here. Only names and field order matter; the types carry
 //! no behaviour. `#[serde]` renames are kept, since values are carried
-//! into today's types by name.
+//! into today's types by name. `#[serde(default)]` may be added to a field
+//! (postcard's layout does not change): today's types leave empty fields
+//! out, and a value sent to a node one release behind is carried back into
+//! these types by name.
 
 #![allow(missing_docs)]
 
@@ -138,10 +141,13 @@ pub struct RestartPolicy {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerSpec {
     pub image: String,
+    #[serde(default)]
     pub args: Vec<String>,
+    #[serde(default)]
     pub env: Vec<String>,
     pub workdir: Option<String>,
     pub user: Option<String>,
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub stop_signal: Option<String>,
     pub stop_grace_period_ms: u64,
@@ -156,12 +162,14 @@ pub struct TaskSpec {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Placement {
+    #[serde(default)]
     pub constraints: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceSpec {
     pub name: String,
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub mode: ServiceMode,
     pub task: TaskSpec,
@@ -202,6 +210,7 @@ pub struct TaskStatus {
     pub error: Option<String>,
     pub container_id: Option<String>,
     pub exit_code: Option<i32>,
+    #[serde(default)]
     pub oom_killed: bool,
 }
 

@@ -44,6 +44,7 @@ pub struct RestartPolicy {
     pub condition: RestartCondition,
     pub delay_ms: u64,
     /// None: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u64>,
 }
 
@@ -62,13 +63,19 @@ pub struct ContainerSpec {
     /// Normalized reference, e.g. `docker.io/library/busybox:latest`.
     pub image: String,
     /// Command and arguments. Empty: the image's entrypoint and cmd.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
     /// `KEY=VALUE` pairs, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     /// A user name or `uid[:gid]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
     pub stop_grace_period_ms: u64,
 }
@@ -85,12 +92,14 @@ pub struct TaskSpec {
 pub struct Placement {
     /// Expressions such as `node.labels.zone==a` or `node.role!=manager`,
     /// all of which a node must meet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     pub mode: ServiceMode,
     pub task: TaskSpec,
@@ -104,5 +113,6 @@ pub struct Service {
     /// Bumped when the task spec changes, so the orchestrator can tell
     /// which tasks are out of date. Scaling alone does not bump it.
     pub spec_version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_spec: Option<ServiceSpec>,
 }

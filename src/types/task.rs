@@ -67,9 +67,13 @@ pub struct TaskStatus {
     /// When the node observed this state (ms since epoch).
     pub timestamp_ms: i64,
     pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub oom_killed: bool,
 }
 
@@ -83,6 +87,7 @@ pub struct Task {
     /// 1..=N for replicated services; 0 for global services, which are
     /// keyed by node instead.
     pub slot: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
     /// The spec the task was made from. A task never changes spec: an
     /// update replaces it.
