@@ -153,15 +153,20 @@ async fn pass(
     drop(view);
     let nodes: Vec<&Node> = mirrors.nodes.nodes().collect();
     let tasks: Vec<&Task> = mirrors.tasks.tasks().collect();
-    let mut placer = Placer::new(&nodes, &tasks);
-    let mut changes = Vec::new();
     // In id order, as the store lists them: the same state places the same.
     let mut pending: Vec<&Task> = tasks
         .iter()
         .copied()
         .filter(|t| t.status.state == TaskState::Pending && t.desired_state <= TaskState::Running)
         .collect();
+    if pending.is_empty() {
+        // Most passes (a status report, a heartbeat) have nothing to place:
+        // the load of every node is not worth counting for them.
+        return Ok(());
+    }
     pending.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut placer = Placer::new(&nodes, &tasks);
+    let mut changes = Vec::new();
     for task in pending {
         match placer.place(task) {
             Ok(node) => {
