@@ -248,11 +248,7 @@ pub async fn remove_node(
     if is_manager {
         // Out of the Raft membership first, so the quorum no longer counts
         // it; then its certificate is refused.
-        crate::raft::RaftProposer {
-            slot: ctx.raft.subscribe(),
-        }
-        .remove_manager(&node.id)
-        .await?;
+        ctx.membership().remove(&node.id).await?;
     }
     cluster.removed_nodes.push(node.id.clone());
     ctx.proposer

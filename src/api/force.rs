@@ -10,7 +10,6 @@ use std::time::Duration;
 use super::types::InitResponse;
 use super::{ApiError, Ctx};
 use crate::node::Launch;
-use crate::raft::RaftNode;
 
 /// How long the restarted manager may take to lead its new cluster.
 const LEAD_WITHIN: Duration = Duration::from_secs(30);
@@ -24,23 +23,7 @@ pub async fn force_new_cluster(ctx: &Arc<Ctx>) -> Result<InitResponse, ApiError>
         ));
     }
     ctx.node.relaunch(Launch::ForceNewCluster).await?;
-    let mut raft = ctx.raft.subscribe();
-    let leads = async {
-        loop {
-            let node = raft.wait_for(|r| r.is_some()).await.ok()?.clone()?;
-            let mut metrics = node.raft.metrics();
-            tokio::select! {
-                r = metrics.wait_for(RaftNode::leads) => if r.is_ok() { return Some(()) },
-                _ = raft.changed() => {}
-            }
-        }
-    };
-    if tokio::time::timeout(LEAD_WITHIN, leads)
-        .await
-        .ok()
-        .flatten()
-        .is_none()
-    {
+    if !ctx.membership().leads_within(LEAD_WITHIN).await {
         return Err(ApiError::Internal(
             "the manager did not become the leader of its new cluster; see the daemon's log".into(),
         ));

@@ -57,12 +57,10 @@ impl Ctx {
 
     /// Who leads and who is a member, for `node ls`.
     pub fn raft_view(&self) -> types::RaftView {
-        match self.raft.borrow().as_ref() {
-            Some(raft) => types::RaftView {
-                leader: raft.leader().map(|m| m.node_id),
-                members: raft.members().into_iter().map(|m| m.node_id).collect(),
-            },
-            None => types::RaftView::default(),
+        let m = self.membership().members();
+        types::RaftView {
+            leader: m.leader,
+            members: m.members,
         }
     }
 

@@ -70,11 +70,7 @@ async fn set_role(ctx: &Ctx, id: &str, role: NodeRole) -> Result<RoleChange, Api
     if role == NodeRole::Worker {
         // The store already calls it a worker; now the quorum stops
         // counting it.
-        crate::raft::RaftProposer {
-            slot: ctx.raft.subscribe(),
-        }
-        .remove_manager(&node.id)
-        .await?;
+        ctx.membership().remove(&node.id).await?;
     }
     Ok(RoleChange {
         node_id: node.id,

@@ -49,6 +49,11 @@ pub struct Parts {
 }
 
 impl Parts {
+    /// The managers' membership, through this manager's Raft.
+    pub fn membership(&self) -> crate::raft::Membership {
+        crate::raft::Membership::new(self.raft.subscribe())
+    }
+
     /// The address this node advertises: `--advertise`, or detected.
     pub fn advertise_addr(&self) -> String {
         self.advertise.clone().unwrap_or_else(|| {

@@ -11,6 +11,7 @@
 
 mod force;
 mod log_store;
+mod membership;
 mod network;
 pub mod node;
 mod proposer;
@@ -20,6 +21,7 @@ pub(crate) mod wire;
 
 pub use force::force_new_cluster;
 pub use log_store::LogStore;
+pub use membership::Membership;
 pub use node::{snapshots, RaftNode};
 pub use proposer::{ask_to_join, LeaderProposer, RaftProposer, Slot};
 pub use service::RaftService;
