@@ -42,6 +42,14 @@ fn a_worker_joins_by_address_and_tasks_spread_over_both_nodes() {
         roles.contains(&"manager") && roles.contains(&"worker"),
         "{roles:?}"
     );
+    // Both nodes run on this machine: same hostname. The table tells them
+    // apart by their whole ids, one row each (issue 11: it cut them).
+    let table = manager.cli_ok(&["node", "ls"]);
+    for n in &ns {
+        assert_eq!(s(n, "hostname"), hostname(), "{n}");
+        let rows: Vec<&str> = table.lines().filter(|l| l.contains(s(n, "id"))).collect();
+        assert_eq!(rows.len(), 1, "one row shows node {}:\n{table}", s(n, "id"));
+    }
 
     manager.sleeper("web", &["--replicas", "4"]);
     assert!(
