@@ -366,3 +366,23 @@ fn missing_image_rejects_the_task() {
         "the 4th try must come at least 3 s after the 3rd (4 s of back-off), gaps {gaps:?} ms"
     );
 }
+
+/// `service update --image` to an image no node has warns, as `create`
+/// does (issue 11: only create did), and one that a node has says nothing.
+#[test]
+fn an_update_to_an_image_no_node_has_warns() {
+    let d = Daemon::cluster();
+    d.sleeper("web", &[]);
+    d.wait_running("web", 1);
+    let out = d.cli(&["service", "update", "--image", "nosuchimage", "web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: no node has image docker.io/library/nosuchimage:latest"),
+        "update must warn that no node has the image: {}",
+        stderr(&out)
+    );
+    let out = d.cli(&["service", "update", "--image", "busybox", "web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    d.wait_running("web", 1);
+}

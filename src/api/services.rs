@@ -132,6 +132,7 @@ pub async fn update(
     let old = service.spec.clone();
     let mut spec = service.spec.clone();
     let c = &mut spec.task.container;
+    let new_image = req.image.is_some();
     if let Some(image) = req.image {
         c.image = image;
     }
@@ -162,7 +163,12 @@ pub async fn update(
     ctx.proposer
         .propose(vec![Change::Update(Object::Service(service.clone()))])
         .await?;
-    Ok(Json((&find(&ctx.store.read()?, &service.id)?).into()))
+    let view = ctx.store.read()?;
+    let mut body: ServiceBody = (&find(&view, &service.id)?).into();
+    if new_image {
+        body.warnings = image_warnings(&view, &service.spec.task.container.image)?;
+    }
+    Ok(Json(body))
 }
 
 pub async fn scale(

@@ -80,6 +80,10 @@ pub struct ServiceBody {
     pub spec_version: u64,
     /// The spec before the last update, for rollback.
     pub previous_spec: Option<ServiceSpecBody>,
+    /// What the user should know about the write that returned this,
+    /// although it succeeded (an image no node has). Never stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ServiceSpecBody {
@@ -176,6 +180,7 @@ impl From<&Service> for ServiceBody {
             spec: (&s.spec).into(),
             spec_version: s.spec_version,
             previous_spec: s.previous_spec.as_ref().map(Into::into),
+            warnings: Vec::new(),
         }
     }
 }

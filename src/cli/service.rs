@@ -254,6 +254,9 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             let s: ServiceBody = client
                 .post(&format!("/v1/services/{}/update", encode(&a.service)), &req)
                 .await?;
+            for w in &s.warnings {
+                eprintln!("warning: {w}");
+            }
             println!("{}", s.spec.name);
         }
         ServiceCmd::Rm { services } => {
