@@ -53,6 +53,8 @@ pub async fn force_new_cluster(
         Membership::new(vec![BTreeSet::from([id])], BTreeMap::from([(id, member)])),
     );
     store.set_marks(&StateMachine::marks(Some(applied), Some(&membership)))?;
+    // Durable before the log behind it goes.
+    store.flush()?;
 
     log.purge(applied).await?;
     log.truncate(openraft::LogId {

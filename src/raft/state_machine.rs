@@ -100,6 +100,12 @@ fn decode_marks(
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (data, marks) = self.store.export().map_err(sm_r)?;
+        // Applies are fsynced lazily (`Store::apply_marked`), and openraft
+        // purges the log up to this snapshot once it is built: what the
+        // export holds must be durable first, or a crash could lose
+        // entries that no log holds any more. Flushing after the export
+        // also covers entries applied while it was read.
+        self.store.flush().map_err(sm_w)?;
         let (applied, membership) = decode_marks(|k| {
             marks
                 .iter()
@@ -197,6 +203,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.store
             .set_marks(&Self::marks(meta.last_log_id, Some(&meta.last_membership)))
             .map_err(sm_w)?;
+        // openraft purges the log behind the snapshot next.
+        self.store.flush().map_err(sm_w)?;
         Ok(())
     }
 

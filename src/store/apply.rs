@@ -148,12 +148,13 @@ pub(super) fn apply(
     batch: Vec<Change>,
     now: i64,
     marks: &[(&str, Vec<u8>)],
+    durability: redb::Durability,
 ) -> Result<Result<Commit, StoreError>, StoreError> {
     let mut tasks = Tasks {
         cache,
         written: HashMap::new(),
     };
-    let result = apply_in_tx(db, c, &mut tasks, batch, now, marks);
+    let result = apply_in_tx(db, c, &mut tasks, batch, now, marks, durability);
     match &result {
         Ok(Ok(_)) => tasks.committed(),
         // Rejected: nothing of the batch was written, the cache holds.
@@ -209,8 +210,10 @@ fn apply_in_tx(
     batch: Vec<Change>,
     now: i64,
     marks: &[(&str, Vec<u8>)],
+    durability: redb::Durability,
 ) -> Result<Result<Commit, StoreError>, StoreError> {
-    let tx = db.begin_write()?;
+    let mut tx = db.begin_write()?;
+    tx.set_durability(durability)?;
     let index = {
         let mut meta = tx.open_table(META)?;
         let index = meta.get("index")?.map(|v| v.value()).unwrap_or(0) + 1;
@@ -229,7 +232,8 @@ fn apply_in_tx(
                 drop(open);
                 drop(tx);
                 if !marks.is_empty() {
-                    let tx = db.begin_write()?;
+                    let mut tx = db.begin_write()?;
+                    tx.set_durability(durability)?;
                     write_marks(&tx, c, marks)?;
                     tx.commit()?;
                 }

@@ -21,6 +21,7 @@ pub use read::ReadView;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use redb::{Database, TableDefinition};
 use tokio::sync::broadcast;
@@ -95,7 +96,8 @@ io_err!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::SetDurabilityError
 );
 
 /// One applied batch, as watchers see it.
@@ -162,12 +164,20 @@ impl Commit {
 pub struct Store {
     db: Arc<Database>,
     codec: Codec,
-    /// Commits, published after they are durable. A watcher that lags
+    /// Commits, published once committed (and so in the proposer's
+    /// durable log, see `apply_marked`). A watcher that lags
     /// behind gets `Lagged` and must treat everything as dirty.
     events: broadcast::Sender<Arc<Commit>>,
     /// Tasks as they are stored, decoded (`apply::TaskCache`).
     tasks: Arc<Mutex<apply::TaskCache>>,
+    /// When a write was last made durable (see `apply_marked`).
+    synced: Arc<Mutex<Instant>>,
 }
+
+/// How long the proposer's writes may stay un-fsynced: this bounds what a
+/// restart replays from the proposer's log, and how long redb holds on to
+/// pages that only a durable commit frees.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 impl Store {
     /// Opens (or creates) the store at `path`, sealing every value with
@@ -198,6 +208,7 @@ impl Store {
             codec,
             events,
             tasks: Default::default(),
+            synced: Arc::new(Mutex::new(Instant::now())),
         })
     }
 
@@ -227,28 +238,62 @@ impl Store {
     /// The proposer's `marks` are written in the same transaction, even
     /// when the batch is rejected. Called by the proposer only.
     /// Outer error: the store failed; inner: the batch was refused.
+    ///
+    /// The write is durable only once a second or at `flush`: the proposer
+    /// (Raft) has every batch in its own durable log and replays it from
+    /// its mark after a crash, so a second fsync per write bought nothing
+    /// but time. It must `flush` before it forgets a batch from that log.
     pub fn apply_marked(
         &self,
         batch: Vec<Change>,
         now: i64,
         marks: &[(&str, Vec<u8>)],
     ) -> Result<Result<u64, StoreError>, StoreError> {
-        Ok(
-            apply::apply(&self.db, &self.codec, &self.tasks, batch, now, marks)?.map(|commit| {
-                let index = commit.index;
-                // No receivers is fine: nobody is watching yet.
-                let _ = self.events.send(Arc::new(commit));
-                index
-            }),
-        )
+        Ok(apply::apply(
+            &self.db,
+            &self.codec,
+            &self.tasks,
+            batch,
+            now,
+            marks,
+            self.durability(),
+        )?
+        .map(|commit| {
+            let index = commit.index;
+            // No receivers is fine: nobody is watching yet.
+            let _ = self.events.send(Arc::new(commit));
+            index
+        }))
     }
 
-    /// Write only marks (Raft entries that carry no batch).
+    /// Write only marks (Raft entries that carry no batch); durable as
+    /// `apply_marked` is.
     pub fn set_marks(&self, marks: &[(&str, Vec<u8>)]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(self.durability())?;
         apply::write_marks(&tx, &self.codec, marks)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Make every write so far durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        *self.synced.lock().expect("sync clock lock") = Instant::now();
+        // An empty commit at the default durability fsyncs, and with it
+        // every non-durable commit before it.
+        self.db.begin_write()?.commit()?;
+        Ok(())
+    }
+
+    /// Whether the next write is one to fsync: at most `SYNC_EVERY` apart.
+    fn durability(&self) -> redb::Durability {
+        let mut synced = self.synced.lock().expect("sync clock lock");
+        if synced.elapsed() >= SYNC_EVERY {
+            *synced = Instant::now();
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        }
     }
 
     /// One of the proposer's marks.
