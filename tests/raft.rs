@@ -190,8 +190,15 @@ fn a_manager_far_behind_catches_up_from_a_snapshot() {
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    // Let the snapshot happen (checked every second).
-    std::thread::sleep(Duration::from_secs(3));
+    // The two that run take a snapshot (checked every second) and purge
+    // the log behind it, which the stopped one has not seen.
+    assert!(
+        wait_until(WAIT, || (0..3)
+            .filter(|i| *i != lagging)
+            .all(|i| ms[i].data_dir.join("raft-snapshot").exists())),
+        "no snapshot was taken\n{}",
+        ms[writer].log_tail()
+    );
     ms[lagging].start_again();
     assert!(
         wait_until(WAIT, || ms[lagging].services().len() == 30),

@@ -925,10 +925,15 @@ fn a_node_cannot_report_status_for_another_nodes_task() {
         &[Code::PermissionDenied],
     );
 
-    // Nothing changed: wait past the dispatcher's batching and a few
-    // heartbeats, then both tasks are as they were, in shoal and in
-    // containerd.
-    std::thread::sleep(Duration::from_secs(3));
+    // Nothing changed: once a later report of B's has gone through the
+    // dispatcher's batching to the store (a probe pinned to B runs), both
+    // tasks are as they were, in shoal and in containerd.
+    manager.sleeper("probe", &["--constraint", &format!("node.id=={b_id}")]);
+    assert!(
+        wait_until(WAIT, || manager.running("probe").len() == 1),
+        "a probe on B never ran\n{}",
+        manager.describe("probe")
+    );
     let ps = manager.ps("web");
     for (who, before) in [("B", &on_b), ("A", &on_a)] {
         let id = s(before, "id");
