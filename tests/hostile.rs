@@ -635,3 +635,54 @@ fn connections_without_a_certificate_are_bounded_and_closed() {
         stderr(&out)
     );
 }
+
+/// A manager join that cannot make the node a voter (it advertises an
+/// address its leader cannot reach) says so, leaves the cluster taking
+/// writes, and the node is not counted among the managers. Once such a
+/// join was made a voter all the same, which stopped every write of a
+/// one-manager cluster; and a ghost of it made `node promote` report 3
+/// managers, and so no warning, where the quorum counted 2.
+#[test]
+fn a_manager_join_that_cannot_be_reached_says_so_and_is_not_counted() {
+    let manager = Daemon::cluster();
+    let addr = format!("127.0.0.1:{}", manager.port);
+    let mut ghost = Daemon::new(CONTAINERD_SOCKET);
+    // Port 1 on loopback: nothing listens there.
+    ghost.extra_args = vec!["--advertise".into(), "127.0.0.1:1".into()];
+    ghost.spawn();
+    ghost.wait_ready().expect("the daemon starts");
+    let out = ghost.cli(&["join", "--token", &manager.manager_token(), &addr]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a voting manager yet") && stderr(&out).contains("127.0.0.1:1"),
+        "the join must say the node is not a voter yet, and the address it advertised: {}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("now has"),
+        "a node that is not a voter was counted: {}",
+        stderr(&out)
+    );
+    // The cluster still takes writes, with the unreachable node in it.
+    manager.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "still",
+        "--replicas",
+        "0",
+        "busybox",
+    ]);
+    ghost.stop();
+
+    let worker = Daemon::start();
+    worker.cli_ok(&["join", "--token", &manager.join_token(), &addr]);
+    let wid = manager.node_id(&format!("127.0.0.1:{}", worker.port));
+    let out = manager.cli(&["node", "promote", &wid]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the cluster now has 2 managers"),
+        "promoting a worker next to one manager and a ghost makes 2 managers the quorum counts: {}",
+        stderr(&out)
+    );
+}

@@ -36,9 +36,17 @@ pub struct JoinResponse {
     /// "address" or "mDNS"
     pub found_by: String,
     pub role: NodeRole,
-    /// Managers in the cluster, this node included if it is one.
+    /// For a manager: the managers the quorum counts, this node included,
+    /// once the leader made it a voter; 0 if it did not in time (see
+    /// `warnings`).
     pub managers: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
+
+/// How long a joining manager waits to be made a voter before it answers
+/// with a warning (it keeps asking afterwards).
+const VOTER_WAIT: Duration = Duration::from_secs(15);
 
 pub async fn join(
     State(ctx): State<Arc<Ctx>>,
@@ -138,13 +146,29 @@ pub async fn join(
             role: resp.role,
         };
         ctx.node.start(identity, Launch::Resume).await?;
+        let mut warnings = Vec::new();
+        let mut managers = 0;
+        if resp.role == NodeRole::Manager {
+            // Counted from the Raft, not the store: a manager is one the
+            // quorum counts only once the leader could reach it.
+            match ctx.membership().voter_within(&resp.node_id, VOTER_WAIT).await {
+                Some(n) => managers = n,
+                None => warnings.push(format!(
+                    "this node is not a voting manager yet: the leader did not add it within {}s. \
+                     Can the managers reach it at {}? It keeps asking; `shoal node ls` shows the managers.",
+                    VOTER_WAIT.as_secs(),
+                    advertise
+                )),
+            }
+        }
         return Ok(Json(JoinResponse {
             cluster_id: resp.cluster_id,
             node_id: resp.node_id,
             manager: addr.clone(),
             found_by: found_by.into(),
             role: resp.role,
-            managers: resp.managers.len(),
+            managers,
+            warnings,
         }));
     }
     if foreign_ca {

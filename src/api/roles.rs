@@ -21,7 +21,9 @@ pub struct RoleChange {
     pub role: NodeRole,
     /// False when the node already had the role.
     pub changed: bool,
-    /// Managers in the cluster after the change.
+    /// Managers the quorum counts after the change (Raft voters; a node
+    /// the store calls a manager but that never became a voter, such as
+    /// one whose join failed, is not counted).
     pub managers: usize,
 }
 
@@ -44,19 +46,21 @@ async fn set_role(ctx: &Ctx, id: &str, role: NodeRole) -> Result<RoleChange, Api
     let nodes = view.nodes()?;
     drop(view);
     let node = find_node(&nodes, id)?;
-    let managers = nodes
-        .iter()
-        .filter(|n| n.spec.role == NodeRole::Manager)
-        .count();
+    let voters = ctx.membership().members().voters;
+    let is_voter = voters.contains(&node.id);
     if node.spec.role == role {
         return Ok(RoleChange {
             node_id: node.id,
             role,
             changed: false,
-            managers,
+            managers: voters.len(),
         });
     }
-    if role == NodeRole::Worker && managers <= 1 {
+    let stored_managers = nodes
+        .iter()
+        .filter(|n| n.spec.role == NodeRole::Manager)
+        .count();
+    if role == NodeRole::Worker && stored_managers <= 1 {
         return Err(ApiError::BadRequest(format!(
             "node {} is the last manager: promote another node before demoting it",
             node.id
@@ -76,9 +80,11 @@ async fn set_role(ctx: &Ctx, id: &str, role: NodeRole) -> Result<RoleChange, Api
         node_id: node.id,
         role,
         changed: true,
+        // The promoted node becomes a voter once it asks the leader; the
+        // demoted one was just taken out.
         managers: match role {
-            NodeRole::Manager => managers + 1,
-            NodeRole::Worker => managers - 1,
+            NodeRole::Manager => voters.len() + usize::from(!is_voter),
+            NodeRole::Worker => voters.len() - usize::from(is_voter),
         },
     })
 }

@@ -268,6 +268,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if r.role == crate::types::NodeRole::Manager {
                 crate::cli::node::warn_even_managers(r.managers);
             }
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
             Ok(())
         }
         Command::JoinToken {

@@ -18,7 +18,11 @@ pub struct Membership {
 #[derive(Debug, Default)]
 pub struct Members {
     pub leader: Option<String>,
+    /// Voters and learners.
     pub members: Vec<String>,
+    /// The managers the quorum counts: a manager that joined but was
+    /// never made a voter (its leader could not reach it) is not one.
+    pub voters: Vec<String>,
 }
 
 impl Membership {
@@ -32,6 +36,7 @@ impl Membership {
             Some(raft) => Members {
                 leader: raft.leader().map(|m| m.node_id),
                 members: raft.members().into_iter().map(|m| m.node_id).collect(),
+                voters: raft.voters(),
             },
             None => Members::default(),
         }
@@ -45,6 +50,25 @@ impl Membership {
         }
         .remove_manager(node_id)
         .await
+    }
+
+    /// The number of voters once `node_id` is one of them, or None if it
+    /// is not within `within` (the leader cannot reach it, say).
+    pub async fn voter_within(&self, node_id: &str, within: Duration) -> Option<usize> {
+        let mut slot = self.slot.clone();
+        let counted = async {
+            loop {
+                let node = slot.wait_for(|r| r.is_some()).await.ok()?.clone()?;
+                let mut metrics = node.raft.metrics();
+                tokio::select! {
+                    r = metrics.wait_for(|m| RaftNode::counts(m, node_id)) => {
+                        if r.is_ok() { return Some(node.voters().len()) }
+                    }
+                    _ = slot.changed() => {}
+                }
+            }
+        };
+        tokio::time::timeout(within, counted).await.ok().flatten()
     }
 
     /// Whether this manager leads within `within`, across a restart of its

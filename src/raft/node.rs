@@ -21,6 +21,10 @@ use crate::store::{Store, StoreError};
 /// (plus its envelope) fits in a Raft message.
 pub const MAX_ENTRY: usize = super::wire::MAX_RAFT_MESSAGE / 2;
 
+/// How long the leader waits for a joining manager to catch up before it
+/// answers that it cannot yet make it a voter (the manager asks again).
+const CATCH_UP: Duration = Duration::from_secs(10);
+
 /// Heartbeats every 150 ms and elections after 0.5–1 s of silence (over
 /// three missed heartbeats): a dead leader is replaced within about 2 s on
 /// a LAN, while a Pi that is busy for a moment does not trigger one.
@@ -117,6 +121,11 @@ impl RaftNode {
         self.raft.metrics().borrow().clone()
     }
 
+    /// Whether `node_id` is a voter in the membership `m` shows.
+    pub fn counts(m: &openraft::RaftMetrics<NodeId, Member>, node_id: &str) -> bool {
+        voters(m).iter().any(|v| v.node_id == node_id)
+    }
+
     /// Whether these metrics say this node leads.
     pub fn leads(m: &openraft::RaftMetrics<NodeId, Member>) -> bool {
         m.state == ServerState::Leader
@@ -148,6 +157,19 @@ impl RaftNode {
                 return;
             }
         }
+    }
+
+    /// The node ids of the voters: the managers the quorum counts.
+    pub fn voters(&self) -> Vec<String> {
+        self.voter_members()
+            .into_iter()
+            .map(|m| m.node_id)
+            .collect()
+    }
+
+    /// The voters, as members.
+    pub fn voter_members(&self) -> Vec<Member> {
+        voters(&self.metrics())
     }
 
     /// The managers in the membership (voters and learners).
@@ -243,10 +265,36 @@ impl RaftNode {
         {
             return Ok(());
         }
-        self.raft
-            .add_learner(id, member.clone(), true)
+        let added = self
+            .raft
+            .add_learner(id, member.clone(), false)
             .await
             .map_err(|e| self.not_here(e))?;
+        // Only a learner that holds the entry adding it becomes a voter: a
+        // voter the leader cannot reach takes the quorum with it (with one
+        // manager, every write stops). openraft's own wait counts a learner
+        // that has received nothing as caught up while the log is short.
+        let reached = self
+            .raft
+            .wait(Some(CATCH_UP))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id).cloned().flatten())
+                        .is_some_and(|matched| matched.index >= added.log_id.index)
+                },
+                "the new manager has the entry that added it",
+            )
+            .await
+            .is_ok();
+        if !reached {
+            return Err(NotHere::Failed(StoreError::Unavailable(format!(
+                "the leader cannot reach manager {} at {} (or it is still catching up): it stays a non-voting member until it can",
+                member.node_id,
+                super::network::current_addr(&self.store, &member)
+            ))));
+        }
         self.raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
@@ -336,4 +384,12 @@ pub async fn snapshots(node: Arc<RaftNode>, mut shutdown: crate::shutdown::Shutd
             let _ = node.raft.trigger().snapshot().await;
         }
     }
+}
+
+fn voters(m: &openraft::RaftMetrics<NodeId, Member>) -> Vec<Member> {
+    let membership = m.membership_config.membership();
+    membership
+        .voter_ids()
+        .filter_map(|id| membership.get_node(&id).cloned())
+        .collect()
 }

@@ -146,9 +146,10 @@ async fn ask_leader(node: &RaftNode, leader: &Member, op: &Forward) -> Asked {
 }
 
 /// The error for an operation that found no leader with a quorum, counting
-/// the managers this node can reach (itself included).
+/// the voters this node can reach (itself included): a learner is not
+/// part of the quorum.
 async fn no_quorum(node: &RaftNode, op: &Forward, unknown: bool) -> StoreError {
-    let members = node.members();
+    let members = node.voter_members();
     let total = members.len().max(1);
     let probes = members
         .iter()
