@@ -133,6 +133,10 @@ fn rpc_package(package: &str, codec: &str) {
             "Empty",
             false,
         ))
+        // The node's daemon is stopping to start again (SIGTERM): hold its
+        // tasks for the cluster's restart grace. A 254a909 manager does not
+        // know the route, and the node is simply replaced when it is down.
+        .method(method("restarting", "Restarting", "Empty", "Empty", false))
         .build();
     // What managers ask of any node.
     let node = Service::builder()

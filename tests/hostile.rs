@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -452,7 +453,9 @@ fn a_damaged_agent_state_is_set_aside_and_rebuilt() {
 /// A worker that comes back after its tasks were replaced gets the old
 /// tasks (to stop) and their replacements at once: it stops the old ones
 /// before it starts the new ones, so no slot runs twice (once: 8
-/// containers for 4 tasks for about 10 s).
+/// containers for 4 tasks for about 10 s). The worker vanishes without a
+/// word (SIGKILL), so its tasks are replaced; a worker stopped with SIGTERM
+/// says it restarts and keeps them (`a_worker_restarted_with_sigterm_…`).
 #[test]
 fn a_worker_back_after_its_tasks_were_replaced_never_runs_a_slot_twice() {
     let manager = Daemon::cluster();
@@ -481,7 +484,7 @@ fn a_worker_back_after_its_tasks_were_replaced_never_runs_a_slot_twice() {
         manager.describe("slots")
     );
     let old = manager.running("slots");
-    assert!(worker.stop().success());
+    worker.kill9();
     assert!(
         wait_until(WAIT, || manager.node_status(&waddr) == "down"),
         "the stopped worker is not down: {:?}",
@@ -684,5 +687,96 @@ fn a_manager_join_that_cannot_be_reached_says_so_and_is_not_counted() {
         stderr(&out).contains("the cluster now has 2 managers"),
         "promoting a worker next to one manager and a ghost makes 2 managers the quorum counts: {}",
         stderr(&out)
+    );
+}
+
+/// The message `node ls` gives for the node at `addr` on `d`.
+fn node_message(d: &Daemon, addr: &str) -> String {
+    d.nodes()
+        .iter()
+        .find(|n| s(n, "addr") == addr)
+        .and_then(|n| n.get("message").and_then(|m| m.as_str()))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The ids of every task of `service`, history included.
+fn task_ids(d: &Daemon, service: &str) -> BTreeSet<String> {
+    d.ps(service)
+        .iter()
+        .map(|t| s(t, "id").to_string())
+        .collect()
+}
+
+/// A worker whose daemon is stopped with SIGTERM (a planned restart: an
+/// upgrade of shoal, a reboot) says so; the managers hold its tasks for the
+/// cluster's restart grace instead of replacing them, and it finds them
+/// again, with the same containers, when it is back. Once, every task of
+/// a restarted worker was replaced. Past the grace they are replaced.
+#[test]
+fn a_worker_restarted_with_sigterm_keeps_its_tasks_for_the_grace_period() {
+    let manager = Daemon::cluster();
+    let mut worker = Daemon::start();
+    worker.load_image("busybox");
+    let waddr = format!("127.0.0.1:{}", worker.port);
+    let addr = format!("127.0.0.1:{}", manager.port);
+    worker.cli_ok(&["join", "--token", &manager.join_token(), &addr]);
+    assert!(wait_until(WAIT, || manager.node_status(&waddr) == "ready"));
+    manager.sleeper(
+        "held",
+        &["--replicas", "2", "--constraint", "node.role==worker"],
+    );
+    assert!(
+        wait_until(WAIT, || worker.ctr_running().len() == 2),
+        "{}",
+        manager.describe("held")
+    );
+    let tasks = task_ids(&manager, "held");
+    let containers = worker.ctr_running();
+
+    assert!(worker.stop().success(), "{}", worker.log_tail());
+    assert!(
+        wait_until(WAIT, || manager.node_status(&waddr) == "down"
+            && node_message(&manager, &waddr).contains("restarting")),
+        "the stopped worker is not down as restarting: {:?}",
+        manager.nodes()
+    );
+    // Once the control loops have made a pass over that state (a probe on
+    // the manager runs), nothing was replaced.
+    manager.settle();
+    assert_eq!(
+        task_ids(&manager, "held"),
+        tasks,
+        "tasks of a restarting worker were replaced\n{}",
+        manager.describe("held")
+    );
+
+    worker.start_again();
+    assert!(
+        wait_until(WAIT, || manager.node_status(&waddr) == "ready"),
+        "the worker is not ready again: {:?}",
+        manager.nodes()
+    );
+    assert!(
+        wait_until(WAIT, || manager.running("held") == containers
+            && worker.ctr_running() == containers),
+        "the worker does not run its old containers again: {:?} (was {containers:?})\n{}",
+        worker.ctr_running(),
+        manager.describe("held")
+    );
+    assert_eq!(task_ids(&manager, "held"), tasks);
+
+    // With a grace of 1s, a worker that stays away loses its tasks.
+    manager.cli_ok(&["cluster", "update", "--restart-grace", "1s"]);
+    assert!(worker.stop().success(), "{}", worker.log_tail());
+    assert!(
+        wait_until(WAIT, || task_ids(&manager, "held").len() >= 4),
+        "the tasks of a worker past its restart grace were not replaced\n{}",
+        manager.describe("held")
+    );
+    assert!(
+        node_message(&manager, &waddr).contains("did not come back"),
+        "{:?}",
+        manager.nodes()
     );
 }

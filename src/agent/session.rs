@@ -46,7 +46,14 @@ pub struct Session {
     /// SwarmKit's agent does when its node changed (its images). The
     /// sender is told once a manager has the new description.
     pub redescribe: mpsc::Receiver<oneshot::Sender<()>>,
+    /// The daemon's own stop (SIGTERM), as opposed to a stop of this
+    /// node's components for a change of role: the session then tells the
+    /// manager that the node restarts, so that its tasks are held.
+    pub daemon_stopping: Shutdown,
 }
+
+/// How long a stopping daemon waits for the manager to take note.
+const RESTART_NOTICE_WITHIN: Duration = Duration::from_secs(2);
 
 /// Why a session with one manager ended.
 enum Ended {
@@ -129,6 +136,20 @@ impl Session {
         }
     }
 
+    /// Tell the manager this node restarts, in bounded time: the daemon is
+    /// stopping, and a manager that does not answer must not hold it up.
+    async fn say_restarting(&self, client: &mut DispatcherClient, addr: &str) {
+        match tokio::time::timeout(RESTART_NOTICE_WITHIN, client.restarting(Empty {})).await {
+            Ok(Ok(_)) => info!(manager = %addr, "told the managers this node restarts"),
+            Ok(Err(e)) => {
+                warn!(manager = %addr, error = %e.message(), "could not say this node restarts")
+            }
+            Err(_) => {
+                warn!(manager = %addr, "the manager did not take note of the restart in time")
+            }
+        }
+    }
+
     /// One session with one manager. `Ok` only at shutdown.
     async fn serve_one(
         &mut self,
@@ -171,7 +192,12 @@ impl Session {
         let mut sending: Option<StatusSend> = None;
         loop {
             tokio::select! {
-                _ = shutdown.wait() => return Ok(()),
+                _ = shutdown.wait() => {
+                    if self.daemon_stopping.is_set() {
+                        self.say_restarting(&mut client, addr).await;
+                    }
+                    return Ok(());
+                }
                 Some(w) = self.redescribe.recv() => {
                     waiting.push(w);
                     return Err(Ended::Redescribe);

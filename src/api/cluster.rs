@@ -66,6 +66,7 @@ pub async fn init(
         removed_nodes: Vec::new(),
         snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL,
         unlock_key: None,
+        restart_grace_ms: crate::types::DEFAULT_RESTART_GRACE_MS,
     };
     let worker_token = cluster.join_tokens.worker.to_string();
     let mut node = Node::joined(
@@ -273,6 +274,9 @@ pub struct ClusterUpdate {
     pub snapshot_interval: Option<u64>,
     #[serde(default)]
     pub autolock: Option<bool>,
+    /// How long the tasks of a node that said it is restarting are held.
+    #[serde(default)]
+    pub restart_grace_ms: Option<u64>,
     /// In the reply, when autolock is on: the key to unlock managers with.
     #[serde(default)]
     pub unlock_key: Option<String>,
@@ -315,6 +319,14 @@ pub async fn update_cluster(
         }
         cluster.snapshot_interval = n;
     }
+    if let Some(ms) = req.restart_grace_ms {
+        if ms > crate::types::MAX_RESTART_GRACE_MS {
+            return Err(ApiError::BadRequest(
+                "the restart grace period must be at most 24h".into(),
+            ));
+        }
+        cluster.restart_grace_ms = ms;
+    }
     if let Some(on) = req.autolock {
         super::lock::set_autolock(&mut cluster, on)?;
     }
@@ -323,6 +335,7 @@ pub async fn update_cluster(
         heartbeat_period_ms: Some(cluster.heartbeat_period_ms),
         snapshot_interval: Some(cluster.snapshot_interval),
         autolock: Some(cluster.unlock_key.is_some()),
+        restart_grace_ms: Some(cluster.restart_grace_ms),
         unlock_key: req
             .autolock
             .filter(|on| *on)

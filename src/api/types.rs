@@ -158,6 +158,9 @@ pub struct NodeRow {
     pub hostname: String,
     pub role: String,
     pub status: String,
+    /// Why it has that status (a missed heartbeat, a restart it announced).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
     pub availability: String,
     pub leader: bool,
     /// `leader`, `reachable`, `unreachable`, or null for workers.
@@ -190,6 +193,7 @@ impl NodeRow {
             hostname: n.description.hostname.clone(),
             role: n.spec.role.as_str().to_string(),
             status: n.status.state.as_str().to_string(),
+            message: n.status.message.clone(),
             availability: n.spec.availability.as_str().to_string(),
             leader,
             manager_status: n

@@ -146,6 +146,11 @@ pub enum ClusterCmd {
         /// manager serves nothing until `shoal unlock` is given the key.
         #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
         autolock: Option<bool>,
+        /// How long the managers hold the tasks of a node that said it is
+        /// restarting (its daemon got SIGTERM) before replacing them, up to
+        /// 24h; 0 replaces them once it is down (default 1m).
+        #[arg(long, value_parser = parse::duration)]
+        restart_grace: Option<std::time::Duration>,
     },
 }
 
@@ -316,6 +321,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             heartbeat_period,
             snapshot_interval,
             autolock,
+            restart_grace,
         }) => {
             let client = Client::new(&cli.socket);
             let req = crate::api::ClusterUpdate {
@@ -323,6 +329,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 heartbeat_period_ms: heartbeat_period.map(parse::millis),
                 snapshot_interval,
                 autolock,
+                restart_grace_ms: restart_grace.map(parse::millis),
                 unlock_key: None,
             };
             let r: crate::api::ClusterUpdate = client.post("/v1/cluster/update", &req).await?;
@@ -330,10 +337,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 humantime::format_duration(std::time::Duration::from_millis(v.unwrap_or(0)))
             };
             println!(
-                "cert expiry {}, heartbeat period {}, snapshot every {} log entries, autolock {}",
+                "cert expiry {}, heartbeat period {}, snapshot every {} log entries, restart grace {}, autolock {}",
                 ms(r.cert_expiry_ms),
                 ms(r.heartbeat_period_ms),
                 r.snapshot_interval.unwrap_or(0),
+                ms(r.restart_grace_ms),
                 if r.autolock == Some(true) {
                     "on"
                 } else {

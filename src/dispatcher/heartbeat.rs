@@ -1,6 +1,13 @@
 //! Node liveness. Heartbeats live in the managers' memory and are never
 //! written to the store: only a change of state is (ready → down, down →
 //! ready). On an SD card every write counts.
+//!
+//! A node whose daemon stops to start again (SIGTERM: an upgrade, a
+//! reboot) says so first. It is marked down at once, but held: its tasks
+//! stay where they are for the cluster's restart grace, so that a planned
+//! restart does not move every task of the node and back. A node that
+//! vanishes without a word is still down after three missed periods, and
+//! its tasks are replaced.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,8 +16,8 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::shutdown::Shutdown;
-use crate::store::{Change, Object, Proposer, Store};
-use crate::types::NodeState;
+use crate::store::{Change, Object, Proposer, Store, StoreError};
+use crate::types::{now_ms, NodeState, NodeStatus, DEFAULT_RESTART_GRACE_MS};
 
 /// Missed periods before a node is marked down.
 const MISSED_PERIODS: u32 = 3;
@@ -74,27 +81,18 @@ pub async fn watch_nodes(
         let mut changes = Vec::new();
         if let Ok(nodes) = store.read().and_then(|v| v.nodes()) {
             for mut node in nodes {
+                let heard = heartbeats.last(&node.id).is_some();
                 let up = alive(heartbeats.last(&node.id), since, now, period);
-                let next = match (node.status.state, up) {
-                    (NodeState::Ready, false) => {
-                        crate::metrics::global().missed_heartbeats.inc();
-                        NodeState::Down
-                    }
-                    (NodeState::Down | NodeState::Unknown, true)
-                        if heartbeats.last(&node.id).is_some() =>
-                    {
-                        NodeState::Ready
-                    }
-                    _ => continue,
+                let Some(next) = next_status(&node.status, up, heard, period, now_ms()) else {
+                    continue;
                 };
-                info!(node = %node.id, from = node.status.state.as_str(), to = next.as_str(), "node state");
-                node.status.state = next;
-                node.status.message = match next {
-                    NodeState::Down => {
-                        format!("heartbeat missed for {:?}", period * MISSED_PERIODS)
-                    }
-                    _ => String::new(),
-                };
+                if next.state != node.status.state {
+                    info!(node = %node.id, from = node.status.state.as_str(), to = next.state.as_str(), "node state");
+                }
+                if next.state == NodeState::Down && node.status.state == NodeState::Ready {
+                    crate::metrics::global().missed_heartbeats.inc();
+                }
+                node.status = next;
                 changes.push(Change::Update(Object::Node(node)));
             }
         }
@@ -110,9 +108,93 @@ pub async fn watch_nodes(
     }
 }
 
+/// What a node's status becomes, if it changes: `up` as `alive` says,
+/// `heard` if this manager has had a heartbeat from it since it leads (or
+/// since the node said it restarts), `now` the leader's clock (ms).
+pub fn next_status(
+    status: &NodeStatus,
+    up: bool,
+    heard: bool,
+    period: Duration,
+    now: i64,
+) -> Option<NodeStatus> {
+    let mut next = status.clone();
+    match (status.state, up) {
+        (NodeState::Ready, false) => {
+            next.state = NodeState::Down;
+            next.message = format!("heartbeat missed for {:?}", period * MISSED_PERIODS);
+        }
+        (NodeState::Down | NodeState::Unknown, true) if heard => {
+            next.state = NodeState::Ready;
+            next.message = String::new();
+            next.held_until_ms = None;
+        }
+        _ if status.held() && status.held_until_ms.is_some_and(|t| now >= t) => {
+            next.held_until_ms = None;
+            next.message = "did not come back within the restart grace period".into();
+        }
+        _ => return None,
+    }
+    Some(next)
+}
+
+impl super::Dispatcher {
+    /// `node_id` says its daemon is stopping to start again: mark it down
+    /// now, its tasks held for the cluster's restart grace (none: it is
+    /// treated as any node that goes away).
+    pub async fn restarting(&self, node_id: &str) -> Result<(), StoreError> {
+        let view = self.store.read()?;
+        let grace = view
+            .cluster()?
+            .map_or(DEFAULT_RESTART_GRACE_MS, |c| c.restart_grace_ms);
+        let Some(mut node) = view.node(node_id)? else {
+            return Ok(());
+        };
+        drop(view);
+        if grace == 0 {
+            return Ok(());
+        }
+        // Back only once it beats again, after it restarted.
+        self.heartbeats.forget(node_id);
+        let grace = Duration::from_millis(grace);
+        node.status.state = NodeState::Down;
+        node.status.held_until_ms = Some(now_ms().saturating_add(grace.as_millis() as i64));
+        node.status.message = format!(
+            "restarting: its tasks are held for {}",
+            humantime::format_duration(grace)
+        );
+        info!(node = %node_id, grace = ?grace, "node restarting; its tasks are held");
+        self.proposer
+            .propose(vec![Change::Update(Object::Node(node))])
+            .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_held_for_its_restart_is_released_when_back_or_when_the_grace_ends() {
+        let p = Duration::from_secs(1);
+        let held = NodeStatus {
+            state: NodeState::Down,
+            message: "restarting".into(),
+            held_until_ms: Some(10_000),
+            ..Default::default()
+        };
+        // Within the grace and not heard from: nothing changes.
+        assert_eq!(next_status(&held, false, false, p, 9_999), None);
+        // Its first beat after the restart: ready, no longer held.
+        let back = next_status(&held, true, true, p, 5_000).expect("a change");
+        assert_eq!((back.state, back.held_until_ms), (NodeState::Ready, None));
+        // The grace ran out: still down, no longer held, so its tasks go.
+        let gone = next_status(&held, false, false, p, 10_000).expect("a change");
+        assert_eq!((gone.state, gone.held_until_ms), (NodeState::Down, None));
+        assert!(!gone.held() && held.held());
+        assert_eq!(next_status(&gone, false, false, p, 20_000), None);
+    }
 
     #[test]
     fn a_node_is_down_after_three_missed_periods() {

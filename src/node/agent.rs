@@ -49,6 +49,7 @@ pub(super) fn run(
             .redescribe
             .take()
             .ok_or_else(|| anyhow::anyhow!("the agent was started twice"))?,
+        daemon_stopping: node.daemon_stopping.clone(),
     };
     let agent = Agent::new(parts.exec.clone(), crate::host::hostname(), report_tx);
     let s = tokio::spawn(session.run(assign_tx, report_rx, shutdown.clone()));

@@ -193,6 +193,8 @@ struct Node {
     handle: Handle,
     /// For the agent's session (taken by `agent::run`).
     redescribe: Option<mpsc::Receiver<oneshot::Sender<()>>>,
+    /// The daemon's stop, which the agent's session tells the managers of.
+    daemon_stopping: Shutdown,
 }
 
 /// The components of the current role, running.
@@ -212,6 +214,8 @@ pub struct Supervisor {
     changing_to: Option<NodeRole>,
     /// Asks the running agent's session to describe this node again.
     redescribe: Option<mpsc::Sender<oneshot::Sender<()>>>,
+    /// The daemon's stop, once `run` is given it.
+    daemon_stopping: Option<Shutdown>,
 }
 
 impl Supervisor {
@@ -235,6 +239,7 @@ impl Supervisor {
             running: None,
             changing_to: None,
             redescribe: None,
+            daemon_stopping: None,
         };
         (supervisor, handle)
     }
@@ -242,6 +247,7 @@ impl Supervisor {
     /// Run the node until shutdown: its components, if it is in a cluster,
     /// and every change it is asked for.
     pub async fn run(mut self, mut shutdown: Shutdown) {
+        self.daemon_stopping = Some(shutdown.clone());
         if self.current().is_some() {
             self.launch(Launch::Resume);
         }
@@ -403,6 +409,11 @@ impl Supervisor {
             parts: self.parts.clone(),
             handle: self.handle.clone(),
             redescribe: Some(requests),
+            // Never set outside `run` (a dropped trigger is not a stop).
+            daemon_stopping: self
+                .daemon_stopping
+                .clone()
+                .unwrap_or_else(|| shutdown::channel().1),
         };
         self.failure.send_replace(None);
         let failure = self.failure.clone();

@@ -187,9 +187,11 @@ async fn pass(
         by_service.entry(&t.service_id).or_default().push(t);
     }
     let unavailable = replicated::Unavailable {
+        // A node held for its restart keeps its tasks until it is back or
+        // the grace runs out.
         down: nodes
             .iter()
-            .filter(|n| n.status.state == NodeState::Down)
+            .filter(|n| n.status.state == NodeState::Down && !n.status.held())
             .map(|n| n.id.clone())
             .collect(),
         drained: nodes
@@ -198,6 +200,20 @@ async fn pass(
             .map(|n| n.id.clone())
             .collect(),
     };
+    // Global services: a node held for its restart counts as ready, so
+    // that its task stays (the scheduler places nothing new on it).
+    let for_global: Vec<Cow<Node>> = nodes
+        .iter()
+        .map(|n| {
+            if n.status.held() {
+                let mut ready = (*n).clone();
+                ready.status.state = NodeState::Ready;
+                Cow::Owned(ready)
+            } else {
+                Cow::Borrowed(*n)
+            }
+        })
+        .collect();
     let mut plan = Plan::default();
     for s in services.iter().filter(|s| dirty.has(&s.id)) {
         let ts = by_service.remove(s.id.as_str()).unwrap_or_default();
@@ -206,7 +222,7 @@ async fn pass(
                 replicated::reconcile(s, replicas, &ts, &unavailable, now)
             }
             ServiceMode::Global => {
-                global::reconcile(s, &eligible_for_global(&nodes, &s.spec.task), &ts, now)
+                global::reconcile(s, &eligible_for_global(&for_global, &s.spec.task), &ts, now)
             }
         });
     }

@@ -47,6 +47,9 @@ impl<S: v2::dispatcher_server::Dispatcher> v1::dispatcher_server::Dispatcher for
     async fn update_status(&self, req: Request<StatusBatch>) -> Result<Response<Empty>, Status> {
         self.0.update_status(req).await
     }
+    async fn restarting(&self, req: Request<Empty>) -> Result<Response<Empty>, Status> {
+        self.0.restarting(req).await
+    }
 }
 
 #[tonic::async_trait]
@@ -139,6 +142,7 @@ compat_client!(
         session(SessionRequest) -> tonic::Streaming<SessionMessage>;
         heartbeat(Empty) -> HeartbeatResponse;
         update_status(StatusBatch) -> Empty;
+        restarting(Empty) -> Empty;
     }
 );
 

@@ -73,6 +73,15 @@ impl DispatcherRpc for DispatcherService {
         }))
     }
 
+    async fn restarting(&self, req: Request<Empty>) -> Result<Response<Empty>, Status> {
+        let node = self.caller(&req)?;
+        self.current()?
+            .restarting(&node.id)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(Empty {}))
+    }
+
     async fn update_status(&self, req: Request<StatusBatch>) -> Result<Response<Empty>, Status> {
         let node = self.caller(&req)?;
         match self

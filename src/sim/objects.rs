@@ -26,6 +26,7 @@ pub fn cluster(heartbeat_period_ms: u64) -> anyhow::Result<Cluster> {
         join_tokens: crate::tls::JoinTokens::generate(&"0".repeat(64))?,
         removed_nodes: Vec::new(),
         snapshot_interval: crate::types::DEFAULT_SNAPSHOT_INTERVAL,
+        restart_grace_ms: crate::types::DEFAULT_RESTART_GRACE_MS,
         unlock_key: None,
     })
 }
@@ -56,6 +57,7 @@ pub fn node(id: &str, images: &[&str]) -> Node {
             state: NodeState::Ready,
             message: String::new(),
             addr: String::new(),
+            held_until_ms: None,
         },
         version: crate::VERSION.into(),
     }

@@ -52,7 +52,21 @@ pub struct Cluster {
     /// Set while the cluster is autolocked: the key (`SHOALKEY-1-…`) that
     /// every manager seals its keys with. Secret, like the CA key beside it.
     pub unlock_key: Option<String>,
+    /// How long the managers hold the tasks of a node that said it is
+    /// restarting (a daemon stopped with SIGTERM) before they replace them;
+    /// 0: replace them as soon as it is down.
+    #[serde(default = "default_restart_grace_ms")]
+    pub restart_grace_ms: u64,
 }
+
+fn default_restart_grace_ms() -> u64 {
+    DEFAULT_RESTART_GRACE_MS
+}
+
+/// `cluster update --restart-grace` unless set.
+pub const DEFAULT_RESTART_GRACE_MS: u64 = 60_000;
+/// The longest restart grace: a day.
+pub const MAX_RESTART_GRACE_MS: u64 = 24 * 3_600_000;
 
 impl Cluster {
     /// Whether `node_id` was removed: its certificate is refused from then

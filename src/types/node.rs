@@ -118,6 +118,18 @@ pub struct NodeStatus {
     pub message: String,
     /// The address other nodes use to reach this one.
     pub addr: String,
+    /// Set while the node is down after saying it would restart: until
+    /// then (the leader's clock, ms) its tasks are held, not replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until_ms: Option<i64>,
+}
+
+impl NodeStatus {
+    /// Down after saying it would restart, within the grace period: its
+    /// tasks stay where they are, and nothing new is placed on it.
+    pub fn held(&self) -> bool {
+        self.state == NodeState::Down && self.held_until_ms.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +166,7 @@ impl Node {
                 state: NodeState::Unknown,
                 message: "joined".into(),
                 addr,
+                held_until_ms: None,
             },
             version,
         }
