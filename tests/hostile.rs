@@ -450,6 +450,23 @@ fn a_damaged_agent_state_is_set_aside_and_rebuilt() {
     assert!(!log.contains("panicked"), "{}", d.log_tail());
 }
 
+/// A manager and a worker that joined it and is ready, both with the
+/// busybox image, and the worker's address.
+fn manager_and_worker() -> (Daemon, Daemon, String) {
+    let manager = Daemon::cluster();
+    let worker = Daemon::start();
+    worker.load_image("busybox");
+    let waddr = format!("127.0.0.1:{}", worker.port);
+    let addr = format!("127.0.0.1:{}", manager.port);
+    worker.cli_ok(&["join", "--token", &manager.join_token(), &addr]);
+    assert!(
+        wait_until(WAIT, || manager.node_status(&waddr) == "ready"),
+        "the worker never became ready: {:?}",
+        manager.nodes()
+    );
+    (manager, worker, waddr)
+}
+
 /// A worker that comes back after its tasks were replaced gets the old
 /// tasks (to stop) and their replacements at once: it stops the old ones
 /// before it starts the new ones, so no slot runs twice (once: 8
@@ -458,13 +475,7 @@ fn a_damaged_agent_state_is_set_aside_and_rebuilt() {
 /// says it restarts and keeps them (`a_worker_restarted_with_sigterm_…`).
 #[test]
 fn a_worker_back_after_its_tasks_were_replaced_never_runs_a_slot_twice() {
-    let manager = Daemon::cluster();
-    let mut worker = Daemon::start();
-    worker.load_image("busybox");
-    let waddr = format!("127.0.0.1:{}", worker.port);
-    let addr = format!("127.0.0.1:{}", manager.port);
-    worker.cli_ok(&["join", "--token", &manager.join_token(), &addr]);
-    assert!(wait_until(WAIT, || manager.node_status(&waddr) == "ready"));
+    let (manager, mut worker, waddr) = manager_and_worker();
     // busybox's sleep ignores SIGTERM: an old task takes its whole grace
     // period to stop, which is when a replacement could overlap it.
     manager.sleeper(
@@ -715,13 +726,7 @@ fn task_ids(d: &Daemon, service: &str) -> BTreeSet<String> {
 /// a restarted worker was replaced. Past the grace they are replaced.
 #[test]
 fn a_worker_restarted_with_sigterm_keeps_its_tasks_for_the_grace_period() {
-    let manager = Daemon::cluster();
-    let mut worker = Daemon::start();
-    worker.load_image("busybox");
-    let waddr = format!("127.0.0.1:{}", worker.port);
-    let addr = format!("127.0.0.1:{}", manager.port);
-    worker.cli_ok(&["join", "--token", &manager.join_token(), &addr]);
-    assert!(wait_until(WAIT, || manager.node_status(&waddr) == "ready"));
+    let (manager, mut worker, waddr) = manager_and_worker();
     manager.sleeper(
         "held",
         &["--replicas", "2", "--constraint", "node.role==worker"],
@@ -778,5 +783,49 @@ fn a_worker_restarted_with_sigterm_keeps_its_tasks_for_the_grace_period() {
         node_message(&manager, &waddr).contains("did not come back"),
         "{:?}",
         manager.nodes()
+    );
+}
+
+/// A state of 50 MB (services near the spec limit) reaches a manager that
+/// joins after the log behind it was compacted: it is sent as a snapshot,
+/// in chunks, and the new manager lists every service. Once, a 3.4 MB
+/// snapshot was the largest any test had sent.
+#[test]
+fn a_new_manager_receives_a_state_of_50_mb() {
+    let m1 = Daemon::cluster();
+    m1.cli_ok(&["cluster", "update", "--snapshot-interval", "100"]);
+    const SERVICES: usize = 420;
+    for i in 0..SERVICES {
+        let (code, reply) = big_service(&m1, &format!("big{i}"), 120 * 1024, 0);
+        assert_eq!(code, 200, "service {i}: {reply}");
+    }
+    let snapshot = m1.data_dir.join("raft-snapshot");
+    let size = || std::fs::metadata(&snapshot).map_or(0, |m| m.len());
+    assert!(
+        wait_until(WAIT, || size() >= 50_000_000),
+        "the snapshot is {} bytes\n{}",
+        size(),
+        m1.log_tail()
+    );
+    eprintln!("snapshot: {} bytes", size());
+    let m2 = Daemon::start();
+    let joined = std::time::Instant::now();
+    common::managers::join_manager(&m2, &m1);
+    let listed = || common::managers::try_service_names(&m2).map_or(0, |names| names.len());
+    assert!(
+        wait_until(Duration::from_secs(120), || listed() == SERVICES),
+        "the new manager lists {} of {SERVICES} services\n{}",
+        listed(),
+        m2.log_tail()
+    );
+    eprintln!(
+        "the new manager listed every service {:?} after its join began",
+        joined.elapsed()
+    );
+    let log = std::fs::read_to_string(&m2.log).unwrap_or_default();
+    assert!(
+        log.contains("installed a snapshot"),
+        "the new manager caught up without a snapshot\n{}",
+        m2.log_tail()
     );
 }

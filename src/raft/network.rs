@@ -148,7 +148,16 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        // One entry (or a heartbeat) cannot be cut further.
+        // openraft gives an AppendEntries one heartbeat interval (150 ms)
+        // and sends the same one again when it times out: one that cannot
+        // travel and be fsynced in that time never would, and a follower
+        // or a new manager would never catch up. So a batch is cut to
+        // about `APPEND_BYTES` (one entry cannot be cut).
+        if let Some(fits) = entries_within(&rpc.entries, APPEND_BYTES) {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fits),
+            ));
+        }
         let half = (rpc.entries.len() > 1).then_some(rpc.entries.len() as u64 / 2);
         self.send(&rpc, &option, RaftMethod::Append, half).await
     }
@@ -167,5 +176,60 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr> {
         self.send(&rpc, &option, RaftMethod::Vote, None).await
+    }
+}
+
+/// The bytes of entries one AppendEntries carries, at most (unless one
+/// entry alone is larger): a few milliseconds on a LAN, and one fsync.
+const APPEND_BYTES: usize = 1024 * 1024;
+
+/// How many of `entries` to send when all of them would be more than
+/// `budget` bytes (at least one); None when they fit. Stops counting at
+/// the first entry past the budget.
+fn entries_within(entries: &[openraft::Entry<TypeConfig>], budget: usize) -> Option<u64> {
+    if entries.len() < 2 {
+        return None;
+    }
+    let mut total = 0;
+    for (fits, e) in entries.iter().enumerate() {
+        total += crate::format::encoded_len(e);
+        if total > budget {
+            return Some((fits as u64).max(1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Change, Kind};
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+
+    fn entry(index: u64, bytes: usize) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(super::super::Request {
+                batch: vec![Change::Delete {
+                    kind: Kind::Service,
+                    id: "x".repeat(bytes),
+                    expected_version: None,
+                }],
+                now_ms: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn an_append_is_cut_to_its_byte_budget_but_never_below_one_entry() {
+        let mib = 1024 * 1024;
+        let big: Vec<_> = (1..=5).map(|i| entry(i, 400 * 1024)).collect();
+        assert_eq!(entries_within(&big, mib), Some(2));
+        let small: Vec<_> = (1..=5).map(|i| entry(i, 1024)).collect();
+        assert_eq!(entries_within(&small, mib), None);
+        // One entry larger than the budget goes alone.
+        let huge = vec![entry(1, 2 * mib), entry(2, 10)];
+        assert_eq!(entries_within(&huge, mib), Some(1));
+        assert_eq!(entries_within(&huge[..1], mib), None);
     }
 }

@@ -265,11 +265,22 @@ impl RaftNode {
         {
             return Ok(());
         }
-        let added = self
-            .raft
-            .add_learner(id, member.clone(), false)
-            .await
-            .map_err(|e| self.not_here(e))?;
+        // Already a learner (the manager asks again while it catches up):
+        // adding it again would restart its replication, and a large
+        // snapshot under way to it with it, every time it asks.
+        let metrics = self.metrics();
+        let added_at = match metrics.membership_config.membership().get_node(&id) {
+            Some(known) if *known == member => metrics.membership_config.log_id().map(|l| l.index),
+            _ => {
+                let added = self
+                    .raft
+                    .add_learner(id, member.clone(), false)
+                    .await
+                    .map_err(|e| self.not_here(e))?;
+                Some(added.log_id.index)
+            }
+        }
+        .unwrap_or(0);
         // Only a learner that holds the entry adding it becomes a voter: a
         // voter the leader cannot reach takes the quorum with it (with one
         // manager, every write stops). openraft's own wait counts a learner
@@ -282,7 +293,7 @@ impl RaftNode {
                     m.replication
                         .as_ref()
                         .and_then(|r| r.get(&id).cloned().flatten())
-                        .is_some_and(|matched| matched.index >= added.log_id.index)
+                        .is_some_and(|matched| matched.index >= added_at)
                 },
                 "the new manager has the entry that added it",
             )
