@@ -19,11 +19,11 @@ pub fn hostname() -> String {
 /// image store that cannot be read gives no images rather than no
 /// description: the node still joins, and is refreshed later.
 pub async fn describe(images: &dyn ImageStore) -> NodeDescription {
-    let images = match images.images().await {
-        Ok(i) => i,
+    let (images, runtime_error) = match images.images().await {
+        Ok(i) => (i, None),
         Err(e) => {
             warn!(error = %e, "cannot list images");
-            Vec::new()
+            (Vec::new(), Some(e.to_string()))
         }
     };
     NodeDescription {
@@ -34,6 +34,7 @@ pub async fn describe(images: &dyn ImageStore) -> NodeDescription {
             .unwrap_or(1),
         memory_bytes: memory_bytes(),
         images,
+        runtime_error,
     }
 }
 

@@ -179,15 +179,7 @@ fn a_manager_far_behind_catches_up_from_a_snapshot() {
     let writer = (0..3).find(|i| *i != lagging).unwrap();
     for i in 0..30 {
         let name = format!("s{i}");
-        let out = ms[writer].cli(&[
-            "service",
-            "create",
-            "--name",
-            &name,
-            "--replicas",
-            "0",
-            "busybox",
-        ]);
+        let out = ms[writer].create_empty(&name, &[]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
     // The two that run take a snapshot (checked every second) and purge

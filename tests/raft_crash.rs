@@ -238,15 +238,8 @@ fn a_manager_killed_right_after_acknowledged_writes_keeps_them_past_a_snapshot()
     let mut acked = BTreeSet::new();
     let create = |d: &Daemon, acked: &mut BTreeSet<String>| {
         let name = format!("c{}", acked.len());
-        d.cli_ok(&[
-            "service",
-            "create",
-            "--name",
-            &name,
-            "--replicas",
-            "0",
-            "busybox",
-        ]);
+        let out = d.create_empty(&name, &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
         acked.insert(name);
     };
     // Writes until a snapshot (taken at most a second after 10 entries)

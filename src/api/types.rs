@@ -172,6 +172,10 @@ pub struct NodeRow {
     pub cpus: u32,
     pub memory_bytes: u64,
     pub images: Vec<crate::types::ImageInfo>,
+    /// Why the node's agent cannot reach its container runtime, while it
+    /// cannot (the node is then given no new task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_error: Option<String>,
 }
 
 /// The Raft as the serving manager sees it: who leads, and who is in the
@@ -206,6 +210,7 @@ impl NodeRow {
             cpus: n.description.cpus,
             memory_bytes: n.description.memory_bytes,
             images: n.description.images.clone(),
+            runtime_error: n.description.runtime_error.clone(),
         }
     }
 }

@@ -2,13 +2,16 @@
 //! worker and on a manager (whose own agent talks to the leader too).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
 
-use super::Node;
+use super::{Handle, Node};
 use crate::agent::local::LocalState;
 use crate::agent::session::Session;
 use crate::agent::Agent;
+use crate::executor::Executor;
 use crate::pki::NodeTls;
 use crate::shutdown::Shutdown;
 
@@ -53,8 +56,43 @@ pub(super) fn run(
     };
     let agent = Agent::new(parts.exec.clone(), crate::host::hostname(), report_tx);
     let s = tokio::spawn(session.run(assign_tx, report_rx, shutdown.clone()));
+    let r = tokio::spawn(watch_runtime(
+        parts.exec.clone(),
+        node.handle.clone(),
+        shutdown.clone(),
+    ));
     let a = tokio::spawn(agent.run(assign_rx, shutdown));
     Ok(tokio::spawn(async move {
-        let _ = tokio::join!(s, a);
+        let _ = tokio::join!(s, r, a);
     }))
+}
+
+/// How often the agent checks that it reaches its container runtime.
+const RUNTIME_CHECK: Duration = Duration::from_secs(2);
+
+/// Describe the node again whenever the container runtime goes away or
+/// comes back: while it is away the description says so
+/// (`runtime_error`), and the scheduler gives the node no new task.
+async fn watch_runtime(exec: Arc<dyn Executor>, handle: Handle, mut shutdown: Shutdown) {
+    let mut up = true;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(RUNTIME_CHECK) => {}
+        }
+        let now_up = matches!(
+            tokio::time::timeout(RUNTIME_CHECK, exec.ping()).await,
+            Ok(Ok(()))
+        );
+        if now_up == up {
+            continue;
+        }
+        up = now_up;
+        if up {
+            info!("the container runtime is back: this node takes tasks again");
+        } else {
+            warn!("the container runtime cannot be reached: this node takes no new task until it is back");
+        }
+        handle.refresh().await;
+    }
 }

@@ -54,6 +54,12 @@ pub(super) async fn run(
             .await
             .context("cannot force a new cluster")?;
     }
+    // After the store stopped on a failed write (a full disk), the state
+    // file is opened again, and the Raft is started again below; both fail
+    // the same way, and are tried again later, while the cause remains.
+    store
+        .reopen_if_failed()
+        .map_err(|e| StoreStopped(format!("cannot open the state again: {e}")))?;
     let raft = RaftNode::start(
         &parts.data_dir,
         store.clone(),
@@ -61,16 +67,54 @@ pub(super) async fn run(
         client_tls,
     )
     .await
-    .context("cannot start the replicated store")?;
+    .map_err(|e| StoreStopped(format!("cannot start it: {e:#}")))?;
     if launch == Launch::Bootstrap {
         raft.bootstrap(&advertise).await?;
     }
     parts.raft.send_replace(Some(raft.clone()));
-    let result = serve(&mut node, &identity, &node_tls, &raft, &advertise, shutdown).await;
+    // The components stop with the node's, or when the Raft stops for good
+    // (a log write failed: a full disk), so that the supervisor starts
+    // them again once the cause may be gone.
+    let (stop, components) = crate::shutdown::channel();
+    let stopped = raft.raft.metrics();
+    let mut outer = shutdown.clone();
+    let watcher = tokio::spawn(async move {
+        let mut metrics = stopped;
+        let fatal = tokio::select! {
+            _ = outer.wait() => None,
+            r = metrics.wait_for(|m| m.running_state.is_err()) => Some(match r {
+                Ok(m) => m.running_state.clone().err().map_or_else(String::new, |e| e.to_string()),
+                Err(_) => "it ended".to_string(),
+            }),
+        };
+        stop.trigger();
+        fatal
+    });
+    let result = serve(
+        &mut node, &identity, &node_tls, &raft, &advertise, components,
+    )
+    .await;
+    let fatal = if shutdown.is_set() {
+        watcher.abort();
+        None
+    } else {
+        watcher.await.ok().flatten()
+    };
     parts.raft.send_replace(None);
     raft.shutdown().await;
-    result
+    result?;
+    match fatal {
+        Some(why) => Err(StoreStopped(why).into()),
+        None => Ok(()),
+    }
 }
+
+/// The replicated store stopped while the node was running (a log write
+/// failed, as on a full disk): the supervisor starts the components again
+/// after a pause.
+#[derive(Debug, thiserror::Error)]
+#[error("the replicated store stopped: {0}")]
+pub struct StoreStopped(pub String);
 
 /// A demoted manager keeps no copy of the cluster state: if it is promoted
 /// again, it joins the membership afresh and is sent a snapshot.

@@ -187,6 +187,10 @@ impl Handle {
 /// How long `refresh` waits for the managers to have the news.
 const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long after the replicated store stopped (a full disk, say) the
+/// supervisor starts it again; again and again, until it runs.
+const RELAUNCH_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the components of a role are given.
 struct Node {
     parts: Arc<Parts>,
@@ -417,17 +421,28 @@ impl Supervisor {
         };
         self.failure.send_replace(None);
         let failure = self.failure.clone();
+        let handle = self.handle.clone();
         let task = tokio::spawn(async move {
             let result = match identity.role {
                 NodeRole::Manager => manager::run(node, identity, launch, components).await,
                 NodeRole::Worker => worker::run(node, components).await,
             };
             if let Err(e) = result {
+                let stopped = e.downcast_ref::<manager::StoreStopped>().is_some();
                 // The API keeps serving, so the operator can see what is
                 // wrong; the next change of role or identity retries.
                 let e = format!("{e:#}");
                 error!(error = %e, "cluster components failed to start");
                 failure.send_replace(Some(e));
+                if stopped {
+                    // Asked from a task of its own: the supervisor waits for
+                    // this one to end before it launches again.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(RELAUNCH_AFTER).await;
+                        info!("starting the replicated store again");
+                        let _ = handle.relaunch(Launch::Resume).await;
+                    });
+                }
             }
         });
         self.running = Some(Running { trigger, task });

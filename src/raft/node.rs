@@ -193,7 +193,11 @@ impl RaftNode {
             };
         }
         NotHere::Failed(StoreError::Unavailable(match e {
-            RaftError::Fatal(f) => format!("the replicated store stopped: {f}"),
+            RaftError::Fatal(f) => format!(
+                "the replicated store stopped: {f}. It starts again on its own once the cause is gone \
+                 (space on the disk, say), and whether a write under way was applied is known only then: \
+                 look before writing it again"
+            ),
             RaftError::APIError(api) => api.to_string(),
         }))
     }

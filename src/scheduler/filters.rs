@@ -16,6 +16,8 @@ pub enum Misfit {
     NoMatch(String),
     Platform(String),
     LacksImage(String),
+    /// The node's agent cannot reach its container runtime.
+    NoRuntime,
 }
 
 impl std::fmt::Display for Misfit {
@@ -26,6 +28,7 @@ impl std::fmt::Display for Misfit {
             Misfit::NoMatch(c) => write!(f, "do not match {c}"),
             Misfit::Platform(p) => write!(f, "have an unsupported platform ({p})"),
             Misfit::LacksImage(i) => write!(f, "lack image {i}"),
+            Misfit::NoRuntime => write!(f, "cannot reach their container runtime"),
         }
     }
 }
@@ -37,6 +40,7 @@ impl Misfit {
             Misfit::NoMatch(c) => format!("does not match {c}"),
             Misfit::Platform(p) => format!("has an unsupported platform ({p})"),
             Misfit::LacksImage(i) => format!("lacks image {i}"),
+            Misfit::NoRuntime => "cannot reach its container runtime".into(),
         }
     }
 }
@@ -62,6 +66,16 @@ pub fn constraints(spec: &TaskSpec) -> Result<Vec<Constraint>, Unplaceable> {
         .iter()
         .map(|e| Constraint::parse(e).map_err(|e| Unplaceable(e.to_string())))
         .collect()
+}
+
+/// Whether `node` can start a new task: not while its agent cannot reach
+/// its container runtime (the task would only be rejected, again and
+/// again). Tasks already there stay, and a global service keeps the node.
+pub fn runtime_up(node: &Node) -> Result<(), Misfit> {
+    match node.description.runtime_error {
+        Some(_) => Err(Misfit::NoRuntime),
+        None => Ok(()),
+    }
 }
 
 /// Whether `node` can take a task of `spec` (its `constraints` parsed), or

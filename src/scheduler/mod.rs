@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use crate::shutdown::Shutdown;
 use crate::store::{Change, Kind, Mirror, Proposer, Store, StoreError};
 use crate::types::{now_ms, Node, Task, TaskState, TaskStatus};
-use filters::{constraints, explain, fits};
+use filters::{constraints, explain, fits, runtime_up};
 
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
@@ -49,7 +49,7 @@ pub fn place<N: Borrow<Node>>(
                 continue;
             }
         }
-        match fits(&task.spec, &constraints, node, image_anywhere) {
+        match fits(&task.spec, &constraints, node, image_anywhere).and_then(|()| runtime_up(node)) {
             Ok(()) => {
                 let key = load.of(&node.id, &task.service_id);
                 if best.is_none_or(|(b, k)| key < k || (key == k && node.id < b.id)) {

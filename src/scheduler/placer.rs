@@ -9,7 +9,7 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 
-use super::filters::{constraints, explain, fits, Unplaceable};
+use super::filters::{constraints, explain, fits, runtime_up, Unplaceable};
 use super::{place, Load};
 use crate::types::{Node, Task};
 
@@ -120,7 +120,7 @@ fn filter(task: &Task, nodes: &[&Node]) -> Eligible {
     let mut ids = Vec::new();
     let mut misfits = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
-        match fits(&task.spec, &constraints, node, image_anywhere) {
+        match fits(&task.spec, &constraints, node, image_anywhere).and_then(|()| runtime_up(node)) {
             Ok(()) => ids.push(i),
             Err(why) => misfits.push(why),
         }

@@ -19,8 +19,8 @@ pub use mirror::{Delta, Mirror};
 pub use proposer::{ProposeFuture, Proposer};
 pub use read::ReadView;
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{Database, TableDefinition};
@@ -162,7 +162,9 @@ impl Commit {
 /// The local copy of the cluster state.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    /// The open file; None for a moment while `reopen` replaces it.
+    db: Arc<RwLock<Option<Arc<Database>>>>,
+    path: PathBuf,
     codec: Codec,
     /// Commits, published once committed (and so in the proposer's
     /// durable log, see `apply_marked`). A watcher that lags
@@ -183,6 +185,19 @@ impl Store {
     /// Opens (or creates) the store at `path`, sealing every value with
     /// `codec`'s key.
     pub fn open(path: &Path, codec: Codec) -> Result<Store, StoreError> {
+        let db = Self::open_db(path)?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Store {
+            db: Arc::new(RwLock::new(Some(Arc::new(db)))),
+            path: path.to_path_buf(),
+            codec,
+            events,
+            tasks: Default::default(),
+            synced: Arc::new(Mutex::new(Instant::now())),
+        })
+    }
+
+    fn open_db(path: &Path) -> Result<Database, StoreError> {
         let db = crate::data_dir::open_redb(path).map_err(|e| {
             if crate::data_dir::is_damaged(&e) {
                 StoreError::Damaged {
@@ -202,14 +217,34 @@ impl Store {
         tx.open_table(META)?;
         tx.open_table(MARKS)?;
         tx.commit()?;
-        let (events, _) = broadcast::channel(1024);
-        Ok(Store {
-            db: Arc::new(db),
-            codec,
-            events,
-            tasks: Default::default(),
-            synced: Arc::new(Mutex::new(Instant::now())),
-        })
+        Ok(db)
+    }
+
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .expect("store lock")
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the store is being opened again".into()))
+    }
+
+    /// After a failed write (a full disk) redb refuses every later one
+    /// until the file is opened again. Checks that a write goes through,
+    /// and if not, opens the file again: it comes back at its last durable
+    /// commit, and the proposer replays its log from there.
+    pub fn reopen_if_failed(&self) -> Result<(), StoreError> {
+        if self.flush().is_ok() {
+            return Ok(());
+        }
+        let mut slot = self.db.write().expect("store lock");
+        // Ours must go before the file can be opened again (readers that
+        // still hold a transaction keep it open: then try again later).
+        *slot = None;
+        self.tasks.lock().expect("task cache lock").clear();
+        let db = Self::open_db(&self.path)?;
+        *slot = Some(Arc::new(db));
+        tracing::info!(file = %self.path.display(), "opened the store again after a failed write");
+        Ok(())
     }
 
     /// The codec this store seals its values with, for the files kept
@@ -224,7 +259,7 @@ impl Store {
 
     pub fn read(&self) -> Result<ReadView, StoreError> {
         use redb::ReadableDatabase;
-        Ok(ReadView::new(self.db.begin_read()?, self.codec.clone()))
+        Ok(ReadView::new(self.db()?.begin_read()?, self.codec.clone()))
     }
 
     /// `apply_marked` now, with no marks: the store's own tests.
@@ -250,7 +285,7 @@ impl Store {
         marks: &[(&str, Vec<u8>)],
     ) -> Result<Result<u64, StoreError>, StoreError> {
         Ok(apply::apply(
-            &self.db,
+            &*self.db()?,
             &self.codec,
             &self.tasks,
             batch,
@@ -269,7 +304,7 @@ impl Store {
     /// Write only marks (Raft entries that carry no batch); durable as
     /// `apply_marked` is.
     pub fn set_marks(&self, marks: &[(&str, Vec<u8>)]) -> Result<(), StoreError> {
-        let mut tx = self.db.begin_write()?;
+        let mut tx = self.db()?.begin_write()?;
         tx.set_durability(self.durability())?;
         apply::write_marks(&tx, &self.codec, marks)?;
         tx.commit()?;
@@ -281,7 +316,7 @@ impl Store {
         *self.synced.lock().expect("sync clock lock") = Instant::now();
         // An empty commit at the default durability fsyncs, and with it
         // every non-durable commit before it.
-        self.db.begin_write()?.commit()?;
+        self.db()?.begin_write()?.commit()?;
         Ok(())
     }
 
@@ -299,7 +334,7 @@ impl Store {
     /// One of the proposer's marks.
     pub fn mark(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         use redb::ReadableDatabase;
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let t = tx.open_table(MARKS)?;
         t.get(key)?.map(|v| self.codec.open(v.value())).transpose()
     }
@@ -307,7 +342,7 @@ impl Store {
     /// Everything, from one read snapshot: the objects and the marks (also
     /// returned apart, as they were in that snapshot).
     pub fn export(&self) -> Result<(Vec<u8>, snapshot::Entries), StoreError> {
-        snapshot::export(&self.db, &self.codec)
+        snapshot::export(&*self.db()?, &self.codec)
     }
 
     /// Remove every object and mark (a demoted manager's copy).
@@ -326,7 +361,7 @@ impl Store {
     }
 
     fn replace_all(&self, data: &[u8]) -> Result<Commit, StoreError> {
-        let result = snapshot::import(&self.db, &self.codec, data);
+        let result = snapshot::import(&*self.db()?, &self.codec, data);
         // Whether or not it committed, the decoded tasks may be stale.
         self.tasks.lock().expect("task cache lock").clear();
         result

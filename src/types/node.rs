@@ -110,6 +110,10 @@ pub struct NodeDescription {
     pub memory_bytes: u64,
     /// Images present on the node, reported by its agent.
     pub images: Vec<ImageInfo>,
+    /// Set while the node's agent cannot reach its container runtime: why.
+    /// Such a node is given no new task, and its tasks are not failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -469,6 +469,15 @@ impl Daemon {
         let _ = child.wait();
     }
 
+    /// `service create --name NAME --replicas 0 FLAGS… busybox`: a write to
+    /// the store only (no task), whatever its outcome.
+    pub fn create_empty(&self, name: &str, flags: &[&str]) -> Output {
+        let mut args = vec!["service", "create", "--name", name, "--replicas", "0"];
+        args.extend_from_slice(flags);
+        args.push("busybox");
+        self.cli(&args)
+    }
+
     /// `service create --name NAME FLAGS… busybox sleep 3600`: a service
     /// whose tasks run until they are stopped.
     pub fn create_sleeper(&self, name: &str, flags: &[&str]) -> Output {

@@ -200,10 +200,20 @@ impl Containerd {
     }
 
     /// Maps a containerd error: a broken connection is `Unavailable`,
-    /// anything else `Other` with what we were doing.
+    /// anything else `Other` with what we were doing. A call under way when
+    /// containerd dies ends `Cancelled`, or `Unknown` with tonic's words for
+    /// a broken connection: that is containerd going away too.
     fn err(&self, op: &str, s: Status) -> ExecError {
+        let broken = s.code() == Code::Unknown
+            && ["transport error", "h2 protocol error", "connection"]
+                .iter()
+                .any(|w| s.message().contains(w));
         match s.code() {
-            Code::Unavailable => ExecError::Unavailable {
+            Code::Unavailable | Code::Cancelled => ExecError::Unavailable {
+                socket: self.cfg.socket.display().to_string(),
+                reason: s.message().to_string(),
+            },
+            _ if broken => ExecError::Unavailable {
                 socket: self.cfg.socket.display().to_string(),
                 reason: s.message().to_string(),
             },
