@@ -54,6 +54,7 @@ pub(crate) mod notify;
 pub(crate) mod orchestrator;
 pub(crate) mod pki;
 pub(crate) mod raft;
+pub mod registry;
 pub(crate) mod renewal;
 pub mod rpc;
 pub(crate) mod scheduler;

@@ -5,6 +5,7 @@
 //! and removes containers that belong to no assigned task.
 
 pub mod local;
+pub mod registries;
 pub mod session;
 mod worker;
 
@@ -17,15 +18,27 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::executor::Executor;
+use crate::executor::{Executor, ImageStore};
 use crate::shutdown::Shutdown;
 use crate::types::{Assignments, StatusReport, Task, TaskState};
 
 pub struct Agent {
-    exec: Arc<dyn Executor>,
-    /// The node's hostname, for messages such as "image X not found on node Y".
-    node_name: String,
+    rt: Arc<Runtime>,
     reports: mpsc::Sender<StatusReport>,
+}
+
+/// What every task worker of a node shares.
+pub struct Runtime {
+    pub exec: Arc<dyn Executor>,
+    /// Where a task's image is pulled into (the same containerd).
+    pub images: Arc<dyn ImageStore>,
+    /// Registry access the managers sent with the node's tasks.
+    pub registries: registries::Registries,
+    /// The node's hostname, for messages such as "image X not found on node Y".
+    pub node_name: String,
+    /// Called after a pull: the node's image list changed, and the
+    /// scheduler prefers nodes that have an image.
+    pub images_changed: Box<dyn Fn() + Send + Sync>,
 }
 
 struct Worker {
@@ -42,14 +55,9 @@ struct Worker {
 const RECHECK: Duration = Duration::from_millis(200);
 
 impl Agent {
-    pub fn new(
-        exec: Arc<dyn Executor>,
-        node_name: String,
-        reports: mpsc::Sender<StatusReport>,
-    ) -> Self {
+    pub fn new(rt: Runtime, reports: mpsc::Sender<StatusReport>) -> Self {
         Agent {
-            exec,
-            node_name,
+            rt: Arc::new(rt),
             reports,
         }
     }
@@ -112,10 +120,9 @@ impl Agent {
             let (tx, rx) = watch::channel(task.clone());
             let stopped = Arc::new(AtomicBool::new(false));
             let handle = tokio::spawn(worker::drive(
-                self.exec.clone(),
+                self.rt.clone(),
                 rx,
                 self.reports.clone(),
-                self.node_name.clone(),
                 stopped.clone(),
             ));
             workers.insert(
@@ -133,16 +140,16 @@ impl Agent {
     /// Containers that no assigned task owns: left by a task that was
     /// deleted while the daemon was down.
     async fn remove_orphans(&self, set: &[Task]) {
-        let ids = match self.exec.list().await {
+        let ids = match self.rt.exec.list().await {
             Ok(ids) => ids,
             Err(e) => return warn!(error = %e, "cannot list containers"),
         };
         for id in ids.iter().filter(|id| !set.iter().any(|t| &t.id == *id)) {
             info!(container = %id, "removing container of no assigned task");
-            if let Err(e) = self.exec.stop(id, "SIGKILL", Default::default()).await {
+            if let Err(e) = self.rt.exec.stop(id, "SIGKILL", Default::default()).await {
                 warn!(container = %id, error = %e, "cannot stop orphan");
             }
-            if let Err(e) = self.exec.remove(id).await {
+            if let Err(e) = self.rt.exec.remove(id).await {
                 warn!(container = %id, error = %e, "cannot remove orphan");
             }
         }

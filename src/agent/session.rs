@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::local::LocalState;
+use super::registries::Registries;
 use crate::rpc::compat::DispatcherClient;
 use crate::rpc::messages::*;
 use crate::rpc::transport::connect;
@@ -50,6 +51,9 @@ pub struct Session {
     /// node's components for a change of role: the session then tells the
     /// manager that the node restarts, so that its tasks are held.
     pub daemon_stopping: Shutdown,
+    /// The registry access sent with the assignments, for the task workers'
+    /// pulls. In memory only: never saved with the assignments.
+    pub registries: Registries,
 }
 
 /// How long a stopping daemon waits for the manager to take note.
@@ -203,9 +207,14 @@ impl Session {
                     return Err(Ended::Redescribe);
                 }
                 msg = stream.message() => match msg {
-                    Ok(Some(SessionMessage::Assignments { full, tasks, removed })) => {
+                    Ok(Some(SessionMessage::Assignments { full, tasks, removed, registries })) => {
+                        // Before the tasks, so that a worker that starts one
+                        // finds the access its pull needs.
                         if full {
                             known.clear();
+                            self.registries.replace(registries);
+                        } else {
+                            self.registries.update(registries);
                         }
                         for id in removed {
                             known.remove(&id);

@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::executor::{ContainerState, ExecError, Executor, ExitStatus};
-use crate::types::{now_ms, StatusReport, Task, TaskState, TaskStatus};
+use super::Runtime;
+use crate::executor::{ContainerState, ExecError, Executor, ExitStatus, PullEvent, PullRequest};
+use crate::types::{now_ms, registry_host, PullPolicy, StatusReport, Task, TaskState, TaskStatus};
 
 struct Reporter {
     task_id: String,
@@ -72,12 +73,12 @@ impl Reporter {
 }
 
 pub async fn drive(
-    exec: Arc<dyn Executor>,
+    rt: Arc<Runtime>,
     mut rx: watch::Receiver<Task>,
     tx: mpsc::Sender<StatusReport>,
-    node_name: String,
     stopped: Arc<AtomicBool>,
 ) {
+    let exec = rt.exec.clone();
     let task = rx.borrow_and_update().clone();
     let mut rep = Reporter {
         task_id: task.id.clone(),
@@ -85,7 +86,7 @@ pub async fn drive(
         tx,
     };
     if !task.status.state.is_terminal() {
-        run(&*exec, &mut rx, &mut rep, &node_name).await;
+        run(&rt, &mut rx, &mut rep).await;
     }
     stopped.store(true, Ordering::SeqCst);
     // Keep the finished container (for logs) until the task is deleted.
@@ -136,14 +137,83 @@ async fn inspect_when_reachable(
     }
 }
 
-/// Bring the task up (or adopt it), then wait for it to exit or to be
-/// stopped. Returns once the task is terminal.
-async fn run(
-    exec: &dyn Executor,
+/// How often a pull's progress is reported (each report is a write to
+/// the replicated store).
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Pulls the task's image with its registry's access, reporting progress
+/// as the task's `preparing` message. Stops early if the task is stopped.
+async fn pull(
+    rt: &Runtime,
     rx: &mut watch::Receiver<Task>,
     rep: &mut Reporter,
-    node_name: &str,
-) {
+    task: &Task,
+) -> Result<(), ExecError> {
+    let access = rt.registries.get(registry_host(&task.spec.container.image));
+    let req = PullRequest::for_task(task, access);
+    let (ptx, mut prx) = mpsc::channel(64);
+    let pulling = rt.images.pull_image(&req, Some(ptx));
+    tokio::pin!(pulling);
+    let mut total = 0u64;
+    let mut done: std::collections::HashMap<String, u64> = Default::default();
+    let mut last = tokio::time::Instant::now();
+    rep.send(
+        TaskState::Preparing,
+        &format!("pulling {}", req.image),
+        |_| {},
+    )
+    .await;
+    loop {
+        tokio::select! {
+            r = &mut pulling => {
+                let pulled = r?;
+                info!(task = %task.id, image = %pulled.name, bytes = pulled.fetched_bytes, "pulled");
+                (rt.images_changed)();
+                return Ok(());
+            }
+            Some(e) = prx.recv() => {
+                match e {
+                    PullEvent::Resolved { layers, .. } => {
+                        total = layers.iter().map(|(_, n)| n).sum();
+                    }
+                    PullEvent::Blob { digest, done: d, .. } => {
+                        done.insert(digest, d);
+                    }
+                    PullEvent::Unpacking => {}
+                }
+                if last.elapsed() >= PROGRESS_EVERY {
+                    last = tokio::time::Instant::now();
+                    let got: u64 = done.values().sum();
+                    let msg = format!(
+                        "pulling {}: {} of {}",
+                        req.image,
+                        mb(got),
+                        mb(total)
+                    );
+                    rep.send(TaskState::Preparing, &msg, |_| {}).await;
+                }
+            }
+            changed = rx.changed() => {
+                if changed.is_err() || wants_stop(rx) {
+                    return Err(ExecError::Unavailable {
+                        socket: String::new(),
+                        reason: "the task was stopped during its pull".into(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn mb(n: u64) -> String {
+    format!("{:.1} MB", n as f64 / 1e6)
+}
+
+/// Bring the task up (or adopt it), then wait for it to exit or to be
+/// stopped. Returns once the task is terminal.
+async fn run(rt: &Runtime, rx: &mut watch::Receiver<Task>, rep: &mut Reporter) {
+    let exec = &*rt.exec;
+    let node_name = rt.node_name.as_str();
     let task = rx.borrow().clone();
     let id = task.id.clone();
     let adopt = task.status.state >= TaskState::Starting;
@@ -171,11 +241,40 @@ async fn run(
         // rejected, replaced and rejected again (once: 1,900 tasks in
         // 150 s); the node is given no new task meanwhile.
         let mut delay = RETRY_FIRST;
+        let policy = task.spec.container.pull;
+        let mut pulled = false;
         loop {
-            match exec.prepare(&task).await {
+            // `always` pulls before every start, `missing` only when the
+            // node lacks the image, `never` not at all.
+            let result = if policy == PullPolicy::Always && !pulled {
+                Err(ExecError::ImageNotFound(task.spec.container.image.clone()))
+            } else {
+                exec.prepare(&task).await
+            };
+            let result = match result {
+                Err(ExecError::ImageNotFound(img)) if policy != PullPolicy::Never && !pulled => {
+                    match pull(rt, rx, rep, &task).await {
+                        Ok(()) => {
+                            pulled = true;
+                            continue;
+                        }
+                        // containerd went away: waited out below.
+                        Err(e @ ExecError::Unavailable { .. }) => Err(e),
+                        Err(e) => Err(ExecError::Pull(format!(
+                            "image {img} not found on node {node_name} and its pull failed: {e}"
+                        ))),
+                    }
+                }
+                r => r,
+            };
+            match result {
                 Ok(()) => break,
                 Err(ExecError::ImageNotFound(img)) => {
-                    let msg = format!("image {img} not found on node {node_name}");
+                    let msg = if policy == PullPolicy::Never {
+                        format!("image {img} not found on node {node_name} (pull policy: never)")
+                    } else {
+                        format!("image {img} not found on node {node_name}")
+                    };
                     return rep.failed(TaskState::Rejected, msg).await;
                 }
                 Err(ExecError::Unavailable { .. }) if !wants_stop(rx) => {

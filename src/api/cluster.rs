@@ -67,6 +67,7 @@ pub async fn init(
         snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL,
         unlock_key: None,
         restart_grace_ms: crate::types::DEFAULT_RESTART_GRACE_MS,
+        registries: Vec::new(),
     };
     let worker_token = cluster.join_tokens.worker.to_string();
     let mut node = Node::joined(

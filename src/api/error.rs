@@ -44,7 +44,7 @@ impl From<ExecError> for ApiError {
         match e {
             ExecError::Unavailable { .. } => ApiError::Unavailable(e.to_string()),
             ExecError::ImageNotFound(_) => ApiError::NotFound(e.to_string()),
-            ExecError::BadArchive(_) => ApiError::BadRequest(e.to_string()),
+            ExecError::BadArchive(_) | ExecError::Pull(_) => ApiError::BadRequest(e.to_string()),
             ExecError::Other(_) => ApiError::Internal(e.to_string()),
         }
     }

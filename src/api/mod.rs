@@ -11,6 +11,7 @@ mod join;
 mod leave;
 mod lock;
 mod logs;
+mod registries;
 mod roles;
 mod services;
 pub mod spec;
@@ -22,6 +23,7 @@ pub use cluster::{ClusterUpdate, NodeUpdate};
 pub use error::ApiError;
 pub use join::{JoinRequest, JoinResponse};
 pub use lock::{serve_locked, UnlockKeyReply, UnlockRequest};
+pub use registries::{LoginRequest, LogoutReply, LogoutRequest, RegistryRow, RegistrySettings};
 pub use roles::RoleChange;
 
 use std::sync::Arc;
@@ -113,6 +115,17 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/services/{name}/logs", get(logs::service_logs))
         .route("/v1/images", get(images::list).delete(images::remove))
         .route("/v1/images/load", post(images::load))
+        .route("/v1/images/pull", post(images::pull))
+        .route(
+            "/v1/registries",
+            get(registries::list).post(registries::set_handler),
+        )
+        .route("/v1/registries/login", post(registries::login_handler))
+        .route("/v1/registries/logout", post(registries::logout_handler))
+        .route(
+            "/v1/registries/{host}",
+            axum::routing::delete(registries::remove_handler),
+        )
         .route("/v1/unlock-key", get(lock::show_key).post(lock::rotate_key))
         .route("/v1/unlock", post(lock::not_locked))
         .layer(axum::middleware::map_response(error::json_errors))

@@ -1,6 +1,7 @@
 //! Service handlers: create, list, inspect, update, scale, remove, tasks.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -28,7 +29,8 @@ pub async fn create(
     Json(body): Json<ServiceSpecBody>,
 ) -> Result<Json<Created>, ApiError> {
     ctx.identity()?;
-    let spec = normalized(body.into_spec()?)?;
+    let no_resolve = body.no_resolve_image;
+    let mut spec = normalized(body.into_spec()?)?;
     if ctx
         .store
         .read()?
@@ -40,6 +42,7 @@ pub async fn create(
             spec.name
         )));
     }
+    let warnings = pin_image(&ctx.store.read()?, &mut spec.task.container, no_resolve).await?;
     let service = Service {
         id: new_id(),
         meta: Meta::default(),
@@ -48,27 +51,74 @@ pub async fn create(
         previous_spec: None,
     };
     let id = service.id.clone();
-    let warnings = image_warnings(&ctx.store.read()?, &service.spec.task.container.image)?;
     ctx.proposer
         .propose(vec![Change::Create(Object::Service(service))])
         .await?;
     Ok(Json(Created { id, warnings }))
 }
 
-/// Until registry pulls exist, a task runs only where its image was
-/// loaded: say so when no node has it, rather than leave the user to find
-/// its tasks rejected.
-fn image_warnings(view: &ReadView, image: &str) -> Result<Vec<String>, ApiError> {
-    let anywhere = view
-        .nodes()?
-        .iter()
-        .any(|n| n.description.images.iter().any(|i| i.name == image));
-    Ok(if anywhere {
-        Vec::new()
-    } else {
-        vec![format!(
-            "no node has image {image}: its tasks are rejected (and retried ever more slowly) until it is loaded with `shoal image load` on a node"
-        )]
+/// How long `service create` and `update` wait for the registry to say
+/// what a tag points at.
+const RESOLVE_WAIT: Duration = Duration::from_secs(15);
+
+/// Pins the image's tag to the digest its registry has for it now (as
+/// Swarm does), with the platforms it offers, so every node runs the same
+/// image and the scheduler knows where it can run; when the registry
+/// cannot be reached, to the one image the nodes hold under that tag
+/// (loaded with `image load`). Returns what the user should know when
+/// neither could say.
+async fn pin_image(
+    view: &ReadView,
+    c: &mut ContainerSpec,
+    no_resolve: bool,
+) -> Result<Vec<String>, ApiError> {
+    c.image_digest = None;
+    c.image_platforms = Vec::new();
+    let image = c.image.clone();
+    if no_resolve || image.contains('@') {
+        return Ok(Vec::new());
+    }
+    let host = registry_host(&image);
+    let access = view
+        .cluster()?
+        .and_then(|cl| cl.registries.into_iter().find(|r| r.host == host));
+    let why = match tokio::time::timeout(
+        RESOLVE_WAIT,
+        crate::registry::resolve(&image, access.as_ref()),
+    )
+    .await
+    {
+        Ok(Ok(r)) => {
+            c.image_digest = Some(r.digest);
+            c.image_platforms = r.platforms;
+            return Ok(Vec::new());
+        }
+        Ok(Err(e)) => e.0,
+        Err(_) => format!("no answer within {RESOLVE_WAIT:?}"),
+    };
+    // Unreachable (an air-gapped cluster, most often): the copies the
+    // nodes hold under this tag decide, if they agree.
+    let mut held: Vec<&ImageInfo> = Vec::new();
+    let nodes = view.nodes()?;
+    for n in &nodes {
+        if let Some(i) = n.description.images.iter().find(|i| i.name == image) {
+            if !held.iter().any(|h| h.digest == i.digest) {
+                held.push(i);
+            }
+        }
+    }
+    Ok(match held.as_slice() {
+        [one] if !one.digest.is_empty() => {
+            c.image_digest = Some(one.digest.clone());
+            c.image_platforms = one.platforms.clone();
+            Vec::new()
+        }
+        [] => vec![format!(
+            "no node has image {image} and its registry could not be asked for it ({why}): its tasks are rejected (and retried ever more slowly) until it can be pulled or is loaded with `shoal image load`"
+        )],
+        _ => vec![format!(
+            "image {image} could not be accessed on a registry to record its digest ({why}), and nodes hold different images under that name: each node runs the one it has"
+        )],
     })
 }
 
@@ -154,7 +204,17 @@ pub async fn update(
             }
         }
     }
-    let spec = normalized(spec)?;
+    let mut spec = normalized(spec)?;
+    let warnings = if new_image {
+        pin_image(
+            &ctx.store.read()?,
+            &mut spec.task.container,
+            req.no_resolve_image,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
     if spec.task != old.task {
         service.spec_version += 1;
         service.previous_spec = Some(old);
@@ -165,9 +225,7 @@ pub async fn update(
         .await?;
     let view = ctx.store.read()?;
     let mut body: ServiceBody = (&find(&view, &service.id)?).into();
-    if new_image {
-        body.warnings = image_warnings(&view, &service.spec.task.container.image)?;
-    }
+    body.warnings = warnings;
     Ok(Json(body))
 }
 

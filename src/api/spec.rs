@@ -52,6 +52,24 @@ pub struct ServiceSpecBody {
     /// Placement constraints such as `node.labels.zone==a`.
     #[serde(default)]
     pub constraints: Vec<String>,
+    /// `missing` (the default), `always` or `never`: when a node pulls the
+    /// image.
+    #[serde(default = "missing")]
+    pub pull: String,
+    /// The digest the tag was pinned to (answers only: a create or update
+    /// resolves it, unless `no_resolve_image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    /// The image's platforms as the registry listed them (answers only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_platforms: Vec<String>,
+    /// Requests only: keep the tag, do not ask the registry for its digest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_resolve_image: bool,
+}
+
+fn missing() -> String {
+    "missing".into()
 }
 
 fn replicated() -> String {
@@ -115,6 +133,7 @@ impl ServiceSpecBody {
             ))
             }
         };
+        let pull: PullPolicy = self.pull.parse().map_err(ApiError::BadRequest)?;
         Ok(ServiceSpec {
             name: self.name,
             labels: self.labels,
@@ -122,6 +141,10 @@ impl ServiceSpecBody {
             task: TaskSpec {
                 container: ContainerSpec {
                     image: self.image,
+                    // Resolved by the handler, never taken from the client.
+                    image_digest: None,
+                    image_platforms: Vec::new(),
+                    pull,
                     args: self.args,
                     env: self.env,
                     workdir: self.workdir,
@@ -166,6 +189,10 @@ impl From<&ServiceSpec> for ServiceSpecBody {
             restart_delay_ms: r.delay_ms,
             restart_max_attempts: r.max_attempts,
             constraints: s.task.placement.constraints.clone(),
+            pull: c.pull.as_str().to_string(),
+            image_digest: c.image_digest.clone(),
+            image_platforms: c.image_platforms.clone(),
+            no_resolve_image: false,
         }
     }
 }
@@ -221,6 +248,10 @@ mod tests {
             restart_delay_ms: 1_000,
             restart_max_attempts: Some(3),
             constraints: vec!["node.role==manager".into()],
+            pull: "always".into(),
+            image_digest: None,
+            image_platforms: vec![],
+            no_resolve_image: false,
         };
         let spec = body.clone().into_spec().unwrap();
         assert_eq!(ServiceSpecBody::from(&spec), body);

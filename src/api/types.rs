@@ -40,11 +40,35 @@ pub struct ServiceUpdate {
     pub env_add: Vec<String>,
     pub env_rm: Vec<String>,
     pub replicas: Option<u64>,
+    /// Keep the new image's tag instead of pinning its digest.
+    #[serde(default)]
+    pub no_resolve_image: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ScaleRequest {
     pub replicas: u64,
+}
+
+/// `image pull`: what to pull, and for which platform.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PullBody {
+    pub image: String,
+    /// `os/arch[/variant]`; default: the node's.
+    #[serde(default)]
+    pub platform: Option<String>,
+}
+
+/// One line of `image pull`'s answer: progress, then the result or the
+/// error.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct PullLine {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::executor::PullEvent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<crate::executor::Pulled>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -123,6 +147,9 @@ pub struct TaskRow {
     pub exit_code: Option<i32>,
     /// When the node last reported (ms since epoch).
     pub updated_ms: i64,
+    /// The image the task runs: `name:tag@digest` when pinned.
+    #[serde(default)]
+    pub image: String,
 }
 
 impl TaskRow {
@@ -148,6 +175,10 @@ impl TaskRow {
             container_id: t.status.container_id.clone(),
             exit_code: t.status.exit_code,
             updated_ms: t.status.timestamp_ms,
+            image: match &t.spec.container.image_digest {
+                Some(d) => format!("{}@{d}", t.spec.container.image),
+                None => t.spec.container.image.clone(),
+            },
         }
     }
 }

@@ -127,13 +127,32 @@ impl Client {
     pub async fn stream<T: DeserializeOwned>(
         &self,
         path: &str,
-        mut f: impl FnMut(T),
+        f: impl FnMut(T),
     ) -> anyhow::Result<()> {
         let req = Self::request(Method::GET, path, Self::full(Vec::new()));
-        let mut body = self.send(req).await?.into_body();
+        Self::lines(self.send(req).await?, f).await
+    }
+
+    /// POST `body`, then read the answer as a newline-delimited JSON
+    /// stream, calling `f` per item.
+    pub async fn post_stream<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        f: impl FnMut(T),
+    ) -> anyhow::Result<()> {
+        let req = Self::request(Method::POST, path, Self::full(serde_json::to_vec(body)?));
+        Self::lines(self.send(req).await?, f).await
+    }
+
+    async fn lines<T: DeserializeOwned>(
+        resp: Response<Incoming>,
+        mut f: impl FnMut(T),
+    ) -> anyhow::Result<()> {
+        let mut body = resp.into_body();
         let mut buf = Vec::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.context("log stream broke")?;
+            let frame = frame.context("the daemon's stream broke")?;
             let Some(data) = frame.data_ref() else {
                 continue;
             };

@@ -32,7 +32,7 @@ pub async fn unlock(client: &Client) -> anyhow::Result<()> {
 }
 
 /// One line from the terminal, not shown as it is typed.
-fn read_without_echo(stdin: &std::io::Stdin) -> anyhow::Result<String> {
+pub(super) fn read_without_echo(stdin: &std::io::Stdin) -> anyhow::Result<String> {
     use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
     let old = tcgetattr(stdin)?;
     let mut quiet = old.clone();

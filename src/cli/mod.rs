@@ -8,6 +8,7 @@ mod image;
 mod lock;
 mod node;
 mod parse;
+mod registry;
 mod service;
 mod table;
 
@@ -113,6 +114,10 @@ pub enum Command {
     /// Manage images on this node.
     #[command(subcommand)]
     Image(image::ImageCmd),
+    /// Manage the registries nodes pull from: credentials, plain HTTP,
+    /// private CAs and mirrors.
+    #[command(subcommand)]
+    Registry(registry::RegistryCmd),
     /// Print a shell completion script: shoal completion bash|zsh|fish.
     Completion {
         /// The shell to write the script for.
@@ -361,6 +366,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Service(c) => service::run(&Client::new(&cli.socket), c).await,
         Command::Node(c) => node::run(&Client::new(&cli.socket), c).await,
         Command::Image(c) => image::run(&Client::new(&cli.socket), c).await,
+        Command::Registry(c) => registry::run(&Client::new(&cli.socket), c).await,
         Command::Completion { shell } => {
             extra::completion(shell, &mut <Cli as clap::CommandFactory>::command());
             Ok(())

@@ -123,6 +123,13 @@ pub struct CreateArgs {
     /// Placement constraint, e.g. node.labels.zone==a (repeatable).
     #[arg(long)]
     constraint: Vec<String>,
+    /// When a node pulls the image: missing, always or never.
+    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pull: String,
+    /// Keep the tag: do not ask the registry for the digest it points at
+    /// now (each node then runs what the tag names when it pulls).
+    #[arg(long)]
+    no_resolve_image: bool,
     /// The image, e.g. busybox or registry.example:5000/app:v1.
     image: String,
     /// The command and its arguments (default: the image's).
@@ -137,6 +144,9 @@ pub struct UpdateArgs {
     /// A new image for its tasks.
     #[arg(long)]
     image: Option<String>,
+    /// Keep the tag: do not ask the registry for its digest.
+    #[arg(long)]
+    no_resolve_image: bool,
     /// Add or replace an environment variable KEY=VALUE (repeatable).
     #[arg(long, value_parser = parse::key_value)]
     env_add: Vec<(String, String)>,
@@ -162,6 +172,10 @@ fn spec(a: CreateArgs) -> anyhow::Result<ServiceSpecBody> {
         mode: mode.into(),
         replicas,
         image: a.image,
+        pull: a.pull,
+        image_digest: None,
+        image_platforms: Vec::new(),
+        no_resolve_image: a.no_resolve_image,
         args: a.command,
         env: a.env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
         workdir: a.workdir,
@@ -250,6 +264,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                     .collect(),
                 env_rm: a.env_rm,
                 replicas: a.replicas,
+                no_resolve_image: a.no_resolve_image,
             };
             let s: ServiceBody = client
                 .post(&format!("/v1/services/{}/update", encode(&a.service)), &req)

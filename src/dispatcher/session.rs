@@ -6,7 +6,7 @@
 //! then only what changed. It ends when the node is no longer a member
 //! (checked once a heartbeat period), or when this manager stops leading.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::Dispatcher;
 use crate::store::{Change, Object, Store, StoreError};
-use crate::types::{Node, NodeRole, SessionMessage, SessionRequest, Task};
+use crate::types::{Node, NodeRole, RegistryAccess, SessionMessage, SessionRequest, Task};
 
 /// Why the manager refused or ended a node's session.
 #[derive(Debug, thiserror::Error)]
@@ -107,12 +107,15 @@ async fn run(
         return;
     }
     let mut sent: HashMap<String, Task> = HashMap::new();
+    // The registry access the node was sent and keeps, by host.
+    let mut node_has: BTreeMap<String, RegistryAccess> = BTreeMap::new();
     let mut first = true;
     loop {
         let set = assignments.borrow_and_update().clone();
         let msg = diff(&mut sent, &set, first);
         first = false;
-        if let Some(msg) = msg {
+        if let Some(mut msg) = msg {
+            with_registries(&mut msg, &cluster_registries(&store), &mut node_has);
             if tx.send(Ok(msg)).await.is_err() {
                 return;
             }
@@ -121,6 +124,26 @@ async fn run(
             r = assignments.changed() => if r.is_err() { return },
             // A removed node's open session ends within a period.
             _ = tokio::time::sleep(period) => {
+                // A `registry login`, `logout` or `add` since the last
+                // message reaches the nodes whose tasks need it: the whole
+                // set again, whose registries replace the node's.
+                if !sent.is_empty() {
+                    let all = cluster_registries(&store);
+                    if registries_changed(&all, sent.values(), &node_has) {
+                        let mut tasks: Vec<Task> = sent.values().cloned().collect();
+                        tasks.sort_by(|a, b| a.id.cmp(&b.id));
+                        let mut msg = SessionMessage::Assignments {
+                            full: true,
+                            tasks,
+                            removed: Vec::new(),
+                            registries: Vec::new(),
+                        };
+                        with_registries(&mut msg, &all, &mut node_has);
+                        if tx.send(Ok(msg)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
                 match check_member(&store, &node.id) {
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
@@ -173,6 +196,82 @@ fn diff(sent: &mut HashMap<String, Task>, set: &[Task], first: bool) -> Option<S
         full: first,
         tasks: changed,
         removed,
+        registries: Vec::new(),
+    })
+}
+
+/// The cluster's registry entries (none when the store cannot say).
+fn cluster_registries(store: &Store) -> Vec<RegistryAccess> {
+    match store.read().and_then(|v| v.cluster()) {
+        Ok(c) => c.map(|c| c.registries).unwrap_or_default(),
+        Err(e) => {
+            warn!(error = %e, "cannot read the cluster's registries");
+            Vec::new()
+        }
+    }
+}
+
+/// Whether a task still needs its image's registry: it is to run and has
+/// not finished (a terminal task pulls nothing).
+fn needs_registry(t: &Task) -> bool {
+    t.is_live()
+}
+
+/// The entries of `all` for the registries of `tasks`' images, for the
+/// tasks that still need them, one per host, sorted by host. An entry with
+/// no credentials is sent too: the node needs its CA, mirrors or plain
+/// HTTP to pull.
+fn registries_for<'a>(
+    all: &[RegistryAccess],
+    tasks: impl IntoIterator<Item = &'a Task>,
+) -> Vec<RegistryAccess> {
+    let mut out: BTreeMap<&str, &RegistryAccess> = BTreeMap::new();
+    for t in tasks.into_iter().filter(|t| needs_registry(t)) {
+        let host = crate::types::registry_host(&t.spec.container.image);
+        if let Some(a) = all.iter().find(|a| a.host == host) {
+            out.insert(&a.host, a);
+        }
+    }
+    out.into_values().cloned().collect()
+}
+
+/// Fills an assignments message's registries from `all`, for its tasks,
+/// and notes what the node then keeps: a full message replaces the node's
+/// registries, an increment adds to them.
+fn with_registries(
+    msg: &mut SessionMessage,
+    all: &[RegistryAccess],
+    node_has: &mut BTreeMap<String, RegistryAccess>,
+) {
+    let SessionMessage::Assignments {
+        full,
+        tasks,
+        registries,
+        ..
+    } = msg
+    else {
+        return;
+    };
+    *registries = registries_for(all, tasks.iter());
+    if *full {
+        node_has.clear();
+    }
+    for a in registries.iter() {
+        node_has.insert(a.host.clone(), a.clone());
+    }
+}
+
+/// Whether the node's registry access for the tasks it was `sent` is not
+/// what the cluster now says: an entry added, changed or removed for a
+/// registry one of them needs.
+fn registries_changed<'a>(
+    all: &[RegistryAccess],
+    sent: impl IntoIterator<Item = &'a Task>,
+    node_has: &BTreeMap<String, RegistryAccess>,
+) -> bool {
+    sent.into_iter().filter(|t| needs_registry(t)).any(|t| {
+        let host = crate::types::registry_host(&t.spec.container.image);
+        all.iter().find(|a| a.host == host) != node_has.get(host)
     })
 }
 #[cfg(test)]
@@ -221,6 +320,7 @@ mod tests {
             full,
             tasks,
             removed,
+            ..
         }) = diff(&mut sent, &[b2.clone()], false)
         else {
             panic!("expected assignments")
@@ -228,5 +328,121 @@ mod tests {
         assert!(!full);
         assert_eq!(tasks, vec![b2]);
         assert_eq!(removed, vec!["a".to_string()]);
+    }
+
+    fn pulling(id: &str, image: &str) -> Task {
+        let mut t = task(id, 1);
+        t.spec.container.image = image.into();
+        t
+    }
+
+    fn access(host: &str, password: Option<&str>) -> RegistryAccess {
+        RegistryAccess {
+            host: host.into(),
+            username: password.map(|_| "me".into()),
+            password: password.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    fn hosts(r: &[RegistryAccess]) -> Vec<&str> {
+        r.iter().map(|a| a.host.as_str()).collect()
+    }
+
+    #[test]
+    fn a_message_carries_the_registries_of_its_live_tasks_only() {
+        let mut ca_only = access("ca.example", None);
+        ca_only.ca_pem = Some("-----BEGIN CERTIFICATE-----".into());
+        let all = vec![
+            access("docker.io", Some("hub-secret")),
+            access("reg.example:5000", Some("reg-secret")),
+            access("unused.example", Some("unused-secret")),
+            ca_only,
+            access("done.example", Some("done-secret")),
+        ];
+        let mut done = pulling("d", "done.example/app:1");
+        done.status.state = crate::types::TaskState::Failed;
+        let tasks = [
+            pulling("a", "docker.io/library/busybox:latest"),
+            pulling("b", "reg.example:5000/team/web:1.4"),
+            pulling("c", "reg.example:5000/team/api:2"),
+            pulling("e", "ca.example/x:1"),
+            pulling("f", "elsewhere.example/x:1"),
+            done,
+        ];
+        let mut msg = diff(&mut HashMap::new(), &tasks, true).unwrap();
+        let mut node_has = BTreeMap::new();
+        with_registries(&mut msg, &all, &mut node_has);
+        let SessionMessage::Assignments { registries, .. } = &msg else {
+            panic!("expected assignments")
+        };
+        // One per host, sorted; none for a host no live task pulls from,
+        // and the CA-only entry too.
+        assert_eq!(
+            hosts(registries),
+            vec!["ca.example", "docker.io", "reg.example:5000"]
+        );
+        assert_eq!(
+            node_has.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec!["ca.example", "docker.io", "reg.example:5000"]
+        );
+        // Nothing changed: nothing to send again.
+        assert!(!registries_changed(&all, tasks.iter(), &node_has));
+        // A logout, or a new password, is seen.
+        let mut fewer = all.clone();
+        fewer.retain(|a| a.host != "docker.io");
+        assert!(registries_changed(&fewer, tasks.iter(), &node_has));
+        let mut changed = all.clone();
+        changed[1].password = Some("new".into());
+        assert!(registries_changed(&changed, tasks.iter(), &node_has));
+        // An entry for a registry no task of the node needs is not.
+        let mut more = all.clone();
+        more.push(access("other.example", Some("x")));
+        assert!(!registries_changed(&more, tasks.iter(), &node_has));
+    }
+
+    #[test]
+    fn an_increment_adds_to_what_the_node_has_and_a_full_set_replaces_it() {
+        let all = vec![
+            access("a.example", Some("1")),
+            access("b.example", Some("2")),
+        ];
+        let mut sent = HashMap::new();
+        let mut node_has = BTreeMap::new();
+        let a = pulling("a", "a.example/x:1");
+        let b = pulling("b", "b.example/x:1");
+        let mut first = diff(&mut sent, std::slice::from_ref(&a), true).unwrap();
+        with_registries(&mut first, &all, &mut node_has);
+        let mut more = diff(&mut sent, &[a.clone(), b.clone()], false).unwrap();
+        with_registries(&mut more, &all, &mut node_has);
+        let SessionMessage::Assignments { registries, .. } = &more else {
+            panic!("expected assignments")
+        };
+        assert_eq!(hosts(registries), vec!["b.example"]);
+        assert_eq!(node_has.len(), 2);
+        let mut again = diff(&mut HashMap::new(), &[b], true).unwrap();
+        with_registries(&mut again, &all, &mut node_has);
+        assert_eq!(
+            node_has.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec!["b.example"]
+        );
+    }
+
+    #[test]
+    fn the_debug_of_a_message_shows_no_password() {
+        let mut msg = diff(
+            &mut HashMap::new(),
+            &[pulling("a", "reg.example/x:1")],
+            true,
+        )
+        .unwrap();
+        with_registries(
+            &mut msg,
+            &[access("reg.example", Some("hunter2"))],
+            &mut BTreeMap::new(),
+        );
+        let shown = format!("{msg:?}");
+        assert!(shown.contains("reg.example"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }

@@ -9,7 +9,71 @@ use futures::future::BoxFuture;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::types::{ImageInfo, Task};
+use tokio::sync::mpsc;
+
+use crate::registry::ImagePlatform;
+use crate::types::{ImageInfo, RegistryAccess, Task};
+
+/// A pull, as a task or `image pull` asks for it.
+#[derive(Debug, Clone)]
+pub struct PullRequest {
+    /// Normalized reference (`host/repo:tag` or `host/repo@digest`).
+    pub image: String,
+    /// The digest to fetch instead of what the tag names now (a service's
+    /// pinned digest).
+    pub digest: Option<String>,
+    /// The platform to pick from an index (default: this machine's).
+    pub platform: Option<ImagePlatform>,
+    /// Credentials, CA and mirrors of the image's registry.
+    pub access: Option<RegistryAccess>,
+}
+
+impl PullRequest {
+    /// The pull a task needs: its image at its pinned digest.
+    pub fn for_task(task: &Task, access: Option<RegistryAccess>) -> PullRequest {
+        PullRequest {
+            image: task.spec.container.image.clone(),
+            digest: task.spec.container.image_digest.clone(),
+            platform: None,
+            access,
+        }
+    }
+}
+
+/// How a pull goes, for progress bars; sent best effort (never blocks).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum PullEvent {
+    /// The manifest is known: what will be fetched.
+    Resolved {
+        digest: String,
+        platform: String,
+        layers: Vec<(String, u64)>,
+    },
+    /// Bytes of one blob stored so far (`done == total` when complete;
+    /// `cached` when the node had it already).
+    Blob {
+        digest: String,
+        done: u64,
+        total: u64,
+        cached: bool,
+    },
+    /// Layers are being unpacked into snapshots.
+    Unpacking,
+}
+
+/// What a pull stored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Pulled {
+    /// The image record's name.
+    pub name: String,
+    /// The digest of what was pulled (index or manifest).
+    pub digest: String,
+    /// The platform unpacked here.
+    pub platform: String,
+    /// Bytes fetched from the registry (0: everything was here).
+    pub fetched_bytes: u64,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -24,6 +88,10 @@ pub enum ExecError {
     Unavailable { socket: String, reason: String },
     #[error("invalid image archive: {0}")]
     BadArchive(String),
+    /// A registry pull failed: the registry's reason, or an image that has
+    /// nothing for this node's platform. The task is rejected with it.
+    #[error("{0}")]
+    Pull(String),
     #[error("{0}")]
     Other(String),
 }
@@ -101,4 +169,16 @@ pub trait ImageStore: Send + Sync + 'static {
     fn load_image<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<Vec<String>, ExecError>>;
 
     fn remove_image<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ExecError>>;
+
+    /// Pull an image from its registry, streaming each blob into the
+    /// image store and unpacking it for `req.platform`. Two pulls of the
+    /// same image share one.
+    fn pull_image<'a>(
+        &'a self,
+        req: &'a PullRequest,
+        progress: Option<mpsc::Sender<PullEvent>>,
+    ) -> BoxFuture<'a, Result<Pulled, ExecError>>;
+
+    /// Whether the image a task runs is here (at its pinned digest).
+    fn has_image<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<bool, ExecError>>;
 }

@@ -9,8 +9,9 @@ use tracing::{info, warn};
 
 use super::{Handle, Node};
 use crate::agent::local::LocalState;
+use crate::agent::registries::Registries;
 use crate::agent::session::Session;
-use crate::agent::Agent;
+use crate::agent::{Agent, Runtime};
 use crate::executor::Executor;
 use crate::pki::NodeTls;
 use crate::shutdown::Shutdown;
@@ -36,6 +37,9 @@ pub(super) fn run(
     let data_dir = parts.data_dir.clone();
     let images = parts.images.clone();
     let handle = node.handle.clone();
+    // Registry access the managers send with the assignments: filled by
+    // the session, read by the task workers' pulls; in memory only.
+    let registries = Registries::default();
     let session = Session {
         tls: client_tls,
         managers,
@@ -53,8 +57,20 @@ pub(super) fn run(
             .take()
             .ok_or_else(|| anyhow::anyhow!("the agent was started twice"))?,
         daemon_stopping: node.daemon_stopping.clone(),
+        registries: registries.clone(),
     };
-    let agent = Agent::new(parts.exec.clone(), crate::host::hostname(), report_tx);
+    let refresher = node.handle.clone();
+    let rt = Runtime {
+        exec: parts.exec.clone(),
+        images: parts.images.clone(),
+        registries,
+        node_name: crate::host::hostname(),
+        images_changed: Box::new(move || {
+            let h = refresher.clone();
+            tokio::spawn(async move { h.refresh().await });
+        }),
+    };
+    let agent = Agent::new(rt, report_tx);
     let s = tokio::spawn(session.run(assign_tx, report_rx, shutdown.clone()));
     let r = tokio::spawn(watch_runtime(
         parts.exec.clone(),

@@ -5,6 +5,7 @@ use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use super::constraint::Constraint;
+use crate::registry::ImagePlatform;
 use crate::types::{Availability, Node, NodeState, TaskSpec};
 
 /// Why one node cannot take a task. Displayed for many nodes ("2 nodes
@@ -15,7 +16,9 @@ pub enum Misfit {
     NotActive,
     NoMatch(String),
     Platform(String),
-    LacksImage(String),
+    /// The service's image, as its registry listed it, has nothing for
+    /// the node's platform.
+    ImagePlatform(String),
     /// The node's agent cannot reach its container runtime.
     NoRuntime,
 }
@@ -27,7 +30,7 @@ impl std::fmt::Display for Misfit {
             Misfit::NotActive => write!(f, "not active"),
             Misfit::NoMatch(c) => write!(f, "do not match {c}"),
             Misfit::Platform(p) => write!(f, "have an unsupported platform ({p})"),
-            Misfit::LacksImage(i) => write!(f, "lack image {i}"),
+            Misfit::ImagePlatform(p) => write!(f, ": image has no {p}"),
             Misfit::NoRuntime => write!(f, "cannot reach their container runtime"),
         }
     }
@@ -39,7 +42,7 @@ impl Misfit {
             Misfit::NotReady | Misfit::NotActive => self.to_string(),
             Misfit::NoMatch(c) => format!("does not match {c}"),
             Misfit::Platform(p) => format!("has an unsupported platform ({p})"),
-            Misfit::LacksImage(i) => format!("lacks image {i}"),
+            Misfit::ImagePlatform(_) => self.to_string(),
             Misfit::NoRuntime => "cannot reach its container runtime".into(),
         }
     }
@@ -79,16 +82,10 @@ pub fn runtime_up(node: &Node) -> Result<(), Misfit> {
 }
 
 /// Whether `node` can take a task of `spec` (its `constraints` parsed), or
-/// why not. `image_anywhere` says whether any node has the task's image:
-/// until registry pulls exist, a node without the image is not eligible,
-/// but when no node has it the task goes to a node anyway, which rejects
-/// it with "image X not found on node Y".
-pub fn fits(
-    spec: &TaskSpec,
-    constraints: &[Constraint],
-    node: &Node,
-    image_anywhere: bool,
-) -> Result<(), Misfit> {
+/// why not. A node need not have the image (it pulls it), but it must be
+/// of a platform the image has: as the registry listed them when the
+/// service's tag was resolved, or as the node's own copy says.
+pub fn fits(spec: &TaskSpec, constraints: &[Constraint], node: &Node) -> Result<(), Misfit> {
     if node.status.state != NodeState::Ready {
         return Err(Misfit::NotReady);
     }
@@ -98,18 +95,37 @@ pub fn fits(
     if let Some(c) = constraints.iter().find(|c| !c.matches(node)) {
         return Err(Misfit::NoMatch(c.to_string()));
     }
-    let image = &spec.container.image;
-    match node.description.images.iter().find(|i| &i.name == image) {
-        Some(info) => {
-            let platform = node.description.platform.to_string();
-            if !info.platforms.is_empty() && !info.platforms.contains(&platform) {
-                return Err(Misfit::Platform(platform));
-            }
+    let p = &node.description.platform;
+    let here = ImagePlatform::new(&p.os, &p.arch, "");
+    let listed = &spec.container.image_platforms;
+    if !listed.is_empty() {
+        let runs = listed
+            .iter()
+            .filter_map(|s| ImagePlatform::parse(s).ok())
+            .any(|i| i.runs_on(&here));
+        if !runs {
+            return Err(Misfit::ImagePlatform(here.to_string()));
         }
-        None if image_anywhere => return Err(Misfit::LacksImage(image.clone())),
-        None => {}
+        return Ok(());
+    }
+    let image = &spec.container.image;
+    if let Some(info) = node.description.images.iter().find(|i| &i.name == image) {
+        let platform = p.to_string();
+        if !info.platforms.is_empty() && !info.platforms.contains(&platform) {
+            return Err(Misfit::Platform(platform));
+        }
     }
     Ok(())
+}
+
+/// Whether `node` has the task's image (by name, or by the pinned
+/// digest): such nodes are preferred, as they start it without a pull.
+pub fn has_image(spec: &TaskSpec, node: &Node) -> bool {
+    let c = &spec.container;
+    node.description
+        .images
+        .iter()
+        .any(|i| i.name == c.image || c.image_digest.as_ref() == Some(&i.digest))
 }
 
 /// "no suitable node (1 node not ready, 2 nodes do not match node.labels.zone==a)"
@@ -124,10 +140,12 @@ pub fn explain(misfits: &[Misfit]) -> Unplaceable {
     let parts: Vec<String> = counts
         .into_iter()
         .map(|(why, (n, m))| {
+            // ": image has no linux/arm" reads after the count directly.
+            let sep = if why.starts_with(':') { "" } else { " " };
             if n == 1 {
-                format!("1 node {}", m.singular())
+                format!("1 node{sep}{}", m.singular())
             } else {
-                format!("{n} nodes {why}")
+                format!("{n} nodes{sep}{why}")
             }
         })
         .collect();
@@ -137,14 +155,13 @@ pub fn explain(misfits: &[Misfit]) -> Unplaceable {
 /// Nodes that should run a task of a global service with this spec: the
 /// ready, active nodes that pass its filters.
 pub fn eligible_for_global<N: Borrow<Node>>(nodes: &[N], spec: &TaskSpec) -> Vec<String> {
-    let nodes = || nodes.iter().map(Borrow::borrow);
-    let image = &spec.container.image;
-    let image_anywhere = nodes().any(|n| n.description.images.iter().any(|i| &i.name == image));
     let Ok(constraints) = constraints(spec) else {
         return Vec::new();
     };
-    nodes()
-        .filter(|n| fits(spec, &constraints, n, image_anywhere).is_ok())
+    nodes
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|n| fits(spec, &constraints, n).is_ok())
         .map(|n| n.id.clone())
         .collect()
 }

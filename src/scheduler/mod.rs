@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use crate::shutdown::Shutdown;
 use crate::store::{Change, Kind, Mirror, Proposer, Store, StoreError};
 use crate::types::{now_ms, Node, Task, TaskState, TaskStatus};
-use filters::{constraints, explain, fits, runtime_up};
+use filters::{constraints, explain, fits, has_image, runtime_up};
 
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
@@ -33,25 +33,19 @@ pub fn place<N: Borrow<Node>>(
     load: &Load,
 ) -> Result<String, Unplaceable> {
     let constraints = constraints(&task.spec)?;
-    let mut best: Option<(&Node, (usize, usize))> = None;
+    let mut best: Option<(&Node, (usize, bool, usize))> = None;
     let mut misfits = Vec::new();
-    let image = &task.spec.container.image;
-    let image_anywhere = nodes.iter().any(|n| {
-        n.borrow()
-            .description
-            .images
-            .iter()
-            .any(|i| &i.name == image)
-    });
     for node in nodes.iter().map(Borrow::borrow) {
         if let Some(want) = &task.node_id {
             if *want != node.id {
                 continue;
             }
         }
-        match fits(&task.spec, &constraints, node, image_anywhere).and_then(|()| runtime_up(node)) {
+        match fits(&task.spec, &constraints, node).and_then(|()| runtime_up(node)) {
             Ok(()) => {
-                let key = load.of(&node.id, &task.service_id);
+                let (per_service, total) = load.of(&node.id, &task.service_id);
+                // Spread first; among equals, a node with the image.
+                let key = (per_service, !has_image(&task.spec, node), total);
                 if best.is_none_or(|(b, k)| key < k || (key == k && node.id < b.id)) {
                     best = Some((node, key));
                 }

@@ -9,12 +9,16 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 
-use super::filters::{constraints, explain, fits, runtime_up, Unplaceable};
+use super::filters::{constraints, explain, fits, has_image, runtime_up, Unplaceable};
 use super::{place, Load};
 use crate::types::{Node, Task};
 
 /// What the filters say about one group of tasks.
-type Eligible = Result<Vec<usize>, Unplaceable>;
+/// The eligible nodes (by index), each with whether it lacks the image.
+/// What decides which nodes fit a task: tasks alike share one filtering.
+type GroupKey<'a> = (&'a str, Option<&'a str>, &'a [String], &'a [String]);
+
+type Eligible = Result<Vec<(usize, bool)>, Unplaceable>;
 
 pub struct Placer<'a> {
     /// Sorted by id: the first of equally loaded nodes is the one `place`
@@ -22,7 +26,7 @@ pub struct Placer<'a> {
     nodes: Vec<&'a Node>,
     index_of: HashMap<&'a str, usize>,
     /// Filter results per (image, constraints).
-    groups: HashMap<(&'a str, &'a [String]), Eligible>,
+    groups: HashMap<GroupKey<'a>, Eligible>,
     total: Vec<usize>,
     /// Live tasks per service, per node index.
     per_service: HashMap<String, Vec<usize>>,
@@ -63,6 +67,8 @@ impl<'a> Placer<'a> {
         let spec = &task.spec;
         let key = (
             spec.container.image.as_str(),
+            spec.container.image_digest.as_deref(),
+            spec.container.image_platforms.as_slice(),
             spec.placement.constraints.as_slice(),
         );
         let nodes = &self.nodes;
@@ -82,10 +88,12 @@ impl<'a> Placer<'a> {
                 &zeros
             }
         };
+        // Spread first; among equals, a node with the image.
         let best = ids
             .iter()
             .copied()
-            .min_by_key(|&i| (per_service[i], self.total[i], i));
+            .min_by_key(|&(i, lacks)| (per_service[i], lacks, self.total[i], i))
+            .map(|(i, _)| i);
         match best {
             Some(i) => Ok(self.nodes[i].id.clone()),
             None => Err(explain(&[])),
@@ -112,16 +120,12 @@ impl<'a> Placer<'a> {
 
 /// The nodes (by index) that pass the filters for `task`, or why none does.
 fn filter(task: &Task, nodes: &[&Node]) -> Eligible {
-    let image = &task.spec.container.image;
-    let image_anywhere = nodes
-        .iter()
-        .any(|n| n.description.images.iter().any(|i| &i.name == image));
     let constraints = constraints(&task.spec)?;
     let mut ids = Vec::new();
     let mut misfits = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
-        match fits(&task.spec, &constraints, node, image_anywhere).and_then(|()| runtime_up(node)) {
-            Ok(()) => ids.push(i),
+        match fits(&task.spec, &constraints, node).and_then(|()| runtime_up(node)) {
+            Ok(()) => ids.push((i, !has_image(&task.spec, node))),
             Err(why) => misfits.push(why),
         }
     }

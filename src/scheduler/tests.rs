@@ -103,7 +103,8 @@ fn constraints_and_images_filter_nodes_and_say_why() {
         "no suitable node (2 nodes do not match node.labels.zone==c)"
     );
 
-    // Only nodes with the image are eligible, when some node has it.
+    // A node with the image is preferred among equals; one without it
+    // still qualifies (it pulls the image).
     t.spec.placement.constraints.clear();
     t.spec.container.image = "docker.io/library/busybox:latest".into();
     b.description.images.push(ImageInfo {
@@ -119,12 +120,25 @@ fn constraints_and_images_filter_nodes_and_say_why() {
         place(&t, &[a.clone(), b.clone()], &Load::default()).unwrap(),
         "b"
     );
-    // An image for another platform does not make a node eligible.
+    // A node's copy of another platform rules it out.
     b.description.platform.arch = "arm64".into();
     assert_eq!(
-        place(&t, &[a, b], &Load::default()).unwrap_err(),
-        "no suitable node (1 node has an unsupported platform (linux/arm64), 1 node lacks image docker.io/library/busybox:latest)"
+        place(&t, &[a.clone(), b.clone()], &Load::default()).unwrap(),
+        "a"
     );
+    // The platforms the registry listed for the image decide: a node of
+    // another platform is out, and the message names what it lacks.
+    t.spec.container.image_platforms = vec!["linux/arm/v7".into()];
+    a.description.platform = Platform {
+        os: "linux".into(),
+        arch: "amd64".into(),
+    };
+    assert_eq!(
+        place(&t, &[a.clone(), b.clone()], &Load::default()).unwrap_err(),
+        "no suitable node (1 node: image has no linux/amd64, 1 node: image has no linux/arm64)"
+    );
+    t.spec.container.image_platforms = vec!["linux/arm64".into(), "linux/amd64".into()];
+    assert_eq!(place(&t, &[a, b], &Load::default()).unwrap(), "b");
 }
 
 #[test]

@@ -12,8 +12,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::executor::{ContainerState, ExecError, Executor, ExitStatus};
-use crate::types::Task;
+use crate::executor::{
+    ContainerState, ExecError, Executor, ExitStatus, ImageStore, PullEvent, PullRequest, Pulled,
+};
+use crate::types::{ImageInfo, Task};
 
 /// What a simulated container of one image does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -136,6 +138,54 @@ impl SimulatedExecutor {
 
 fn missing(id: &str) -> ExecError {
     ExecError::Other(format!("no simulated container {id}"))
+}
+
+/// A simulated registry: it has every image but the `missing` ones, and a
+/// pull stores nothing (the simulated `prepare` needs no image).
+impl ImageStore for SimulatedExecutor {
+    fn images(&self) -> BoxFuture<'_, Result<Vec<ImageInfo>, ExecError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn load_image<'a>(
+        &'a self,
+        _path: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<Vec<String>, ExecError>> {
+        Box::pin(async {
+            Err(ExecError::Other(
+                "the simulated executor loads no archive".into(),
+            ))
+        })
+    }
+
+    fn remove_image<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Result<(), ExecError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn pull_image<'a>(
+        &'a self,
+        req: &'a PullRequest,
+        _progress: Option<tokio::sync::mpsc::Sender<PullEvent>>,
+    ) -> BoxFuture<'a, Result<Pulled, ExecError>> {
+        Box::pin(async move {
+            if self.script.behavior(&req.image).missing {
+                return Err(ExecError::Pull(format!(
+                    "the simulated registry has no {}",
+                    req.image
+                )));
+            }
+            Ok(Pulled {
+                name: req.image.clone(),
+                digest: req.digest.clone().unwrap_or_default(),
+                platform: "linux/amd64".into(),
+                fetched_bytes: 0,
+            })
+        })
+    }
+
+    fn has_image<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<bool, ExecError>> {
+        Box::pin(async move { Ok(!self.script.behavior(&task.spec.container.image).missing) })
+    }
 }
 
 impl Executor for SimulatedExecutor {

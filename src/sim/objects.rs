@@ -28,6 +28,7 @@ pub fn cluster(heartbeat_period_ms: u64) -> anyhow::Result<Cluster> {
         snapshot_interval: crate::types::DEFAULT_SNAPSHOT_INTERVAL,
         restart_grace_ms: crate::types::DEFAULT_RESTART_GRACE_MS,
         unlock_key: None,
+        registries: Vec::new(),
     })
 }
 

@@ -43,7 +43,14 @@ impl SimWorker {
         let (stop, shutdown) = shutdown::channel();
         let (reports_tx, reports_rx) = mpsc::channel(1024);
         let (assign_tx, assign_rx) = watch::channel(Assignments::default());
-        let agent = Agent::new(executor.clone(), node_id.to_string(), reports_tx);
+        let rt = crate::agent::Runtime {
+            exec: executor.clone(),
+            images: executor.clone(),
+            registries: Default::default(),
+            node_name: node_id.to_string(),
+            images_changed: Box::new(|| {}),
+        };
+        let agent = Agent::new(rt, reports_tx);
         let tasks = [
             tokio::spawn(agent.run(assign_rx, shutdown.clone())),
             tokio::spawn(session(

@@ -100,6 +100,20 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
         .clone()
 }
 
+/// Installs ring as rustls' process-wide provider, once. shoal's own
+/// configs name their provider; the registry client (reqwest, built with
+/// no provider of its own) takes the process default, and without one it
+/// would fail to build.
+pub fn install_default_provider() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        // Err: one is installed already, which can only be ring.
+        let _ = rustls::crypto::CryptoProvider::install_default(
+            rustls::crypto::ring::default_provider(),
+        );
+    });
+}
+
 /// SHA-256 of a certificate's DER, lowercase hex: what a join token pins.
 pub fn cert_digest(der: &[u8]) -> String {
     use sha2::Digest;

@@ -4,6 +4,7 @@
 mod ids;
 mod image;
 mod node;
+mod registry;
 mod report;
 mod service;
 mod signal;
@@ -12,6 +13,7 @@ mod task;
 pub use ids::{new_id, now_ms};
 pub use image::{normalize_image, BadImageRef, ImageInfo};
 pub use node::*;
+pub use registry::{is_loopback_host, registry_host, repository, tag, PullPolicy, RegistryAccess};
 pub use report::{Assignments, SessionMessage, SessionRequest, StatusReport};
 pub use service::*;
 pub use signal::parse_signal;
@@ -57,6 +59,11 @@ pub struct Cluster {
     /// 0: replace them as soon as it is down.
     #[serde(default = "default_restart_grace_ms")]
     pub restart_grace_ms: u64,
+    /// Registries the cluster knows how to reach: credentials (`registry
+    /// login`), plain HTTP allowed (`registry add --insecure`), private
+    /// CAs and mirrors. One entry per host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<RegistryAccess>,
 }
 
 fn default_restart_grace_ms() -> u64 {

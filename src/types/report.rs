@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{NodeDescription, NodeRole, Task, TaskStatus};
+use super::{NodeDescription, NodeRole, RegistryAccess, Task, TaskStatus};
 
 /// The node's view of its work: every task assigned to it.
 pub type Assignments = Arc<Vec<Task>>;
@@ -48,10 +48,20 @@ pub enum SessionMessage {
     /// The node's tasks. `full`: this is the whole set and replaces what
     /// the node knew; otherwise `tasks` are added or changed and `removed`
     /// are gone.
+    ///
+    /// `registries`: the cluster's access (credentials, plain HTTP allowed,
+    /// private CA, mirrors) for the registries of the images of the tasks
+    /// in this message that are still to run (not terminal), one entry per
+    /// host. Credentials go only to nodes that run a task needing them, and
+    /// a node keeps them in memory only. With `full`, they replace what the
+    /// node had; otherwise they are added to it. Its `Debug` shows no
+    /// password.
     Assignments {
         full: bool,
         tasks: Vec<Task>,
         removed: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        registries: Vec<RegistryAccess>,
     },
     /// Where the managers are, how often to heartbeat, and what the store
     /// says this node is (sent again when that changes: promote, demote).

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Meta;
+use super::{Meta, PullPolicy};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServiceMode {
@@ -62,6 +62,21 @@ impl Default for RestartPolicy {
 pub struct ContainerSpec {
     /// Normalized reference, e.g. `docker.io/library/busybox:latest`.
     pub image: String,
+    /// The digest the image's tag pointed at when the service was created
+    /// or updated (`sha256:…`, of the index or manifest): every node runs
+    /// this one, so a tag that moves cannot mix versions. None: the tag is
+    /// used as each node finds it (`--no-resolve-image`, an unreachable
+    /// registry, or a reference that is a digest already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    /// The platforms the image has (`linux/arm64`, `linux/arm/v7`), as the
+    /// registry said at resolve time; empty when unknown. The scheduler
+    /// places no task on a node whose platform is not among them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_platforms: Vec<String>,
+    /// When the node pulls the image (`--pull`).
+    #[serde(default, skip_serializing_if = "PullPolicy::is_missing")]
+    pub pull: PullPolicy,
     /// Command and arguments. Empty: the image's entrypoint and cmd.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,

@@ -46,6 +46,12 @@ pub struct Options {
     /// OCI only: also set `io.containerd.image.name` (the normalized name)
     /// beside `org.opencontainers.image.ref.name` (the name as given).
     pub containerd_name: bool,
+    /// Set as `VERSION` in the image's env: images that differ only in it
+    /// have different digests (a tag that moves to a new build).
+    pub version: Option<String>,
+    /// Adds `/filler`, this many bytes that do not compress: a large
+    /// layer, for pulls that take a while.
+    pub filler: usize,
 }
 
 impl Options {
@@ -57,6 +63,8 @@ impl Options {
             format,
             gzip: false,
             containerd_name: true,
+            version: None,
+            filler: 0,
         }
     }
 }
@@ -79,17 +87,21 @@ pub fn build(dir: &Path, opts: &Options) -> PathBuf {
             opts.busybox.display()
         )
     });
-    let layer = layer_tar(&busybox);
+    let layer = layer_tar(&busybox, opts.filler);
     let diff_id = sha256(&layer);
+    let mut env = vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        "FOO=image".to_string(),
+        "BAR=image".to_string(),
+    ];
+    if let Some(v) = &opts.version {
+        env.push(format!("VERSION={v}"));
+    }
     let config = serde_json::to_vec(&json!({
         "architecture": opts.arch,
         "os": "linux",
         "config": {
-            "Env": [
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "FOO=image",
-                "BAR=image",
-            ],
+            "Env": env,
             "Cmd": ["sh"],
             "WorkingDir": "/",
         },
@@ -179,13 +191,14 @@ pub fn build(dir: &Path, opts: &Options) -> PathBuf {
         Format::DockerSave => "docker",
     };
     let ext = if opts.gzip { "tar.gz" } else { "tar" };
-    let path = dir.join(format!("{safe}-{}-{kind}.{ext}", opts.arch));
+    let version = opts.version.as_deref().unwrap_or("");
+    let path = dir.join(format!("{safe}-{}-{version}{kind}.{ext}", opts.arch));
     fs::write(&path, archive).unwrap();
     path
 }
 
 /// The image's single layer, uncompressed.
-fn layer_tar(busybox: &[u8]) -> Vec<u8> {
+fn layer_tar(busybox: &[u8], filler: usize) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (dir, mode, owner) in [
         ("bin", 0o755, 0),
@@ -212,6 +225,17 @@ fn layer_tar(busybox: &[u8]) -> Vec<u8> {
     let group = "root:x:0:\napp:x:1000:\n";
     append_file(&mut b, "etc/passwd", passwd.as_bytes(), 0o644);
     append_file(&mut b, "etc/group", group.as_bytes(), 0o644);
+    if filler > 0 {
+        // SHA-256 in counter mode: deterministic, and gzip cannot shrink it.
+        let mut data = Vec::with_capacity(filler + 32);
+        let mut i = 0u64;
+        while data.len() < filler {
+            data.extend_from_slice(&Sha256::digest(i.to_le_bytes()));
+            i += 1;
+        }
+        data.truncate(filler);
+        append_file(&mut b, "filler", &data, 0o644);
+    }
     b.into_inner().unwrap()
 }
 

@@ -16,3 +16,4 @@ pub mod harness;
 pub mod image;
 pub mod managers;
 pub mod old_release;
+pub mod registry;

@@ -195,10 +195,10 @@ fn digest_of_path(path: &str) -> Option<String> {
 
 /// One content `Write` stream in progress.
 pub(super) struct Upload {
-    tx: mpsc::Sender<WriteContentRequest>,
-    call: JoinHandle<Result<(), Status>>,
-    reference: String,
-    offset: i64,
+    pub(super) tx: mpsc::Sender<WriteContentRequest>,
+    pub(super) call: JoinHandle<Result<(), Status>>,
+    pub(super) reference: String,
+    pub(super) offset: i64,
 }
 
 impl Containerd {
@@ -329,7 +329,7 @@ impl Containerd {
 impl Upload {
     /// Sends one chunk. If containerd already ended the stream, its error
     /// surfaces at commit, so a failed send is not an error here.
-    async fn write(&mut self, data: Vec<u8>) {
+    pub(super) async fn write(&mut self, data: Vec<u8>) {
         let len = data.len() as i64;
         let msg = WriteContentRequest {
             action: WriteAction::Write as i32,

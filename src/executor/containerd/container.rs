@@ -55,8 +55,14 @@ impl Containerd {
         if self.container_exists(&task.id).await? {
             return Ok(());
         }
-        let name = normalize_image(&task.spec.container.image)
-            .map_err(|e| ExecError::Other(e.to_string()))?;
+        let name = self.task_image(task).await?.ok_or_else(|| {
+            let c = &task.spec.container;
+            let image = normalize_image(&c.image).unwrap_or_else(|_| c.image.clone());
+            ExecError::ImageNotFound(match &c.image_digest {
+                Some(d) => format!("{image}@{d}"),
+                None => image,
+            })
+        })?;
         let image = self.resolve_image(&name).await?;
         // The lease keeps the new snapshot (and any layers unpacked now)
         // from GC until the container record references it.

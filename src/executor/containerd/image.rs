@@ -26,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 use super::spec::ImageConfigFile;
 use super::{found, random_hex, Containerd, Lease};
 use crate::executor::ExecError;
-use crate::types::{normalize_arch, normalize_image, ImageInfo, Platform};
+use crate::types::{normalize_arch, normalize_image, ImageInfo};
 
 /// The snapshotter shoal unpacks into and runs containers from.
 pub(super) const SNAPSHOTTER: &str = "overlayfs";
@@ -133,22 +133,6 @@ pub(super) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
-/// The manifest of an index that runs here: same os and normalized arch;
-/// for 32-bit arm, v7 is preferred over other variants.
-pub(super) fn pick_platform<'a>(manifests: &'a [Desc], local: &Platform) -> Option<&'a Desc> {
-    let matches = |d: &&Desc| {
-        d.platform
-            .as_ref()
-            .is_some_and(|p| p.os == local.os && normalize_arch(&p.architecture) == local.arch)
-    };
-    let variant = |d: &&Desc| d.platform.as_ref().map(|p| p.variant.as_str()) == Some("v7");
-    manifests
-        .iter()
-        .filter(matches)
-        .find(|d| local.arch != "arm" || variant(d))
-        .or_else(|| manifests.iter().find(matches))
-}
-
 impl Containerd {
     /// Reads a whole blob (JSON documents only: capped at `MAX_JSON`).
     pub(super) async fn read_blob(&self, digest: &str) -> Result<Vec<u8>, ExecError> {
@@ -243,17 +227,23 @@ impl Containerd {
     /// manifest, config and chain ids.
     pub(super) async fn resolve_target(&self, target: &Desc) -> Result<Resolved, ExecError> {
         let manifest_desc = if target.is_index() {
-            let index: Index = self.read_json(&target.digest).await?;
-            let local = Platform::local();
-            pick_platform(&index.manifests, &local)
-                .cloned()
-                .ok_or_else(|| {
-                    let have: Vec<String> = platforms_of(&index).collect();
-                    ExecError::Other(format!(
-                        "no variant for {local} (the image has: {})",
-                        have.join(", ")
-                    ))
-                })?
+            let bytes = self.read_blob(&target.digest).await?;
+            let entries =
+                crate::registry::platforms_of_index(&bytes).map_err(|e| ExecError::Other(e.0))?;
+            let local = crate::registry::ImagePlatform::local();
+            let entry = crate::registry::pick(&entries, &local).ok_or_else(|| {
+                let have: Vec<String> = entries.iter().map(|e| e.platform.to_string()).collect();
+                ExecError::Other(format!(
+                    "no variant for {local} (the image has: {})",
+                    have.join(", ")
+                ))
+            })?;
+            Desc {
+                media_type: entry.media_type.clone(),
+                digest: entry.digest.clone(),
+                size: entry.size,
+                ..Default::default()
+            }
         } else if target.media_type == MT_OCI_MANIFEST || target.media_type == MT_DOCKER_MANIFEST {
             target.clone()
         } else {
@@ -501,44 +491,5 @@ mod tests {
         let expect = hex::encode(Sha256::digest(b"sha256:a sha256:b"));
         assert_eq!(ids[1], d(&expect));
         assert!(chain_ids(&[]).is_empty());
-    }
-
-    fn desc(arch: &str, variant: &str) -> Desc {
-        Desc {
-            digest: format!("sha256:{arch}{variant}"),
-            platform: Some(PlatformJson {
-                os: "linux".into(),
-                architecture: arch.into(),
-                variant: variant.into(),
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn picks_this_platform_from_an_index() {
-        let list = [
-            desc("arm", "v6"),
-            desc("arm", "v7"),
-            desc("arm64", "v8"),
-            desc("amd64", ""),
-        ];
-        let p = |arch: &str| Platform {
-            os: "linux".into(),
-            arch: arch.into(),
-        };
-        assert_eq!(
-            pick_platform(&list, &p("amd64")).unwrap().digest,
-            "sha256:amd64"
-        );
-        assert_eq!(
-            pick_platform(&list, &p("arm64")).unwrap().digest,
-            "sha256:arm64v8"
-        );
-        assert_eq!(
-            pick_platform(&list, &p("arm")).unwrap().digest,
-            "sha256:armv7"
-        );
-        assert!(pick_platform(&list, &p("riscv64")).is_none());
     }
 }

@@ -249,7 +249,7 @@ impl Containerd {
     }
 
     /// Creates the image record, or points an existing one at `target`.
-    async fn put_image(&self, name: &str, target: &Desc) -> Result<(), ExecError> {
+    pub(super) async fn put_image(&self, name: &str, target: &Desc) -> Result<(), ExecError> {
         let image = Image {
             name: name.to_string(),
             labels: HashMap::new(),

@@ -4,15 +4,16 @@
 //! Files: this one holds the connection, the request helpers (namespace and
 //! lease headers, error mapping) and the `Executor` impl, which only
 //! delegates. `image.rs` resolves and unpacks images, `load.rs` imports
-//! archives, `spec.rs` builds the OCI spec (pure), `rootfs.rs` reads
+//! archives, `pull.rs` pulls from registries (`crate::registry`), `spec.rs` builds the OCI spec (pure), `rootfs.rs` reads
 //! /etc/passwd from a snapshot, `task.rs` runs containers.
-//! It may use `crate::types` and `crate::logs` (for log paths and the
-//! driver's URI), nothing above them.
+//! It may use `crate::types`, `crate::registry` and `crate::logs` (for log
+//! paths and the driver's URI), nothing above them.
 
 mod archive;
 mod container;
 mod image;
 mod load;
+mod pull;
 mod rootfs;
 mod spec;
 mod task;
@@ -32,7 +33,9 @@ use tonic::{Code, Request, Status};
 
 use futures::future::BoxFuture;
 
-use super::{ContainerState, ExecError, Executor, ExitStatus, ImageStore};
+use super::{
+    ContainerState, ExecError, Executor, ExitStatus, ImageStore, PullEvent, PullRequest, Pulled,
+};
 use crate::types::{ImageInfo, Task};
 
 /// How long `connect` and `ping` wait for containerd. A stale socket (the
@@ -97,6 +100,9 @@ pub struct Containerd {
     oom: Arc<Mutex<HashSet<String>>>,
     /// The OOM event watcher; aborted on drop.
     events: tokio::task::JoinHandle<()>,
+    /// One lock per image being pulled, so that two tasks of one image
+    /// share a pull. std Mutex: never held across .await.
+    pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Drop for Containerd {
@@ -162,6 +168,7 @@ impl Containerd {
             waiters: Mutex::new(HashMap::new()),
             oom,
             events,
+            pulls: Mutex::new(HashMap::new()),
         })
     }
 
@@ -353,6 +360,18 @@ impl ImageStore for Containerd {
 
     fn remove_image<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ExecError>> {
         Box::pin(self.delete_image(name))
+    }
+
+    fn pull_image<'a>(
+        &'a self,
+        req: &'a PullRequest,
+        progress: Option<tokio::sync::mpsc::Sender<PullEvent>>,
+    ) -> BoxFuture<'a, Result<Pulled, ExecError>> {
+        Box::pin(self.pull(req, progress))
+    }
+
+    fn has_image<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<bool, ExecError>> {
+        Box::pin(async move { Ok(self.task_image(task).await?.is_some()) })
     }
 }
 
