@@ -137,12 +137,37 @@ fn rpc_package(package: &str, codec: &str) {
         // tasks for the cluster's restart grace. A 254a909 manager does not
         // know the route, and the node is simply replaced when it is down.
         .method(method("restarting", "Restarting", "Empty", "Empty", false))
+        // Image blobs shared over the LAN: a node says which blobs it
+        // holds, and a puller asks which nodes hold one.
+        .method(method(
+            "report_blobs",
+            "ReportBlobs",
+            "BlobReport",
+            "Empty",
+            false,
+        ))
+        .method(method(
+            "blob_sources",
+            "BlobSources",
+            "BlobQuery",
+            "BlobSources",
+            false,
+        ))
         .build();
     // What managers ask of any node.
     let node = Service::builder()
         .name("NodeAgent")
         .package(package)
         .method(method("logs", "Logs", "LogsRequest", "LogItem", true))
+        // A committed image blob, by digest, from an offset: what a peer
+        // pulling the same image asks before it asks the registry.
+        .method(method(
+            "read_blob",
+            "ReadBlob",
+            "BlobRead",
+            "BlobChunk",
+            true,
+        ))
         .build();
     // Managers among themselves: Raft's peer RPC, and what followers
     // forward to the leader (writes, read barriers, membership changes).

@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use common::containerd::OwnContainerd;
 use common::harness::*;
 
 /// `POST path` with a JSON body on the daemon's control socket, as any API
@@ -841,95 +842,6 @@ fn a_new_manager_receives_a_state_of_50_mb() {
         "the new manager caught up without a snapshot\n{}",
         m2.log_tail()
     );
-}
-
-/// A containerd of the test's own (its own root, state and socket), which
-/// the test can kill and start again under a running shoal.
-struct OwnContainerd {
-    dir: tempfile::TempDir,
-    socket: String,
-    child: Option<std::process::Child>,
-}
-
-impl OwnContainerd {
-    fn start() -> OwnContainerd {
-        require_root_and_containerd();
-        let dir = tempfile::Builder::new()
-            .prefix("shoal-containerd-")
-            .tempdir()
-            .expect("temp dir");
-        let socket = dir.path().join("c.sock").display().to_string();
-        let config = format!(
-            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = \"{1}\"\n[ttrpc]\n  address = \"{1}.ttrpc\"\n",
-            dir.path().display(),
-            socket
-        );
-        std::fs::write(dir.path().join("config.toml"), config).expect("write the config");
-        let mut c = OwnContainerd {
-            dir,
-            socket,
-            child: None,
-        };
-        c.up();
-        c
-    }
-
-    /// Starts it (again) and waits until it answers.
-    fn up(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("log"))
-            .expect("open the log");
-        self.child = Some(
-            std::process::Command::new("containerd")
-                .arg("--config")
-                .arg(self.dir.path().join("config.toml"))
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .spawn()
-                .expect("start containerd"),
-        );
-        assert!(
-            wait_until(WAIT, || std::process::Command::new("ctr")
-                .args(["--address", &self.socket, "version"])
-                .output()
-                .is_ok_and(|o| o.status.success())),
-            "the test's containerd did not come up"
-        );
-    }
-
-    /// SIGKILL: containerd goes away; its shims keep the containers.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for OwnContainerd {
-    fn drop(&mut self) {
-        self.kill();
-        // The shims of its containers outlive it, and so do the rootfs
-        // mounts of a test that failed while containerd was away.
-        let _ = std::process::Command::new("pkill")
-            .args(["-9", "-f", &format!("containerd-shim.*{}", self.socket)])
-            .status();
-        let root = self.dir.path().display().to_string();
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        for point in mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|p| p.starts_with(&root))
-        {
-            let _ = std::process::Command::new("umount")
-                .args(["-l", point])
-                .status();
-        }
-    }
 }
 
 /// When containerd goes away under a running node, its tasks are neither

@@ -142,7 +142,8 @@ fn arm64_images_run_on_the_arm_worker_and_amd64_ones_never_do() {
         "an amd64 task ran on the ARM worker"
     );
 
-    // And where it can go nowhere, its status says why.
+    // And where it can go nowhere, its status says why: the image (pinned
+    // to the one copy the nodes hold) has nothing for the worker's arm64.
     manager.cli_ok(&[
         "service",
         "create",
@@ -163,7 +164,7 @@ fn arm64_images_run_on_the_arm_worker_and_amd64_ones_never_do() {
     assert!(
         wait_until(WAIT, || why()
             .1
-            .contains("unsupported platform (linux/arm64)")),
+            .contains("1 node: image has no linux/arm64")),
         "expected the task to say why it cannot be placed: {:?}",
         why()
     );

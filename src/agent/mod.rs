@@ -5,6 +5,7 @@
 //! and removes containers that belong to no assigned task.
 
 pub mod local;
+pub mod peers;
 pub mod registries;
 pub mod session;
 mod worker;
@@ -34,6 +35,8 @@ pub struct Runtime {
     pub images: Arc<dyn ImageStore>,
     /// Registry access the managers sent with the node's tasks.
     pub registries: registries::Registries,
+    /// The other nodes, as sources of image blobs (None: registry only).
+    pub peers: Option<Arc<dyn crate::executor::BlobPeers>>,
     /// The node's hostname, for messages such as "image X not found on node Y".
     pub node_name: String,
     /// Called after a pull: the node's image list changed, and the

@@ -54,6 +54,18 @@ pub struct Session {
     /// The registry access sent with the assignments, for the task workers'
     /// pulls. In memory only: never saved with the assignments.
     pub registries: Registries,
+    /// Told when a session opens and ends: the leader learns which image
+    /// blobs this node holds, and pulls ask it who holds one.
+    pub peers: Arc<crate::agent::peers::Peers>,
+}
+
+/// Tells the peers when a session ends, however it ends.
+struct Closed<'a>(&'a crate::agent::peers::Peers);
+
+impl Drop for Closed<'_> {
+    fn drop(&mut self) {
+        self.0.closed();
+    }
 }
 
 /// How long a stopping daemon waits for the manager to take note.
@@ -179,6 +191,8 @@ impl Session {
             .map_err(|e| Ended::NotOpened(format!("open session: {}", e.message())))?
             .into_inner();
         info!(manager = %addr, "session opened");
+        self.peers.opened(client.clone());
+        let _closed = Closed(&self.peers);
         // The manager stored the description before it opened the session.
         for w in waiting.drain(..) {
             let _ = w.send(());

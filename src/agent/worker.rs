@@ -150,7 +150,8 @@ async fn pull(
     task: &Task,
 ) -> Result<(), ExecError> {
     let access = rt.registries.get(registry_host(&task.spec.container.image));
-    let req = PullRequest::for_task(task, access);
+    let mut req = PullRequest::for_task(task, access);
+    req.peers = rt.peers.clone();
     let (ptx, mut prx) = mpsc::channel(64);
     let pulling = rt.images.pull_image(&req, Some(ptx));
     tokio::pin!(pulling);
@@ -167,7 +168,13 @@ async fn pull(
         tokio::select! {
             r = &mut pulling => {
                 let pulled = r?;
-                info!(task = %task.id, image = %pulled.name, bytes = pulled.fetched_bytes, "pulled");
+                info!(
+                    task = %task.id,
+                    image = %pulled.name,
+                    registry_bytes = pulled.fetched_bytes,
+                    peer_bytes = pulled.peer_bytes,
+                    "pulled"
+                );
                 (rt.images_changed)();
                 return Ok(());
             }
@@ -179,7 +186,7 @@ async fn pull(
                     PullEvent::Blob { digest, done: d, .. } => {
                         done.insert(digest, d);
                     }
-                    PullEvent::Unpacking => {}
+                    PullEvent::Waiting { .. } | PullEvent::Unpacking => {}
                 }
                 if last.elapsed() >= PROGRESS_EVERY {
                     last = tokio::time::Instant::now();

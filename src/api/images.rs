@@ -76,6 +76,7 @@ pub async fn pull(
         digest: None,
         platform,
         access,
+        peers: None,
     };
     let (tx, mut rx) = mpsc::channel(64);
     let (lines_tx, lines_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);

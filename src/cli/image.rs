@@ -180,6 +180,11 @@ impl Bars {
                     println!("{}: {how} ({})", short(&digest), size(total));
                 }
             }
+            PullEvent::Waiting { digest } => {
+                if !self.tty {
+                    println!("{}: another node fetches it; waiting", short(&digest));
+                }
+            }
             PullEvent::Unpacking => {
                 if !self.tty {
                     println!("unpacking");

@@ -8,10 +8,12 @@
 //! report for a task that is not assigned to that node is dropped.
 
 mod assignments;
+mod blobs;
 mod heartbeat;
 mod session;
 mod status;
 
+pub use blobs::{Sources, WAIT_AGAIN};
 pub use heartbeat::{watch_nodes, Heartbeats};
 pub use session::{check_member, heartbeat_period, SessionEnd};
 
@@ -37,6 +39,9 @@ pub struct Dispatcher {
     /// Every node's assignments, kept once for all sessions.
     hub: Arc<assignments::Hub>,
     pub heartbeats: Arc<Heartbeats>,
+    /// Which node holds which image blob (leader's memory only).
+    /// std Mutex: never held across .await.
+    blobs: Arc<Mutex<blobs::BlobIndex>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +64,7 @@ impl Dispatcher {
             writer: Default::default(),
             hub: Default::default(),
             heartbeats: Arc::new(Heartbeats::default()),
+            blobs: Default::default(),
         }
     }
 

@@ -15,7 +15,7 @@ use crate::registry::ImagePlatform;
 use crate::types::{ImageInfo, RegistryAccess, Task};
 
 /// A pull, as a task or `image pull` asks for it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PullRequest {
     /// Normalized reference (`host/repo:tag` or `host/repo@digest`).
     pub image: String,
@@ -26,6 +26,44 @@ pub struct PullRequest {
     pub platform: Option<ImagePlatform>,
     /// Credentials, CA and mirrors of the image's registry.
     pub access: Option<RegistryAccess>,
+    /// Other nodes to fetch blobs from before the registry (LAN sharing).
+    pub peers: Option<std::sync::Arc<dyn BlobPeers>>,
+}
+
+/// Where to get a blob, as the managers see it.
+#[derive(Debug, Clone, Default)]
+pub struct PeerSources {
+    pub nodes: Vec<(String, String)>,
+    pub wait: Option<Duration>,
+}
+
+/// A stream of a blob's bytes from some offset.
+pub type ByteStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, String>>;
+
+/// The nodes of the cluster as a source of image blobs: which hold one,
+/// and its bytes from an offset. Only digests are asked for; the puller
+/// checks every byte against the digest (containerd's commit does).
+pub trait BlobPeers: Send + Sync + 'static {
+    /// (node id, address) of nodes that hold `digest`, best first; or,
+    /// when none does yet, how soon to ask again because another node is
+    /// fetching it from the registry (None: fetch it from there).
+    fn sources<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, PeerSources>;
+
+    /// This node is still fetching `digest` from the registry: the others
+    /// keep waiting for it.
+    fn fetching<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, ()>;
+
+    /// This node now holds `digest`: the others may fetch it from here.
+    fn have<'a>(&'a self, digest: &'a str) -> BoxFuture<'a, ()>;
+
+    /// The blob from `offset` on, from the node `node_id` at `addr`.
+    fn fetch<'a>(
+        &'a self,
+        node_id: &'a str,
+        addr: &'a str,
+        digest: &'a str,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<ByteStream, String>>;
 }
 
 impl PullRequest {
@@ -36,6 +74,7 @@ impl PullRequest {
             digest: task.spec.container.image_digest.clone(),
             platform: None,
             access,
+            peers: None,
         }
     }
 }
@@ -58,6 +97,9 @@ pub enum PullEvent {
         total: u64,
         cached: bool,
     },
+    /// Another node is fetching this blob from the registry; this one
+    /// waits and then fetches it from that node.
+    Waiting { digest: String },
     /// Layers are being unpacked into snapshots.
     Unpacking,
 }
@@ -73,6 +115,9 @@ pub struct Pulled {
     pub platform: String,
     /// Bytes fetched from the registry (0: everything was here).
     pub fetched_bytes: u64,
+    /// Bytes fetched from other nodes of the cluster.
+    #[serde(default)]
+    pub peer_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,4 +226,15 @@ pub trait ImageStore: Send + Sync + 'static {
 
     /// Whether the image a task runs is here (at its pinned digest).
     fn has_image<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<bool, ExecError>>;
+
+    /// Digests of the blobs held (committed), for peers to fetch.
+    fn blobs(&self) -> BoxFuture<'_, Result<Vec<String>, ExecError>>;
+
+    /// A committed blob from `offset` on; `ImageNotFound` if it is not
+    /// held (or only partly written).
+    fn read_blob<'a>(
+        &'a self,
+        digest: &'a str,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<ByteStream, ExecError>>;
 }

@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use super::{Handle, Node};
 use crate::agent::local::LocalState;
+use crate::agent::peers::Peers;
 use crate::agent::registries::Registries;
 use crate::agent::session::Session;
 use crate::agent::{Agent, Runtime};
@@ -40,6 +41,7 @@ pub(super) fn run(
     // Registry access the managers send with the assignments: filled by
     // the session, read by the task workers' pulls; in memory only.
     let registries = Registries::default();
+    let peers = Peers::new(client_tls.clone(), parts.images.clone());
     let session = Session {
         tls: client_tls,
         managers,
@@ -58,16 +60,20 @@ pub(super) fn run(
             .ok_or_else(|| anyhow::anyhow!("the agent was started twice"))?,
         daemon_stopping: node.daemon_stopping.clone(),
         registries: registries.clone(),
+        peers: peers.clone(),
     };
     let refresher = node.handle.clone();
+    let reporter = peers.clone();
     let rt = Runtime {
         exec: parts.exec.clone(),
         images: parts.images.clone(),
         registries,
+        peers: Some(peers),
         node_name: crate::host::hostname(),
         images_changed: Box::new(move || {
             let h = refresher.clone();
             tokio::spawn(async move { h.refresh().await });
+            reporter.report();
         }),
     };
     let agent = Agent::new(rt, report_tx);

@@ -37,6 +37,7 @@ pub(super) async fn run(mut node: Node, shutdown: Shutdown) -> anyhow::Result<()
     let mut server_shutdown = shutdown.clone();
     let node_agent = Arc::new(NodeAgentService {
         data_dir: parts.data_dir.clone(),
+        images: parts.images.clone(),
     });
     // Both formats: shoal.v1 for managers of 254a909.
     let server = tonic::transport::Server::builder()

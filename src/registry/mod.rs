@@ -94,7 +94,45 @@ fn http_allowed(addr: &str, access: Option<&RegistryAccess>) -> bool {
     is_loopback_host(addr) || access.is_some_and(|a| a.insecure)
 }
 
+/// Clients built so far, by what they were built with: building one loads
+/// the system's root certificates (about 0.1 s), which every `service
+/// create` would otherwise pay. The credentials are part of the key, as a
+/// client keeps the first ones it was given.
 fn client_for(
+    addr: &str,
+    access: Option<&RegistryAccess>,
+    http: bool,
+) -> Result<Client, RegistryError> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CLIENTS: OnceLock<Mutex<HashMap<String, Client>>> = OnceLock::new();
+    let key = {
+        let mut h = Sha256::new();
+        h.update(addr.as_bytes());
+        h.update([u8::from(http)]);
+        if let Some(a) = access {
+            for part in [&a.username, &a.password, &a.ca_pem] {
+                h.update(part.as_deref().unwrap_or("").as_bytes());
+                h.update([0]);
+            }
+        }
+        hex::encode(h.finalize())
+    };
+    let cache = CLIENTS.get_or_init(Default::default);
+    if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(c.clone());
+    }
+    let client = build_client(addr, access, http)?;
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    // A bound: keys change only with registries and credentials.
+    if map.len() >= 256 {
+        map.clear();
+    }
+    map.insert(key, client.clone());
+    Ok(client)
+}
+
+fn build_client(
     addr: &str,
     access: Option<&RegistryAccess>,
     http: bool,

@@ -50,6 +50,12 @@ impl<S: v2::dispatcher_server::Dispatcher> v1::dispatcher_server::Dispatcher for
     async fn restarting(&self, req: Request<Empty>) -> Result<Response<Empty>, Status> {
         self.0.restarting(req).await
     }
+    async fn report_blobs(&self, req: Request<BlobReport>) -> Result<Response<Empty>, Status> {
+        self.0.report_blobs(req).await
+    }
+    async fn blob_sources(&self, req: Request<BlobQuery>) -> Result<Response<BlobSources>, Status> {
+        self.0.blob_sources(req).await
+    }
 }
 
 #[tonic::async_trait]
@@ -58,6 +64,15 @@ impl<S: v2::node_agent_server::NodeAgent> v1::node_agent_server::NodeAgent for V
 
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
         self.0.logs(req).await
+    }
+
+    type ReadBlobStream = S::ReadBlobStream;
+
+    async fn read_blob(
+        &self,
+        req: Request<BlobRead>,
+    ) -> Result<Response<Self::ReadBlobStream>, Status> {
+        self.0.read_blob(req).await
     }
 }
 
@@ -143,6 +158,8 @@ compat_client!(
         heartbeat(Empty) -> HeartbeatResponse;
         update_status(StatusBatch) -> Empty;
         restarting(Empty) -> Empty;
+        report_blobs(BlobReport) -> Empty;
+        blob_sources(BlobQuery) -> BlobSources;
     }
 );
 
@@ -150,6 +167,7 @@ compat_client!(
     /// What managers ask of any node.
     NodeAgentClient, node_agent_client::NodeAgentClient, node_agent_client::NodeAgentClient, {
         logs(LogsRequest) -> tonic::Streaming<LogItem>;
+        read_blob(BlobRead) -> tonic::Streaming<BlobChunk>;
     }
 );
 

@@ -13,7 +13,9 @@ use tracing::warn;
 use super::messages::*;
 use super::pb::v2::dispatcher_server::Dispatcher as DispatcherRpc;
 use super::transport::peer;
-use crate::dispatcher::{check_member, heartbeat_period, DispatchError, Dispatcher, SessionEnd};
+use crate::dispatcher::{
+    check_member, heartbeat_period, DispatchError, Dispatcher, SessionEnd, Sources, WAIT_AGAIN,
+};
 use crate::store::Store;
 use crate::types::Node;
 
@@ -80,6 +82,31 @@ impl DispatcherRpc for DispatcherService {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(Empty {}))
+    }
+
+    async fn report_blobs(&self, req: Request<BlobReport>) -> Result<Response<Empty>, Status> {
+        let node = self.caller(&req)?;
+        let r = req.into_inner();
+        self.current()?
+            .report_blobs(&node.id, r.full, r.added, r.removed);
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn blob_sources(&self, req: Request<BlobQuery>) -> Result<Response<BlobSources>, Status> {
+        let node = self.caller(&req)?;
+        let q = req.get_ref();
+        let answer = match self
+            .current()?
+            .blob_sources(&node.id, &q.digest, q.fetching)
+        {
+            Sources::Peers(nodes) => BlobSources { nodes, wait_ms: 0 },
+            Sources::Registry => BlobSources::default(),
+            Sources::Wait => BlobSources {
+                nodes: Vec::new(),
+                wait_ms: WAIT_AGAIN.as_millis() as u64,
+            },
+        };
+        Ok(Response::new(answer))
     }
 
     async fn update_status(&self, req: Request<StatusBatch>) -> Result<Response<Empty>, Status> {

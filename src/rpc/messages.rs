@@ -74,6 +74,59 @@ pub struct LogItem {
     pub line: LogLine,
 }
 
+/// The image blobs a node holds (committed in its content store).
+/// `full`: the whole set, replacing what the managers knew.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BlobReport {
+    pub full: bool,
+    #[serde(default)]
+    pub added: Vec<String>,
+    #[serde(default)]
+    pub removed: Vec<String>,
+}
+
+/// Who holds a blob. `fetching`: the asker is fetching it from the
+/// registry and keeps its claim alive (no answer needed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobQuery {
+    pub digest: String,
+    #[serde(default)]
+    pub fetching: bool,
+}
+
+/// Nodes that hold a blob: (node id, address), best first. With none,
+/// `wait_ms` > 0 says another node is fetching it from the registry:
+/// ask again then, rather than fetch it a second time over the uplink.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BlobSources {
+    pub nodes: Vec<(String, String)>,
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobRead {
+    pub digest: String,
+    pub offset: u64,
+}
+
+/// A piece of a blob, as MessagePack bytes (not an array of numbers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobChunk {
+    pub data: bytes::Bytes,
+}
+
+/// New in format 2: no node of format 1 knows these routes, so their
+/// format-1 form is never used; it is the same type.
+macro_rules! new_in_v2 {
+    ($($t:ident),* $(,)?) => {$(
+        impl crate::format::Versioned for $t {
+            type V1 = $t;
+        }
+    )*};
+}
+new_in_v2!(BlobReport, BlobQuery, BlobSources, BlobRead, BlobChunk);
+
 /// An encoded openraft message (see `crate::raft::wire`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RaftBytes {

@@ -1,11 +1,14 @@
-//! The node agent service (every node): what managers ask of a node
-//! directly. Today: the logs of its tasks, for `service logs` across the
-//! cluster. Only managers may call it.
+//! The node agent service (every node): what other nodes ask of a node
+//! directly. The logs of its tasks, for `service logs` across the cluster
+//! (managers only), and image blobs, for peers that pull the same image
+//! (any node of the cluster: its certificate says so).
 
 use std::path::PathBuf;
 use std::pin::Pin;
 
-use futures::Stream;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -13,17 +16,49 @@ use tonic::{Request, Response, Status};
 use super::messages::*;
 use super::pb::v2::node_agent_server::NodeAgent;
 use super::transport::peer;
+use crate::executor::{ExecError, ImageStore};
 use crate::tls::Role;
 
 pub struct NodeAgentService {
     pub data_dir: PathBuf,
+    /// The node's content store, for blobs its peers ask for.
+    pub images: Arc<dyn ImageStore>,
 }
 
 type LogStream = Pin<Box<dyn Stream<Item = Result<LogItem, Status>> + Send>>;
+type BlobStream = Pin<Box<dyn Stream<Item = Result<BlobChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl NodeAgent for NodeAgentService {
     type LogsStream = LogStream;
+    type ReadBlobStream = BlobStream;
+
+    /// Serves only committed blobs, by digest: a tag means nothing here,
+    /// and a blob being written is not there yet.
+    async fn read_blob(&self, req: Request<BlobRead>) -> Result<Response<BlobStream>, Status> {
+        peer(&req)?;
+        let r = req.into_inner();
+        if !crate::types::is_digest(&r.digest) {
+            return Err(Status::invalid_argument(format!(
+                "bad digest {:?}",
+                r.digest
+            )));
+        }
+        let stream = self
+            .images
+            .read_blob(&r.digest, r.offset)
+            .await
+            .map_err(|e| match e {
+                ExecError::ImageNotFound(_) => {
+                    Status::not_found(format!("blob {} is not here", r.digest))
+                }
+                e => Status::unavailable(e.to_string()),
+            })?;
+        Ok(Response::new(Box::pin(stream.map(|r| {
+            r.map(|data| BlobChunk { data })
+                .map_err(Status::unavailable)
+        }))))
+    }
 
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogStream>, Status> {
         if peer(&req)?.role != Role::Manager {

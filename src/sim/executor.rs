@@ -179,12 +179,25 @@ impl ImageStore for SimulatedExecutor {
                 digest: req.digest.clone().unwrap_or_default(),
                 platform: "linux/amd64".into(),
                 fetched_bytes: 0,
+                peer_bytes: 0,
             })
         })
     }
 
     fn has_image<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<bool, ExecError>> {
         Box::pin(async move { Ok(!self.script.behavior(&task.spec.container.image).missing) })
+    }
+
+    fn blobs(&self) -> BoxFuture<'_, Result<Vec<String>, ExecError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn read_blob<'a>(
+        &'a self,
+        digest: &'a str,
+        _offset: u64,
+    ) -> BoxFuture<'a, Result<crate::executor::ByteStream, ExecError>> {
+        Box::pin(async move { Err(ExecError::ImageNotFound(digest.to_string())) })
     }
 }
 

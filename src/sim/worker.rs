@@ -47,6 +47,7 @@ impl SimWorker {
             exec: executor.clone(),
             images: executor.clone(),
             registries: Default::default(),
+            peers: None,
             node_name: node_id.to_string(),
             images_changed: Box::new(|| {}),
         };

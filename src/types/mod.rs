@@ -13,7 +13,9 @@ mod task;
 pub use ids::{new_id, now_ms};
 pub use image::{normalize_image, BadImageRef, ImageInfo};
 pub use node::*;
-pub use registry::{is_loopback_host, registry_host, repository, tag, PullPolicy, RegistryAccess};
+pub use registry::{
+    is_digest, is_loopback_host, registry_host, repository, tag, PullPolicy, RegistryAccess,
+};
 pub use report::{Assignments, SessionMessage, SessionRequest, StatusReport};
 pub use service::*;
 pub use signal::parse_signal;

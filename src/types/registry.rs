@@ -109,6 +109,15 @@ pub fn tag(normalized: &str) -> Option<&str> {
     }
 }
 
+/// `sha256:` and 64 lowercase hex digits: the blobs nodes share.
+pub fn is_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// Whether `host` is on loopback, where plain HTTP is allowed (docker
 /// allows 127.0.0.0/8 the same way).
 pub fn is_loopback_host(host: &str) -> bool {

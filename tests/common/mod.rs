@@ -12,6 +12,7 @@
 //! Each test binary uses only part of this, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod harness;
 pub mod image;
 pub mod managers;

@@ -231,19 +231,30 @@ impl Containerd {
     /// Creates a lease that expires by itself after an hour, in case we die
     /// before deleting it.
     async fn lease(&self) -> Result<Lease, ExecError> {
-        let id = format!("shoal-{}", random_hex());
+        self.lease_named(format!("shoal-{}", random_hex())).await
+    }
+
+    /// A lease with a given id, or the one that exists with it: a pull
+    /// that failed leaves its lease (and so its partial writes, which GC
+    /// would otherwise collect) for the next try to carry on under, until
+    /// it expires.
+    async fn lease_named(&self, id: String) -> Result<Lease, ExecError> {
         let expire = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
         let expire = expire
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| ExecError::Other(e.to_string()))?;
         let labels = HashMap::from([("containerd.io/gc.expire".to_string(), expire)]);
-        LeasesClient::new(self.channel.clone())
+        let r = LeasesClient::new(self.channel.clone())
             .create(self.req(CreateRequest {
                 id: id.clone(),
                 labels,
             }))
-            .await
-            .map_err(|s| self.err("create lease", s))?;
+            .await;
+        match r {
+            Ok(_) => {}
+            Err(s) if s.code() == Code::AlreadyExists => {}
+            Err(s) => return Err(self.err("create lease", s)),
+        }
         let header = id
             .parse()
             .map_err(|_| ExecError::Other(format!("bad lease id {id}")))?;
@@ -372,6 +383,18 @@ impl ImageStore for Containerd {
 
     fn has_image<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<bool, ExecError>> {
         Box::pin(async move { Ok(self.task_image(task).await?.is_some()) })
+    }
+
+    fn blobs(&self) -> BoxFuture<'_, Result<Vec<String>, ExecError>> {
+        Box::pin(self.list_blobs())
+    }
+
+    fn read_blob<'a>(
+        &'a self,
+        digest: &'a str,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<super::ByteStream, ExecError>> {
+        Box::pin(self.serve_blob(digest, offset))
     }
 }
 

@@ -11,13 +11,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::{
-    AbortRequest, GetImageRequest, ListImagesRequest, WriteAction, WriteContentRequest,
+    AbortRequest, GetImageRequest, ListContentRequest, ListImagesRequest, ReadContentRequest,
+    WriteAction, WriteContentRequest,
 };
 use futures::StreamExt;
+use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
@@ -25,7 +28,7 @@ use tonic::Code;
 use super::archive::Upload;
 use super::image::{Desc, Manifest, Resolved};
 use super::{found, Containerd, Lease};
-use crate::executor::{ExecError, PullEvent, PullRequest, Pulled};
+use crate::executor::{BlobPeers, ByteStream, ExecError, PullEvent, PullRequest, Pulled};
 use crate::registry::{self, Document, ImagePlatform, Source};
 use crate::types::{normalize_image, registry_host, repository, Task};
 
@@ -82,6 +85,49 @@ impl Containerd {
             .map(|i| i.name))
     }
 
+    /// Every committed blob of this namespace.
+    pub(super) async fn list_blobs(&self) -> Result<Vec<String>, ExecError> {
+        let mut stream = ContentClient::new(self.channel.clone())
+            .list(self.req(ListContentRequest { filters: vec![] }))
+            .await
+            .map_err(|s| self.err("list content", s))?
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(m) = stream
+            .message()
+            .await
+            .map_err(|s| self.err("list content", s))?
+        {
+            out.extend(m.info.into_iter().map(|i| i.digest));
+        }
+        Ok(out)
+    }
+
+    /// A committed blob from `offset` on, for a peer. Only committed
+    /// content is found by `Info`: an ingest under way is not served.
+    pub(super) async fn serve_blob(
+        &self,
+        digest: &str,
+        offset: u64,
+    ) -> Result<ByteStream, ExecError> {
+        if !self.content_exists(digest).await? {
+            return Err(ExecError::ImageNotFound(digest.to_string()));
+        }
+        let stream = ContentClient::new(self.channel.clone())
+            .read(self.req(ReadContentRequest {
+                digest: digest.to_string(),
+                offset: offset as i64,
+                size: 0,
+            }))
+            .await
+            .map_err(|s| self.err(&format!("read {digest}"), s))?
+            .into_inner();
+        Ok(Box::pin(stream.map(|m| {
+            m.map(|r| bytes::Bytes::from(r.data))
+                .map_err(|s| s.message().to_string())
+        })))
+    }
+
     pub(super) async fn pull(
         &self,
         req: &PullRequest,
@@ -98,7 +144,7 @@ impl Containerd {
         let lock = {
             let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
             pulls.retain(|_, l| Arc::strong_count(l) > 1);
-            pulls.entry(key).or_default().clone()
+            pulls.entry(key.clone()).or_default().clone()
         };
         let _turn = lock.lock().await;
         // A pinned digest that is here already (the pull that went first,
@@ -114,18 +160,27 @@ impl Containerd {
                     digest: d.clone(),
                     platform: String::new(),
                     fetched_bytes: 0,
+                    peer_bytes: 0,
                 });
             }
         }
         let (source, root) = Source::open(&image, digest.as_deref(), req.access.as_ref())
             .await
             .map_err(|e| ExecError::Pull(e.0))?;
-        let lease = self.lease().await?;
+        // One lease per image pull, kept when the pull fails: what it got
+        // stays for the next try to resume (the lease expires in an hour).
+        let id = format!(
+            "shoal-pull-{}",
+            &hex::encode(Sha256::digest(key.as_bytes()))[..16]
+        );
+        let lease = self.lease_named(id).await?;
         let p = Progress(progress);
         let r = self
             .pull_leased(&image, &source, &root, req, &lease, &p)
             .await;
-        self.end_lease(lease).await;
+        if r.is_ok() {
+            self.end_lease(lease).await;
+        }
         r
     }
 
@@ -172,14 +227,18 @@ impl Containerd {
 
         // The config says what the image runs on: a single-arch image of
         // another arch is refused here, before it is run.
-        let config_bytes = if self.content_exists(&manifest.config.digest).await? {
-            self.read_blob(&manifest.config.digest).await?.into()
-        } else {
-            source
-                .small_blob(&manifest.config.digest)
-                .await
-                .map_err(pull_err)?
-        };
+        let peers = req.peers.as_ref();
+        let (mut fetched, mut from_peers) = self
+            .fetch_blob(
+                source,
+                peers,
+                &manifest.config,
+                source_label.clone(),
+                lease,
+                progress,
+            )
+            .await?;
+        let config_bytes = self.read_blob(&manifest.config.digest).await?;
         let platform = registry::manifest_platform(&config_bytes).map_err(pull_err)?;
         if !platform.runs_on(&node) {
             return Err(ExecError::Pull(format!(
@@ -199,14 +258,13 @@ impl Containerd {
 
         // Children before parents, each committed with its labels, so GC
         // never sees a parent that points at nothing it keeps.
-        let mut fetched = 0;
         for layer in &manifest.layers {
-            fetched += self
-                .fetch_blob(source, layer, source_label.clone(), lease, progress)
+            let (r, p) = self
+                .fetch_blob(source, peers, layer, source_label.clone(), lease, progress)
                 .await?;
+            fetched += r;
+            from_peers += p;
         }
-        self.put_document(&manifest.config, &config_bytes, source_label.clone(), lease)
-            .await?;
         let mut manifest_labels = source_label.clone();
         manifest_labels.insert(
             "containerd.io/gc.ref.content.config".into(),
@@ -249,6 +307,7 @@ impl Containerd {
             digest: root.digest.clone(),
             platform: platform.to_string(),
             fetched_bytes: fetched,
+            peer_bytes: from_peers,
         })
     }
 
@@ -261,9 +320,6 @@ impl Containerd {
         labels: HashMap<String, String>,
         lease: &Lease,
     ) -> Result<(), ExecError> {
-        if self.content_exists(&desc.digest).await? {
-            return self.set_labels(&desc.digest, labels).await;
-        }
         let Some(mut w) = self.open_write(&desc.digest, desc.size, lease).await? else {
             return self.set_labels(&desc.digest, labels).await;
         };
@@ -275,89 +331,129 @@ impl Containerd {
         self.commit_write(w, &desc.digest, desc.size, labels).await
     }
 
-    /// Streams one blob from the registry into the content store,
-    /// resuming a write an earlier pull left. Returns the bytes fetched.
+    /// Streams one blob into the content store: from peers that hold it
+    /// first, then from the registry, each one carrying on at the offset
+    /// the last one reached (and an earlier, interrupted pull left).
+    /// Returns the bytes that came from (registry, peers).
     async fn fetch_blob(
         &self,
         source: &Source,
+        peers: Option<&Arc<dyn BlobPeers>>,
         desc: &Desc,
         labels: HashMap<String, String>,
         lease: &Lease,
         progress: &Progress,
-    ) -> Result<u64, ExecError> {
+    ) -> Result<(u64, u64), ExecError> {
         let total = desc.size.max(0) as u64;
-        if self.content_exists(&desc.digest).await? {
+        let digest = &desc.digest;
+        let report = |done: u64, cached: bool| {
             progress.send(PullEvent::Blob {
-                digest: desc.digest.clone(),
-                done: total,
+                digest: digest.clone(),
+                done,
                 total,
-                cached: true,
-            });
-            self.set_labels(&desc.digest, labels).await?;
-            return Ok(0);
+                cached,
+            })
+        };
+        // Opening the write, under the pull's lease, is also how a blob
+        // that is here already is found: containerd answers AlreadyExists
+        // and adds it to the lease, so GC cannot take it before the image
+        // record refers to it (an Info first would leave that window).
+        let mut opened = self.open_write(digest, desc.size, lease).await?;
+        if opened.is_none() {
+            report(total, true);
+            self.set_labels(digest, labels).await?;
+            return Ok((0, 0));
         }
+        let mut holders = match peers {
+            Some(p) => wait_for_holders(p.as_ref(), digest, progress).await,
+            None => Vec::new(),
+        };
         let mut last_err = None;
         for attempt in 0..2 {
-            let Some(mut w) = self.open_write(&desc.digest, desc.size, lease).await? else {
-                self.set_labels(&desc.digest, labels).await?;
-                return Ok(0);
+            let next = match opened.take() {
+                Some(w) => Some(w),
+                None => self.open_write(digest, desc.size, lease).await?,
+            };
+            let Some(mut w) = next else {
+                self.set_labels(digest, labels).await?;
+                return Ok((0, 0));
             };
             if attempt > 0 {
-                // The first attempt's bytes did not add up: start over.
+                // The first attempt's bytes did not add up (a peer or a
+                // registry sent something else): start over, registry only.
                 w.offset = 0;
+                holders.clear();
             }
-            let mut fetched = 0u64;
-            if w.offset as u64 == total {
-                // An earlier pull got every byte but did not commit.
-                match self
-                    .commit_write(w, &desc.digest, desc.size, labels.clone())
-                    .await
-                {
-                    Ok(()) => return Ok(0),
-                    Err(ExecError::Pull(m)) => {
-                        self.abort_write(&desc.digest).await;
-                        last_err = Some(m);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let mut stream = source
-                .blob(&desc.digest, w.offset as u64)
-                .await
-                .map_err(|e| ExecError::Pull(e.0))?;
-            if stream.offset == 0 {
-                // The registry sends it all (no Range support): rewrite.
-                w.offset = 0;
-            }
-            while let Some(chunk) = stream.stream.next().await {
-                let chunk = chunk.map_err(|e| {
-                    ExecError::Pull(format!(
-                        "registry {}: blob {} cut off after {} bytes: {e}",
-                        source.addr, desc.digest, w.offset
-                    ))
-                })?;
-                fetched += chunk.len() as u64;
-                for part in chunk.chunks(CHUNK) {
-                    w.write(part.to_vec()).await;
-                }
-                if w.offset as u64 > total {
+            let (mut from_registry, mut from_peers) = (0u64, 0u64);
+            for (node, addr) in &holders {
+                if w.offset as u64 >= total {
                     break;
                 }
-                progress.send(PullEvent::Blob {
-                    digest: desc.digest.clone(),
-                    done: w.offset as u64,
-                    total,
-                    cached: false,
-                });
+                let Some(p) = peers else { break };
+                match p.fetch(node, addr, digest, w.offset as u64).await {
+                    Ok(stream) => match copy(&mut w, stream, total, &report).await {
+                        Ok(n) => from_peers += n,
+                        Err((n, e)) => {
+                            from_peers += n;
+                            tracing::info!(%digest, peer = %addr, error = %e, "a peer stopped sending a blob; trying the next source");
+                        }
+                    },
+                    Err(e) => {
+                        tracing::info!(%digest, peer = %addr, error = %e, "a peer cannot send a blob")
+                    }
+                }
+            }
+            if (w.offset as u64) < total {
+                let stream = source
+                    .blob(digest, w.offset as u64)
+                    .await
+                    .map_err(|e| ExecError::Pull(e.0))?;
+                if stream.offset == 0 {
+                    // The registry sends it all (no Range support): rewrite.
+                    w.offset = 0;
+                }
+                let bytes = stream.stream.map(|c| c.map_err(|e| e.to_string())).boxed();
+                // While this node fetches from the registry, the others
+                // that need the blob wait for it: keep its claim alive.
+                let copying = copy(&mut w, bytes, total, &report);
+                let copied = match peers {
+                    Some(p) => {
+                        tokio::pin!(copying);
+                        let mut tick = tokio::time::interval(CLAIM_RENEW);
+                        loop {
+                            tokio::select! {
+                                r = &mut copying => break r,
+                                _ = tick.tick() => p.fetching(digest).await,
+                            }
+                        }
+                    }
+                    None => copying.await,
+                };
+                match copied {
+                    Ok(n) => from_registry += n,
+                    // The bytes that arrived stay in containerd's ingest:
+                    // the next pull carries on from there.
+                    Err((_, e)) => {
+                        return Err(ExecError::Pull(format!(
+                            "registry {}: blob {digest} cut off after {} bytes: {e}",
+                            source.addr, w.offset
+                        )))
+                    }
+                }
             }
             match self
-                .commit_write(w, &desc.digest, desc.size, labels.clone())
+                .commit_write(w, digest, desc.size, labels.clone())
                 .await
             {
-                Ok(()) => return Ok(fetched),
+                Ok(()) => {
+                    if let Some(p) = peers {
+                        p.have(digest).await;
+                    }
+                    return Ok((from_registry, from_peers));
+                }
                 Err(ExecError::Pull(m)) => {
-                    self.abort_write(&desc.digest).await;
+                    tracing::warn!(%digest, error = %m, "a blob did not match its digest; fetching it again from the registry");
+                    self.abort_write(digest).await;
                     last_err = Some(m);
                 }
                 Err(e) => return Err(e),
@@ -472,6 +568,62 @@ impl Containerd {
         }
         self.err(&format!("write {digest}"), s)
     }
+}
+
+/// How often a node fetching a blob from the registry tells the managers
+/// it still is (their claim lasts 30 s).
+const CLAIM_RENEW: Duration = Duration::from_secs(10);
+/// The longest a node waits for another's registry fetch of a blob.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// The nodes to fetch `digest` from: asked of the managers, and asked
+/// again while another node fetches it from the registry (so the uplink
+/// carries it once). Empty: fetch it from the registry.
+async fn wait_for_holders(
+    peers: &dyn BlobPeers,
+    digest: &str,
+    progress: &Progress,
+) -> Vec<(String, String)> {
+    let start = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        let s = peers.sources(digest).await;
+        match s.wait {
+            Some(wait) if s.nodes.is_empty() && start.elapsed() < MAX_WAIT => {
+                if !told {
+                    told = true;
+                    progress.send(PullEvent::Waiting {
+                        digest: digest.to_string(),
+                    });
+                }
+                tokio::time::sleep(wait).await;
+            }
+            _ => return s.nodes,
+        }
+    }
+}
+
+/// Writes `stream` into `w` until it ends or `total` bytes are written.
+/// Returns the bytes copied, or them and why the stream broke.
+async fn copy(
+    w: &mut Upload,
+    mut stream: ByteStream,
+    total: u64,
+    report: &impl Fn(u64, bool),
+) -> Result<u64, (u64, String)> {
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| (n, e))?;
+        n += chunk.len() as u64;
+        for part in chunk.chunks(CHUNK) {
+            w.write(part.to_vec()).await;
+        }
+        report(w.offset as u64, false);
+        if w.offset as u64 >= total {
+            break;
+        }
+    }
+    Ok(n)
 }
 
 /// Progress events, dropped rather than waited for.
