@@ -168,6 +168,9 @@ fn rpc_package(package: &str, codec: &str) {
             "BlobChunk",
             true,
         ))
+        // The node's images: list them (in use or not, and the disk),
+        // remove one, or prune; for `image ls|rm|prune --all-nodes`.
+        .method(method("images", "Images", "ImagesOp", "ImagesReply", false))
         .build();
     // Managers among themselves: Raft's peer RPC, and what followers
     // forward to the leader (writes, read barriers, membership changes).

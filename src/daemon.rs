@@ -105,6 +105,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         keys,
         proposer,
         exec: containerd.clone(),
+        image_keeper: crate::agent::images::ImageKeeper::new(containerd.clone()),
         images: containerd,
         data_dir: cfg.data_dir.clone(),
         advertise: cfg.advertise.clone(),

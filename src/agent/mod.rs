@@ -4,6 +4,7 @@
 //! container. On start the agent re-adopts containers of assigned tasks
 //! and removes containers that belong to no assigned task.
 
+pub mod images;
 pub mod local;
 pub mod peers;
 pub mod registries;

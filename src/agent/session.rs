@@ -42,6 +42,8 @@ pub struct Session {
     /// Saves the manager list when it changes.
     pub on_managers: OnManagers,
     pub on_role: OnRole,
+    /// The cluster's image GC policy, as the managers send it.
+    pub on_image_gc: Box<dyn Fn(crate::types::ImageGc) + Send + Sync>,
     pub describe: Describe,
     /// Asks that the session be opened again with a new description, as
     /// SwarmKit's agent does when its node changed (its images). The
@@ -243,8 +245,9 @@ impl Session {
                         }
                         assignments.send_replace(Arc::new(set));
                     }
-                    Ok(Some(SessionMessage::Cluster { managers, heartbeat_period_ms, role })) => {
+                    Ok(Some(SessionMessage::Cluster { managers, heartbeat_period_ms, role, image_gc })) => {
                         (self.on_role)(role);
+                        (self.on_image_gc)(image_gc);
                         period = Duration::from_millis(heartbeat_period_ms.max(100));
                         beat = tokio::time::interval(period);
                         if !managers.is_empty() && managers != self.managers {

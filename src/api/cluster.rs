@@ -68,6 +68,7 @@ pub async fn init(
         unlock_key: None,
         restart_grace_ms: crate::types::DEFAULT_RESTART_GRACE_MS,
         registries: Vec::new(),
+        image_gc: Default::default(),
     };
     let worker_token = cluster.join_tokens.worker.to_string();
     let mut node = Node::joined(
@@ -278,6 +279,15 @@ pub struct ClusterUpdate {
     /// How long the tasks of a node that said it is restarting are held.
     #[serde(default)]
     pub restart_grace_ms: Option<u64>,
+    /// Image GC: start past this share of the image disk (percent)…
+    #[serde(default)]
+    pub image_gc_high_percent: Option<u8>,
+    /// … and stop below this one.
+    #[serde(default)]
+    pub image_gc_low_percent: Option<u8>,
+    /// Images younger than this on a node are kept.
+    #[serde(default)]
+    pub image_gc_min_age_ms: Option<u64>,
     /// In the reply, when autolock is on: the key to unlock managers with.
     #[serde(default)]
     pub unlock_key: Option<String>,
@@ -328,6 +338,12 @@ pub async fn update_cluster(
         }
         cluster.restart_grace_ms = ms;
     }
+    let mut gc = cluster.image_gc;
+    gc.high_percent = req.image_gc_high_percent.unwrap_or(gc.high_percent);
+    gc.low_percent = req.image_gc_low_percent.unwrap_or(gc.low_percent);
+    gc.min_age_ms = req.image_gc_min_age_ms.unwrap_or(gc.min_age_ms);
+    gc.check().map_err(ApiError::BadRequest)?;
+    cluster.image_gc = gc;
     if let Some(on) = req.autolock {
         super::lock::set_autolock(&mut cluster, on)?;
     }
@@ -337,6 +353,9 @@ pub async fn update_cluster(
         snapshot_interval: Some(cluster.snapshot_interval),
         autolock: Some(cluster.unlock_key.is_some()),
         restart_grace_ms: Some(cluster.restart_grace_ms),
+        image_gc_high_percent: Some(gc.high_percent),
+        image_gc_low_percent: Some(gc.low_percent),
+        image_gc_min_age_ms: Some(gc.min_age_ms),
         unlock_key: req
             .autolock
             .filter(|on| *on)

@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::types::{ImageLoaded, PullBody, PullLine};
 use super::{ApiError, Ctx};
+use crate::agent::images::RemoveError;
 use crate::executor::PullRequest;
 use crate::registry::ImagePlatform;
 use crate::types::{normalize_image, registry_host, ImageInfo};
@@ -135,11 +136,16 @@ pub async fn remove(
     State(ctx): State<Arc<Ctx>>,
     Query(q): Query<NameQuery>,
 ) -> Result<Json<ImageLoaded>, ApiError> {
-    let name = normalize_image(&q.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if !ctx.images.images().await?.iter().any(|i| i.name == name) {
-        return Err(ApiError::NotFound(format!("image {name} not found")));
-    }
-    ctx.images.remove_image(&name).await?;
+    let removed = ctx
+        .image_keeper
+        .remove(&q.name)
+        .await
+        .map_err(|e| match e {
+            RemoveError::NotFound(name) => ApiError::NotFound(format!("image {name} not found")),
+            RemoveError::InUse(_) => ApiError::Conflict(e.to_string()),
+            RemoveError::Bad(why) => ApiError::BadRequest(why),
+            RemoveError::Exec(e) => e.into(),
+        })?;
     ctx.node.refresh().await;
-    Ok(Json(ImageLoaded { images: vec![name] }))
+    Ok(Json(ImageLoaded { images: removed }))
 }

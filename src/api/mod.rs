@@ -11,6 +11,7 @@ mod join;
 mod leave;
 mod lock;
 mod logs;
+mod node_images;
 mod registries;
 mod roles;
 mod services;
@@ -116,6 +117,11 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/images", get(images::list).delete(images::remove))
         .route("/v1/images/load", post(images::load))
         .route("/v1/images/pull", post(images::pull))
+        .route(
+            "/v1/images/nodes",
+            get(node_images::list).delete(node_images::remove),
+        )
+        .route("/v1/images/prune", post(node_images::prune))
         .route(
             "/v1/registries",
             get(registries::list).post(registries::set_handler),

@@ -76,6 +76,21 @@ pub struct ImageLoaded {
     pub images: Vec<String>,
 }
 
+/// One node's answer to `image ls|rm|prune --all-nodes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeImages {
+    pub node_id: String,
+    pub hostname: String,
+    #[serde(flatten)]
+    pub on: crate::types::ImagesOnNode,
+    /// The node could not be asked, or refused (an image in use): why.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// With `error`: the node simply does not have the image to remove.
+    #[serde(default)]
+    pub not_found: bool,
+}
+
 /// Every error answer of the API, as the Docker Engine API writes it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -28,14 +28,30 @@ pub enum ImageCmd {
     },
     /// List images.
     Ls {
+        /// Every node's images (from a manager): which node holds what,
+        /// whether a task uses it, and each node's image disk.
+        #[arg(long)]
+        all_nodes: bool,
         /// Output: a table, or JSON for scripts.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// Remove an image.
+    /// Remove an image (refused while a task on the node uses it).
     Rm {
+        /// From every node that has it (from a manager).
+        #[arg(long)]
+        all_nodes: bool,
         /// The image's name, e.g. busybox or busybox:1.36.
         name: String,
+    },
+    /// Remove every image that no container or assigned task uses.
+    Prune {
+        /// On every node (from a manager).
+        #[arg(long)]
+        all_nodes: bool,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -52,7 +68,18 @@ pub async fn run(client: &Client, cmd: ImageCmd) -> anyhow::Result<()> {
             Ok(())
         }
         ImageCmd::Pull { image, platform } => pull(client, image, platform).await,
-        ImageCmd::Ls { format } => {
+        ImageCmd::Ls {
+            all_nodes: true,
+            format,
+        } => super::image_nodes::ls(client, format).await,
+        ImageCmd::Rm {
+            all_nodes: true,
+            name,
+        } => super::image_nodes::rm(client, &name).await,
+        ImageCmd::Prune { all_nodes, force } => {
+            super::image_nodes::prune(client, all_nodes, force).await
+        }
+        ImageCmd::Ls { format, .. } => {
             let images: Vec<ImageInfo> = client.get("/v1/images").await?;
             if format == Format::Json {
                 return table::json(&images);
@@ -71,7 +98,7 @@ pub async fn run(client: &Client, cmd: ImageCmd) -> anyhow::Result<()> {
             table::print(&["NAME", "DIGEST", "PLATFORMS", "SIZE"], &rows);
             Ok(())
         }
-        ImageCmd::Rm { name } => {
+        ImageCmd::Rm { name, .. } => {
             let path = format!("/v1/images?name={}", super::node::encode(&name));
             let r: ImageLoaded = client.delete(&path).await?;
             for name in r.images {

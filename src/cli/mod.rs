@@ -5,6 +5,7 @@
 mod client;
 pub mod extra;
 mod image;
+mod image_nodes;
 mod lock;
 mod node;
 mod parse;
@@ -156,6 +157,18 @@ pub enum ClusterCmd {
         /// 24h; 0 replaces them once it is down (default 1m).
         #[arg(long, value_parser = parse::duration)]
         restart_grace: Option<std::time::Duration>,
+        /// Image GC on every node: once the disk that holds its images is
+        /// this full (percent), unused images are removed, least recently
+        /// used first (default 85; 100 turns it off).
+        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+        image_gc_high: Option<u8>,
+        /// … until the disk is below this (percent, default 80).
+        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=99))]
+        image_gc_low: Option<u8>,
+        /// Image GC keeps images that a node got less than this ago
+        /// (default 2m), such as one loaded for a service about to start.
+        #[arg(long, value_parser = parse::duration)]
+        image_gc_min_age: Option<std::time::Duration>,
     },
 }
 
@@ -327,6 +340,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             snapshot_interval,
             autolock,
             restart_grace,
+            image_gc_high,
+            image_gc_low,
+            image_gc_min_age,
         }) => {
             let client = Client::new(&cli.socket);
             let req = crate::api::ClusterUpdate {
@@ -335,6 +351,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 snapshot_interval,
                 autolock,
                 restart_grace_ms: restart_grace.map(parse::millis),
+                image_gc_high_percent: image_gc_high,
+                image_gc_low_percent: image_gc_low,
+                image_gc_min_age_ms: image_gc_min_age.map(parse::millis),
                 unlock_key: None,
             };
             let r: crate::api::ClusterUpdate = client.post("/v1/cluster/update", &req).await?;
@@ -342,11 +361,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 humantime::format_duration(std::time::Duration::from_millis(v.unwrap_or(0)))
             };
             println!(
-                "cert expiry {}, heartbeat period {}, snapshot every {} log entries, restart grace {}, autolock {}",
+                "cert expiry {}, heartbeat period {}, snapshot every {} log entries, restart grace {}, image GC {}%→{}% (min age {}), autolock {}",
                 ms(r.cert_expiry_ms),
                 ms(r.heartbeat_period_ms),
                 r.snapshot_interval.unwrap_or(0),
                 ms(r.restart_grace_ms),
+                r.image_gc_high_percent.unwrap_or(0),
+                r.image_gc_low_percent.unwrap_or(0),
+                ms(r.image_gc_min_age_ms),
                 if r.autolock == Some(true) {
                     "on"
                 } else {

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::Dispatcher;
 use crate::store::{Change, Object, Store, StoreError};
-use crate::types::{Node, NodeRole, RegistryAccess, SessionMessage, SessionRequest, Task};
+use crate::types::{ImageGc, Node, NodeRole, RegistryAccess, SessionMessage, SessionRequest, Task};
 
 /// Why the manager refused or ended a node's session.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +45,18 @@ pub fn heartbeat_period(store: &Store) -> Duration {
     Duration::from_millis(ms.max(100))
 }
 
+fn image_gc(store: &Store) -> ImageGc {
+    store
+        .read()
+        .ok()
+        .and_then(|v| v.cluster().ok().flatten())
+        .map(|c| c.image_gc)
+        .unwrap_or_default()
+}
+
 fn cluster_message(store: &Store, period: Duration, role: NodeRole) -> SessionMessage {
     SessionMessage::Cluster {
+        image_gc: image_gc(store),
         managers: store
             .read()
             .and_then(|v| v.manager_addrs())
@@ -99,6 +109,7 @@ async fn run(
     let mut term = dispatcher.ended();
     let period = heartbeat_period(&store);
     let mut role = node.spec.role;
+    let mut gc = image_gc(&store);
     if tx
         .send(Ok(cluster_message(&store, period, role)))
         .await
@@ -153,6 +164,13 @@ async fn run(
                     // from here.
                     Ok(n) if n.spec.role != role => {
                         role = n.spec.role;
+                        if tx.send(Ok(cluster_message(&store, period, role))).await.is_err() {
+                            return;
+                        }
+                    }
+                    // `cluster update --image-gc-*` reaches the node here.
+                    Ok(_) if image_gc(&store) != gc => {
+                        gc = image_gc(&store);
                         if tx.send(Ok(cluster_message(&store, period, role))).await.is_err() {
                             return;
                         }

@@ -213,7 +213,15 @@ pub trait ImageStore: Send + Sync + 'static {
     /// normalized names of the images it held.
     fn load_image<'a>(&'a self, path: &'a Path) -> BoxFuture<'a, Result<Vec<String>, ExecError>>;
 
+    /// Removes the image record and, before it returns, the content and
+    /// snapshots no other image uses (the disk is freed when it returns).
     fn remove_image<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ExecError>>;
+
+    /// The image names the containers here were made from.
+    fn images_in_use(&self) -> BoxFuture<'_, Result<Vec<String>, ExecError>>;
+
+    /// How full the disk that holds the images is.
+    fn image_disk(&self) -> BoxFuture<'_, Result<crate::types::DiskUsage, ExecError>>;
 
     /// Pull an image from its registry, streaming each blob into the
     /// image store and unpacking it for `req.platform`. Two pulls of the

@@ -42,6 +42,10 @@ pub(super) fn run(
     // the session, read by the task workers' pulls; in memory only.
     let registries = Registries::default();
     let peers = Peers::new(client_tls.clone(), parts.images.clone());
+    let keeper = parts.image_keeper.clone();
+    keeper.attach(assign_rx.clone());
+    let gc_keeper = keeper.clone();
+    let pulled = keeper.clone();
     let session = Session {
         tls: client_tls,
         managers,
@@ -50,6 +54,7 @@ pub(super) fn run(
         addr: parts.advertise_addr(),
         on_managers: Box::new(move |m| super::save_managers(&data_dir, m)),
         on_role: Box::new(move |role| handle.role_changed(role)),
+        on_image_gc: Box::new(move |gc| gc_keeper.set_policy(gc)),
         describe: Box::new(move || {
             let images = images.clone();
             Box::pin(async move { crate::host::describe(images.as_ref()).await })
@@ -64,6 +69,7 @@ pub(super) fn run(
     };
     let refresher = node.handle.clone();
     let reporter = peers.clone();
+    let peers_report = peers.clone();
     let rt = Runtime {
         exec: parts.exec.clone(),
         images: parts.images.clone(),
@@ -74,6 +80,7 @@ pub(super) fn run(
             let h = refresher.clone();
             tokio::spawn(async move { h.refresh().await });
             reporter.report();
+            pulled.pulled();
         }),
     };
     let agent = Agent::new(rt, report_tx);
@@ -83,9 +90,24 @@ pub(super) fn run(
         node.handle.clone(),
         shutdown.clone(),
     ));
+    let gc = tokio::spawn(keeper.clone().run(shutdown.clone()));
+    // Removed images (GC, prune, rm) leave the node's description and its
+    // blob report behind: send both again.
+    let (h, p, mut stop) = (node.handle.clone(), peers_report, shutdown.clone());
+    let told = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.wait() => return,
+                _ = keeper.images_removed() => {
+                    h.refresh().await;
+                    p.report();
+                }
+            }
+        }
+    });
     let a = tokio::spawn(agent.run(assign_rx, shutdown));
     Ok(tokio::spawn(async move {
-        let _ = tokio::join!(s, r, a);
+        let _ = tokio::join!(s, r, a, gc, told);
     }))
 }
 

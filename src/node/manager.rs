@@ -168,6 +168,7 @@ async fn serve(
     let node_agent = Arc::new(NodeAgentService {
         data_dir: parts.data_dir.clone(),
         images: parts.images.clone(),
+        keeper: parts.image_keeper.clone(),
     });
     let raft_rpc = Arc::new(RaftService {
         slot: parts.raft.subscribe(),

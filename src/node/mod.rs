@@ -40,6 +40,8 @@ pub struct Parts {
     pub exec: Arc<dyn Executor>,
     /// The node's images, behind the same runtime.
     pub images: Arc<dyn ImageStore>,
+    /// The node's images as a whole: in use or not, GC, prune.
+    pub image_keeper: Arc<crate::agent::images::ImageKeeper>,
     pub data_dir: PathBuf,
     /// `--advertise` as given on the daemon's command line.
     pub advertise: Option<String>,

@@ -38,6 +38,7 @@ pub(super) async fn run(mut node: Node, shutdown: Shutdown) -> anyhow::Result<()
     let node_agent = Arc::new(NodeAgentService {
         data_dir: parts.data_dir.clone(),
         images: parts.images.clone(),
+        keeper: parts.image_keeper.clone(),
     });
     // Both formats: shoal.v1 for managers of 254a909.
     let server = tonic::transport::Server::builder()

@@ -74,6 +74,10 @@ impl<S: v2::node_agent_server::NodeAgent> v1::node_agent_server::NodeAgent for V
     ) -> Result<Response<Self::ReadBlobStream>, Status> {
         self.0.read_blob(req).await
     }
+
+    async fn images(&self, req: Request<ImagesOp>) -> Result<Response<ImagesReply>, Status> {
+        self.0.images(req).await
+    }
 }
 
 /// The peer does not serve the route: it is a node of an older release.
@@ -168,6 +172,7 @@ compat_client!(
     NodeAgentClient, node_agent_client::NodeAgentClient, node_agent_client::NodeAgentClient, {
         logs(LogsRequest) -> tonic::Streaming<LogItem>;
         read_blob(BlobRead) -> tonic::Streaming<BlobChunk>;
+        images(ImagesOp) -> ImagesReply;
     }
 );
 

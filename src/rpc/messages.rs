@@ -116,6 +116,19 @@ pub struct BlobChunk {
     pub data: bytes::Bytes,
 }
 
+/// What a manager asks of a node's images. Neither `remove` nor `prune`:
+/// only the list.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ImagesOp {
+    #[serde(default)]
+    pub remove: Option<String>,
+    #[serde(default)]
+    pub prune: bool,
+}
+
+/// The node's images after the operation, what it removed, and the disk.
+pub use crate::types::ImagesOnNode as ImagesReply;
+
 /// New in format 2: no node of format 1 knows these routes, so their
 /// format-1 form is never used; it is the same type.
 macro_rules! new_in_v2 {
@@ -125,7 +138,15 @@ macro_rules! new_in_v2 {
         }
     )*};
 }
-new_in_v2!(BlobReport, BlobQuery, BlobSources, BlobRead, BlobChunk);
+new_in_v2!(
+    BlobReport,
+    BlobQuery,
+    BlobSources,
+    BlobRead,
+    BlobChunk,
+    ImagesOp,
+    ImagesReply
+);
 
 /// An encoded openraft message (see `crate::raft::wire`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 use super::messages::*;
 use super::pb::v2::node_agent_server::NodeAgent;
 use super::transport::peer;
+use crate::agent::images::{ImageKeeper, RemoveError};
 use crate::executor::{ExecError, ImageStore};
 use crate::tls::Role;
 
@@ -23,6 +24,8 @@ pub struct NodeAgentService {
     pub data_dir: PathBuf,
     /// The node's content store, for blobs its peers ask for.
     pub images: Arc<dyn ImageStore>,
+    /// The node's images as a whole, for `image … --all-nodes`.
+    pub keeper: Arc<ImageKeeper>,
 }
 
 type LogStream = Pin<Box<dyn Stream<Item = Result<LogItem, Status>> + Send>>;
@@ -58,6 +61,27 @@ impl NodeAgent for NodeAgentService {
             r.map(|data| BlobChunk { data })
                 .map_err(Status::unavailable)
         }))))
+    }
+
+    /// `image ls|rm|prune --all-nodes`, from a manager.
+    async fn images(&self, req: Request<ImagesOp>) -> Result<Response<ImagesReply>, Status> {
+        if peer(&req)?.role != Role::Manager {
+            return Err(Status::permission_denied(
+                "only managers may manage a node's images",
+            ));
+        }
+        let op = req.into_inner();
+        let r = self
+            .keeper
+            .apply(op.remove.as_deref(), op.prune)
+            .await
+            .map_err(|e| match e {
+                RemoveError::NotFound(_) => Status::not_found(e.to_string()),
+                RemoveError::InUse(_) => Status::failed_precondition(e.to_string()),
+                RemoveError::Bad(_) => Status::invalid_argument(e.to_string()),
+                RemoveError::Exec(e) => Status::unavailable(e.to_string()),
+            })?;
+        Ok(Response::new(r))
     }
 
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogStream>, Status> {

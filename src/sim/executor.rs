@@ -162,6 +162,20 @@ impl ImageStore for SimulatedExecutor {
         Box::pin(async { Ok(()) })
     }
 
+    fn images_in_use(&self) -> BoxFuture<'_, Result<Vec<String>, ExecError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// A simulated disk, never full: the simulated node collects nothing.
+    fn image_disk(&self) -> BoxFuture<'_, Result<crate::types::DiskUsage, ExecError>> {
+        Box::pin(async {
+            Ok(crate::types::DiskUsage {
+                used_bytes: 0,
+                total_bytes: 1 << 40,
+            })
+        })
+    }
+
     fn pull_image<'a>(
         &'a self,
         req: &'a PullRequest,

@@ -29,6 +29,7 @@ pub fn cluster(heartbeat_period_ms: u64) -> anyhow::Result<Cluster> {
         restart_grace_ms: crate::types::DEFAULT_RESTART_GRACE_MS,
         unlock_key: None,
         registries: Vec::new(),
+        image_gc: Default::default(),
     })
 }
 

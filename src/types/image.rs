@@ -14,6 +14,89 @@ pub struct ImageInfo {
     pub size_bytes: u64,
 }
 
+/// When a node removes images no container uses (image garbage
+/// collection): once the disk that holds its images is `high_percent`
+/// full, it removes unused images, least recently used first, until the
+/// disk is below `low_percent` (the kubelet's 85%/80%). An image younger
+/// than `min_age_ms` on the node is kept, so that an image loaded or
+/// pulled for a service about to be created is not taken first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageGc {
+    pub high_percent: u8,
+    pub low_percent: u8,
+    pub min_age_ms: u64,
+}
+
+impl Default for ImageGc {
+    fn default() -> Self {
+        ImageGc {
+            high_percent: 85,
+            low_percent: 80,
+            min_age_ms: 120_000,
+        }
+    }
+}
+
+impl ImageGc {
+    /// The policy as `cluster update` may set it.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=100).contains(&self.high_percent) {
+            return Err("the image GC high-water mark must be between 1% and 100%".into());
+        }
+        if self.low_percent >= self.high_percent {
+            return Err(format!(
+                "the image GC low-water mark ({}%) must be below the high-water mark ({}%)",
+                self.low_percent, self.high_percent
+            ));
+        }
+        if self.min_age_ms > 7 * 24 * 3_600_000 {
+            return Err("the image GC minimum age must be at most 7 days".into());
+        }
+        Ok(())
+    }
+}
+
+/// The filesystem that holds a node's images (containerd's content store
+/// and snapshots; the fuller one where they are two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DiskUsage {
+    pub used_bytes: u64,
+    pub total_bytes: u64,
+}
+
+impl DiskUsage {
+    /// How full the disk is, in percent (0 for a disk of no size).
+    pub fn percent(&self) -> f64 {
+        if self.total_bytes == 0 {
+            0.0
+        } else {
+            self.used_bytes as f64 * 100.0 / self.total_bytes as f64
+        }
+    }
+}
+
+/// An image on a node, and whether a container or an assigned task uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NodeImage {
+    #[serde(flatten)]
+    pub info: ImageInfo,
+    pub in_use: bool,
+}
+
+/// A node's images, its image disk, and what an `image rm` or `prune`
+/// removed there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagesOnNode {
+    pub images: Vec<NodeImage>,
+    #[serde(default)]
+    pub disk: Option<DiskUsage>,
+    #[serde(default)]
+    pub removed: Vec<String>,
+    /// How much the image disk shrank.
+    #[serde(default)]
+    pub freed_bytes: u64,
+}
+
 /// Normalize a reference as docker does: `busybox` becomes
 /// `docker.io/library/busybox:latest`, `me/app` becomes
 /// `docker.io/me/app:latest`, and a registry host (it has a `.` or `:`, or is

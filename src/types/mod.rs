@@ -11,7 +11,9 @@ mod signal;
 mod task;
 
 pub use ids::{new_id, now_ms};
-pub use image::{normalize_image, BadImageRef, ImageInfo};
+pub use image::{
+    normalize_image, BadImageRef, DiskUsage, ImageGc, ImageInfo, ImagesOnNode, NodeImage,
+};
 pub use node::*;
 pub use registry::{
     is_digest, is_loopback_host, registry_host, repository, tag, PullPolicy, RegistryAccess,
@@ -66,6 +68,9 @@ pub struct Cluster {
     /// CAs and mirrors. One entry per host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub registries: Vec<RegistryAccess>,
+    /// When nodes remove unused images (`cluster update --image-gc-*`).
+    #[serde(default)]
+    pub image_gc: ImageGc,
 }
 
 fn default_restart_grace_ms() -> u64 {

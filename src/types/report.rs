@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{NodeDescription, NodeRole, RegistryAccess, Task, TaskStatus};
+use super::{ImageGc, NodeDescription, NodeRole, RegistryAccess, Task, TaskStatus};
 
 /// The node's view of its work: every task assigned to it.
 pub type Assignments = Arc<Vec<Task>>;
@@ -65,9 +65,14 @@ pub enum SessionMessage {
     },
     /// Where the managers are, how often to heartbeat, and what the store
     /// says this node is (sent again when that changes: promote, demote).
+    ///
+    /// `image_gc`: when the node removes unused images (absent from a
+    /// manager of 254a909, which knows no image GC: the default then).
     Cluster {
         managers: Vec<String>,
         heartbeat_period_ms: u64,
         role: NodeRole,
+        #[serde(default)]
+        image_gc: ImageGc,
     },
 }

@@ -20,6 +20,16 @@ impl OwnContainerd {
     }
 
     pub fn start() -> OwnContainerd {
+        Self::start_with_disk(None)
+    }
+
+    /// With its root (content and snapshots) on a tmpfs of `mb` megabytes:
+    /// a small disk that fills up, as an SD card does.
+    pub fn start_on_tmpfs(mb: u64) -> OwnContainerd {
+        Self::start_with_disk(Some(mb))
+    }
+
+    fn start_with_disk(tmpfs_mb: Option<u64>) -> OwnContainerd {
         require_root_and_containerd();
         let dir = tempfile::Builder::new()
             .prefix("shoal-containerd-")
@@ -34,6 +44,20 @@ impl OwnContainerd {
             socket
         );
         std::fs::write(dir.path().join("config.toml"), config).expect("write the config");
+        if let Some(mb) = tmpfs_mb {
+            let root = dir.path().join("root");
+            std::fs::create_dir_all(&root).expect("create the root");
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+                .arg(&root)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "cannot mount a tmpfs at {} (needs root)",
+                root.display()
+            );
+        }
         let mut c = OwnContainerd {
             dir,
             socket,

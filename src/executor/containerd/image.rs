@@ -459,7 +459,7 @@ impl Containerd {
         let r = ImagesClient::new(self.channel.clone())
             .delete(self.req(DeleteImageRequest {
                 name,
-                sync: false,
+                sync: true,
                 target: None,
             }))
             .await;

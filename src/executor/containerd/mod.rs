@@ -11,6 +11,7 @@
 
 mod archive;
 mod container;
+mod disk;
 mod image;
 mod load;
 mod pull;
@@ -36,7 +37,7 @@ use futures::future::BoxFuture;
 use super::{
     ContainerState, ExecError, Executor, ExitStatus, ImageStore, PullEvent, PullRequest, Pulled,
 };
-use crate::types::{ImageInfo, Task};
+use crate::types::{DiskUsage, ImageInfo, Task};
 
 /// How long `connect` and `ping` wait for containerd. A stale socket (the
 /// file exists, nobody serves it) would otherwise hang each call.
@@ -103,6 +104,8 @@ pub struct Containerd {
     /// One lock per image being pulled, so that two tasks of one image
     /// share a pull. std Mutex: never held across .await.
     pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where containerd keeps content and snapshots, once asked.
+    roots: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Drop for Containerd {
@@ -169,6 +172,7 @@ impl Containerd {
             oom,
             events,
             pulls: Mutex::new(HashMap::new()),
+            roots: std::sync::OnceLock::new(),
         })
     }
 
@@ -371,6 +375,14 @@ impl ImageStore for Containerd {
 
     fn remove_image<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ExecError>> {
         Box::pin(self.delete_image(name))
+    }
+
+    fn images_in_use(&self) -> BoxFuture<'_, Result<Vec<String>, ExecError>> {
+        Box::pin(self.container_images())
+    }
+
+    fn image_disk(&self) -> BoxFuture<'_, Result<DiskUsage, ExecError>> {
+        Box::pin(self.image_disk())
     }
 
     fn pull_image<'a>(
