@@ -35,6 +35,8 @@ pub struct Config {
     pub log_to_file: bool,
     /// Serve Prometheus `/metrics` here, if set.
     pub metrics_addr: Option<String>,
+    /// Ask other nodes for image blobs before the registry.
+    pub fetch_from_peers: bool,
 }
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -110,6 +112,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         data_dir: cfg.data_dir.clone(),
         advertise: cfg.advertise.clone(),
         listen: cfg.listen.clone(),
+        fetch_from_peers: cfg.fetch_from_peers,
         raft,
     });
     let (supervisor, node) = Supervisor::new(parts.clone(), identity);

@@ -3,6 +3,8 @@
 //! under qemu-user) and runs arm64 containers through binfmt. An arm64-only
 //! image lands on the ARM worker, whose containers print `aarch64`; an
 //! amd64-only image never does, and a task that can go nowhere says why.
+//! A multi-arch index pulled from a registry runs on both, each node
+//! pulling the manifest of its own platform.
 //!
 //! Needs root, containerd and `sudo bash .ci/prepare-arm` (the aarch64
 //! build, qemu and binfmt, an arm64 busybox); CI runs it first.
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use common::harness::*;
 use common::image::{build, Format, Options};
+use common::registry::Registry;
 use serde_json::Value;
 
 const PREPARE: &str =
@@ -169,4 +172,52 @@ fn arm64_images_run_on_the_arm_worker_and_amd64_ones_never_do() {
         why()
     );
     assert_eq!(why().0, "pending");
+
+    // A multi-arch index from a registry: each node pulls the half for its
+    // own platform, and the containers say which arch they run on.
+    let reg = Registry::start_plain();
+    let tmp = tempfile::tempdir().unwrap();
+    reg.push_multiarch(tmp.path(), "multi/app:1", &[host_arch(), "arm64"]);
+    let image = format!("{}/multi/app:1", reg.addr());
+    manager.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "multi",
+        "--mode",
+        "global",
+        &image,
+        "sh",
+        "-c",
+        "echo arch=$(uname -m); sleep 3600",
+    ]);
+    let running = || {
+        ps(&manager, "multi")
+            .iter()
+            .filter(|t| s(t, "state") == "running")
+            .count()
+    };
+    assert!(
+        wait_until(WAIT, || running() == 2),
+        "the index did not run on both nodes\n{}",
+        manager.describe("multi")
+    );
+    let logs = || stdout(&manager.cli(&["service", "logs", "multi"]));
+    assert!(
+        wait_until(WAIT, || {
+            let l = logs();
+            l.contains("arch=aarch64") && l.contains(&format!("arch={}", std::env::consts::ARCH))
+        }),
+        "each node must run its own arch of the index: {}",
+        logs()
+    );
+    // The ARM worker pulled the arm64 manifest of the index, pinned once.
+    let tasks = ps(&manager, "multi");
+    let pinned: Vec<&str> = tasks.iter().map(|t| s(t, "image")).collect();
+    assert!(
+        pinned
+            .iter()
+            .all(|i| i.contains("@sha256:") && *i == pinned[0]),
+        "both nodes run the one pinned index digest: {pinned:?}"
+    );
 }

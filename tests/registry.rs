@@ -527,3 +527,44 @@ fn a_pull_cut_off_midway_resumes_where_it_stopped() {
     ]);
     d.wait_running("big", 1);
 }
+
+#[test]
+fn a_mirror_serves_the_pull_when_the_registry_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut origin = Registry::start_plain();
+    let mirror = Registry::start_plain();
+    let archive = build(tmp.path(), "team/api:2", "1", 1003);
+    let digest = origin.push_archive(&archive, "team/api:2");
+    assert_eq!(mirror.push_archive(&archive, "team/api:2"), digest);
+    origin.stop();
+
+    let d = empty_cluster();
+    d.cli_ok(&["registry", "add", origin.addr(), "--mirror", mirror.addr()]);
+    let image = format!("{}/team/api:2", origin.addr());
+    let out = d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "api",
+        "--stop-grace-period",
+        "1s",
+        &image,
+        "sleep",
+        "3600",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let svc = d.cli_json(&["service", "inspect", "api"]);
+    assert_eq!(
+        svc["spec"]["image_digest"],
+        Value::from(digest.clone()),
+        "the tag is resolved through the mirror: {svc}"
+    );
+    d.wait_running("api", 1);
+    let layer = layer_of(&mirror, "team/api:2");
+    assert_eq!(
+        mirror.blob_gets().get(&layer),
+        Some(&1),
+        "the mirror served the layer: {:?}",
+        mirror.blob_gets()
+    );
+}

@@ -204,6 +204,10 @@ pub struct DaemonArgs {
     /// /metrics. Off unless given.
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// Fetch image blobs from other nodes that hold them before the
+    /// registry (LAN sharing). `false`: every pull goes to the registry.
+    #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
+    pub fetch_from_peers: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -231,6 +235,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 advertise: a.advertise,
                 log_to_file: a.log_to_file,
                 metrics_addr: a.metrics_addr,
+                fetch_from_peers: a.fetch_from_peers,
             })
             .await
         }

@@ -74,7 +74,8 @@ pub(super) fn run(
         exec: parts.exec.clone(),
         images: parts.images.clone(),
         registries,
-        peers: Some(peers),
+        // The node still reports and serves its blobs: others may ask it.
+        peers: parts.fetch_from_peers.then_some(peers),
         node_name: crate::host::hostname(),
         images_changed: Box::new(move || {
             let h = refresher.clone();

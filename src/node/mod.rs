@@ -46,6 +46,8 @@ pub struct Parts {
     /// `--advertise` as given on the daemon's command line.
     pub advertise: Option<String>,
     pub listen: String,
+    /// `--fetch-from-peers`: task pulls ask other nodes first.
+    pub fetch_from_peers: bool,
     /// This manager's running Raft, while its components run.
     pub raft: watch::Sender<Option<Arc<RaftNode>>>,
 }
