@@ -44,6 +44,8 @@ pub(crate) mod dispatcher;
 pub mod executor;
 pub(crate) mod format;
 pub(crate) mod host;
+// Address management for task networks (issue 13): the pure part, first.
+pub mod ipam;
 pub(crate) mod keyring;
 pub(crate) mod leader;
 pub mod logs;

@@ -22,8 +22,15 @@ const MAX_SOURCES: usize = 4;
 /// without news from it; a puller renews it while it fetches.
 const CLAIM: Duration = Duration::from_secs(30);
 
-/// How soon a node that waits for another's fetch asks again.
-pub const WAIT_AGAIN: Duration = Duration::from_secs(1);
+/// How soon a node that waits for another's fetch asks again, after the
+/// leader held its question for `HOLD` with no holder appearing.
+pub const WAIT_AGAIN: Duration = Duration::from_millis(100);
+
+/// How long the leader holds a question about a blob another node is
+/// fetching: it answers as soon as a node reports the blob, so a waiting
+/// puller starts from that node at once, not at its next poll. Below the
+/// puller's own timeout on the question (3 s).
+pub const HOLD: Duration = Duration::from_secs(2);
 
 /// What a puller is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,8 +125,40 @@ impl BlobIndex {
 
 impl Dispatcher {
     pub fn report_blobs(&self, node: &str, full: bool, added: Vec<String>, removed: Vec<String>) {
+        let news = !added.is_empty();
         let mut index = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
         index.report(node, full, added, removed);
+        drop(index);
+        if news {
+            self.blob_added.notify_waiters();
+        }
+    }
+
+    /// `blob_sources`, but while another node fetches the blob, held for
+    /// up to `hold` until a node reports it.
+    pub async fn blob_sources_held(
+        &self,
+        asker: &str,
+        digest: &str,
+        fetching: bool,
+        hold: Duration,
+    ) -> Sources {
+        let deadline = tokio::time::Instant::now() + hold;
+        loop {
+            // Registered before the look, so a report between the look
+            // and the wait is not missed.
+            let added = self.blob_added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            match self.blob_sources(asker, digest, fetching) {
+                Sources::Wait => {
+                    if tokio::time::timeout_at(deadline, added).await.is_err() {
+                        return Sources::Wait;
+                    }
+                }
+                s => return s,
+            }
+        }
     }
 
     pub fn blob_sources(&self, asker: &str, digest: &str, fetching: bool) -> Sources {

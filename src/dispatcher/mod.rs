@@ -13,7 +13,7 @@ mod heartbeat;
 mod session;
 mod status;
 
-pub use blobs::{Sources, WAIT_AGAIN};
+pub use blobs::{Sources, HOLD, WAIT_AGAIN};
 pub use heartbeat::{watch_nodes, Heartbeats};
 pub use session::{check_member, heartbeat_period, SessionEnd};
 
@@ -42,6 +42,8 @@ pub struct Dispatcher {
     /// Which node holds which image blob (leader's memory only).
     /// std Mutex: never held across .await.
     blobs: Arc<Mutex<blobs::BlobIndex>>,
+    /// Told when a node reports blobs it now holds.
+    blob_added: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,7 @@ impl Dispatcher {
             hub: Default::default(),
             heartbeats: Arc::new(Heartbeats::default()),
             blobs: Default::default(),
+            blob_added: Default::default(),
         }
     }
 

@@ -14,7 +14,8 @@ use super::messages::*;
 use super::pb::v2::dispatcher_server::Dispatcher as DispatcherRpc;
 use super::transport::peer;
 use crate::dispatcher::{
-    check_member, heartbeat_period, DispatchError, Dispatcher, SessionEnd, Sources, WAIT_AGAIN,
+    check_member, heartbeat_period, DispatchError, Dispatcher, SessionEnd, Sources, HOLD,
+    WAIT_AGAIN,
 };
 use crate::store::Store;
 use crate::types::Node;
@@ -97,7 +98,8 @@ impl DispatcherRpc for DispatcherService {
         let q = req.get_ref();
         let answer = match self
             .current()?
-            .blob_sources(&node.id, &q.digest, q.fetching)
+            .blob_sources_held(&node.id, &q.digest, q.fetching, HOLD)
+            .await
         {
             Sources::Peers(nodes) => BlobSources { nodes, wait_ms: 0 },
             Sources::Registry => BlobSources::default(),
