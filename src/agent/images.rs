@@ -8,6 +8,7 @@
 //! container may not exist yet, and the image was pulled for it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -66,6 +67,9 @@ pub struct ImageKeeper {
     busy: tokio::sync::Mutex<()>,
     /// Wakes the collector after a pull.
     poke: Notify,
+    /// Set once the log said the disk is full of images in use, so that
+    /// it says it once, not every period.
+    stuck: std::sync::atomic::AtomicBool,
     /// Told when images were removed (the node's description and its blob
     /// report are then out of date).
     removed: Notify,
@@ -81,6 +85,7 @@ impl ImageKeeper {
             busy: tokio::sync::Mutex::new(()),
             poke: Notify::new(),
             removed: Notify::new(),
+            stuck: Default::default(),
         })
     }
 
@@ -185,6 +190,7 @@ impl ImageKeeper {
         let mut removed = Removed::default();
         let before = self.images.image_disk().await?;
         if policy.high_percent >= 100 || before.percent() < policy.high_percent as f64 {
+            self.stuck.store(false, Ordering::Relaxed);
             return Ok(removed);
         }
         let _busy = self.busy.lock().await;
@@ -208,12 +214,16 @@ impl ImageKeeper {
         let after = self.images.image_disk().await?;
         removed.freed_bytes = freed(Some(before), Some(after));
         if removed.names.is_empty() {
+            if self.stuck.swap(true, Ordering::Relaxed) {
+                return Ok(removed);
+            }
             warn!(
                 full = format!("{:.0}%", before.percent()),
                 high = policy.high_percent,
                 "the image disk is past its high-water mark and no unused image is old enough to remove"
             );
         } else {
+            self.stuck.store(false, Ordering::Relaxed);
             self.removed.notify_one();
             info!(
                 images = ?removed.names,
