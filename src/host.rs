@@ -35,6 +35,7 @@ pub async fn describe(images: &dyn ImageStore) -> NodeDescription {
         memory_bytes: memory_bytes(),
         images,
         runtime_error,
+        level: crate::LEVEL,
     }
 }
 

@@ -71,6 +71,15 @@ pub mod types;
 /// The version every node reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// What this build can do, reported by every node (`NodeDescription::level`)
+/// so that managers can tell what all of a mixed-version cluster supports:
+/// 0 is 254a909, 1 adds networks (a new kind of stored object, and tasks
+/// with a network namespace of their own).
+pub const LEVEL: u32 = 1;
+
+/// The level at which networks exist.
+pub const LEVEL_NETWORKS: u32 = 1;
+
 /// `shoal --version`: the version and the git commit it was built from.
 pub const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),

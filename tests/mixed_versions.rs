@@ -29,9 +29,12 @@ fn a_worker_one_release_behind_runs_tasks_for_a_new_manager() {
     );
 
     // Assignments go down to the old worker, and its status comes back.
+    // On the host's network: the only one a 254a909 node can give a task.
     manager.cli_ok(&[
         "service",
         "create",
+        "--network",
+        "host",
         "--name",
         "hello",
         "--replicas",

@@ -44,6 +44,10 @@ pub async fn init(
             "the certificate expiry must be at least 1m".into(),
         ));
     }
+    let addr_pool = match &req.addr_pool {
+        Some(p) => crate::ipam::parse_pool(p).map_err(ApiError::BadRequest)?,
+        None => crate::ipam::parse_pool(crate::ipam::DEFAULT_POOL).map_err(ApiError::Internal)?,
+    };
     let hostname = crate::host::hostname();
     let pki = crate::pki::bootstrap_cluster(
         &ctx.data_dir,
@@ -69,6 +73,7 @@ pub async fn init(
         restart_grace_ms: crate::types::DEFAULT_RESTART_GRACE_MS,
         registries: Vec::new(),
         image_gc: Default::default(),
+        addr_pool: addr_pool.to_string(),
     };
     let worker_token = cluster.join_tokens.worker.to_string();
     let mut node = Node::joined(
@@ -80,6 +85,8 @@ pub async fn init(
     );
     node.status.state = NodeState::Ready;
     node.status.message = String::new();
+    node.bridge_subnet = crate::ipam::next_subnet(&addr_pool, crate::ipam::SUBNET_PREFIX, &[])
+        .map(|s| s.to_string());
     // The manager's components start a one-member Raft; the cluster's
     // first objects are its first entries.
     ctx.node.start(identity.clone(), Launch::Bootstrap).await?;

@@ -28,7 +28,7 @@ pub enum ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict { .. } | StoreError::Exists { .. } => {
+            StoreError::Conflict { .. } | StoreError::Exists { .. } | StoreError::Invalid(_) => {
                 ApiError::Conflict(e.to_string())
             }
             StoreError::TooLarge { .. } => ApiError::BadRequest(e.to_string()),

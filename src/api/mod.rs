@@ -11,6 +11,7 @@ mod join;
 mod leave;
 mod lock;
 mod logs;
+pub mod networks;
 mod node_images;
 mod registries;
 mod roles;
@@ -114,6 +115,11 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/services/{name}/scale", post(services::scale))
         .route("/v1/services/{name}/tasks", get(services::tasks))
         .route("/v1/services/{name}/logs", get(logs::service_logs))
+        .route("/v1/networks", get(networks::list).post(networks::create))
+        .route(
+            "/v1/networks/{name}",
+            get(networks::inspect).delete(networks::remove),
+        )
         .route("/v1/images", get(images::list).delete(images::remove))
         .route("/v1/images/load", post(images::load))
         .route("/v1/images/pull", post(images::pull))

@@ -42,6 +42,7 @@ pub async fn create(
             spec.name
         )));
     }
+    super::networks::resolve_networks(&ctx.store.read()?, &mut spec)?;
     let warnings = pin_image(&ctx.store.read()?, &mut spec.task.container, no_resolve).await?;
     let service = Service {
         id: new_id(),

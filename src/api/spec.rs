@@ -66,7 +66,15 @@ pub struct ServiceSpecBody {
     /// Requests only: keep the tag, do not ask the registry for its digest.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_resolve_image: bool,
+    /// The networks the tasks join, by name or id (answers: by id).
+    /// Empty: a network namespace of their own on the node's bridge.
+    /// `["host"]`: the node's own network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
 }
+
+/// The name that asks for the node's own network.
+pub const HOST_NETWORK: &str = "host";
 
 fn missing() -> String {
     "missing".into()
@@ -161,6 +169,7 @@ impl ServiceSpecBody {
                 placement: Placement {
                     constraints: self.constraints,
                 },
+                network: network_mode(self.networks)?,
             },
         })
     }
@@ -193,8 +202,41 @@ impl From<&ServiceSpec> for ServiceSpecBody {
             image_digest: c.image_digest.clone(),
             image_platforms: c.image_platforms.clone(),
             no_resolve_image: false,
+            networks: match &s.task.network {
+                NetworkMode::Host => vec![HOST_NETWORK.to_string()],
+                NetworkMode::Own(_) => s.task.network.network_ids().map(String::from).collect(),
+            },
         }
     }
+}
+
+/// The tasks' network mode as the request names it. The networks are
+/// still names here; the handler resolves them to ids
+/// (`services::resolve_networks`).
+fn network_mode(names: Vec<String>) -> Result<NetworkMode, ApiError> {
+    if names.iter().any(|n| n == HOST_NETWORK) {
+        if names.len() > 1 {
+            return Err(ApiError::BadRequest(
+                "the host network cannot be combined with other networks".into(),
+            ));
+        }
+        return Ok(NetworkMode::Host);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut list = Vec::new();
+    for n in names {
+        if n.is_empty() {
+            return Err(ApiError::BadRequest("a network name is empty".into()));
+        }
+        if !seen.insert(n.clone()) {
+            return Err(ApiError::BadRequest(format!("network {n} is given twice")));
+        }
+        list.push(NetworkAttachment {
+            network: n,
+            aliases: Vec::new(),
+        });
+    }
+    Ok(NetworkMode::Own(list))
 }
 
 impl From<&Service> for ServiceBody {
@@ -252,6 +294,7 @@ mod tests {
             image_digest: None,
             image_platforms: vec![],
             no_resolve_image: false,
+            networks: vec!["host".into()],
         };
         let spec = body.clone().into_spec().unwrap();
         assert_eq!(ServiceSpecBody::from(&spec), body);

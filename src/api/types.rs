@@ -15,6 +15,9 @@ pub struct InitRequest {
     /// Rebuild a one-manager cluster from this manager's state.
     #[serde(default)]
     pub force_new_cluster: bool,
+    /// The pool node bridges and networks get subnets from (CIDR).
+    #[serde(default)]
+    pub addr_pool: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -222,6 +225,9 @@ pub struct NodeRow {
     /// cannot (the node is then given no new task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_error: Option<String>,
+    /// The subnet of the node's bridge, which its tasks get addresses from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_subnet: Option<String>,
 }
 
 /// The Raft as the serving manager sees it: who leads, and who is in the
@@ -257,6 +263,7 @@ impl NodeRow {
             memory_bytes: n.description.memory_bytes,
             images: n.description.images.clone(),
             runtime_error: n.description.runtime_error.clone(),
+            bridge_subnet: n.bridge_subnet.clone(),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod extra;
 mod image;
 mod image_nodes;
 mod lock;
+mod network;
 mod node;
 mod parse;
 mod registry;
@@ -53,6 +54,10 @@ pub enum Command {
         /// How long node certificates last (at least 1m).
         #[arg(long, value_parser = parse::duration, default_value = "90d")]
         cert_expiry: std::time::Duration,
+        /// The address pool (CIDR, /8 to /24) that node bridges and
+        /// networks get their subnets from.
+        #[arg(long, default_value = crate::ipam::DEFAULT_POOL)]
+        default_addr_pool: String,
         /// On a manager of a cluster that lost its quorum for good: make it
         /// the only manager, keeping the nodes, services and tasks.
         #[arg(long)]
@@ -119,6 +124,9 @@ pub enum Command {
     /// private CAs and mirrors.
     #[command(subcommand)]
     Registry(registry::RegistryCmd),
+    /// Manage networks: what services' tasks join to reach each other.
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
     /// Print a shell completion script: shoal completion bash|zsh|fish.
     Completion {
         /// The shell to write the script for.
@@ -242,6 +250,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init {
             advertise,
             cert_expiry,
+            default_addr_pool,
             force_new_cluster,
         } => {
             let client = Client::new(&cli.socket);
@@ -249,6 +258,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 advertise,
                 cert_expiry_ms: Some(parse::millis(cert_expiry)),
                 force_new_cluster,
+                addr_pool: Some(default_addr_pool),
             };
             let r: crate::api::types::InitResponse = client.post("/v1/init", &req).await?;
             if force_new_cluster {
@@ -394,6 +404,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(c) => node::run(&Client::new(&cli.socket), c).await,
         Command::Image(c) => image::run(&Client::new(&cli.socket), c).await,
         Command::Registry(c) => registry::run(&Client::new(&cli.socket), c).await,
+        Command::Network(c) => network::run(&Client::new(&cli.socket), c).await,
         Command::Completion { shell } => {
             extra::completion(shell, &mut <Cli as clap::CommandFactory>::command());
             Ok(())

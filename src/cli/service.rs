@@ -14,7 +14,7 @@ use crate::api::types::{Created, LogEntry, ScaleRequest, ServiceRow, ServiceUpda
 #[derive(Subcommand)]
 pub enum ServiceCmd {
     /// Create a service.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List services.
     Ls {
         /// Output: a table, or JSON for scripts.
@@ -130,6 +130,11 @@ pub struct CreateArgs {
     /// now (each node then runs what the tag names when it pulls).
     #[arg(long)]
     no_resolve_image: bool,
+    /// A network to join, by name or id (repeatable); `host` for the
+    /// node's own network. Default: a network namespace of the task's own
+    /// on the node's bridge.
+    #[arg(long)]
+    network: Vec<String>,
     /// The image, e.g. busybox or registry.example:5000/app:v1.
     image: String,
     /// The command and its arguments (default: the image's).
@@ -158,7 +163,7 @@ pub struct UpdateArgs {
     replicas: Option<u64>,
 }
 
-fn spec(a: CreateArgs) -> anyhow::Result<ServiceSpecBody> {
+fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
     let (mode, replicas) = match (a.mode, a.replicas) {
         (Mode::Replicated, n) => ("replicated", Some(n.unwrap_or(1))),
         (Mode::Global, None) => ("global", None),
@@ -191,6 +196,7 @@ fn spec(a: CreateArgs) -> anyhow::Result<ServiceSpecBody> {
         restart_delay_ms: parse::millis(a.restart_delay),
         restart_max_attempts: a.restart_max_attempts,
         constraints: a.constraint,
+        networks: a.network,
     })
 }
 

@@ -54,9 +54,19 @@ fn image_gc(store: &Store) -> ImageGc {
         .unwrap_or_default()
 }
 
-fn cluster_message(store: &Store, period: Duration, role: NodeRole) -> SessionMessage {
+fn cluster_message(
+    store: &Store,
+    period: Duration,
+    role: NodeRole,
+    node_id: &str,
+) -> SessionMessage {
     SessionMessage::Cluster {
         image_gc: image_gc(store),
+        bridge_subnet: store
+            .read()
+            .ok()
+            .and_then(|v| v.node(node_id).ok().flatten())
+            .and_then(|n| n.bridge_subnet),
         managers: store
             .read()
             .and_then(|v| v.manager_addrs())
@@ -64,6 +74,30 @@ fn cluster_message(store: &Store, period: Duration, role: NodeRole) -> SessionMe
         heartbeat_period_ms: period.as_millis() as u64,
         role,
     }
+}
+
+/// The next subnet of the cluster's pool that no node bridge and no
+/// network has. Two nodes connecting at once may be given the same: the
+/// store refuses the second write, and that node gets one when it
+/// connects again.
+fn free_bridge_subnet(store: &Store) -> Option<String> {
+    let view = store.read().ok()?;
+    let pool = crate::ipam::parse_pool(&view.cluster().ok()??.addr_pool).ok()?;
+    let mut taken = Vec::new();
+    for n in view.nodes().ok()? {
+        taken.extend(
+            n.bridge_subnet
+                .and_then(|s| crate::ipam::parse_subnet(&s).ok()),
+        );
+    }
+    for n in view.networks().ok()? {
+        taken.extend(crate::ipam::parse_subnet(&n.spec.subnet).ok());
+    }
+    let s = crate::ipam::next_subnet(&pool, crate::ipam::SUBNET_PREFIX, &taken);
+    if s.is_none() {
+        warn!(%pool, "the address pool is full: a node gets no bridge subnet");
+    }
+    s.map(|s| s.to_string())
 }
 
 impl Dispatcher {
@@ -82,6 +116,9 @@ impl Dispatcher {
         updated.description = hello.description;
         updated.status.addr = hello.addr;
         updated.version = hello.version;
+        if updated.bridge_subnet.is_none() {
+            updated.bridge_subnet = free_bridge_subnet(store);
+        }
         if updated != node {
             if let Err(e) = self
                 .proposer()
@@ -111,7 +148,7 @@ async fn run(
     let mut role = node.spec.role;
     let mut gc = image_gc(&store);
     if tx
-        .send(Ok(cluster_message(&store, period, role)))
+        .send(Ok(cluster_message(&store, period, role, &node.id)))
         .await
         .is_err()
     {
@@ -164,14 +201,14 @@ async fn run(
                     // from here.
                     Ok(n) if n.spec.role != role => {
                         role = n.spec.role;
-                        if tx.send(Ok(cluster_message(&store, period, role))).await.is_err() {
+                        if tx.send(Ok(cluster_message(&store, period, role, &node.id))).await.is_err() {
                             return;
                         }
                     }
                     // `cluster update --image-gc-*` reaches the node here.
                     Ok(_) if image_gc(&store) != gc => {
                         gc = image_gc(&store);
-                        if tx.send(Ok(cluster_message(&store, period, role))).await.is_err() {
+                        if tx.send(Ok(cluster_message(&store, period, role, &node.id))).await.is_err() {
                             return;
                         }
                     }

@@ -55,6 +55,7 @@ pub(super) fn run(
         on_managers: Box::new(move |m| super::save_managers(&data_dir, m)),
         on_role: Box::new(move |role| handle.role_changed(role)),
         on_image_gc: Box::new(move |gc| gc_keeper.set_policy(gc)),
+        on_bridge_subnet: Box::new(|_| {}),
         describe: Box::new(move || {
             let images = images.clone();
             Box::pin(async move { crate::host::describe(images.as_ref()).await })

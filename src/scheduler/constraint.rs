@@ -103,6 +103,7 @@ mod tests {
             },
             status: NodeStatus::default(),
             version: String::new(),
+            bridge_subnet: None,
         }
     }
 

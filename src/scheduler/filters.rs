@@ -21,6 +21,8 @@ pub enum Misfit {
     ImagePlatform(String),
     /// The node's agent cannot reach its container runtime.
     NoRuntime,
+    /// The node runs a shoal that cannot give a task a network of its own.
+    NoNetworks,
 }
 
 impl std::fmt::Display for Misfit {
@@ -32,6 +34,7 @@ impl std::fmt::Display for Misfit {
             Misfit::Platform(p) => write!(f, "have an unsupported platform ({p})"),
             Misfit::ImagePlatform(p) => write!(f, ": image has no {p}"),
             Misfit::NoRuntime => write!(f, "cannot reach their container runtime"),
+            Misfit::NoNetworks => write!(f, "run an older shoal without task networks"),
         }
     }
 }
@@ -44,6 +47,7 @@ impl Misfit {
             Misfit::Platform(p) => format!("has an unsupported platform ({p})"),
             Misfit::ImagePlatform(_) => self.to_string(),
             Misfit::NoRuntime => "cannot reach its container runtime".into(),
+            Misfit::NoNetworks => "runs an older shoal without task networks".into(),
         }
     }
 }
@@ -94,6 +98,12 @@ pub fn fits(spec: &TaskSpec, constraints: &[Constraint], node: &Node) -> Result<
     }
     if let Some(c) = constraints.iter().find(|c| !c.matches(node)) {
         return Err(Misfit::NoMatch(c.to_string()));
+    }
+    // An older node would run the task on the host's network, which is
+    // not what the spec says: its ports could clash, and it would join
+    // none of its networks.
+    if !spec.network.is_host() && node.description.level < crate::LEVEL_NETWORKS {
+        return Err(Misfit::NoNetworks);
     }
     let p = &node.description.platform;
     let here = ImagePlatform::new(&p.os, &p.arch, "");

@@ -18,6 +18,7 @@ fn node(id: &str, state: NodeState, availability: Availability) -> Node {
             ..Default::default()
         },
         version: String::new(),
+        bridge_subnet: None,
     }
 }
 
@@ -71,6 +72,28 @@ fn says_why_nothing_fits() {
     assert_eq!(
         err,
         "no suitable node (2 nodes not active, 1 node not ready)"
+    );
+}
+
+#[test]
+fn a_task_with_its_own_network_goes_only_to_nodes_that_can_give_it() {
+    let old = node("old", NodeState::Ready, Availability::Active);
+    let mut new = node("new", NodeState::Ready, Availability::Active);
+    new.description.level = crate::LEVEL;
+    let mut t = task("web");
+    t.spec.network = NetworkMode::Own(vec![]);
+    assert_eq!(
+        place(&t, std::slice::from_ref(&old), &Load::default()).unwrap_err(),
+        "no suitable node (1 node runs an older shoal without task networks)"
+    );
+    assert_eq!(
+        place(&t, &[old.clone(), new], &Load::default()).unwrap(),
+        "new"
+    );
+    // The host's network: any node, as before.
+    assert_eq!(
+        place(&task("web"), &[old], &Load::default()).unwrap(),
+        "old"
     );
 }
 

@@ -30,6 +30,7 @@ pub fn cluster(heartbeat_period_ms: u64) -> anyhow::Result<Cluster> {
         unlock_key: None,
         registries: Vec::new(),
         image_gc: Default::default(),
+        addr_pool: crate::ipam::DEFAULT_POOL.into(),
     })
 }
 
@@ -53,6 +54,7 @@ pub fn node(id: &str, images: &[&str]) -> Node {
                     ..Default::default()
                 })
                 .collect(),
+            level: crate::LEVEL,
             ..Default::default()
         },
         status: NodeStatus {
@@ -62,6 +64,7 @@ pub fn node(id: &str, images: &[&str]) -> Node {
             held_until_ms: None,
         },
         version: crate::VERSION.into(),
+        bridge_subnet: None,
     }
 }
 

@@ -9,8 +9,10 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::codec::Codec;
-use super::{Changed, Commit, StoreError, Written, CLUSTER, MARKS, META, NODES, SERVICES, TASKS};
-use crate::types::{Cluster, Meta, Node, Service, Task, TaskState, TaskStatus};
+use super::{
+    Changed, Commit, StoreError, Written, CLUSTER, MARKS, META, NETWORKS, NODES, SERVICES, TASKS,
+};
+use crate::types::{Cluster, Meta, Network, Node, Service, Task, TaskState, TaskStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Kind {
@@ -18,6 +20,7 @@ pub enum Kind {
     Node,
     Service,
     Task,
+    Network,
 }
 
 impl Kind {
@@ -27,6 +30,7 @@ impl Kind {
             Kind::Node => "node",
             Kind::Service => "service",
             Kind::Task => "task",
+            Kind::Network => "network",
         }
     }
 
@@ -36,6 +40,7 @@ impl Kind {
             Kind::Node => NODES,
             Kind::Service => SERVICES,
             Kind::Task => TASKS,
+            Kind::Network => NETWORKS,
         }
     }
 }
@@ -49,6 +54,9 @@ pub enum Object {
     Node(Node),
     Service(Service),
     Task(Task),
+    /// Written only once every manager reports `crate::LEVEL_NETWORKS`:
+    /// an older manager cannot apply it.
+    Network(Network),
 }
 
 impl Object {
@@ -74,6 +82,7 @@ impl Object {
             Object::Node(_) => Kind::Node,
             Object::Service(_) => Kind::Service,
             Object::Task(_) => Kind::Task,
+            Object::Network(_) => Kind::Network,
         }
     }
 
@@ -83,6 +92,7 @@ impl Object {
             Object::Node(o) => &o.id,
             Object::Service(o) => &o.id,
             Object::Task(o) => &o.id,
+            Object::Network(o) => &o.id,
         }
     }
 
@@ -92,6 +102,7 @@ impl Object {
             Object::Node(o) => &mut o.meta,
             Object::Service(o) => &mut o.meta,
             Object::Task(o) => &mut o.meta,
+            Object::Network(o) => &mut o.meta,
         }
     }
 
@@ -101,6 +112,7 @@ impl Object {
             Object::Node(o) => c.encode(o),
             Object::Service(o) => c.encode(o),
             Object::Task(o) => c.encode(o),
+            Object::Network(o) => c.encode(o),
         }
     }
 }
@@ -304,6 +316,8 @@ fn apply_one(
         Change::Create(mut obj) => {
             let (kind, id) = (obj.kind(), obj.id().to_string());
             name_is_free(open, c, &obj)?;
+            subnet_is_free(open, c, &obj)?;
+            networks_exist(open, &obj)?;
             let table = open.table(kind)?;
             if let Some(v) = table.get(id.as_str())? {
                 // Ids are new for each create: the same id with the same
@@ -330,6 +344,8 @@ fn apply_one(
         Change::Update(mut obj) => {
             let (kind, id) = (obj.kind(), obj.id().to_string());
             name_is_free(open, c, &obj)?;
+            subnet_is_free(open, c, &obj)?;
+            networks_exist(open, &obj)?;
             let table = open.table(kind)?;
             let (stored, bytes) = match table.get(id.as_str())? {
                 Some(v) => (
@@ -389,6 +405,10 @@ fn apply_one(
                     actual: stored.version,
                 });
             }
+            if kind == Kind::Network {
+                network_unused(open, c, &id)?;
+            }
+            let table = open.table(kind)?;
             table.remove(id.as_str())?;
             if kind == Kind::Task {
                 tasks.written.insert(id.clone(), None);
@@ -438,24 +458,105 @@ fn apply_one(
 /// Names are unique within a kind, and this is where that holds: checked
 /// when the write is applied, in log order, not only when it is proposed,
 /// so that creates racing through several managers cannot both win. A scan
-/// is enough for the tens of services a cluster has; the values are sealed,
-/// so an index of names would have to be sealed too.
+/// is enough for the tens of services and networks a cluster has; the
+/// values are sealed, so an index of names would have to be sealed too.
 fn name_is_free(open: &mut Open, c: &Codec, obj: &Object) -> Result<(), StoreError> {
-    let Object::Service(new) = obj else {
-        return Ok(());
+    let (kind, id, name) = match obj {
+        Object::Service(s) => (Kind::Service, &s.id, &s.spec.name),
+        Object::Network(n) => (Kind::Network, &n.id, &n.spec.name),
+        _ => return Ok(()),
     };
-    let table = open.table(Kind::Service)?;
+    let table = open.table(kind)?;
     for entry in table.iter()? {
-        let (id, value) = entry?;
-        if id.value() == new.id {
+        let (other_id, value) = entry?;
+        if other_id.value() == id {
             continue;
         }
-        let other: Service = c.decode(value.value())?;
-        if other.spec.name == new.spec.name {
+        let other = stored_object(c, kind, value.value())?;
+        let other_name = match &other {
+            Object::Service(s) => &s.spec.name,
+            Object::Network(n) => &n.spec.name,
+            _ => continue,
+        };
+        if other_name == name {
             return Err(StoreError::Exists {
-                kind: Kind::Service.as_str().into(),
-                id: new.spec.name.clone(),
+                kind: kind.as_str().into(),
+                id: name.clone(),
             });
+        }
+    }
+    Ok(())
+}
+
+/// Subnets are never shared: a network's subnet and a node's bridge
+/// subnet must overlap no other. Checked here, when the write is applied in
+/// log order, so that two allocations racing through a leader change cannot
+/// both win; the loser's write is refused and it allocates again.
+fn subnet_is_free(open: &mut Open, c: &Codec, obj: &Object) -> Result<(), StoreError> {
+    let (id, subnet) = match obj {
+        Object::Network(n) => (&n.id, &n.spec.subnet),
+        Object::Node(n) => match &n.bridge_subnet {
+            Some(s) => (&n.id, s),
+            None => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    let Ok(mine) = crate::ipam::parse_subnet(subnet) else {
+        return Err(StoreError::Invalid(format!("{subnet} is not a subnet")));
+    };
+    let mut taken = Vec::new();
+    for kind in [Kind::Network, Kind::Node] {
+        let table = open.table(kind)?;
+        for entry in table.iter()? {
+            let (other_id, value) = entry?;
+            if other_id.value() == id {
+                continue;
+            }
+            let (name, s) = match stored_object(c, kind, value.value())? {
+                Object::Network(n) => (format!("network {}", n.spec.name), n.spec.subnet),
+                Object::Node(n) => match n.bridge_subnet {
+                    Some(s) => (format!("the bridge of node {}", n.description.hostname), s),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            if let Ok(net) = crate::ipam::parse_subnet(&s) {
+                taken.push((name, net));
+            }
+        }
+    }
+    crate::ipam::check_free(&mine, &taken).map_err(StoreError::Invalid)
+}
+
+/// A service joins only networks that exist: checked in log order, so a
+/// service written while its network is removed cannot be left on nothing.
+fn networks_exist(open: &mut Open, obj: &Object) -> Result<(), StoreError> {
+    let Object::Service(s) = obj else {
+        return Ok(());
+    };
+    let table = open.table(Kind::Network)?;
+    for id in s.spec.task.network.network_ids() {
+        if table.get(id)?.is_none() {
+            return Err(StoreError::NotFound {
+                kind: Kind::Network.as_str().into(),
+                id: id.into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A network in use by a service is not removed.
+fn network_unused(open: &mut Open, c: &Codec, id: &str) -> Result<(), StoreError> {
+    let table = open.table(Kind::Service)?;
+    for entry in table.iter()? {
+        let (_, value) = entry?;
+        let s: Service = c.decode(value.value())?;
+        if s.spec.task.network.network_ids().any(|n| n == id) {
+            return Err(StoreError::Invalid(format!(
+                "network {id} is in use by service {}",
+                s.spec.name
+            )));
         }
     }
     Ok(())
@@ -517,6 +618,7 @@ fn stored_object(c: &Codec, kind: Kind, bytes: &[u8]) -> Result<Object, StoreErr
         Kind::Node => Object::Node(c.decode(bytes)?),
         Kind::Service => Object::Service(c.decode(bytes)?),
         Kind::Task => Object::Task(c.decode(bytes)?),
+        Kind::Network => Object::Network(c.decode(bytes)?),
     })
 }
 
@@ -528,6 +630,7 @@ fn same_but_meta(stored: &Object, new: &Object) -> bool {
         Object::Node(o) => o.meta.clone(),
         Object::Service(o) => o.meta.clone(),
         Object::Task(o) => o.meta.clone(),
+        Object::Network(o) => o.meta.clone(),
     };
     stored == *new
 }
@@ -551,5 +654,6 @@ fn stored_meta(
         Kind::Node => c.decode::<Node>(bytes)?.meta,
         Kind::Service => c.decode::<Service>(bytes)?.meta,
         Kind::Task => c.decode::<Task>(bytes)?.meta,
+        Kind::Network => c.decode::<Network>(bytes)?.meta,
     })
 }

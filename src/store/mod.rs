@@ -30,6 +30,7 @@ pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nod
 pub(crate) const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 pub(crate) const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 pub(crate) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
+pub(crate) const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 /// Bookkeeping: the index of the last applied batch.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The proposer's own bookkeeping, written atomically with each batch
@@ -37,7 +38,7 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(crate) const MARKS: TableDefinition<&str, &[u8]> = TableDefinition::new("marks");
 
 /// The tables of cluster objects, as snapshots carry them.
-const DATA_TABLES: [TableDefinition<&str, &[u8]>; 4] = [CLUSTER, NODES, SERVICES, TASKS];
+const DATA_TABLES: [TableDefinition<&str, &[u8]>; 5] = [CLUSTER, NODES, SERVICES, TASKS, NETWORKS];
 
 /// Errors travel between managers (a follower forwards writes to the
 /// leader), hence serde.
@@ -62,6 +63,9 @@ pub enum StoreError {
     /// A file of the store failed its integrity check when opened.
     #[error("{file} is damaged: {reason}")]
     Damaged { file: String, reason: String },
+    /// A write that breaks a rule of the state (overlapping subnets).
+    #[error("{0}")]
+    Invalid(String),
     #[error("store: cannot decode a stored value: {0}")]
     Decode(String),
     /// The write could not be committed now (no leader, no quorum, this
@@ -79,6 +83,7 @@ impl StoreError {
                 | StoreError::Exists { .. }
                 | StoreError::NotFound { .. }
                 | StoreError::TooLarge { .. }
+                | StoreError::Invalid(_)
         )
     }
 }
@@ -212,6 +217,7 @@ impl Store {
         let tx = db.begin_write()?;
         tx.open_table(NODES)?;
         tx.open_table(SERVICES)?;
+        tx.open_table(NETWORKS)?;
         tx.open_table(TASKS)?;
         tx.open_table(CLUSTER)?;
         tx.open_table(META)?;

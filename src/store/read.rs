@@ -3,7 +3,8 @@
 use redb::{ReadTransaction, ReadableTable, TableDefinition};
 
 use super::codec::Codec;
-use super::{Kind, Object, StoreError, CLUSTER, META, NODES, SERVICES, TASKS};
+use super::{Kind, Object, StoreError, CLUSTER, META, NETWORKS, NODES, SERVICES, TASKS};
+use crate::types::Network;
 use crate::types::{Cluster, Node, Service, Task};
 
 /// A snapshot of the store: everything read through one view is from the
@@ -53,6 +54,7 @@ impl ReadView {
             Kind::Node => self.node(id)?.map(Object::Node),
             Kind::Service => self.service(id)?.map(Object::Service),
             Kind::Task => self.task(id)?.map(Object::Task),
+            Kind::Network => self.get(NETWORKS, id)?.map(Object::Network),
         })
     }
 
@@ -67,6 +69,7 @@ impl ReadView {
             Kind::Node => self.nodes()?.into_iter().map(Object::Node).collect(),
             Kind::Service => self.services()?.into_iter().map(Object::Service).collect(),
             Kind::Task => self.tasks()?.into_iter().map(Object::Task).collect(),
+            Kind::Network => self.networks()?.into_iter().map(Object::Network).collect(),
         })
     }
 
@@ -111,18 +114,9 @@ impl ReadView {
     /// A service by name, or else by id or unique id prefix, as docker
     /// resolves them.
     pub fn find_service(&self, name_or_id: &str) -> Result<Option<Service>, StoreError> {
-        let all = self.services()?;
-        if let Some(s) = all
-            .iter()
-            .find(|s| s.spec.name == name_or_id || s.id == name_or_id)
-        {
-            return Ok(Some(s.clone()));
-        }
-        let mut prefixed = all.into_iter().filter(|s| s.id.starts_with(name_or_id));
-        match (prefixed.next(), prefixed.next()) {
-            (Some(s), None) if !name_or_id.is_empty() => Ok(Some(s)),
-            _ => Ok(None),
-        }
+        Ok(by_name(self.services()?, name_or_id, |s| {
+            (&s.spec.name, &s.id)
+        }))
     }
 
     pub fn task(&self, id: &str) -> Result<Option<Task>, StoreError> {
@@ -147,5 +141,35 @@ impl ReadView {
             .into_iter()
             .filter(|t| t.node_id.as_deref() == Some(node_id))
             .collect())
+    }
+
+    pub fn networks(&self) -> Result<Vec<Network>, StoreError> {
+        self.all(NETWORKS)
+    }
+
+    /// A network by name, or else by id or unique id prefix.
+    pub fn find_network(&self, name_or_id: &str) -> Result<Option<Network>, StoreError> {
+        Ok(by_name(self.networks()?, name_or_id, |n| {
+            (&n.spec.name, &n.id)
+        }))
+    }
+}
+
+/// The object named `name_or_id`, or else the one with that id, or else the
+/// only one whose id starts with it.
+fn by_name<T>(all: Vec<T>, name_or_id: &str, keys: impl Fn(&T) -> (&String, &String)) -> Option<T> {
+    let exact = all.iter().position(|o| {
+        let (name, id) = keys(o);
+        name == name_or_id || id == name_or_id
+    });
+    if let Some(i) = exact {
+        return all.into_iter().nth(i);
+    }
+    let mut prefixed = all
+        .into_iter()
+        .filter(|o| keys(o).1.starts_with(name_or_id));
+    match (prefixed.next(), prefixed.next()) {
+        (Some(o), None) if !name_or_id.is_empty() => Some(o),
+        _ => None,
     }
 }

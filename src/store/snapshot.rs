@@ -91,6 +91,7 @@ fn kind_of(table: &str) -> Kind {
         "cluster" => Kind::Cluster,
         "nodes" => Kind::Node,
         "services" => Kind::Service,
+        "networks" => Kind::Network,
         _ => Kind::Task,
     }
 }

@@ -316,3 +316,94 @@ fn a_write_sent_again_is_done_once_and_succeeds() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
 }
+
+fn network(id: &str, name: &str, subnet: &str) -> Network {
+    Network {
+        id: id.into(),
+        meta: Meta::default(),
+        spec: NetworkSpec {
+            name: name.into(),
+            driver: NetworkDriver::Overlay,
+            subnet: subnet.into(),
+            gateway: String::new(),
+            encrypted: true,
+            attachable: false,
+            labels: Default::default(),
+        },
+    }
+}
+
+#[test]
+fn a_subnet_is_given_once_whoever_asks() {
+    let (_d, s) = store();
+    s.apply(vec![Change::Create(Object::Network(network(
+        "n1",
+        "front",
+        "10.20.1.0/24",
+    )))])
+    .unwrap();
+    // The same subnet under another name, as two leaders might both have
+    // allocated it: refused, naming what holds it.
+    let err = s
+        .apply(vec![Change::Create(Object::Network(network(
+            "n2",
+            "back",
+            "10.20.1.0/25",
+        )))])
+        .unwrap_err();
+    assert!(err.to_string().contains("network front"), "{err}");
+    // A node's bridge cannot take it either.
+    let mut n = crate::sim::objects::node("w1", &[]);
+    n.bridge_subnet = Some("10.20.0.0/23".into());
+    let err = s
+        .apply(vec![Change::Create(Object::Node(n.clone()))])
+        .unwrap_err();
+    assert!(err.to_string().contains("overlaps"), "{err}");
+    n.bridge_subnet = Some("10.20.2.0/24".into());
+    s.apply(vec![Change::Create(Object::Node(n))]).unwrap();
+    // And a network's name is taken once.
+    let err = s
+        .apply(vec![Change::Create(Object::Network(network(
+            "n3",
+            "front",
+            "10.20.9.0/24",
+        )))])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Exists { .. }), "{err}");
+}
+
+#[test]
+fn a_network_in_use_stays_and_a_service_joins_only_what_exists() {
+    let (_d, s) = store();
+    let mut svc = service("s1", "api");
+    svc.spec.task.network = NetworkMode::Own(vec![NetworkAttachment {
+        network: "n1".into(),
+        aliases: vec![],
+    }]);
+    let err = s
+        .apply(vec![Change::Create(Object::Service(svc.clone()))])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    s.apply(vec![
+        Change::Create(Object::Network(network("n1", "back", "10.20.1.0/24"))),
+        Change::Create(Object::Service(svc)),
+    ])
+    .unwrap();
+    let delete = || {
+        s.apply(vec![Change::Delete {
+            kind: Kind::Network,
+            id: "n1".into(),
+            expected_version: None,
+        }])
+    };
+    let err = delete().unwrap_err();
+    assert!(err.to_string().contains("in use by service api"), "{err}");
+    s.apply(vec![Change::Delete {
+        kind: Kind::Service,
+        id: "s1".into(),
+        expected_version: None,
+    }])
+    .unwrap();
+    delete().unwrap();
+    assert!(s.read().unwrap().networks().unwrap().is_empty());
+}

@@ -3,6 +3,7 @@
 
 mod ids;
 mod image;
+mod network;
 mod node;
 mod registry;
 mod report;
@@ -14,6 +15,7 @@ pub use ids::{new_id, now_ms};
 pub use image::{
     normalize_image, BadImageRef, DiskUsage, ImageGc, ImageInfo, ImagesOnNode, NodeImage,
 };
+pub use network::{Network, NetworkAttachment, NetworkDriver, NetworkMode, NetworkSpec};
 pub use node::*;
 pub use registry::{
     is_digest, is_loopback_host, registry_host, repository, tag, PullPolicy, RegistryAccess,
@@ -71,6 +73,15 @@ pub struct Cluster {
     /// When nodes remove unused images (`cluster update --image-gc-*`).
     #[serde(default)]
     pub image_gc: ImageGc,
+    /// The address pool (CIDR) that node bridges and networks get their
+    /// subnets from (`init --default-addr-pool`). Absent in clusters made
+    /// before networks: the default then.
+    #[serde(default = "default_addr_pool")]
+    pub addr_pool: String,
+}
+
+fn default_addr_pool() -> String {
+    crate::ipam::DEFAULT_POOL.to_string()
 }
 
 fn default_restart_grace_ms() -> u64 {

@@ -114,6 +114,11 @@ pub struct NodeDescription {
     /// Such a node is given no new task, and its tasks are not failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_error: Option<String>,
+    /// What the node's build can do (`crate::LEVEL`): 0 for 254a909, which
+    /// does not send it. Managers turn a feature on only once every node
+    /// that must read it reports a level that has it (docs/formats.md).
+    #[serde(default)]
+    pub level: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -145,6 +150,12 @@ pub struct Node {
     pub status: NodeStatus,
     /// The shoal version the node runs.
     pub version: String,
+    /// The subnet (CIDR) of the node's bridge, which its tasks get their
+    /// addresses from: allocated by the leader from the cluster's pool
+    /// when the node first connects, and never shared (the store refuses
+    /// an overlap with another node's or a network's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_subnet: Option<String>,
 }
 
 impl Node {
@@ -173,6 +184,7 @@ impl Node {
                 held_until_ms: None,
             },
             version,
+            bridge_subnet: None,
         }
     }
 

@@ -74,5 +74,10 @@ pub enum SessionMessage {
         role: NodeRole,
         #[serde(default)]
         image_gc: ImageGc,
+        /// The subnet of the node's bridge, which its tasks get addresses
+        /// from (absent from a manager of 254a909, or before the leader
+        /// allocated one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bridge_subnet: Option<String>,
     },
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Meta, PullPolicy};
+use super::{Meta, NetworkMode, PullPolicy};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServiceMode {
@@ -100,6 +100,9 @@ pub struct TaskSpec {
     pub container: ContainerSpec,
     pub restart: RestartPolicy,
     pub placement: Placement,
+    /// Absent (as every 254a909 spec is): the host's network.
+    #[serde(default, skip_serializing_if = "NetworkMode::is_host")]
+    pub network: NetworkMode,
 }
 
 /// Where tasks may run.
