@@ -6,7 +6,7 @@
 #   bash docs/quickstart.sh stop    # remove the demo and stop its daemon
 #
 # What it does: installs what is missing (containerd, runc, protobuf-compiler,
-# busybox-static, jq), builds shoal (cargo build --release), starts containerd
+# busybox-static, jq, nftables), builds shoal (cargo build --release), starts containerd
 # if it is not running, starts `shoal daemon` in the background with its own
 # data dir, socket and containerd namespace, runs `shoal init`, makes a demo
 # image from Debian's busybox on the spot (tests/mkimage.sh), loads it, runs a
@@ -60,6 +60,7 @@ if [ "${1:-}" = stop ]; then
       sleep 1
     done
     shoal image rm demo-busybox 2>/dev/null || true
+    subnet=$(shoal node ls --format json 2>/dev/null | jq -r '.[0].bridge_subnet // empty' || true)
     say "stopping shoal daemon (pid $pid)"
     kill -TERM "$pid"
     for _ in $(seq 1 30); do
@@ -84,6 +85,17 @@ if [ "${1:-}" = stop ]; then
       timeout 10 ctr -n "$NAMESPACE" images rm "$i" >/dev/null 2>&1 || true
     done
   fi
+  # The node's bridge and its nftables table outlive the daemon (so that
+  # a restarted daemon's tasks keep their network): the demo removes them.
+  if [ -n "${subnet:-}" ]; then
+    net=${subnet%/*}
+    # shellcheck disable=SC2086 # split into the four octets
+    hex=$(printf '%02x' ${net//./ })
+    ip link del "shl$hex" 2>/dev/null || true
+    nft delete table ip "shoal_$hex" 2>/dev/null || true
+    umount -l "/run/shoal/net/${subnet/\//_}/netns" 2>/dev/null || true
+    rm -rf "/run/shoal/net/${subnet/\//_}"
+  fi
   rm -rf "$RUN" "$STATE"
   timeout 10 ctr namespaces rm "$NAMESPACE" >/dev/null 2>&1 || true
   echo "demo removed ($STATE, $RUN). containerd is left running; the build stays in target/release."
@@ -99,6 +111,8 @@ command -v containerd >/dev/null 2>&1 || missing+=(containerd)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
+# Tasks get a network of their own; nft masquerades their traffic out.
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then
   missing+=(busybox-static) # the demo image needs a static busybox
 fi

@@ -33,6 +33,13 @@ impl<'a> DataDir<'a> {
         self.0.join("agent.redb")
     }
 
+    /// The subnet of the node's bridge, as the managers gave it: known
+    /// after a restart before any manager answers, so that tasks that
+    /// ended meanwhile can be given back their addresses.
+    pub fn bridge_subnet(self) -> PathBuf {
+        self.0.join("bridge-subnet")
+    }
+
     /// Which cluster this node is in, and as what (JSON).
     pub fn identity(self) -> PathBuf {
         self.0.join("identity.json")

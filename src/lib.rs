@@ -65,6 +65,7 @@ pub(crate) mod shutdown;
 pub mod sim;
 pub(crate) mod simbench;
 pub mod store;
+pub mod tasknet;
 pub mod tls;
 pub mod types;
 

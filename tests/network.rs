@@ -197,3 +197,168 @@ fn init_refuses_a_bad_pool() {
     }
     d.cli_ok(&["init", "--default-addr-pool", "10.78.0.0/20"]);
 }
+
+/// The body of `GET /PATH` from a web server at `addr` (port 80), from the
+/// host, with short timeouts (busybox's static wget crashes on this host).
+fn fetch(addr: &str, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let t = std::time::Duration::from_secs(3);
+    let sock: std::net::SocketAddr = format!("{addr}:80").parse().map_err(|e| format!("{e}"))?;
+    let mut c =
+        std::net::TcpStream::connect_timeout(&sock, t).map_err(|e| format!("{addr}: {e}"))?;
+    c.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
+    c.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut all = String::new();
+    c.read_to_string(&mut all)
+        .map_err(|e| format!("{addr}: {e}"))?;
+    match all.split_once("\r\n\r\n") {
+        Some((head, body))
+            if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") =>
+        {
+            Ok(body.to_string())
+        }
+        _ => Err(format!("{addr}/{path}: {all}")),
+    }
+}
+
+/// A web server on port 80 whose index is the task's hostname and which
+/// also serves its /etc/hosts and /etc/resolv.conf.
+const WEB: &[&str] = &[
+    "busybox",
+    "sh",
+    "-c",
+    "mkdir -p /www && hostname > /www/index.html && cp /etc/hosts /etc/resolv.conf /www/ && exec httpd -f -p 80 -h /www",
+];
+
+fn addresses(d: &Daemon, service: &str) -> Vec<String> {
+    d.ps(service)
+        .iter()
+        .filter(|t| s(t, "state") == "running")
+        .map(|t| {
+            t["addresses"][0]
+                .as_str()
+                .unwrap_or_else(|| panic!("a running task has no address: {t}"))
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn three_replicas_bind_one_port_each_in_its_own_network() {
+    let mut d = Daemon::cluster();
+    let subnet = s(&d.nodes()[0], "bridge_subnet").to_string();
+    let prefix = subnet.trim_end_matches(".0/24").to_string();
+    assert!(!prefix.is_empty() && subnet.ends_with(".0/24"), "{subnet}");
+
+    let mut args = vec!["service", "create", "--name", "web", "--replicas", "3"];
+    args.extend_from_slice(WEB);
+    d.cli_ok(&args);
+    // All three listen on port 80 of the same node: each in its own
+    // namespace, where docker-less host networking gave "address in use".
+    let ids = d.wait_running("web", 3);
+    let addrs = addresses(&d, "web");
+    assert_eq!(addrs.len(), 3, "{addrs:?}");
+    let distinct: std::collections::BTreeSet<&String> = addrs.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        3,
+        "every task has its own address: {addrs:?}"
+    );
+    for a in &addrs {
+        assert!(
+            a.starts_with(&format!("{prefix}.")),
+            "{a} is not in {subnet}"
+        );
+        assert_ne!(a, &format!("{prefix}.1"), "the gateway is not a task's");
+    }
+    // Each answers at its address from the host, as itself.
+    for t in d.ps("web").iter().filter(|t| s(t, "state") == "running") {
+        let a = t["addresses"][0].as_str().unwrap();
+        let mut body = String::new();
+        assert!(
+            wait_until(WAIT, || {
+                body = fetch(a, "").unwrap_or_default();
+                !body.is_empty()
+            }),
+            "task at {a} does not answer\n{}",
+            d.log_tail()
+        );
+        assert_eq!(
+            body.trim(),
+            &s(t, "id")[..12],
+            "{a} answered as another task"
+        );
+        let hosts = fetch(a, "hosts").unwrap();
+        assert!(
+            hosts
+                .lines()
+                .any(|l| l.starts_with(a) && l.contains(&s(t, "id")[..12])),
+            "{hosts}"
+        );
+        assert!(hosts.contains("localhost"), "{hosts}");
+        let resolv = fetch(a, "resolv.conf").unwrap();
+        assert!(resolv.contains("nameserver"), "{resolv}");
+        assert!(
+            !resolv.contains("nameserver 127."),
+            "a host stub is unreachable from a task: {resolv}"
+        );
+    }
+    // The container joined a namespace of its own.
+    let id = ids.iter().next().unwrap();
+    let spec = d.ctr_spec(id);
+    let ns = spec["linux"]["namespaces"].as_array().unwrap();
+    assert!(
+        ns.iter()
+            .any(|n| n["type"] == "network" && n["path"].is_string()),
+        "{spec}"
+    );
+
+    // A restarted daemon keeps its tasks' networking: same addresses, still
+    // answering.
+    d.restart();
+    d.wait_running("web", 3);
+    let mut again = addresses(&d, "web");
+    again.sort();
+    let mut before = addrs.clone();
+    before.sort();
+    assert_eq!(again, before);
+    for a in &addrs {
+        assert!(
+            fetch(a, "").is_ok(),
+            "{a} stopped answering after a restart"
+        );
+    }
+
+    // Gone with the service: no address answers, the namespaces are freed.
+    d.cli_ok(&["service", "rm", "web"]);
+    let netns_dir = std::path::PathBuf::from("/run/shoal/net")
+        .join(subnet.replace('/', "_"))
+        .join("netns");
+    assert!(
+        wait_until(WAIT, || std::fs::read_dir(&netns_dir)
+            .map(|r| r.count() == 0)
+            .unwrap_or(true)),
+        "task network namespaces left in {}: {:?}",
+        netns_dir.display(),
+        std::fs::read_dir(&netns_dir)
+            .map(|r| r.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
+    for a in &addrs {
+        assert!(fetch(a, "").is_err(), "{a} still answers");
+    }
+}
+
+#[test]
+fn a_task_on_the_host_network_shares_the_node_s_namespace() {
+    let d = Daemon::cluster();
+    d.sleeper("hosty", &["--network", "host"]);
+    let ids = d.wait_running("hosty", 1);
+    let spec = d.ctr_spec(ids.iter().next().unwrap());
+    let ns = spec["linux"]["namespaces"].as_array().unwrap();
+    assert!(!ns.iter().any(|n| n["type"] == "network"), "{spec}");
+    let t = &d.ps("hosty")[0];
+    assert!(t.get("addresses").is_none(), "{t}");
+    let inspect = d.cli_json(&["service", "inspect", "hosty"]);
+    assert_eq!(inspect["spec"]["networks"], serde_json::json!(["host"]));
+}

@@ -6,6 +6,7 @@
 
 pub mod images;
 pub mod local;
+pub mod nets;
 pub mod peers;
 pub mod registries;
 pub mod session;
@@ -43,6 +44,9 @@ pub struct Runtime {
     /// Called after a pull: the node's image list changed, and the
     /// scheduler prefers nodes that have an image.
     pub images_changed: Box<dyn Fn() + Send + Sync>,
+    /// The node's task networks. None on the simulated worker, whose tasks
+    /// have no network to set up.
+    pub nets: Option<Arc<nets::TaskNets>>,
 }
 
 struct Worker {
@@ -141,9 +145,13 @@ impl Agent {
         waiting
     }
 
-    /// Containers that no assigned task owns: left by a task that was
-    /// deleted while the daemon was down.
+    /// Containers and task networks that no assigned task owns: left by a
+    /// task that was deleted while the daemon was down.
     async fn remove_orphans(&self, set: &[Task]) {
+        if let Some(nets) = &self.rt.nets {
+            let keep: Vec<String> = set.iter().map(|t| t.id.clone()).collect();
+            nets.detach_others(&keep).await;
+        }
         let ids = match self.rt.exec.list().await {
             Ok(ids) => ids,
             Err(e) => return warn!(error = %e, "cannot list containers"),

@@ -18,6 +18,9 @@ struct Reporter {
     task_id: String,
     last: TaskState,
     tx: mpsc::Sender<StatusReport>,
+    /// The task's address on its network, once it has one: in every later
+    /// report.
+    address: Option<String>,
 }
 
 impl Reporter {
@@ -31,6 +34,7 @@ impl Reporter {
             timestamp_ms: now_ms(),
             message: message.to_string(),
             container_id: Some(self.task_id.clone()),
+            addresses: self.address.iter().cloned().collect(),
             ..Default::default()
         };
         f(&mut st);
@@ -84,9 +88,15 @@ pub async fn drive(
         task_id: task.id.clone(),
         last: task.status.state,
         tx,
+        address: task.status.addresses.first().cloned(),
     };
     if !task.status.state.is_terminal() {
         run(&rt, &mut rx, &mut rep).await;
+    }
+    // The process is gone: its network goes back (the container is kept
+    // for its logs, and needs none).
+    if let Some(nets) = rt.nets.as_ref().filter(|_| !task.spec.network.is_host()) {
+        nets.detach(&task.id).await;
     }
     stopped.store(true, Ordering::SeqCst);
     // Keep the finished container (for logs) until the task is deleted.
@@ -212,6 +222,21 @@ async fn pull(
     }
 }
 
+/// The task's own network, set up (or found again) before its container
+/// is made; None for a task on the host's network.
+async fn network(
+    rt: &Runtime,
+    task: &Task,
+    rep: &mut Reporter,
+) -> Result<Option<crate::executor::NetFiles>, ExecError> {
+    let Some(nets) = rt.nets.as_ref().filter(|_| !task.spec.network.is_host()) else {
+        return Ok(None);
+    };
+    let a = nets.attach(&task.id).await?;
+    rep.address = Some(a.address);
+    Ok(Some(a.files))
+}
+
 fn mb(n: u64) -> String {
     format!("{:.1} MB", n as f64 / 1e6)
 }
@@ -256,7 +281,10 @@ async fn run(rt: &Runtime, rx: &mut watch::Receiver<Task>, rep: &mut Reporter) {
             let result = if policy == PullPolicy::Always && !pulled {
                 Err(ExecError::ImageNotFound(task.spec.container.image.clone()))
             } else {
-                exec.prepare(&task).await
+                match network(rt, &task, rep).await {
+                    Ok(net) => exec.prepare(&task, net.as_ref()).await,
+                    Err(e) => Err(e),
+                }
             };
             let result = match result {
                 Err(ExecError::ImageNotFound(img)) if policy != PullPolicy::Never && !pulled => {

@@ -168,6 +168,9 @@ pub struct TaskRow {
     /// The image the task runs: `name:tag@digest` when pinned.
     #[serde(default)]
     pub image: String,
+    /// The task's addresses on its networks (none on the host's network).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 impl TaskRow {
@@ -197,6 +200,7 @@ impl TaskRow {
                 Some(d) => format!("{}@{d}", t.spec.container.image),
                 None => t.spec.container.image.clone(),
             },
+            addresses: t.status.addresses.clone(),
         }
     }
 }

@@ -56,7 +56,7 @@ pub enum Command {
         cert_expiry: std::time::Duration,
         /// The address pool (CIDR, /8 to /24) that node bridges and
         /// networks get their subnets from.
-        #[arg(long, default_value = crate::ipam::DEFAULT_POOL)]
+        #[arg(long, env = "SHOAL_DEFAULT_ADDR_POOL", default_value = crate::ipam::DEFAULT_POOL)]
         default_addr_pool: String,
         /// On a manager of a cluster that lost its quorum for good: make it
         /// the only manager, keeping the nodes, services and tasks.

@@ -162,6 +162,24 @@ pub struct ExitStatus {
     pub oom_killed: bool,
 }
 
+/// A task's own network, set up before its container is made
+/// (`crate::tasknet`): the network namespace the container joins, and the
+/// files it sees as its `/etc/hosts`, `/etc/resolv.conf` and
+/// `/etc/hostname`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetFiles {
+    pub netns: std::path::PathBuf,
+    pub hosts: std::path::PathBuf,
+    pub resolv_conf: std::path::PathBuf,
+    pub hostname: std::path::PathBuf,
+}
+
+/// A task's container's hostname: the first 12 characters of its id, as
+/// docker names a container's.
+pub fn task_hostname(task_id: &str) -> &str {
+    task_id.get(..12).unwrap_or(task_id)
+}
+
 /// A node's container runtime: the task's life, one step at a time. Every
 /// call is idempotent: calling `prepare` for a container that exists, or
 /// `remove` for one that is gone, succeeds. This is what lets the agent
@@ -173,8 +191,13 @@ pub trait Executor: Send + Sync + 'static {
     fn ping(&self) -> BoxFuture<'_, Result<(), ExecError>>;
 
     /// Create the container (snapshot + container record + OCI spec) for the
-    /// task. `ImageNotFound` when the image is not present locally.
-    fn prepare<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), ExecError>>;
+    /// task, in the task's own network when `net` is given (else the
+    /// host's). `ImageNotFound` when the image is not present locally.
+    fn prepare<'a>(
+        &'a self,
+        task: &'a Task,
+        net: Option<&'a NetFiles>,
+    ) -> BoxFuture<'a, Result<(), ExecError>>;
 
     /// Create and start the container's process, logging through the shoal
     /// log driver. A container that is already running is left alone.

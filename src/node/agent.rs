@@ -45,6 +45,10 @@ pub(super) fn run(
     let keeper = parts.image_keeper.clone();
     keeper.attach(assign_rx.clone());
     let gc_keeper = keeper.clone();
+    let nets = crate::agent::nets::TaskNets::new(
+        crate::data_dir::DataDir::at(&parts.data_dir).bridge_subnet(),
+    );
+    let nets_subnet = nets.clone();
     let pulled = keeper.clone();
     let session = Session {
         tls: client_tls,
@@ -55,7 +59,7 @@ pub(super) fn run(
         on_managers: Box::new(move |m| super::save_managers(&data_dir, m)),
         on_role: Box::new(move |role| handle.role_changed(role)),
         on_image_gc: Box::new(move |gc| gc_keeper.set_policy(gc)),
-        on_bridge_subnet: Box::new(|_| {}),
+        on_bridge_subnet: Box::new(move |s| nets_subnet.set_subnet(s)),
         describe: Box::new(move || {
             let images = images.clone();
             Box::pin(async move { crate::host::describe(images.as_ref()).await })
@@ -84,6 +88,7 @@ pub(super) fn run(
             reporter.report();
             pulled.pulled();
         }),
+        nets: Some(nets),
     };
     let agent = Agent::new(rt, report_tx);
     let s = tokio::spawn(session.run(assign_tx, report_rx, shutdown.clone()));

@@ -50,6 +50,8 @@ impl SimWorker {
             peers: None,
             node_name: node_id.to_string(),
             images_changed: Box::new(|| {}),
+            // Simulated: tasks get no network to set up.
+            nets: None,
         };
         let agent = Agent::new(rt, reports_tx);
         let tasks = [

@@ -206,6 +206,11 @@ fn tail_lines(text: &str, n: usize) -> String {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Test clusters take their address pools from 10.100.0.0/16 to
+/// 10.199.0.0/16, one per daemon in turn.
+const POOL_FIRST: u32 = 100;
+const POOL_COUNT: u32 = 100;
+
 /// A real `shoal daemon` with its own dirs, socket, port and containerd
 /// namespace. Dropping it stops the daemon and removes all it made.
 pub struct Daemon {
@@ -226,6 +231,10 @@ pub struct Daemon {
     /// daemon's own for a daemon of an older release (a node's CLI and
     /// daemon are one binary).
     pub cli_binary: PathBuf,
+    /// The address pool this daemon's `init` gives its cluster: one of its
+    /// own, as the bridges of clusters that tests run side by side on one
+    /// machine must not share subnets.
+    pub addr_pool: String,
     child: Option<Child>,
 }
 
@@ -283,6 +292,7 @@ impl Daemon {
             extra_args: Vec::new(),
             binary: PathBuf::from(SHOAL),
             cli_binary: PathBuf::from(SHOAL),
+            addr_pool: format!("10.{}.0.0/16", POOL_FIRST + n % POOL_COUNT),
             child: None,
         }
     }
@@ -412,6 +422,7 @@ impl Daemon {
     pub fn cli(&self, args: &[&str]) -> Output {
         run(Command::new(&self.cli_binary)
             .env_remove("SHOAL_SOCKET")
+            .env("SHOAL_DEFAULT_ADDR_POOL", &self.addr_pool)
             .arg("--socket")
             .arg(&self.socket)
             .args(args))
@@ -791,6 +802,60 @@ impl Drop for Daemon {
             stop_quietly(child);
         }
         self.clean_containerd();
+        clean_networks(&self.addr_pool);
+    }
+}
+
+/// Removes the bridges, nftables tables and network namespaces that the
+/// nodes of a cluster on `pool` made: a node keeps them when its daemon
+/// stops (its containers keep running), and the next test must find the
+/// machine as it was. Never panics: it runs from `Drop`.
+fn clean_networks(pool: &str) {
+    let Some(second) = pool.split('.').nth(1).and_then(|o| o.parse::<u8>().ok()) else {
+        return;
+    };
+    let hex = format!("0a{second:02x}");
+    let out = |cmd: &mut Command| {
+        try_run(cmd, CALL_TIMEOUT)
+            .map(|o| stdout(&o))
+            .unwrap_or_default()
+    };
+    // Namespaces first: their veths go with them.
+    let dirs = std::fs::read_dir("/run/shoal/net")
+        .into_iter()
+        .flatten()
+        .flatten();
+    for dir in dirs.filter(|d| {
+        d.file_name()
+            .to_string_lossy()
+            .starts_with(&format!("10.{second}."))
+    }) {
+        let netns = dir.path().join("netns");
+        for f in std::fs::read_dir(&netns).into_iter().flatten().flatten() {
+            let _ = nix::mount::umount2(&f.path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = nix::mount::umount2(&netns, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir_all(dir.path());
+    }
+    for line in out(Command::new("ip").args(["-o", "link", "show", "type", "bridge"])).lines() {
+        if let Some(name) = line
+            .split(": ")
+            .nth(1)
+            .filter(|n| n.starts_with(&format!("shl{hex}")))
+        {
+            let _ = try_run(Command::new("ip").args(["link", "del", name]), CALL_TIMEOUT);
+        }
+    }
+    for line in out(Command::new("nft").args(["list", "tables"])).lines() {
+        if let Some(name) = line
+            .strip_prefix("table ip ")
+            .filter(|n| n.starts_with(&format!("shoal_{hex}")))
+        {
+            let _ = try_run(
+                Command::new("nft").args(["delete", "table", "ip", name.trim()]),
+                CALL_TIMEOUT,
+            );
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use super::{
     found, rootfs, spec, Containerd, Lease, LABEL_SERVICE_ID, LABEL_SERVICE_NAME, LABEL_SLOT,
     LABEL_TASK_ID,
 };
-use crate::executor::{ContainerState, ExecError, ExitStatus};
+use crate::executor::{ContainerState, ExecError, ExitStatus, NetFiles};
 use crate::types::{normalize_image, Task};
 
 const RUNTIME: &str = "io.containerd.runc.v2";
@@ -51,7 +51,11 @@ impl Containerd {
             .is_some())
     }
 
-    pub(super) async fn prepare_container(&self, task: &Task) -> Result<(), ExecError> {
+    pub(super) async fn prepare_container(
+        &self,
+        task: &Task,
+        net: Option<&NetFiles>,
+    ) -> Result<(), ExecError> {
         if self.container_exists(&task.id).await? {
             return Ok(());
         }
@@ -67,7 +71,7 @@ impl Containerd {
         // The lease keeps the new snapshot (and any layers unpacked now)
         // from GC until the container record references it.
         let lease = self.lease().await?;
-        let r = self.assemble(task, &name, &image, &lease).await;
+        let r = self.assemble(task, net, &name, &image, &lease).await;
         self.end_lease(lease).await;
         r
     }
@@ -75,6 +79,7 @@ impl Containerd {
     async fn assemble(
         &self,
         task: &Task,
+        net: Option<&NetFiles>,
         image_name: &str,
         image: &Resolved,
         lease: &Lease,
@@ -102,7 +107,7 @@ impl Containerd {
             Err(s) => return Err(self.err("prepare snapshot", s)),
         };
         let result = self
-            .create_container(task, image_name, image, &mounts)
+            .create_container(task, net, image_name, image, &mounts)
             .await;
         if result.is_err() {
             let _ = self.remove_snapshot(id).await;
@@ -113,6 +118,7 @@ impl Containerd {
     async fn create_container(
         &self,
         task: &Task,
+        net: Option<&NetFiles>,
         image_name: &str,
         image: &Resolved,
         mounts: &[Mount],
@@ -139,6 +145,7 @@ impl Containerd {
             &user,
             &self.cfg.namespace,
             nofile_hard_limit(),
+            net,
         )
         .map_err(ExecError::Other)?;
         let mut labels: HashMap<String, String> = task

@@ -35,7 +35,8 @@ use tonic::{Code, Request, Status};
 use futures::future::BoxFuture;
 
 use super::{
-    ContainerState, ExecError, Executor, ExitStatus, ImageStore, PullEvent, PullRequest, Pulled,
+    ContainerState, ExecError, Executor, ExitStatus, ImageStore, NetFiles, PullEvent, PullRequest,
+    Pulled,
 };
 use crate::types::{DiskUsage, ImageInfo, Task};
 
@@ -330,8 +331,12 @@ impl Executor for Containerd {
         Box::pin(self.ping_inner())
     }
 
-    fn prepare<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), ExecError>> {
-        Box::pin(self.prepare_container(task))
+    fn prepare<'a>(
+        &'a self,
+        task: &'a Task,
+        net: Option<&'a NetFiles>,
+    ) -> BoxFuture<'a, Result<(), ExecError>> {
+        Box::pin(self.prepare_container(task, net))
     }
 
     fn start<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), ExecError>> {

@@ -241,10 +241,7 @@ pub(super) fn merge_env(
     env
 }
 
-/// The container's hostname: the first 12 characters of the task id.
-pub(super) fn hostname(task_id: &str) -> &str {
-    &task_id[..task_id.len().min(12)]
-}
+pub(super) use crate::executor::task_hostname as hostname;
 
 /// The complete OCI spec for the container of task `task_id`.
 pub(super) fn build(
@@ -254,6 +251,7 @@ pub(super) fn build(
     user: &User,
     namespace: &str,
     nofile_hard: u64,
+    net: Option<&crate::executor::NetFiles>,
 ) -> Result<Value, String> {
     let host = hostname(task_id);
     let args = process_args(&c.args, image)?;
@@ -274,7 +272,7 @@ pub(super) fn build(
     } else {
         format!("/{cwd}")
     };
-    Ok(json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -325,7 +323,38 @@ pub(super) fn build(
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
         },
-    }))
+    });
+    if let Some(net) = net {
+        join_network(&mut spec, net)?;
+    }
+    Ok(spec)
+}
+
+/// The task's own network: its namespace, and its hosts, resolv.conf and
+/// hostname files bound over the image's (as docker does, so that they
+/// hold the task's address and resolvers whatever the image has).
+fn join_network(spec: &mut Value, net: &crate::executor::NetFiles) -> Result<(), String> {
+    let path = |p: &std::path::Path| {
+        p.to_str()
+            .map(String::from)
+            .ok_or_else(|| format!("{} is not UTF-8", p.display()))
+    };
+    if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+        ns.push(json!({"type": "network", "path": path(&net.netns)?}));
+    }
+    if let Some(mounts) = spec["mounts"].as_array_mut() {
+        for (dest, src) in [
+            ("/etc/hosts", &net.hosts),
+            ("/etc/resolv.conf", &net.resolv_conf),
+            ("/etc/hostname", &net.hostname),
+        ] {
+            mounts.push(json!({
+                "destination": dest, "type": "bind", "source": path(src)?,
+                "options": ["rbind", "rprivate", "ro"],
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// Docker's open-files limit (soft 1024, hard 524288), lowered to the hard
@@ -425,15 +454,11 @@ mod tests {
             ..Default::default()
         };
         let id = "abcdefghijklmnopqrstuvwxy";
-        let spec = build(
-            id,
-            &c,
-            &RunConfig::default(),
-            &User::default(),
-            "ns",
-            20_000,
-        )
-        .unwrap();
+        let with = |net| {
+            let (run, user) = (RunConfig::default(), User::default());
+            build(id, &c, &run, &user, "ns", 20_000, net).unwrap()
+        };
+        let spec = with(None);
         assert_eq!(spec["process"]["rlimits"][0]["hard"], 20_000);
         assert_eq!(spec["process"]["rlimits"][0]["soft"], 1024);
         assert_eq!(spec["hostname"], "abcdefghijkl");
@@ -450,5 +475,25 @@ mod tests {
             .map(|n| n["type"].as_str().unwrap())
             .collect();
         assert!(!ns.contains(&"network"));
+
+        // With a network of its own: its namespace and its files.
+        let net = crate::executor::NetFiles {
+            netns: "/run/shoal/net/x/ns/t".into(),
+            hosts: "/run/shoal/net/x/t/hosts".into(),
+            resolv_conf: "/run/shoal/net/x/t/resolv.conf".into(),
+            hostname: "/run/shoal/net/x/t/hostname".into(),
+        };
+        let spec = with(Some(&net));
+        let ns = spec["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.contains(&json!({"type": "network", "path": "/run/shoal/net/x/ns/t"})));
+        let mounts = spec["mounts"].as_array().unwrap();
+        let hosts = mounts
+            .iter()
+            .find(|m| m["destination"] == "/etc/hosts")
+            .unwrap();
+        assert_eq!(hosts["source"], "/run/shoal/net/x/t/hosts");
+        assert!(mounts
+            .iter()
+            .any(|m| m["destination"] == "/etc/resolv.conf"));
     }
 }

@@ -1,0 +1,143 @@
+//! The node's task networks (`crate::tasknet`): opened on the bridge subnet
+//! that the managers gave the node; each task with a network of its own
+//! gets one before its container is made, and gives it back once it has
+//! ended (its container, kept for its logs, no longer needs it).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, OnceCell};
+use tracing::{info, warn};
+
+use crate::executor::{ExecError, NetFiles};
+use crate::ipam::Ipv4Net;
+use crate::tasknet::{BridgeConfig, TaskNet, TaskNetwork};
+
+/// Where every node keeps the state of its task networks: on a tmpfs, as
+/// the network namespaces themselves go with a reboot.
+const RUN_DIR: &str = "/run/shoal/net";
+
+/// The MTU of the bridge and the task veths.
+const MTU: u32 = 1500;
+
+/// How long a task waits for the managers to say the node's subnet before
+/// its preparation is retried (the worker's usual pause and retry).
+const SUBNET_WAIT: Duration = Duration::from_secs(10);
+
+pub struct TaskNets {
+    /// The subnet, remembered across restarts.
+    subnet_file: PathBuf,
+    subnet: watch::Sender<Option<Ipv4Net>>,
+    net: OnceCell<Arc<TaskNet>>,
+}
+
+/// A task's network, as the worker reports it and the executor uses it.
+pub struct Attached {
+    pub files: NetFiles,
+    pub address: String,
+}
+
+impl TaskNets {
+    pub fn new(subnet_file: PathBuf) -> Arc<TaskNets> {
+        let saved = std::fs::read_to_string(&subnet_file)
+            .ok()
+            .and_then(|s| crate::ipam::parse_subnet(&s).ok());
+        Arc::new(TaskNets {
+            subnet_file,
+            subnet: watch::channel(saved).0,
+            net: OnceCell::new(),
+        })
+    }
+
+    /// The subnet the managers sent (None from a manager that has none for
+    /// the node yet: nothing changes).
+    pub fn set_subnet(&self, subnet: Option<String>) {
+        let Some(s) = subnet.and_then(|s| crate::ipam::parse_subnet(&s).ok()) else {
+            return;
+        };
+        if *self.subnet.borrow() == Some(s) {
+            return;
+        }
+        if let Some(old) = self.net.get() {
+            // Only a node that was removed and joined again gets another;
+            // its tasks keep the bridge they have until the daemon restarts.
+            warn!(bridge = old.bridge_name(), new = %s, "the node's bridge subnet changed; it is used after a restart");
+        }
+        if let Err(e) = std::fs::write(&self.subnet_file, s.to_string()) {
+            warn!(error = %e, "cannot save the bridge subnet");
+        }
+        info!(subnet = %s, "bridge subnet");
+        self.subnet.send_replace(Some(s));
+    }
+
+    async fn open(&self, wait: Duration) -> Result<&Arc<TaskNet>, ExecError> {
+        let unavailable = |reason: String| ExecError::Unavailable {
+            socket: String::new(),
+            reason,
+        };
+        let mut rx = self.subnet.subscribe();
+        let subnet = match tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(s)) => s.expect("waited for Some"),
+            _ => {
+                return Err(unavailable(
+                    "the node has no bridge subnet yet: waiting for a manager".into(),
+                ))
+            }
+        };
+        self.net
+            .get_or_try_init(|| async {
+                let dir = PathBuf::from(RUN_DIR).join(subnet.to_string().replace('/', "_"));
+                let bridge = BridgeConfig { subnet, mtu: MTU };
+                TaskNet::open(dir, bridge)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| unavailable(format!("the node's bridge: {e}")))
+            })
+            .await
+    }
+
+    /// Gives the task its network (the same one again if it has it).
+    pub async fn attach(&self, task_id: &str) -> Result<Attached, ExecError> {
+        let net = self.open(SUBNET_WAIT).await?;
+        let n: TaskNetwork = net
+            .attach(task_id, crate::executor::task_hostname(task_id))
+            .await
+            .map_err(|e| ExecError::Other(format!("task network: {e}")))?;
+        Ok(Attached {
+            address: n.address.addr().to_string(),
+            files: NetFiles {
+                netns: n.netns,
+                hosts: n.hosts,
+                resolv_conf: n.resolv_conf,
+                hostname: n.hostname,
+            },
+        })
+    }
+
+    /// Takes the task's network away; nothing to do if it has none.
+    pub async fn detach(&self, task_id: &str) {
+        let Ok(net) = self.open(Duration::ZERO).await else {
+            return;
+        };
+        if let Err(e) = net.detach(task_id).await {
+            warn!(task = %task_id, error = %e, "cannot remove the task's network");
+        }
+    }
+
+    /// Removes the networks of tasks that are not in `keep` (ended or
+    /// removed while the daemon was down).
+    pub async fn detach_others(&self, keep: &[String]) {
+        let Ok(net) = self.open(Duration::ZERO).await else {
+            return;
+        };
+        for id in net.attached() {
+            if !keep.contains(&id) {
+                info!(task = %id, "removing the network of a task that is gone");
+                if let Err(e) = net.detach(&id).await {
+                    warn!(task = %id, error = %e, "cannot remove the task's network");
+                }
+            }
+        }
+    }
+}
