@@ -93,6 +93,7 @@ if [ "${1:-}" = stop ]; then
     hex=$(printf '%02x' ${net//./ })
     ip link del "shl$hex" 2>/dev/null || true
     nft delete table ip "shoal_$hex" 2>/dev/null || true
+    nft delete table bridge "shoal_$hex" 2>/dev/null || true
     umount -l "/run/shoal/net/${subnet/\//_}/netns" 2>/dev/null || true
     rm -rf "/run/shoal/net/${subnet/\//_}"
   fi

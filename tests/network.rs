@@ -362,3 +362,284 @@ fn a_task_on_the_host_network_shares_the_node_s_namespace() {
     let inspect = d.cli_json(&["service", "inspect", "hosty"]);
     assert_eq!(inspect["spec"]["networks"], serde_json::json!(["host"]));
 }
+
+/// A TCP port that nothing on this machine listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The first global IPv4 address of this machine, if it has one: a node
+/// address that is not loopback.
+fn global_address() -> Option<String> {
+    let out =
+        run(std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]));
+    stdout(&out)
+        .lines()
+        .filter(|l| !l.contains(" shl"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .nth(3)?
+                .split('/')
+                .next()
+                .map(String::from)
+        })
+}
+
+/// `GET /` on `addr:port`; the body, trimmed.
+fn get(addr: &str, port: u16) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let t = std::time::Duration::from_secs(3);
+    let sock: std::net::SocketAddr = format!("{addr}:{port}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let mut c =
+        std::net::TcpStream::connect_timeout(&sock, t).map_err(|e| format!("{sock}: {e}"))?;
+    c.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
+    c.write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut all = String::new();
+    c.read_to_string(&mut all)
+        .map_err(|e| format!("{sock}: {e}"))?;
+    all.split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
+        .ok_or_else(|| format!("{sock}: {all}"))
+}
+
+#[test]
+fn a_published_port_answers_on_the_node_and_spreads_over_its_tasks() {
+    let d = Daemon::cluster();
+    let port = free_port();
+    let publish = format!("published={port},target=80");
+    let mut args = vec![
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--publish",
+        &publish,
+    ];
+    args.extend_from_slice(WEB);
+    d.cli_ok(&args);
+    d.wait_running("web", 2);
+    let hosts: std::collections::BTreeSet<String> = d
+        .ps("web")
+        .iter()
+        .filter(|t| s(t, "state") == "running")
+        .map(|t| s(t, "id")[..12].to_string())
+        .collect();
+    let inspect = d.cli_json(&["service", "inspect", "web"]);
+    assert_eq!(
+        inspect["spec"]["ports"],
+        serde_json::json!([{"published": port, "target": 80, "protocol": "tcp", "mode": "ingress"}]),
+        "{inspect}"
+    );
+
+    // From the node itself, on loopback and on its LAN address: every
+    // answer comes from one of the tasks, and both answer in turn.
+    let mut addrs = vec!["127.0.0.1".to_string()];
+    addrs.extend(global_address());
+    for addr in &addrs {
+        let mut seen = std::collections::BTreeSet::new();
+        assert!(
+            wait_until(WAIT, || {
+                if let Ok(body) = get(addr, port) {
+                    assert!(
+                        hosts.contains(&body),
+                        "{addr}:{port} answered {body:?}, not one of {hosts:?}"
+                    );
+                    seen.insert(body);
+                }
+                seen.len() == 2
+            }),
+            "{addr}:{port} reached only {seen:?} of {hosts:?}\n{}",
+            d.log_tail()
+        );
+    }
+
+    // From a task, to the node's address on the bridge (its gateway): the
+    // same port reaches the web tasks, itself included (hairpin).
+    let subnet = s(&d.nodes()[0], "bridge_subnet").to_string();
+    let gateway = subnet.replace(".0/24", ".1");
+    let probe = format!(
+        "while true; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {gateway} {port}; sleep 1; done"
+    );
+    d.cli_ok(&[
+        "service", "create", "--name", "client", "busybox", "sh", "-c", &probe,
+    ]);
+    d.wait_running("client", 1);
+    assert!(
+        wait_until(WAIT, || {
+            let out = d.cli(&["service", "logs", "client"]);
+            hosts.iter().any(|h| stdout(&out).contains(h.as_str()))
+        }),
+        "a task did not reach the published port through {gateway}:{port}: {}",
+        stdout(&d.cli(&["service", "logs", "client"]))
+    );
+
+    // A port is published by one service only.
+    let err = one_line_error(&d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "other",
+        "--replicas",
+        "0",
+        "--publish",
+        &publish,
+        "busybox",
+    ]));
+    assert!(
+        err.contains(&format!(
+            "port {port}/tcp is already published by service web"
+        )),
+        "{err}"
+    );
+    let err = one_line_error(&d.cli(&[
+        "service",
+        "create",
+        "--name",
+        "hosted",
+        "--replicas",
+        "0",
+        "--network",
+        "host",
+        "-p",
+        "9:9",
+        "busybox",
+    ]));
+    assert!(err.contains("host network"), "{err}");
+
+    // Unpublished: the port no longer answers; published again on another.
+    d.cli_ok(&[
+        "service",
+        "update",
+        "--publish-rm",
+        &port.to_string(),
+        "web",
+    ]);
+    d.wait_running("web", 2);
+    assert!(
+        wait_until(WAIT, || get("127.0.0.1", port).is_err()),
+        "port {port} still answers after --publish-rm"
+    );
+    let port2 = free_port();
+    d.cli_ok(&[
+        "service",
+        "update",
+        "--publish-add",
+        &format!("{port2}:80"),
+        "web",
+    ]);
+    assert!(
+        wait_until(WAIT, || get("127.0.0.1", port2)
+            .is_ok_and(|b| b.len() == 12)),
+        "port {port2} does not answer after --publish-add\n{}",
+        d.describe("web")
+    );
+}
+
+/// The address of the one running task of `service`.
+fn address_of(d: &Daemon, service: &str) -> String {
+    d.wait_running(service, 1);
+    addresses(d, service).pop().expect("an address")
+}
+
+#[test]
+fn tasks_reach_the_tasks_of_their_networks_and_no_others() {
+    let d = Daemon::cluster();
+    d.cli_ok(&["network", "create", "front"]);
+    d.cli_ok(&["network", "create", "back"]);
+    let web = |name: &str, network: Option<&str>| {
+        let mut args = vec!["service", "create", "--name", name];
+        if let Some(n) = network {
+            args.extend(["--network", n]);
+        }
+        args.extend_from_slice(WEB);
+        d.cli_ok(&args);
+    };
+    web("a", Some("front"));
+    web("c", Some("back"));
+    web("plain", None);
+    let (a, c, plain) = (
+        address_of(&d, "a"),
+        address_of(&d, "c"),
+        address_of(&d, "plain"),
+    );
+    // From a task on front: a answers, c (back) and plain (no network) do
+    // not. Each line says which was asked and what came back.
+    let probe = format!(
+        "while true; do for t in a={a} c={c} plain={plain}; do \
+         echo \"${{t%%=*}}: $(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 ${{t#*=}} 80 | tail -n 1)\"; \
+         done; sleep 1; done"
+    );
+    d.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "b",
+        "--network",
+        "front",
+        "busybox",
+        "sh",
+        "-c",
+        &probe,
+    ]);
+    d.wait_running("b", 1);
+    let logs = || stdout(&d.cli(&["service", "logs", "b"]));
+    // A line `WHO: BODY` with a body: WHO answered.
+    let answered = |who: &str, text: &str| {
+        text.lines().any(|l| {
+            l.split_once(&format!("{who}: "))
+                .is_some_and(|(pre, rest)| {
+                    (pre.is_empty() || pre.ends_with(' ') || pre.ends_with('|'))
+                        && !rest.trim().is_empty()
+                })
+        })
+    };
+    assert!(
+        wait_until(WAIT, || logs()
+            .lines()
+            .filter(|l| l.contains("a: "))
+            .count()
+            >= 3
+            && answered("a", &logs())),
+        "a task on front did not reach another on front:\n{}",
+        logs()
+    );
+    let text = logs();
+    assert!(
+        !answered("c", &text),
+        "a task on front reached one on back:\n{text}"
+    );
+    assert!(
+        !answered("plain", &text),
+        "a task on front reached one on no network:\n{text}"
+    );
+    // And the same from a task on no network: it reaches its peers, not a.
+    let probe2 = format!(
+        "while true; do for t in a={a} plain={plain}; do \
+         echo \"${{t%%=*}}: $(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 ${{t#*=}} 80 | tail -n 1)\"; \
+         done; sleep 1; done"
+    );
+    d.cli_ok(&[
+        "service", "create", "--name", "e", "busybox", "sh", "-c", &probe2,
+    ]);
+    d.wait_running("e", 1);
+    let logs2 = || stdout(&d.cli(&["service", "logs", "e"]));
+    assert!(
+        wait_until(WAIT, || answered("plain", &logs2())
+            && logs2().lines().filter(|l| l.contains("a: ")).count() >= 3),
+        "a task on no network did not reach another:\n{}",
+        logs2()
+    );
+    assert!(
+        !answered("a", &logs2()),
+        "a task on no network reached one on front:\n{}",
+        logs2()
+    );
+}

@@ -160,6 +160,25 @@ async fn attach(net: &TaskNet, task: &str) -> TaskNetwork {
         .unwrap_or_else(|e| panic!("attach {task}: {e}"))
 }
 
+/// Lets the tasks of each group reach each other (and no other task).
+async fn allow(net: &TaskNet, groups: &[&[&TaskNetwork]]) {
+    let groups: Vec<Vec<Ipv4Addr>> = groups
+        .iter()
+        .map(|g| g.iter().map(|t| t.address.addr()).collect())
+        .collect();
+    net.set_rules(&[], &groups).await.expect("set_rules");
+}
+
+fn assert_no_ping(from: &TaskNetwork, to: Ipv4Addr) {
+    let out = ping_from(&from.netns, to);
+    assert!(
+        !out.status.success(),
+        "ping {to} from {} got through:\n{}",
+        from.address,
+        text(&out)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_reach_adopt_detach_and_remove() {
     let c = Cleanup::new(41);
@@ -204,9 +223,12 @@ async fn attach_reach_adopt_detach_and_remove() {
     assert!(resolv.contains("nameserver "), "{resolv}");
     assert!(!resolv.contains("nameserver 127."), "{resolv}");
 
+    // Closed until the tasks' networks are known; the gateway is reached.
+    assert_no_ping(&a, b.address.addr());
+    assert_ping(&a, gateway);
+    allow(&net, &[&[&a, &b]]).await;
     assert_ping(&a, b.address.addr());
     assert_ping(&b, a.address.addr());
-    assert_ping(&a, gateway);
     assert_ping(&b, gateway);
 
     // Idempotent: the same network, nothing rebuilt (same veth, same netns).
@@ -221,8 +243,15 @@ async fn attach_reach_adopt_detach_and_remove() {
     let net = open(&c).await;
     assert_eq!(net.attached(), vec!["task-a", "task-b"]);
     assert_eq!(attach(&net, "task-a").await, a);
+    // The rules outlived the restart: a and b still reach each other.
+    assert_ping(&a, b.address.addr());
     let third = attach(&net, "task-c").await;
     assert_eq!(third.address.addr(), Ipv4Addr::new(10, 231, 41, 4));
+    // On a network of its own, c reaches neither; on theirs, both.
+    allow(&net, &[&[&a, &b], &[&third]]).await;
+    assert_no_ping(&third, a.address.addr());
+    assert_ping(&a, b.address.addr());
+    allow(&net, &[&[&a, &b, &third]]).await;
     assert_ping(&third, a.address.addr());
 
     for (id, t) in [("task-a", &a), ("task-b", &b), ("task-c", &third)] {
@@ -270,6 +299,7 @@ async fn two_tasks_bind_the_same_port() {
     let net = open(&c).await;
     let a = attach(&net, "web-1").await;
     let b = attach(&net, "web-2").await;
+    allow(&net, &[&[&a, &b]]).await;
     let la = listen_in(&a.netns, 8080).expect("bind 8080 in task a");
     let lb = listen_in(&b.netns, 8080).expect("bind 8080 in task b");
 
@@ -363,6 +393,7 @@ async fn an_attach_cut_short_is_completed() {
     assert_eq!(net.attached(), vec!["task-a", "task-z"]);
     let z = attach(&net, "task-z").await;
     assert_eq!(z.address.addr(), Ipv4Addr::new(10, 231, 44, 9));
+    allow(&net, &[&[&a, &z]]).await;
     assert_ping(&z, a.address.addr());
     // Leftovers with no record at all are removed by detach.
     std::fs::write(state.join("netns/task-y"), "").unwrap();

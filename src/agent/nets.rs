@@ -3,16 +3,19 @@
 //! gets one before its container is made, and gives it back once it has
 //! ended (its container, kept for its logs, no longer needs it).
 
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::{watch, Mutex, OnceCell};
 use tracing::{info, warn};
 
 use crate::executor::{ExecError, NetFiles};
 use crate::ipam::Ipv4Net;
-use crate::tasknet::{BridgeConfig, TaskNet, TaskNetwork};
+use crate::tasknet::{BridgeConfig, Published, TaskNet, TaskNetwork};
+use crate::types::{PortConfig, Task};
 
 /// Where every node keeps the state of its task networks: on a tmpfs, as
 /// the network namespaces themselves go with a reboot.
@@ -30,6 +33,20 @@ pub struct TaskNets {
     subnet_file: PathBuf,
     subnet: watch::Sender<Option<Ipv4Net>>,
     net: OnceCell<Arc<TaskNet>>,
+    /// The node's tasks with their addresses, networks and ports: what
+    /// the node's tables publish and let through. Held while the tables
+    /// are applied, so that two changes apply in the order they were made.
+    tasks: Mutex<BTreeMap<String, Entry>>,
+}
+
+/// A task as the node's tables see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    address: Ipv4Addr,
+    /// Network ids; `bridge` for a task on none, which reaches the others
+    /// on none.
+    networks: Vec<String>,
+    ports: Vec<PortConfig>,
 }
 
 /// A task's network, as the worker reports it and the executor uses it.
@@ -47,6 +64,7 @@ impl TaskNets {
             subnet_file,
             subnet: watch::channel(saved).0,
             net: OnceCell::new(),
+            tasks: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -97,13 +115,30 @@ impl TaskNets {
             .await
     }
 
-    /// Gives the task its network (the same one again if it has it).
-    pub async fn attach(&self, task_id: &str) -> Result<Attached, ExecError> {
+    /// Gives the task its network (the same one again if it has it), lets
+    /// it reach the tasks of its networks, and publishes its ports.
+    pub async fn attach(&self, task: &Task) -> Result<Attached, ExecError> {
         let net = self.open(SUBNET_WAIT).await?;
         let n: TaskNetwork = net
-            .attach(task_id, crate::executor::task_hostname(task_id))
+            .attach(&task.id, crate::executor::task_hostname(&task.id))
             .await
             .map_err(|e| ExecError::Other(format!("task network: {e}")))?;
+        let mut networks: Vec<String> = task.spec.network.network_ids().map(String::from).collect();
+        if networks.is_empty() {
+            networks.push("bridge".into());
+        }
+        let entry = Entry {
+            address: n.address.addr(),
+            networks,
+            ports: task.spec.ports.clone(),
+        };
+        let mut tasks = self.tasks.lock().await;
+        if tasks.get(&task.id) != Some(&entry) {
+            tasks.insert(task.id.clone(), entry);
+            set_rules(net, &tasks)
+                .await
+                .map_err(|e| ExecError::Other(format!("the node's network rules: {e}")))?;
+        }
         Ok(Attached {
             address: n.address.addr().to_string(),
             files: NetFiles {
@@ -120,6 +155,7 @@ impl TaskNets {
         let Ok(net) = self.open(Duration::ZERO).await else {
             return;
         };
+        self.unpublish(net, task_id).await;
         if let Err(e) = net.detach(task_id).await {
             warn!(task = %task_id, error = %e, "cannot remove the task's network");
         }
@@ -134,10 +170,54 @@ impl TaskNets {
         for id in net.attached() {
             if !keep.contains(&id) {
                 info!(task = %id, "removing the network of a task that is gone");
+                self.unpublish(net, &id).await;
                 if let Err(e) = net.detach(&id).await {
                     warn!(task = %id, error = %e, "cannot remove the task's network");
                 }
             }
         }
     }
+
+    /// Takes the task out of the node's rules (its ports, its networks),
+    /// before its network goes.
+    async fn unpublish(&self, net: &TaskNet, task_id: &str) {
+        let mut tasks = self.tasks.lock().await;
+        if tasks.remove(task_id).is_some() {
+            if let Err(e) = set_rules(net, &tasks).await {
+                warn!(task = %task_id, error = %e, "cannot update the node's network rules");
+            }
+        }
+    }
+}
+
+/// Applies the node's rules: each published port with every local task
+/// behind it, and the tasks of each network allowed to reach each other.
+async fn set_rules(
+    net: &TaskNet,
+    tasks: &BTreeMap<String, Entry>,
+) -> Result<(), crate::tasknet::NetError> {
+    let mut by_port: BTreeMap<(crate::types::Protocol, u16), Vec<(Ipv4Addr, u16)>> =
+        BTreeMap::new();
+    let mut by_network: BTreeMap<&str, Vec<Ipv4Addr>> = BTreeMap::new();
+    for e in tasks.values() {
+        for p in &e.ports {
+            by_port
+                .entry((p.protocol, p.published))
+                .or_default()
+                .push((e.address, p.target));
+        }
+        for n in &e.networks {
+            by_network.entry(n).or_default().push(e.address);
+        }
+    }
+    let groups: Vec<Vec<Ipv4Addr>> = by_network.into_values().collect();
+    let list: Vec<Published> = by_port
+        .into_iter()
+        .map(|((protocol, port), backends)| Published {
+            protocol,
+            port,
+            backends,
+        })
+        .collect();
+    net.set_rules(&list, &groups).await
 }

@@ -232,7 +232,7 @@ async fn network(
     let Some(nets) = rt.nets.as_ref().filter(|_| !task.spec.network.is_host()) else {
         return Ok(None);
     };
-    let a = nets.attach(&task.id).await?;
+    let a = nets.attach(task).await?;
     rep.address = Some(a.address);
     Ok(Some(a.files))
 }
@@ -254,6 +254,11 @@ async fn run(rt: &Runtime, rx: &mut watch::Receiver<Task>, rep: &mut Reporter) {
         match inspect_when_reachable(exec, rx, &id).await {
             Ok(ContainerState::Running { .. }) => {
                 info!(task = %id, "re-adopted running container");
+                // Its network is there already; this publishes its ports
+                // again, which a restarted daemon's table starts without.
+                if let Err(e) = network(rt, &task, rep).await {
+                    warn!(task = %id, error = %e, "the running task's network");
+                }
                 up = true;
             }
             Ok(ContainerState::Exited(exit)) => return rep.exited(exit).await,

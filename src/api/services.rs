@@ -195,6 +195,27 @@ pub async fn update(
         c.env.retain(|e| e.split('=').next() != Some(key));
         c.env.push(kv.clone());
     }
+    for p in &req.publish_rm {
+        let (port, proto) = p.split_once('/').unwrap_or((p.as_str(), "tcp"));
+        let port: u16 = port.parse().map_err(|_| {
+            ApiError::BadRequest(format!("invalid port {p:?}: expected PORT or PORT/udp"))
+        })?;
+        let before = spec.task.ports.len();
+        spec.task
+            .ports
+            .retain(|c| !(c.published == port && c.protocol.as_str() == proto));
+        if spec.task.ports.len() == before {
+            return Err(ApiError::BadRequest(format!(
+                "service {name} publishes no port {port}/{proto}"
+            )));
+        }
+    }
+    for p in super::spec::ports(req.publish_add.clone())? {
+        spec.task
+            .ports
+            .retain(|c| !(c.published == p.published && c.protocol == p.protocol));
+        spec.task.ports.push(p);
+    }
     if let Some(n) = req.replicas {
         match &mut spec.mode {
             ServiceMode::Replicated { replicas } => *replicas = n,

@@ -71,6 +71,67 @@ pub struct ServiceSpecBody {
     /// `["host"]`: the node's own network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<String>,
+    /// Ports published on the nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortBody>,
+}
+
+/// A published port as `--publish` gives it and `service inspect` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBody {
+    pub published: u16,
+    pub target: u16,
+    /// `tcp` (the default) or `udp`.
+    #[serde(default = "tcp")]
+    pub protocol: String,
+    /// `ingress` (the default) or `host`.
+    #[serde(default = "ingress")]
+    pub mode: String,
+}
+
+fn tcp() -> String {
+    "tcp".into()
+}
+fn ingress() -> String {
+    "ingress".into()
+}
+
+impl PortBody {
+    pub fn into_config(self) -> Result<PortConfig, ApiError> {
+        let bad = |m: String| Err(ApiError::BadRequest(m));
+        let Some(protocol) = Protocol::parse(&self.protocol) else {
+            return bad(format!(
+                "invalid protocol {:?}: expected tcp or udp",
+                self.protocol
+            ));
+        };
+        let Some(mode) = PublishMode::parse(&self.mode) else {
+            return bad(format!(
+                "invalid publish mode {:?}: expected ingress or host",
+                self.mode
+            ));
+        };
+        if self.published == 0 || self.target == 0 {
+            return bad("a published port and its target are 1 to 65535".into());
+        }
+        Ok(PortConfig {
+            protocol,
+            target: self.target,
+            published: self.published,
+            mode,
+        })
+    }
+}
+
+impl From<&PortConfig> for PortBody {
+    fn from(p: &PortConfig) -> PortBody {
+        PortBody {
+            published: p.published,
+            target: p.target,
+            protocol: p.protocol.as_str().into(),
+            mode: p.mode.as_str().into(),
+        }
+    }
 }
 
 /// The name that asks for the node's own network.
@@ -170,6 +231,7 @@ impl ServiceSpecBody {
                     constraints: self.constraints,
                 },
                 network: network_mode(self.networks)?,
+                ports: ports(self.ports)?,
             },
         })
     }
@@ -206,8 +268,29 @@ impl From<&ServiceSpec> for ServiceSpecBody {
                 NetworkMode::Host => vec![HOST_NETWORK.to_string()],
                 NetworkMode::Own(_) => s.task.network.network_ids().map(String::from).collect(),
             },
+            ports: s.task.ports.iter().map(PortBody::from).collect(),
         }
     }
+}
+
+/// The published ports, each (protocol, port) once.
+pub fn ports(list: Vec<PortBody>) -> Result<Vec<PortConfig>, ApiError> {
+    let mut out: Vec<PortConfig> = Vec::new();
+    for p in list {
+        let p = p.into_config()?;
+        if out
+            .iter()
+            .any(|o| o.published == p.published && o.protocol == p.protocol)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "port {}/{} is published twice",
+                p.published,
+                p.protocol.as_str()
+            )));
+        }
+        out.push(p);
+    }
+    Ok(out)
 }
 
 /// The tasks' network mode as the request names it. The networks are
@@ -295,6 +378,7 @@ mod tests {
             image_platforms: vec![],
             no_resolve_image: false,
             networks: vec!["host".into()],
+            ports: vec![],
         };
         let spec = body.clone().into_spec().unwrap();
         assert_eq!(ServiceSpecBody::from(&spec), body);

@@ -46,6 +46,12 @@ pub struct ServiceUpdate {
     /// Keep the new image's tag instead of pinning its digest.
     #[serde(default)]
     pub no_resolve_image: bool,
+    /// Ports to publish (or publish anew, by published port and protocol).
+    #[serde(default)]
+    pub publish_add: Vec<crate::api::spec::PortBody>,
+    /// Published ports to remove: `PORT` or `PORT/udp`.
+    #[serde(default)]
+    pub publish_rm: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -41,6 +41,11 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
             return bad(format!("{replicas} replicas are too many (at most 10000)"));
         }
     }
+    if spec.task.network.is_host() && !spec.task.ports.is_empty() {
+        return bad(
+            "a task on the host network listens on the node's ports itself: --publish needs a network of its own".into(),
+        );
+    }
     let c = &spec.task.container;
     if let Err(e) = crate::types::normalize_image(&c.image) {
         return bad(e.to_string());

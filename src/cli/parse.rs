@@ -80,3 +80,85 @@ mod tests {
         assert!(key_value("A").is_err());
     }
 }
+
+/// `--publish`: `published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]`,
+/// or docker's short form `P:T[/udp]`.
+pub fn publish(s: &str) -> Result<crate::api::spec::PortBody, String> {
+    let port = |what: &str, v: &str| -> Result<u16, String> {
+        match v.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(format!("invalid {what} port {v:?}: expected 1 to 65535")),
+        }
+    };
+    let mut body = crate::api::spec::PortBody {
+        published: 0,
+        target: 0,
+        protocol: "tcp".into(),
+        mode: "ingress".into(),
+    };
+    if !s.contains('=') {
+        let (ports, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+        let (p, t) = ports.split_once(':').ok_or_else(|| {
+            format!("invalid --publish {s:?}: expected published=P,target=T or P:T")
+        })?;
+        body.published = port("published", p)?;
+        body.target = port("target", t)?;
+        body.protocol = proto.to_string();
+        return Ok(body);
+    }
+    for part in s.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("invalid --publish part {part:?}: expected KEY=VALUE"))?;
+        match k {
+            "published" => body.published = port("published", v)?,
+            "target" => body.target = port("target", v)?,
+            "protocol" => body.protocol = v.to_string(),
+            "mode" => body.mode = v.to_string(),
+            _ => {
+                return Err(format!(
+                    "unknown --publish key {k:?}: expected published, target, protocol or mode"
+                ))
+            }
+        }
+    }
+    if body.target == 0 {
+        return Err(format!("--publish {s:?} needs target="));
+    }
+    if body.published == 0 {
+        return Err(format!("--publish {s:?} needs published="));
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod publish_tests {
+    use super::publish;
+
+    #[test]
+    fn both_forms_of_publish_parse() {
+        let p = publish("published=8080,target=80").unwrap();
+        assert_eq!(
+            (p.published, p.target, p.protocol.as_str(), p.mode.as_str()),
+            (8080, 80, "tcp", "ingress")
+        );
+        let p = publish("published=53,target=5353,protocol=udp,mode=host").unwrap();
+        assert_eq!(
+            (p.published, p.target, p.protocol.as_str(), p.mode.as_str()),
+            (53, 5353, "udp", "host")
+        );
+        let p = publish("8080:80/udp").unwrap();
+        assert_eq!(
+            (p.published, p.target, p.protocol.as_str()),
+            (8080, 80, "udp")
+        );
+        assert!(publish("target=80").unwrap_err().contains("published="));
+        assert!(publish("published=0,target=80")
+            .unwrap_err()
+            .contains("1 to 65535"));
+        assert!(publish("8080").unwrap_err().contains("P:T"));
+        assert!(publish("published=1,target=2,color=red")
+            .unwrap_err()
+            .contains("unknown"));
+    }
+}

@@ -135,6 +135,10 @@ pub struct CreateArgs {
     /// on the node's bridge.
     #[arg(long)]
     network: Vec<String>,
+    /// Publish a port: published=P,target=T[,protocol=udp][,mode=host], or
+    /// P:T[/udp] (repeatable). The nodes answer on P and forward to a task.
+    #[arg(short, long, value_parser = parse::publish)]
+    publish: Vec<crate::api::spec::PortBody>,
     /// The image, e.g. busybox or registry.example:5000/app:v1.
     image: String,
     /// The command and its arguments (default: the image's).
@@ -161,6 +165,12 @@ pub struct UpdateArgs {
     /// The new number of tasks (replicated services).
     #[arg(long, value_parser = parse::count, allow_negative_numbers = true)]
     replicas: Option<u64>,
+    /// Publish a port, as `create --publish` (repeatable).
+    #[arg(long, value_parser = parse::publish)]
+    publish_add: Vec<crate::api::spec::PortBody>,
+    /// Stop publishing a port: PORT or PORT/udp (repeatable).
+    #[arg(long)]
+    publish_rm: Vec<String>,
 }
 
 fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
@@ -197,6 +207,7 @@ fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
         restart_max_attempts: a.restart_max_attempts,
         constraints: a.constraint,
         networks: a.network,
+        ports: a.publish,
     })
 }
 
@@ -271,6 +282,8 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 env_rm: a.env_rm,
                 replicas: a.replicas,
                 no_resolve_image: a.no_resolve_image,
+                publish_add: a.publish_add,
+                publish_rm: a.publish_rm,
             };
             let s: ServiceBody = client
                 .post(&format!("/v1/services/{}/update", encode(&a.service)), &req)

@@ -318,6 +318,7 @@ fn apply_one(
             name_is_free(open, c, &obj)?;
             subnet_is_free(open, c, &obj)?;
             networks_exist(open, &obj)?;
+            ports_are_free(open, c, &obj)?;
             let table = open.table(kind)?;
             if let Some(v) = table.get(id.as_str())? {
                 // Ids are new for each create: the same id with the same
@@ -346,6 +347,7 @@ fn apply_one(
             name_is_free(open, c, &obj)?;
             subnet_is_free(open, c, &obj)?;
             networks_exist(open, &obj)?;
+            ports_are_free(open, c, &obj)?;
             let table = open.table(kind)?;
             let (stored, bytes) = match table.get(id.as_str())? {
                 Some(v) => (
@@ -541,6 +543,42 @@ fn networks_exist(open: &mut Open, obj: &Object) -> Result<(), StoreError> {
                 kind: Kind::Network.as_str().into(),
                 id: id.into(),
             });
+        }
+    }
+    Ok(())
+}
+
+/// A port is published by one service only: every node answers on it for
+/// that service. Checked in log order, as names are.
+fn ports_are_free(open: &mut Open, c: &Codec, obj: &Object) -> Result<(), StoreError> {
+    let Object::Service(new) = obj else {
+        return Ok(());
+    };
+    if new.spec.task.ports.is_empty() {
+        return Ok(());
+    }
+    let table = open.table(Kind::Service)?;
+    for entry in table.iter()? {
+        let (id, value) = entry?;
+        if id.value() == new.id {
+            continue;
+        }
+        let other: Service = c.decode(value.value())?;
+        for p in &new.spec.task.ports {
+            let clash = other
+                .spec
+                .task
+                .ports
+                .iter()
+                .any(|o| o.published == p.published && o.protocol == p.protocol);
+            if clash {
+                return Err(StoreError::Invalid(format!(
+                    "port {}/{} is already published by service {}",
+                    p.published,
+                    p.protocol.as_str(),
+                    other.spec.name
+                )));
+            }
         }
     }
     Ok(())

@@ -225,7 +225,19 @@ pub(super) async fn remove(handle: &Handle, name: &str) -> Result<(), NetError> 
 /// net.ipv4.ip_forward=1: the host routes between the bridge and its
 /// uplink. Written only when not set already.
 pub(super) async fn enable_ip_forward() -> Result<(), NetError> {
-    let path = std::path::Path::new(IP_FORWARD);
+    set_sysctl(std::path::Path::new(IP_FORWARD)).await
+}
+
+/// route_localnet on the bridge: a connection from the node's own
+/// 127.0.0.1 to a published port is sent on to a task on the bridge
+/// (and masqueraded there), which the kernel otherwise drops as martian.
+pub(super) async fn enable_route_localnet(bridge: &str) -> Result<(), NetError> {
+    let path = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
+    set_sysctl(std::path::Path::new(&path)).await
+}
+
+/// Writes 1 to a sysctl file unless it says so already.
+async fn set_sysctl(path: &std::path::Path) -> Result<(), NetError> {
     let now = tokio::fs::read_to_string(path)
         .await
         .map_err(NetError::file("cannot read", path))?;

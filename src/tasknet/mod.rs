@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use error::NetError;
+pub use nft::Published;
 
 use alloc::Addresses;
 use state::{Layout, TaskRecord};
@@ -127,7 +128,13 @@ impl TaskNet {
         let table = names::table_name(&subnet);
         bridge::ensure(&handle, &bridge_name, &subnet, gateway, bridge.mtu).await?;
         bridge::enable_ip_forward().await?;
-        nft::apply(&nft::render(&table, &subnet, &bridge_name)).await?;
+        bridge::enable_route_localnet(&bridge_name).await?;
+        // A restarted daemon keeps the tables as they are (its tasks' ports
+        // and networks), until the agent says again what they hold; a new
+        // one starts with no port and no network.
+        if !nft::exists(&table).await {
+            nft::apply(&nft::render(&table, &subnet, &bridge_name, &[], &[])).await?;
+        }
 
         let adopted = adopt(&layout, &mut addresses);
         info!(bridge = %bridge_name, %subnet, adopted, "task networks ready");
@@ -146,6 +153,25 @@ impl TaskNet {
 
     pub fn bridge_name(&self) -> &str {
         &self.bridge
+    }
+
+    /// Publishes exactly these ports on the node, and lets the tasks of
+    /// each group (the addresses of one network's tasks) reach each other
+    /// and no other task. The tables are applied again whole, atomically:
+    /// a connection is never refused midway.
+    pub async fn set_rules(
+        &self,
+        ports: &[Published],
+        groups: &[Vec<Ipv4Addr>],
+    ) -> Result<(), NetError> {
+        nft::apply(&nft::render(
+            &self.table,
+            &self.subnet,
+            &self.bridge,
+            ports,
+            groups,
+        ))
+        .await
     }
 
     /// Gives task `task_id` its network: a netns; a veth pair with the host

@@ -16,9 +16,12 @@ use super::NetError;
 const NFT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `add` first, so that the `delete` works whether or not the table is
-/// there yet; both in the same transaction as what follows.
+/// there yet; both in the same transaction as what follows. Two tables of
+/// one name: `ip` (masquerade, published ports) and `bridge` (isolation).
 fn reset(table: &str) -> String {
-    format!("add table ip {table}\ndelete table ip {table}\n")
+    format!(
+        "add table ip {table}\ndelete table ip {table}\nadd table bridge {table}\ndelete table bridge {table}\n"
+    )
 }
 
 /// The table, replacing any previous version of it. Numeric priorities:
@@ -27,11 +30,78 @@ fn reset(table: &str) -> String {
 /// each other's real addresses. Accepting forwarded traffic here does not
 /// override a drop in another table (a drop in any base chain is final),
 /// but it is what a host without other rules needs, as with Docker.
-pub(super) fn render(table: &str, subnet: &Ipv4Net, bridge: &str) -> String {
+///
+/// Published ports: traffic to any of the node's own addresses on a
+/// published port (from outside, from the node itself, or from a task)
+/// goes to one of the port's backends, picked at random per connection
+/// (the layout of kube-proxy's nftables mode: a verdict map per port, a
+/// chain per backend). What a task sends to a published port and comes
+/// back onto the bridge, and what the node sends from its loopback, is
+/// masqueraded, so that the backend's answer goes back the way it came.
+///
+/// Isolation: tasks on the bridge reach each other only when they share a
+/// network (`groups`, the addresses of each network's tasks here): one
+/// rule per network in the bridge family, which sees the frames that the
+/// bridge forwards between two tasks, then a drop of the rest of the
+/// subnet's task-to-task traffic. What a task sends to the node (its
+/// gateway, a published port) is not forwarded by the bridge, and not
+/// touched. With no group yet (the table as a node starts it), tasks reach
+/// none of the others until the agent says who is where: closed, not open.
+pub(super) fn render(
+    table: &str,
+    subnet: &Ipv4Net,
+    bridge: &str,
+    published: &[Published],
+    groups: &[Vec<std::net::Ipv4Addr>],
+) -> String {
+    let mut ports = String::new();
+    let mut backends = String::new();
+    for p in published.iter().filter(|p| !p.backends.is_empty()) {
+        let proto = p.protocol.as_str();
+        let chain = |i: usize| format!("pub_{proto}_{}_{i}", p.port);
+        let targets: Vec<String> = (0..p.backends.len())
+            .map(|i| format!("{i} : goto {}", chain(i)))
+            .collect();
+        ports.push_str(&format!(
+            "\t\t{proto} dport {} numgen random mod {} vmap {{ {} }}\n",
+            p.port,
+            p.backends.len(),
+            targets.join(", ")
+        ));
+        for (i, (addr, port)) in p.backends.iter().enumerate() {
+            backends.push_str(&format!(
+                "\tchain {} {{\n\t\tmeta l4proto {proto} dnat to {addr}:{port}\n\t}}\n",
+                chain(i)
+            ));
+        }
+    }
+    let mut sets = String::new();
+    let mut allow = String::new();
+    for (i, g) in groups.iter().filter(|g| !g.is_empty()).enumerate() {
+        let elements: Vec<String> = g.iter().map(|a| a.to_string()).collect();
+        sets.push_str(&format!(
+            "\tset net{i} {{\n\t\ttype ipv4_addr;\n\t\telements = {{ {} }}\n\t}}\n",
+            elements.join(", ")
+        ));
+        allow.push_str(&format!("\t\tip saddr @net{i} ip daddr @net{i} accept\n"));
+    }
+    let subnet = subnet.trunc();
+    let isolation = format!(
+        "table bridge {table} {{\n\
+         {sets}\
+         \tchain forward {{\n\
+         \t\ttype filter hook forward priority 0; policy accept;\n\
+         {allow}\
+         \t\tip saddr {subnet} ip daddr {subnet} drop\n\
+         \t}}\n\
+         }}\n"
+    );
     format!(
         "{reset}table ip {table} {{\n\
          \tchain postrouting {{\n\
          \t\ttype nat hook postrouting priority 100; policy accept;\n\
+         \t\toifname \"{bridge}\" ip saddr {subnet} ct status dnat masquerade\n\
+         \t\toifname \"{bridge}\" ip saddr 127.0.0.0/8 masquerade\n\
          \t\tip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
          \t}}\n\
          \tchain forward {{\n\
@@ -39,15 +109,56 @@ pub(super) fn render(table: &str, subnet: &Ipv4Net, bridge: &str) -> String {
          \t\tiifname \"{bridge}\" accept\n\
          \t\toifname \"{bridge}\" accept\n\
          \t}}\n\
-         }}\n",
+         \tchain prerouting {{\n\
+         \t\ttype nat hook prerouting priority -100; policy accept;\n\
+         \t\tfib daddr type local jump published\n\
+         \t}}\n\
+         \tchain output {{\n\
+         \t\ttype nat hook output priority -100; policy accept;\n\
+         \t\tfib daddr type local jump published\n\
+         \t}}\n\
+         \tchain published {{\n\
+         {ports}\
+         \t}}\n\
+         {backends}\
+         }}\n\
+         {isolation}",
         reset = reset(table),
-        subnet = subnet.trunc(),
     )
+}
+
+/// A published port of this node and the task addresses behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub protocol: crate::types::Protocol,
+    pub port: u16,
+    /// (task address, target port)
+    pub backends: Vec<(std::net::Ipv4Addr, u16)>,
 }
 
 /// Removes the table; nothing to do when it is not there.
 pub(super) fn render_delete(table: &str) -> String {
     reset(table)
+}
+
+/// Whether both of the node's tables are there (left by the daemon before
+/// a restart, with the ports and networks of the tasks that kept running).
+pub(super) async fn exists(table: &str) -> bool {
+    let mut found = true;
+    for family in ["ip", "bridge"] {
+        let out = tokio::time::timeout(
+            NFT_TIMEOUT,
+            tokio::process::Command::new("nft")
+                .args(["list", "table", family, table])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .status(),
+        )
+        .await;
+        found &= matches!(out, Ok(Ok(s)) if s.success());
+    }
+    found
 }
 
 /// Runs `nft -f -` with `script` on stdin.
@@ -95,11 +206,13 @@ mod tests {
     #[test]
     fn the_table_replaces_itself_and_masquerades_what_leaves() {
         let subnet: Ipv4Net = "10.20.3.0/24".parse().unwrap();
-        let t = render("shoal_0a140300", &subnet, "shl0a140300");
+        let t = render("shoal_0a140300", &subnet, "shl0a140300", &[], &[]);
         let lines: Vec<&str> = t.lines().map(str::trim).collect();
         assert_eq!(lines[0], "add table ip shoal_0a140300");
         assert_eq!(lines[1], "delete table ip shoal_0a140300");
-        assert_eq!(lines[2], "table ip shoal_0a140300 {");
+        assert_eq!(lines[2], "add table bridge shoal_0a140300");
+        assert_eq!(lines[3], "delete table bridge shoal_0a140300");
+        assert_eq!(lines[4], "table ip shoal_0a140300 {");
         assert!(lines.contains(&"type nat hook postrouting priority 100; policy accept;"));
         assert!(lines.contains(&"ip saddr 10.20.3.0/24 oifname != \"shl0a140300\" masquerade"));
         assert!(lines.contains(&"type filter hook forward priority 0; policy accept;"));
@@ -107,9 +220,32 @@ mod tests {
         assert!(lines.contains(&"oifname \"shl0a140300\" accept"));
         // Braces balance.
         assert_eq!(t.matches('{').count(), t.matches('}').count());
-        assert_eq!(
-            render_delete("shoal_0a140300"),
-            "add table ip shoal_0a140300\ndelete table ip shoal_0a140300\n"
+
+        // A published port: a verdict map over its backends.
+        let p = Published {
+            protocol: crate::types::Protocol::Tcp,
+            port: 8080,
+            backends: vec![
+                ("10.20.3.2".parse().unwrap(), 80),
+                ("10.20.3.3".parse().unwrap(), 80),
+            ],
+        };
+        let groups = vec![
+            vec!["10.20.3.2".parse().unwrap(), "10.20.3.3".parse().unwrap()],
+            vec![],
+        ];
+        let t = render("shoal_0a140300", &subnet, "shl0a140300", &[p], &groups);
+        let lines: Vec<&str> = t.lines().map(str::trim).collect();
+        assert!(lines.contains(&"tcp dport 8080 numgen random mod 2 vmap { 0 : goto pub_tcp_8080_0, 1 : goto pub_tcp_8080_1 }"), "{t}");
+        assert!(
+            lines.contains(&"meta l4proto tcp dnat to 10.20.3.3:80"),
+            "{t}"
         );
+        assert!(
+            lines.contains(&"fib daddr type local jump published"),
+            "{t}"
+        );
+        assert_eq!(t.matches('{').count(), t.matches('}').count());
+        assert!(render_delete("shoal_0a140300").ends_with("delete table bridge shoal_0a140300\n"));
     }
 }

@@ -15,7 +15,10 @@ pub use ids::{new_id, now_ms};
 pub use image::{
     normalize_image, BadImageRef, DiskUsage, ImageGc, ImageInfo, ImagesOnNode, NodeImage,
 };
-pub use network::{Network, NetworkAttachment, NetworkDriver, NetworkMode, NetworkSpec};
+pub use network::{
+    Network, NetworkAttachment, NetworkDriver, NetworkMode, NetworkSpec, PortConfig, Protocol,
+    PublishMode,
+};
 pub use node::*;
 pub use registry::{
     is_digest, is_loopback_host, registry_host, repository, tag, PullPolicy, RegistryAccess,

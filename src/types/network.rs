@@ -102,3 +102,80 @@ pub struct NetworkAttachment {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
 }
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// Where a published port answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum PublishMode {
+    /// On every node, whichever runs a task (the routing mesh).
+    #[default]
+    Ingress,
+    /// On the nodes that run a task, to their own tasks.
+    Host,
+}
+
+impl PublishMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishMode::Ingress => "ingress",
+            PublishMode::Host => "host",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PublishMode> {
+        match s {
+            "ingress" => Some(PublishMode::Ingress),
+            "host" => Some(PublishMode::Host),
+            _ => None,
+        }
+    }
+}
+
+/// A port of the service's tasks published on the nodes
+/// (`--publish published=P,target=T`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortConfig {
+    pub protocol: Protocol,
+    /// The port the tasks listen on.
+    pub target: u16,
+    /// The port the nodes answer on.
+    pub published: u16,
+    pub mode: PublishMode,
+}
+
+impl std::fmt::Display for PortConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "*:{}->{}/{}",
+            self.published,
+            self.target,
+            self.protocol.as_str()
+        )
+    }
+}

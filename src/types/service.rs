@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Meta, NetworkMode, PullPolicy};
+use super::{Meta, NetworkMode, PortConfig, PullPolicy};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServiceMode {
@@ -103,6 +103,10 @@ pub struct TaskSpec {
     /// Absent (as every 254a909 spec is): the host's network.
     #[serde(default, skip_serializing_if = "NetworkMode::is_host")]
     pub network: NetworkMode,
+    /// Ports published on the nodes (`--publish`); never with the host's
+    /// network, where the task's own ports are the node's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortConfig>,
 }
 
 /// Where tasks may run.

@@ -802,19 +802,39 @@ impl Drop for Daemon {
             stop_quietly(child);
         }
         self.clean_containerd();
-        clean_networks(&self.addr_pool);
+        // The node's own bridge, whatever pool it came from (a cluster
+        // made by an older release has the default one), then whatever
+        // else is left in this daemon's pool.
+        if let Ok(subnet) = std::fs::read_to_string(self.data_dir.join("bridge-subnet")) {
+            let subnet = subnet.trim();
+            if let Some(hex) = subnet_hex(subnet) {
+                clean_networks(&hex, &subnet.replace('/', "_"));
+            }
+        }
+        if let Some(second) = self
+            .addr_pool
+            .split('.')
+            .nth(1)
+            .and_then(|o| o.parse::<u8>().ok())
+        {
+            clean_networks(&format!("0a{second:02x}"), &format!("10.{second}."));
+        }
     }
+}
+
+/// `10.20.3.0/24` as shoal names its bridge: `0a140300`.
+fn subnet_hex(subnet: &str) -> Option<String> {
+    let addr: std::net::Ipv4Addr = subnet.split('/').next()?.parse().ok()?;
+    Some(addr.octets().iter().map(|o| format!("{o:02x}")).collect())
 }
 
 /// Removes the bridges, nftables tables and network namespaces that the
 /// nodes of a cluster on `pool` made: a node keeps them when its daemon
 /// stops (its containers keep running), and the next test must find the
 /// machine as it was. Never panics: it runs from `Drop`.
-fn clean_networks(pool: &str) {
-    let Some(second) = pool.split('.').nth(1).and_then(|o| o.parse::<u8>().ok()) else {
-        return;
-    };
-    let hex = format!("0a{second:02x}");
+/// `hex` and `dir` are prefixes of the names: of the bridges and tables
+/// (`shl…`, `shoal_…`), and of the state dirs in /run/shoal/net.
+fn clean_networks(hex: &str, dir: &str) {
     let out = |cmd: &mut Command| {
         try_run(cmd, CALL_TIMEOUT)
             .map(|o| stdout(&o))
@@ -825,11 +845,7 @@ fn clean_networks(pool: &str) {
         .into_iter()
         .flatten()
         .flatten();
-    for dir in dirs.filter(|d| {
-        d.file_name()
-            .to_string_lossy()
-            .starts_with(&format!("10.{second}."))
-    }) {
+    for dir in dirs.filter(|d| d.file_name().to_string_lossy().starts_with(dir)) {
         let netns = dir.path().join("netns");
         for f in std::fs::read_dir(&netns).into_iter().flatten().flatten() {
             let _ = nix::mount::umount2(&f.path(), nix::mount::MntFlags::MNT_DETACH);
@@ -847,14 +863,14 @@ fn clean_networks(pool: &str) {
         }
     }
     for line in out(Command::new("nft").args(["list", "tables"])).lines() {
-        if let Some(name) = line
-            .strip_prefix("table ip ")
-            .filter(|n| n.starts_with(&format!("shoal_{hex}")))
-        {
-            let _ = try_run(
-                Command::new("nft").args(["delete", "table", "ip", name.trim()]),
-                CALL_TIMEOUT,
-            );
+        let mut words = line.split_whitespace().skip(1);
+        if let (Some(family), Some(name)) = (words.next(), words.next()) {
+            if name.starts_with(&format!("shoal_{hex}")) {
+                let _ = try_run(
+                    Command::new("nft").args(["delete", "table", family, name]),
+                    CALL_TIMEOUT,
+                );
+            }
         }
     }
 }
