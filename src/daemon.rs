@@ -37,6 +37,8 @@ pub struct Config {
     pub metrics_addr: Option<String>,
     /// Ask other nodes for image blobs before the registry.
     pub fetch_from_peers: bool,
+    /// The UDP port of the node's WireGuard overlay (0: any free one).
+    pub overlay_port: u16,
 }
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -114,6 +116,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         listen: cfg.listen.clone(),
         fetch_from_peers: cfg.fetch_from_peers,
         raft,
+        overlay_port: cfg.overlay_port,
+        overlay: Default::default(),
     });
     let (supervisor, node) = Supervisor::new(parts.clone(), identity);
     let ctx = Arc::new(Ctx { parts, node });

@@ -40,6 +40,12 @@ impl<'a> DataDir<'a> {
         self.0.join("bridge-subnet")
     }
 
+    /// The node's WireGuard private key (base64, mode 0600): made once, so
+    /// that a restart keeps the public key the other nodes have.
+    pub fn overlay_key(self) -> PathBuf {
+        self.0.join("overlay.key")
+    }
+
     /// Which cluster this node is in, and as what (JSON).
     pub fn identity(self) -> PathBuf {
         self.0.join("identity.json")

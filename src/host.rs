@@ -36,6 +36,8 @@ pub async fn describe(images: &dyn ImageStore) -> NodeDescription {
         images,
         runtime_error,
         level: crate::LEVEL,
+        // The agent adds it once its overlay is up.
+        overlay: None,
     }
 }
 

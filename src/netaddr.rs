@@ -48,8 +48,38 @@ fn interface_ipv4(iface: &str) -> Option<Ipv4Addr> {
     })
 }
 
+/// The host of a `host:port` address (an IPv6 one without its brackets);
+/// None when there is no port.
+pub fn host_of(addr: &str) -> Option<String> {
+    if let Ok(sa) = addr.parse::<SocketAddr>() {
+        return Some(sa.ip().to_string());
+    }
+    let (host, port) = addr.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// `host:port`, with brackets around an IPv6 host.
+pub fn join_host_port(host: &str, port: u16) -> String {
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(ip)) => SocketAddr::new(IpAddr::V6(ip), port).to_string(),
+        _ => format!("{host}:{port}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hosts_and_ports_split_and_join() {
+        use super::{host_of, join_host_port};
+        assert_eq!(host_of("10.0.0.2:4290").as_deref(), Some("10.0.0.2"));
+        assert_eq!(host_of("[fd00::2]:4290").as_deref(), Some("fd00::2"));
+        assert_eq!(host_of("pi3.local:4290").as_deref(), Some("pi3.local"));
+        assert_eq!(host_of("10.0.0.2"), None);
+        assert_eq!(join_host_port("10.0.0.2", 51820), "10.0.0.2:51820");
+        assert_eq!(join_host_port("fd00::2", 51820), "[fd00::2]:51820");
+    }
+
     #[test]
     fn a_concrete_listen_address_is_advertised_as_is() {
         assert_eq!(

@@ -40,7 +40,7 @@ fn ps(d: &Daemon, service: &str) -> Vec<Value> {
 fn arm64_images_run_on_the_arm_worker_and_amd64_ones_never_do() {
     require_root_and_containerd();
     let arm_shoal = required(
-        root().join("target/aarch64-unknown-linux-musl/release/shoal"),
+        root().join("target/aarch64-unknown-linux-musl/qemu-test/shoal"),
         "an aarch64 shoal",
     );
     let arm_busybox = required(

@@ -484,3 +484,153 @@ fn a_manager_that_moves_to_another_ip_is_reached_there() {
         );
     }
 }
+
+/// A web server in its own network namespace: answers `GET /` with its
+/// hostname.
+const WEB: &str = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www";
+
+/// The address of the one running task of `service`, on whichever node
+/// runs it, once it runs.
+fn task_address(m: &NetDaemon, service: &str) -> String {
+    let running = || m.ps(service).into_iter().find(|t| t["state"] == "running");
+    assert!(
+        wait_until(WAIT, || running().is_some()),
+        "{service} never ran: {:?}",
+        m.ps(service)
+    );
+    let t = running().unwrap();
+    t["addresses"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("a running task has no address: {t}"))
+        .to_string()
+}
+
+/// Packet counters on a host's LAN interface (`eth0`), in a table of the
+/// test's own: what arrives there addressed to a task (in clear), and
+/// what arrives for WireGuard's port.
+fn count_on_lan<'a>(host: &'a netns::Host, pool: &str) -> impl Fn() -> (u64, u64) + 'a {
+    let rules = format!(
+        "table inet shoaltest_lan {{\n\
+         \tchain pre {{\n\
+         \t\ttype filter hook prerouting priority -300; policy accept;\n\
+         \t\tiifname \"eth0\" ip daddr {pool} counter name clear\n\
+         \t\tiifname \"eth0\" udp dport 51820 counter name wireguard\n\
+         \t}}\n\
+         \tcounter clear {{ }}\n\
+         \tcounter wireguard {{ }}\n\
+         }}\n"
+    );
+    let mut child = host
+        .command("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run nft");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "nft refused the counters");
+    move || {
+        let out = host
+            .command("nft")
+            .args(["-j", "list", "counters", "table", "inet", "shoaltest_lan"])
+            .output()
+            .expect("nft list counters");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let mut clear = 0;
+        let mut wg = 0;
+        for item in v["nftables"].as_array().into_iter().flatten() {
+            let c = &item["counter"];
+            match c["name"].as_str() {
+                Some("clear") => clear = c["packets"].as_u64().unwrap_or(0),
+                Some("wireguard") => wg = c["packets"].as_u64().unwrap_or(0),
+                _ => {}
+            }
+        }
+        (clear, wg)
+    }
+}
+
+/// Two hosts: a task on the manager's host reaches a task on the worker's
+/// host by its address, over the WireGuard overlay, and nothing addressed
+/// to a task crosses the LAN in clear: what the worker's LAN interface
+/// receives for the tasks' pool is none, what it receives on WireGuard's
+/// port is not.
+#[test]
+fn tasks_on_two_hosts_reach_each_other_over_wireguard_only() {
+    let lan = Lan::new(2);
+    let (manager, worker) = manager_and_worker(&lan);
+    let pool = manager.addr_pool.clone();
+    let counters = count_on_lan(lan.host(2), &pool);
+    let (mid, wid) = (
+        manager.node_id(&manager.addr),
+        manager.node_id(&worker.addr),
+    );
+    manager.cli_ok(&["network", "create", "front"]);
+    manager.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--network",
+        "front",
+        "--constraint",
+        &format!("node.id=={wid}"),
+        "busybox",
+        "sh",
+        "-c",
+        WEB,
+    ]);
+    let web = task_address(&manager, "web");
+    let probe = format!(
+        "while true; do echo \"web: $(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {web} 80 | tail -n 1)\"; sleep 1; done"
+    );
+    manager.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "probe",
+        "--network",
+        "front",
+        "--constraint",
+        &format!("node.id=={mid}"),
+        "busybox",
+        "sh",
+        "-c",
+        &probe,
+    ]);
+    let probe_addr = task_address(&manager, "probe");
+    // The two tasks are on different hosts, so different subnets.
+    assert_ne!(
+        web.rsplit_once('.').map(|p| p.0),
+        probe_addr.rsplit_once('.').map(|p| p.0),
+        "both tasks on one node's subnet"
+    );
+    let logs = || stdout(&manager.cli(&["service", "logs", "probe"]));
+    let answered = |text: &str| {
+        text.lines().any(|l| {
+            l.split_once("web: ")
+                .is_some_and(|(_, rest)| !rest.trim().is_empty())
+        })
+    };
+    assert!(
+        wait_until(WAIT, || answered(&logs())),
+        "the probe on h1 never reached web on h2 ({web}):\n{}\nmanager:\n{}\nworker:\n{}",
+        logs(),
+        manager.log_tail(),
+        worker.log_tail()
+    );
+    let (clear, wireguard) = counters();
+    assert_eq!(
+        clear, 0,
+        "{clear} packets for the tasks' pool crossed the LAN in clear"
+    );
+    assert!(
+        wireguard > 0,
+        "nothing arrived on WireGuard's port, yet the task answered"
+    );
+}

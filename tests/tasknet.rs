@@ -31,6 +31,7 @@ fn config(n: u8) -> BridgeConfig {
     BridgeConfig {
         subnet: subnet(n),
         mtu: 1500,
+        overlay: None,
     }
 }
 
@@ -444,6 +445,7 @@ async fn bad_input_is_an_error() {
     let bad = BridgeConfig {
         subnet: "10.231.46.7/24".parse().unwrap(),
         mtu: 1500,
+        overlay: None,
     };
     assert!(matches!(
         TaskNet::open(c.state_dir(), bad).await,

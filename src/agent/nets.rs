@@ -14,15 +14,16 @@ use tracing::{info, warn};
 
 use crate::executor::{ExecError, NetFiles};
 use crate::ipam::Ipv4Net;
-use crate::tasknet::{BridgeConfig, Published, TaskNet, TaskNetwork};
-use crate::types::{PortConfig, Task};
+use crate::tasknet::{BridgeConfig, Overlay, Published, TaskNet, TaskNetwork, OVERLAY_MTU};
+use crate::types::{OverlayEndpoint, OverlayPeer, PortConfig, Task};
 
 /// Where every node keeps the state of its task networks: on a tmpfs, as
 /// the network namespaces themselves go with a reboot.
 const RUN_DIR: &str = "/run/shoal/net";
 
-/// The MTU of the bridge and the task veths.
-const MTU: u32 = 1500;
+/// The MTU of the bridge and the task veths: the overlay's, so that what
+/// a task sends to another node's task is never fragmented.
+const MTU: u32 = OVERLAY_MTU;
 
 /// How long a task waits for the managers to say the node's subnet before
 /// its preparation is retried (the worker's usual pause and retry).
@@ -37,6 +38,26 @@ pub struct TaskNets {
     /// the node's tables publish and let through. Held while the tables
     /// are applied, so that two changes apply in the order they were made.
     tasks: Mutex<BTreeMap<String, Entry>>,
+    /// The overlay between nodes: made once, when first asked for (None
+    /// when it could not be made: the node's tasks then reach only the
+    /// tasks of this node).
+    overlay_config: Option<OverlayConfig>,
+    overlay: OnceCell<Option<Arc<Overlay>>>,
+    /// The peers the managers last sent, applied by whoever holds
+    /// `applying` next: the latest list wins, whatever the order of the
+    /// calls.
+    wanted_peers: std::sync::Mutex<Vec<OverlayPeer>>,
+    applying: Mutex<()>,
+}
+
+/// Where and how the node's overlay is made.
+pub struct OverlayConfig {
+    pub key_file: PathBuf,
+    pub ifname: String,
+    /// UDP port; 0 for any free one.
+    pub port: u16,
+    /// Set once the overlay is up, for the node's description.
+    pub endpoint: Arc<std::sync::OnceLock<OverlayEndpoint>>,
 }
 
 /// A task as the node's tables see it.
@@ -56,7 +77,7 @@ pub struct Attached {
 }
 
 impl TaskNets {
-    pub fn new(subnet_file: PathBuf) -> Arc<TaskNets> {
+    pub fn new(subnet_file: PathBuf, overlay: Option<OverlayConfig>) -> Arc<TaskNets> {
         let saved = std::fs::read_to_string(&subnet_file)
             .ok()
             .and_then(|s| crate::ipam::parse_subnet(&s).ok());
@@ -65,7 +86,60 @@ impl TaskNets {
             subnet: watch::channel(saved).0,
             net: OnceCell::new(),
             tasks: Mutex::new(BTreeMap::new()),
+            overlay_config: overlay,
+            overlay: OnceCell::new(),
+            wanted_peers: std::sync::Mutex::new(Vec::new()),
+            applying: Mutex::new(()),
         })
+    }
+
+    /// The node's overlay, made on the first call.
+    async fn overlay(&self) -> Option<&Arc<Overlay>> {
+        let config = self.overlay_config.as_ref()?;
+        self.overlay
+            .get_or_init(|| async {
+                match Overlay::open(&config.key_file, &config.ifname, config.port).await {
+                    Ok(o) => {
+                        let _ = config.endpoint.set(o.endpoint().clone());
+                        Some(Arc::new(o))
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "no overlay: this node's tasks reach only the tasks of this node");
+                        None
+                    }
+                }
+            })
+            .await
+            .as_ref()
+    }
+
+    /// What other nodes need to reach this node's tasks (made on the first
+    /// call), for the node's description.
+    pub async fn overlay_endpoint(&self) -> Option<OverlayEndpoint> {
+        self.overlay().await.map(|o| o.endpoint().clone())
+    }
+
+    /// The other nodes, as the managers sent them: the overlay gets them as
+    /// its peers, in the background.
+    pub fn set_peers(self: &Arc<Self>, peers: Vec<OverlayPeer>) {
+        if let Ok(mut w) = self.wanted_peers.lock() {
+            *w = peers;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _one_at_a_time = me.applying.lock().await;
+            let Some(overlay) = me.overlay().await else {
+                return;
+            };
+            let peers = me
+                .wanted_peers
+                .lock()
+                .map(|w| w.clone())
+                .unwrap_or_default();
+            if let Err(e) = overlay.set_peers(&peers).await {
+                warn!(error = %e, "cannot set the overlay's peers");
+            }
+        });
     }
 
     /// The subnet the managers sent (None from a manager that has none for
@@ -106,7 +180,11 @@ impl TaskNets {
         self.net
             .get_or_try_init(|| async {
                 let dir = PathBuf::from(RUN_DIR).join(subnet.to_string().replace('/', "_"));
-                let bridge = BridgeConfig { subnet, mtu: MTU };
+                let bridge = BridgeConfig {
+                    subnet,
+                    mtu: MTU,
+                    overlay: self.overlay_config.as_ref().map(|c| c.ifname.clone()),
+                };
                 TaskNet::open(dir, bridge)
                     .await
                     .map(Arc::new)

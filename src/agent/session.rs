@@ -46,6 +46,8 @@ pub struct Session {
     pub on_image_gc: Box<dyn Fn(crate::types::ImageGc) + Send + Sync>,
     /// The subnet of this node's bridge, as the managers allocated it.
     pub on_bridge_subnet: Box<dyn Fn(Option<String>) + Send + Sync>,
+    /// The other nodes, for this node's overlay.
+    pub on_overlay_peers: Box<dyn Fn(Vec<crate::types::OverlayPeer>) + Send + Sync>,
     pub describe: Describe,
     /// Asks that the session be opened again with a new description, as
     /// SwarmKit's agent does when its node changed (its images). The
@@ -247,10 +249,11 @@ impl Session {
                         }
                         assignments.send_replace(Arc::new(set));
                     }
-                    Ok(Some(SessionMessage::Cluster { managers, heartbeat_period_ms, role, image_gc, bridge_subnet })) => {
+                    Ok(Some(SessionMessage::Cluster { managers, heartbeat_period_ms, role, image_gc, bridge_subnet, overlay_peers })) => {
                         (self.on_role)(role);
                         (self.on_image_gc)(image_gc);
                         (self.on_bridge_subnet)(bridge_subnet);
+                        (self.on_overlay_peers)(overlay_peers);
                         period = Duration::from_millis(heartbeat_period_ms.max(100));
                         beat = tokio::time::interval(period);
                         if !managers.is_empty() && managers != self.managers {

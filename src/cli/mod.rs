@@ -216,6 +216,11 @@ pub struct DaemonArgs {
     /// registry (LAN sharing). `false`: every pull goes to the registry.
     #[arg(long, value_name = "true|false", default_value_t = true, action = clap::ArgAction::Set)]
     pub fetch_from_peers: bool,
+    /// The UDP port of the encrypted overlay (WireGuard) between nodes;
+    /// open it between the nodes. 0: any free port (the managers learn
+    /// which).
+    #[arg(long, env = "SHOAL_OVERLAY_PORT", default_value_t = 51820)]
+    pub overlay_port: u16,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -244,6 +249,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 log_to_file: a.log_to_file,
                 metrics_addr: a.metrics_addr,
                 fetch_from_peers: a.fetch_from_peers,
+                overlay_port: a.overlay_port,
             })
             .await
         }

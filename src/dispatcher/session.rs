@@ -14,7 +14,9 @@ use tracing::{info, warn};
 
 use super::Dispatcher;
 use crate::store::{Change, Object, Store, StoreError};
-use crate::types::{ImageGc, Node, NodeRole, RegistryAccess, SessionMessage, SessionRequest, Task};
+use crate::types::{
+    ImageGc, Node, NodeRole, OverlayPeer, RegistryAccess, SessionMessage, SessionRequest, Task,
+};
 
 /// Why the manager refused or ended a node's session.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +75,33 @@ fn cluster_message(
             .unwrap_or_default(),
         heartbeat_period_ms: period.as_millis() as u64,
         role,
+        overlay_peers: overlay_peers(store, node_id),
     }
+}
+
+/// Every other node that the node's overlay can have as a peer: one with
+/// a bridge subnet, an overlay endpoint and an address. Sorted, so that
+/// two lists compare equal when they say the same.
+fn overlay_peers(store: &Store, node_id: &str) -> Vec<OverlayPeer> {
+    let Ok(nodes) = store.read().and_then(|v| v.nodes()) else {
+        return Vec::new();
+    };
+    let mut peers: Vec<OverlayPeer> = nodes
+        .into_iter()
+        .filter(|n| n.id != node_id)
+        .filter_map(|n| {
+            let ep = n.description.overlay?;
+            let host = crate::netaddr::host_of(&n.status.addr)?;
+            Some(OverlayPeer {
+                node_id: n.id,
+                public_key: ep.public_key,
+                endpoint: crate::netaddr::join_host_port(&host, ep.port),
+                subnet: n.bridge_subnet?,
+            })
+        })
+        .collect();
+    peers.sort();
+    peers
 }
 
 /// The next subnet of the cluster's pool that no node bridge and no
@@ -147,6 +175,7 @@ async fn run(
     let period = heartbeat_period(&store);
     let mut role = node.spec.role;
     let mut gc = image_gc(&store);
+    let mut peers = overlay_peers(&store, &node.id);
     if tx
         .send(Ok(cluster_message(&store, period, role, &node.id)))
         .await
@@ -205,9 +234,11 @@ async fn run(
                             return;
                         }
                     }
-                    // `cluster update --image-gc-*` reaches the node here.
-                    Ok(_) if image_gc(&store) != gc => {
+                    // `cluster update --image-gc-*`, and nodes that come,
+                    // go or change address, reach the node here.
+                    Ok(_) if image_gc(&store) != gc || overlay_peers(&store, &node.id) != peers => {
                         gc = image_gc(&store);
+                        peers = overlay_peers(&store, &node.id);
                         if tx.send(Ok(cluster_message(&store, period, role, &node.id))).await.is_err() {
                             return;
                         }

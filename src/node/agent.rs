@@ -45,10 +45,24 @@ pub(super) fn run(
     let keeper = parts.image_keeper.clone();
     keeper.attach(assign_rx.clone());
     let gc_keeper = keeper.clone();
+    let node_id = node
+        .handle
+        .identity()
+        .map(|i| i.node_id)
+        .ok_or_else(|| anyhow::anyhow!("the agent started in no cluster"))?;
+    let overlay = crate::agent::nets::OverlayConfig {
+        key_file: crate::data_dir::DataDir::at(&parts.data_dir).overlay_key(),
+        ifname: crate::tasknet::overlay_name(&node_id),
+        port: parts.overlay_port,
+        endpoint: parts.overlay.clone(),
+    };
     let nets = crate::agent::nets::TaskNets::new(
         crate::data_dir::DataDir::at(&parts.data_dir).bridge_subnet(),
+        Some(overlay),
     );
     let nets_subnet = nets.clone();
+    let nets_peers = nets.clone();
+    let nets_describe = nets.clone();
     let pulled = keeper.clone();
     let session = Session {
         tls: client_tls,
@@ -60,9 +74,14 @@ pub(super) fn run(
         on_role: Box::new(move |role| handle.role_changed(role)),
         on_image_gc: Box::new(move |gc| gc_keeper.set_policy(gc)),
         on_bridge_subnet: Box::new(move |s| nets_subnet.set_subnet(s)),
+        on_overlay_peers: Box::new(move |p| nets_peers.set_peers(p)),
         describe: Box::new(move || {
-            let images = images.clone();
-            Box::pin(async move { crate::host::describe(images.as_ref()).await })
+            let (images, nets) = (images.clone(), nets_describe.clone());
+            Box::pin(async move {
+                let mut d = crate::host::describe(images.as_ref()).await;
+                d.overlay = nets.overlay_endpoint().await;
+                d
+            })
         }),
         redescribe: node
             .redescribe

@@ -50,6 +50,11 @@ pub struct Parts {
     pub fetch_from_peers: bool,
     /// This manager's running Raft, while its components run.
     pub raft: watch::Sender<Option<Arc<RaftNode>>>,
+    /// `--overlay-port`: the UDP port of the node's WireGuard (0: any).
+    pub overlay_port: u16,
+    /// The node's overlay endpoint, once its agent has made the overlay:
+    /// part of every description the node writes of itself.
+    pub overlay: Arc<std::sync::OnceLock<crate::types::OverlayEndpoint>>,
 }
 
 impl Parts {

@@ -217,6 +217,28 @@ async fn has_address(handle: &Handle, index: u32, a: Ipv4Addr) -> Result<bool, N
     Ok(false)
 }
 
+/// Whether `a` is an address of this machine (of any interface of this
+/// network namespace), loopback included.
+pub(super) async fn is_local_address(handle: &Handle, a: IpAddr) -> Result<bool, NetError> {
+    if a.is_loopback() {
+        return Ok(true);
+    }
+    let mut stream = std::pin::pin!(handle.address().get().execute());
+    while let Some(m) = stream
+        .try_next()
+        .await
+        .map_err(NetError::netlink("list the machine's addresses"))?
+    {
+        let found = m.attributes.iter().any(
+            |x| matches!(x, AddressAttribute::Local(l) | AddressAttribute::Address(l) if *l == a),
+        );
+        if found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Deletes the bridge; Ok when it is not there.
 pub(super) async fn remove(handle: &Handle, name: &str) -> Result<(), NetError> {
     super::links::delete_link(handle, name).await

@@ -55,6 +55,8 @@ pub enum NetError {
     Nft(String),
     #[error("{0}: the helper thread ended without an answer")]
     Thread(&'static str),
+    #[error("overlay: {0}")]
+    Overlay(String),
 }
 
 impl NetError {

@@ -47,6 +47,17 @@ pub(super) async fn index_of(handle: &Handle, name: &str) -> Result<u32, NetErro
     }
 }
 
+/// Sets the link called `name` up, at `mtu`.
+pub(super) async fn set_up(handle: &Handle, name: &str, mtu: u32) -> Result<(), NetError> {
+    let index = index_of(handle, name).await?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).mtu(mtu).up().build())
+        .execute()
+        .await
+        .map_err(NetError::netlink(format!("set {name} up")))
+}
+
 /// Deletes the link called `name`; Ok when there is none.
 pub(super) async fn delete_link(handle: &Handle, name: &str) -> Result<(), NetError> {
     let Some(link) = link_by_name(handle, name).await? else {

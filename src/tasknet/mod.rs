@@ -12,6 +12,7 @@
 //! - `netns`: network namespaces as bind-mounted files.
 //! - `bridge`: the node's bridge and IPv4 forwarding.
 //! - `links`: a task's veth pair, both sides.
+//! - `overlay`: the WireGuard interface between nodes, and its routes.
 //!
 //! Everything a task has is found again from the state dir, so a restarted
 //! daemon adopts the networks of the tasks that kept running.
@@ -24,6 +25,7 @@ mod links;
 mod names;
 mod netns;
 mod nft;
+mod overlay;
 mod state;
 
 use std::net::Ipv4Addr;
@@ -34,7 +36,9 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use error::NetError;
+pub use names::overlay_name;
 pub use nft::Published;
+pub use overlay::{Overlay, OVERLAY_MTU};
 
 use alloc::Addresses;
 use state::{Layout, TaskRecord};
@@ -45,6 +49,9 @@ use state::{Layout, TaskRecord};
 pub struct BridgeConfig {
     pub subnet: Ipv4Net,
     pub mtu: u32,
+    /// The node's overlay interface, if it has one: traffic to other
+    /// nodes' tasks leaves by it, not masqueraded.
+    pub overlay: Option<String>,
 }
 
 /// What the executor needs to build a task's OCI spec.
@@ -70,6 +77,7 @@ pub struct TaskNet {
     gateway: Ipv4Addr,
     mtu: u32,
     bridge: String,
+    overlay: Option<String>,
     table: String,
     /// Netlink in the host netns; its connection runs as `_conn`.
     handle: rtnetlink::Handle,
@@ -133,7 +141,15 @@ impl TaskNet {
         // and networks), until the agent says again what they hold; a new
         // one starts with no port and no network.
         if !nft::exists(&table).await {
-            nft::apply(&nft::render(&table, &subnet, &bridge_name, &[], &[])).await?;
+            nft::apply(&nft::render(
+                &table,
+                &subnet,
+                &bridge_name,
+                bridge.overlay.as_deref(),
+                &[],
+                &[],
+            ))
+            .await?;
         }
 
         let adopted = adopt(&layout, &mut addresses);
@@ -144,6 +160,7 @@ impl TaskNet {
             gateway,
             mtu: bridge.mtu,
             bridge: bridge_name,
+            overlay: bridge.overlay,
             table,
             handle,
             _conn: conn,
@@ -168,6 +185,7 @@ impl TaskNet {
             &self.table,
             &self.subnet,
             &self.bridge,
+            self.overlay.as_deref(),
             ports,
             groups,
         ))

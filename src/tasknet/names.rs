@@ -22,6 +22,14 @@ pub(super) fn table_name(subnet: &Ipv4Net) -> String {
     format!("shoal_{:08x}", u32::from(subnet.network()))
 }
 
+/// The node's WireGuard interface: `wsh` and 10 hex digits of a hash of
+/// the node id, unique among the daemons of one machine (its userspace
+/// control socket, /var/run/wireguard/NAME.sock, is machine-wide).
+pub fn overlay_name(node_id: &str) -> String {
+    let h = fnv1a(format!("overlay/{node_id}").as_bytes());
+    format!("wsh{:010x}", h & 0xff_ffff_ffff)
+}
+
 /// The host end of a task's veth: `vsh` and 10 hex digits of a hash of the
 /// bridge and the task id. The bridge is in the hash so that two daemons
 /// on one machine never pick the same name for the same task id.
@@ -108,6 +116,10 @@ mod tests {
         assert_eq!(v, veth_name("shl0a140300", "abc"));
         assert_ne!(v, veth_name("shl0a140300", "abd"));
         assert_ne!(v, veth_name("shl0a140400", "abc"));
+        let w = overlay_name("n1");
+        assert!(w.starts_with("wsh") && w.len() <= IFNAME_MAX, "{w}");
+        assert_eq!(w, overlay_name("n1"));
+        assert_ne!(w, overlay_name("n2"));
         // Pinned, so that a change of the hash is a conscious one.
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);

@@ -51,6 +51,7 @@ pub(super) fn render(
     table: &str,
     subnet: &Ipv4Net,
     bridge: &str,
+    overlay: Option<&str>,
     published: &[Published],
     groups: &[Vec<std::net::Ipv4Addr>],
 ) -> String {
@@ -86,6 +87,11 @@ pub(super) fn render(
         allow.push_str(&format!("\t\tip saddr @net{i} ip daddr @net{i} accept\n"));
     }
     let subnet = subnet.trunc();
+    // Tasks keep their own address on the way to another node's tasks:
+    // that node tells networks apart by it.
+    let to_overlay = overlay
+        .map(|o| format!("\t\toifname \"{o}\" return\n"))
+        .unwrap_or_default();
     let isolation = format!(
         "table bridge {table} {{\n\
          {sets}\
@@ -102,6 +108,7 @@ pub(super) fn render(
          \t\ttype nat hook postrouting priority 100; policy accept;\n\
          \t\toifname \"{bridge}\" ip saddr {subnet} ct status dnat masquerade\n\
          \t\toifname \"{bridge}\" ip saddr 127.0.0.0/8 masquerade\n\
+         {to_overlay}\
          \t\tip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
          \t}}\n\
          \tchain forward {{\n\
@@ -206,7 +213,14 @@ mod tests {
     #[test]
     fn the_table_replaces_itself_and_masquerades_what_leaves() {
         let subnet: Ipv4Net = "10.20.3.0/24".parse().unwrap();
-        let t = render("shoal_0a140300", &subnet, "shl0a140300", &[], &[]);
+        let t = render(
+            "shoal_0a140300",
+            &subnet,
+            "shl0a140300",
+            Some("wsh0123456789"),
+            &[],
+            &[],
+        );
         let lines: Vec<&str> = t.lines().map(str::trim).collect();
         assert_eq!(lines[0], "add table ip shoal_0a140300");
         assert_eq!(lines[1], "delete table ip shoal_0a140300");
@@ -215,6 +229,14 @@ mod tests {
         assert_eq!(lines[4], "table ip shoal_0a140300 {");
         assert!(lines.contains(&"type nat hook postrouting priority 100; policy accept;"));
         assert!(lines.contains(&"ip saddr 10.20.3.0/24 oifname != \"shl0a140300\" masquerade"));
+        // Not what goes to another node's tasks, before that rule.
+        let overlay = lines
+            .iter()
+            .position(|l| *l == "oifname \"wsh0123456789\" return");
+        let masq = lines
+            .iter()
+            .position(|l| l.ends_with("!= \"shl0a140300\" masquerade"));
+        assert!(overlay.is_some() && overlay < masq, "{t}");
         assert!(lines.contains(&"type filter hook forward priority 0; policy accept;"));
         assert!(lines.contains(&"iifname \"shl0a140300\" accept"));
         assert!(lines.contains(&"oifname \"shl0a140300\" accept"));
@@ -234,7 +256,14 @@ mod tests {
             vec!["10.20.3.2".parse().unwrap(), "10.20.3.3".parse().unwrap()],
             vec![],
         ];
-        let t = render("shoal_0a140300", &subnet, "shl0a140300", &[p], &groups);
+        let t = render(
+            "shoal_0a140300",
+            &subnet,
+            "shl0a140300",
+            None,
+            &[p],
+            &groups,
+        );
         let lines: Vec<&str> = t.lines().map(str::trim).collect();
         assert!(lines.contains(&"tcp dport 8080 numgen random mod 2 vmap { 0 : goto pub_tcp_8080_0, 1 : goto pub_tcp_8080_1 }"), "{t}");
         assert!(

@@ -174,6 +174,27 @@ pub(super) fn write_atomic(path: &Path, contents: &str) -> Result<(), NetError> 
     write().map_err(NetError::file("cannot write", path))
 }
 
+/// Like `write_atomic`, for a secret: readable by root only, from the
+/// moment it is created.
+pub(super) fn write_private(path: &Path, contents: &str) -> Result<(), NetError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(TMP_SUFFIX);
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(NetError::file("cannot write", path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

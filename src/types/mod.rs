@@ -23,7 +23,7 @@ pub use node::*;
 pub use registry::{
     is_digest, is_loopback_host, registry_host, repository, tag, PullPolicy, RegistryAccess,
 };
-pub use report::{Assignments, SessionMessage, SessionRequest, StatusReport};
+pub use report::{Assignments, OverlayPeer, SessionMessage, SessionRequest, StatusReport};
 pub use service::*;
 pub use signal::parse_signal;
 pub use task::*;

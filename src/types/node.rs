@@ -119,6 +119,19 @@ pub struct NodeDescription {
     /// that must read it reports a level that has it (docs/formats.md).
     #[serde(default)]
     pub level: u32,
+    /// The node's end of the overlay between nodes (absent from 254a909,
+    /// and from a node whose overlay could not be made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlayEndpoint>,
+}
+
+/// What other nodes need to reach this node's tasks over the overlay: its
+/// WireGuard public key (base64; the private key never leaves the node)
+/// and the UDP port it listens on, at the node's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayEndpoint {
+    pub public_key: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -79,5 +79,20 @@ pub enum SessionMessage {
         /// allocated one).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bridge_subnet: Option<String>,
+        /// The other nodes that the node's overlay has as peers: every
+        /// node with a bridge subnet and an overlay endpoint.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        overlay_peers: Vec<OverlayPeer>,
     },
+}
+
+/// Another node as this node's overlay sees it: traffic for `subnet` (its
+/// bridge's) goes to it, encrypted with `public_key`, at `endpoint`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct OverlayPeer {
+    pub node_id: String,
+    pub public_key: String,
+    /// `IP:port` (or `host:port`) of the node's WireGuard.
+    pub endpoint: String,
+    pub subnet: String,
 }

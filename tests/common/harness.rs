@@ -343,6 +343,8 @@ impl Daemon {
         }
         cmd.args(&self.extra_args)
             .env_remove("SHOAL_SOCKET")
+            // Daemons that share a machine cannot share WireGuard's port.
+            .env("SHOAL_OVERLAY_PORT", "0")
             // The daemon's log filter; set SHOAL_LOG to change it.
             .env(
                 "SHOAL_LOG",

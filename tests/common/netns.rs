@@ -410,6 +410,8 @@ impl NetDaemon {
         let mut cmd = self
             .inner
             .daemon_command(nsenter(&self.host.netns, SHOAL), &self.addr);
+        // A host of its own: WireGuard on its default port.
+        cmd.env_remove("SHOAL_OVERLAY_PORT");
         // nsenter enters the namespace and execs shoal: the child's pid is
         // the daemon's.
         self.child = Some(cmd.spawn().expect("start nsenter … shoal daemon"));
