@@ -90,8 +90,19 @@ fn quiet_on_closed_pipe() {
 }
 
 fn init_tracing(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The WireGuard crates log at ERROR what shoal expects and handles (no
+    // kernel WireGuard: the userspace one is used), and at WARN every
+    // handshake retry to a node that is down; shoal says what matters.
+    // A filter that names them (SHOAL_LOG) still decides.
+    for quiet in ["defguard_wireguard_rs=off", "defguard_boringtun=error"] {
+        if !level.contains(quiet.split('=').next().unwrap_or_default()) {
+            if let Ok(d) = quiet.parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
