@@ -368,8 +368,30 @@ fn a_worker_leaves_cleanly_and_can_join_again() {
         one_line_error(&out)
     );
 
+    // Its bridge, named from its subnet (shl + the network in hex).
+    let subnet = std::fs::read_to_string(worker.data_dir.join("bridge-subnet"))
+        .expect("the worker saved its bridge subnet");
+    let net: std::net::Ipv4Addr = subnet.split('/').next().unwrap().parse().unwrap();
+    let bridge = format!("shl{:08x}", u32::from(net));
+    let table = format!("shoal_{:08x}", u32::from(net));
+    assert!(std::path::Path::new("/sys/class/net")
+        .join(&bridge)
+        .exists());
     let out = worker.cli(&["leave", "--force"]);
     assert!(out.status.success(), "leave failed: {}", stderr(&out));
+    assert!(
+        !std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .exists(),
+        "bridge {bridge} left behind"
+    );
+    let nft = std::process::Command::new("nft")
+        .args(["list", "table", "ip", &table])
+        .output()
+        .expect("run nft");
+    assert!(!nft.status.success(), "table {table} left behind");
+    assert!(!worker.data_dir.join("bridge-subnet").exists());
+    assert!(!worker.data_dir.join("overlay.key").exists());
     assert!(
         worker.ctr_containers().is_empty(),
         "containers left behind: {:?}",

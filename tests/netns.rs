@@ -555,15 +555,15 @@ fn count_on_lan<'a>(host: &'a netns::Host, pool: &str) -> impl Fn() -> (u64, u64
     }
 }
 
-/// Two hosts: a task on the manager's host reaches a task on the worker's
-/// host by its address, over the WireGuard overlay, and nothing addressed
-/// to a task crosses the LAN in clear: what the worker's LAN interface
-/// receives for the tasks' pool is none, what it receives on WireGuard's
-/// port is not.
+/// Two hosts: a task on the manager's host reaches a task of its network
+/// on the worker's host by its address and by its service's virtual IP,
+/// over the WireGuard overlay, and not a task of another network there; and nothing addressed to a task
+/// crosses the LAN in clear: what the worker's LAN interface receives for
+/// the tasks' pool is none, what it receives on WireGuard's port is not.
 #[test]
-fn tasks_on_two_hosts_reach_each_other_over_wireguard_only() {
+fn tasks_on_two_hosts_reach_their_network_over_wireguard_only() {
     let lan = Lan::new(2);
-    let (manager, worker) = manager_and_worker(&lan);
+    let (manager, mut worker) = manager_and_worker(&lan);
     let pool = manager.addr_pool.clone();
     let counters = count_on_lan(lan.host(2), &pool);
     let (mid, wid) = (
@@ -585,9 +585,33 @@ fn tasks_on_two_hosts_reach_each_other_over_wireguard_only() {
         "-c",
         WEB,
     ]);
+    // The same server on another network, on the same host.
+    manager.cli_ok(&["network", "create", "back"]);
+    manager.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "other",
+        "--network",
+        "back",
+        "--constraint",
+        &format!("node.id=={wid}"),
+        "busybox",
+        "sh",
+        "-c",
+        WEB,
+    ]);
     let web = task_address(&manager, "web");
+    let other = task_address(&manager, "other");
+    let inspect = manager.cli_json(&["service", "inspect", "web"]);
+    let vip = inspect["vips"][0]["addr"]
+        .as_str()
+        .unwrap_or_else(|| panic!("web has no virtual IP: {inspect}"))
+        .to_string();
     let probe = format!(
-        "while true; do echo \"web: $(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {web} 80 | tail -n 1)\"; sleep 1; done"
+        "while true; do for t in web={web} other={other} vip={vip}; do \
+         echo \"${{t%%=*}}: $(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 ${{t#*=}} 80 | tail -n 1)\"; \
+         done; sleep 1; done"
     );
     manager.cli_ok(&[
         "service",
@@ -611,18 +635,38 @@ fn tasks_on_two_hosts_reach_each_other_over_wireguard_only() {
         "both tasks on one node's subnet"
     );
     let logs = || stdout(&manager.cli(&["service", "logs", "probe"]));
-    let answered = |text: &str| {
+    let answered = |who: &str, text: &str| {
         text.lines().any(|l| {
-            l.split_once("web: ")
+            l.split_once(&format!("{who}: "))
                 .is_some_and(|(_, rest)| !rest.trim().is_empty())
         })
     };
     assert!(
-        wait_until(WAIT, || answered(&logs())),
+        wait_until(WAIT, || answered("web", &logs())),
         "the probe on h1 never reached web on h2 ({web}):\n{}\nmanager:\n{}\nworker:\n{}",
         logs(),
         manager.log_tail(),
         worker.log_tail()
+    );
+    // Its virtual IP, from the other host: to the same task.
+    assert!(
+        wait_until(WAIT, || answered("vip", &logs())),
+        "the probe on h1 never reached web's VIP {vip}:\n{}",
+        logs()
+    );
+    // A few rounds more, then: the task on the other network never
+    // answered across the overlay.
+    let rounds = |t: &str| t.lines().filter(|l| l.contains("other: ")).count();
+    let seen = rounds(&logs());
+    assert!(
+        wait_until(WAIT, || rounds(&logs()) >= seen + 3),
+        "the probe stopped:\n{}",
+        logs()
+    );
+    assert!(
+        !answered("other", &logs()),
+        "a task on front reached one on back on another node:\n{}",
+        logs()
     );
     let (clear, wireguard) = counters();
     assert_eq!(
@@ -632,5 +676,25 @@ fn tasks_on_two_hosts_reach_each_other_over_wireguard_only() {
     assert!(
         wireguard > 0,
         "nothing arrived on WireGuard's port, yet the task answered"
+    );
+
+    // The worker's daemon restarts (its tasks keep running): it makes its
+    // overlay again with the same key, and the probe gets through again.
+    let status = worker.stop();
+    assert!(
+        status.success(),
+        "the worker did not stop cleanly: {status}"
+    );
+    worker.start();
+    let before = logs().lines().count();
+    assert!(
+        wait_until(WAIT, || {
+            let text = logs();
+            let fresh: Vec<&str> = text.lines().skip(before).collect();
+            answered("web", &fresh.join("\n"))
+        }),
+        "after the worker restarted, the probe no longer reached web:\n{}\nworker:\n{}",
+        logs(),
+        worker.log_tail()
     );
 }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+
 use common::harness::*;
 use serde_json::Value;
 
@@ -641,5 +643,99 @@ fn tasks_reach_the_tasks_of_their_networks_and_no_others() {
         !answered("a", &logs2()),
         "a task on no network reached one on front:\n{}",
         logs2()
+    );
+}
+
+/// Lines `vip: BODY` of a probe task's logs: the bodies that came back.
+fn vip_answers(d: &Daemon, probe: &str) -> (usize, BTreeSet<String>) {
+    let text = stdout(&d.cli(&["service", "logs", probe]));
+    let mut rounds = 0;
+    let mut bodies = BTreeSet::new();
+    for l in text.lines() {
+        if let Some((_, body)) = l.split_once("vip: ") {
+            rounds += 1;
+            if !body.trim().is_empty() {
+                bodies.insert(body.trim().to_string());
+            }
+        }
+    }
+    (rounds, bodies)
+}
+
+#[test]
+fn a_service_s_virtual_ip_spreads_over_its_tasks_for_its_network_only() {
+    let d = Daemon::cluster();
+    d.cli_ok(&["network", "create", "front"]);
+    let subnet = s(&d.cli_json(&["network", "inspect", "front"]), "subnet").to_string();
+    let mut args = vec![
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--network",
+        "front",
+    ];
+    args.extend_from_slice(WEB);
+    d.cli_ok(&args);
+    // Its VIP is an address of the network's subnet, the network's own.
+    let web = d.cli_json(&["service", "inspect", "web"]);
+    let vip = web["vips"][0]["addr"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no virtual IP: {web}"))
+        .to_string();
+    let net: ipnet::Ipv4Net = subnet.parse().unwrap();
+    let addr: std::net::Ipv4Addr = vip.parse().unwrap();
+    assert!(net.contains(&addr), "VIP {vip} is not in {subnet}");
+    // Another service on the network gets another one.
+    d.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "api",
+        "--replicas",
+        "0",
+        "--network",
+        "front",
+        "busybox",
+    ]);
+    let api = d.cli_json(&["service", "inspect", "api"]);
+    assert_ne!(s(&api["vips"][0], "addr"), vip, "two services share a VIP");
+    d.wait_running("web", 2);
+
+    let probe = format!(
+        "while true; do echo \"vip: $(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {vip} 80 | tail -n 1)\"; sleep 0.3; done"
+    );
+    d.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "probe",
+        "--network",
+        "front",
+        "busybox",
+        "sh",
+        "-c",
+        &probe,
+    ]);
+    d.cli_ok(&[
+        "service", "create", "--name", "outsider", "busybox", "sh", "-c", &probe,
+    ]);
+    // From a task of the network: both tasks answer, by their hostnames.
+    assert!(
+        wait_until(WAIT, || vip_answers(&d, "probe").1.len() == 2),
+        "the VIP did not reach both tasks: {:?}",
+        vip_answers(&d, "probe")
+    );
+    // From a task on no network: the VIP answers nothing.
+    assert!(
+        wait_until(WAIT, || vip_answers(&d, "outsider").0 >= 3),
+        "the outsider probe did not run"
+    );
+    let (_, bodies) = vip_answers(&d, "outsider");
+    assert!(
+        bodies.is_empty(),
+        "a task on no network reached the VIP: {bodies:?}"
     );
 }

@@ -167,7 +167,12 @@ async fn allow(net: &TaskNet, groups: &[&[&TaskNetwork]]) {
         .iter()
         .map(|g| g.iter().map(|t| t.address.addr()).collect())
         .collect();
-    net.set_rules(&[], &groups).await.expect("set_rules");
+    net.set_rules(&shoal::tasknet::Rules {
+        groups,
+        ..Default::default()
+    })
+    .await
+    .expect("set_rules");
 }
 
 fn assert_no_ping(from: &TaskNetwork, to: Ipv4Addr) {

@@ -14,8 +14,10 @@ use tracing::{info, warn};
 
 use crate::executor::{ExecError, NetFiles};
 use crate::ipam::Ipv4Net;
-use crate::tasknet::{BridgeConfig, Overlay, Published, TaskNet, TaskNetwork, OVERLAY_MTU};
-use crate::types::{OverlayEndpoint, OverlayPeer, PortConfig, Task};
+use crate::tasknet::{
+    BridgeConfig, Overlay, Published, Rules, TaskNet, TaskNetwork, VipRule, OVERLAY_MTU,
+};
+use crate::types::{NetworkMembers, OverlayEndpoint, OverlayPeer, PortConfig, ServiceView, Task};
 
 /// Where every node keeps the state of its task networks: on a tmpfs, as
 /// the network namespaces themselves go with a reboot.
@@ -48,6 +50,17 @@ pub struct TaskNets {
     /// calls.
     wanted_peers: std::sync::Mutex<Vec<OverlayPeer>>,
     applying: Mutex<()>,
+    /// What the managers last said of the networks of the node's tasks.
+    remote: std::sync::Mutex<Remote>,
+}
+
+/// The networks of the node's tasks, beyond this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Remote {
+    /// Network id → the addresses of its tasks on other nodes.
+    members: BTreeMap<String, Vec<Ipv4Addr>>,
+    /// Services with a virtual IP on those networks.
+    services: Vec<ServiceView>,
 }
 
 /// Where and how the node's overlay is made.
@@ -90,6 +103,7 @@ impl TaskNets {
             overlay: OnceCell::new(),
             wanted_peers: std::sync::Mutex::new(Vec::new()),
             applying: Mutex::new(()),
+            remote: std::sync::Mutex::new(Remote::default()),
         })
     }
 
@@ -117,6 +131,44 @@ impl TaskNets {
     /// call), for the node's description.
     pub async fn overlay_endpoint(&self) -> Option<OverlayEndpoint> {
         self.overlay().await.map(|o| o.endpoint().clone())
+    }
+
+    /// What the managers say of the networks of this node's tasks: the
+    /// addresses of their tasks on other nodes, and the services with a
+    /// virtual IP on them. The node's rules follow, in the background, if
+    /// it changed.
+    pub fn set_net_view(
+        self: &Arc<Self>,
+        members: Vec<NetworkMembers>,
+        services: Vec<ServiceView>,
+    ) {
+        let members: BTreeMap<String, Vec<Ipv4Addr>> = members
+            .into_iter()
+            .map(|m| {
+                let addrs = m.addresses.iter().filter_map(|a| a.parse().ok()).collect();
+                (m.network, addrs)
+            })
+            .collect();
+        let view = Remote { members, services };
+        match self.remote.lock() {
+            Ok(mut r) if *r != view => *r = view,
+            _ => return,
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let Some(net) = me.net.get() else {
+                // No bridge yet: its first rules will have them.
+                return;
+            };
+            let tasks = me.tasks.lock().await;
+            if let Err(e) = set_rules(net, &tasks, &me.remote_snapshot()).await {
+                warn!(error = %e, "cannot update the node's network rules");
+            }
+        });
+    }
+
+    fn remote_snapshot(&self) -> Remote {
+        self.remote.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     /// The other nodes, as the managers sent them: the overlay gets them as
@@ -213,7 +265,7 @@ impl TaskNets {
         let mut tasks = self.tasks.lock().await;
         if tasks.get(&task.id) != Some(&entry) {
             tasks.insert(task.id.clone(), entry);
-            set_rules(net, &tasks)
+            set_rules(net, &tasks, &self.remote_snapshot())
                 .await
                 .map_err(|e| ExecError::Other(format!("the node's network rules: {e}")))?;
         }
@@ -261,18 +313,59 @@ impl TaskNets {
     async fn unpublish(&self, net: &TaskNet, task_id: &str) {
         let mut tasks = self.tasks.lock().await;
         if tasks.remove(task_id).is_some() {
-            if let Err(e) = set_rules(net, &tasks).await {
+            if let Err(e) = set_rules(net, &tasks, &self.remote_snapshot()).await {
                 warn!(task = %task_id, error = %e, "cannot update the node's network rules");
             }
         }
     }
 }
 
+/// Removes what the node's task networks made for the cluster it leaves
+/// (its tasks are gone): every task's network, the bridge and its tables,
+/// the saved subnet, the overlay interface `overlay` and the overlay's key
+/// (a node that joins again is a new node, with a key of its own).
+pub async fn remove_all(data_dir: &std::path::Path, overlay: &str) -> Result<(), String> {
+    let dir = crate::data_dir::DataDir::at(data_dir);
+    crate::tasknet::remove_overlay(overlay)
+        .await
+        .map_err(|e| e.to_string())?;
+    let saved = std::fs::read_to_string(dir.bridge_subnet())
+        .ok()
+        .and_then(|s| crate::ipam::parse_subnet(s.trim()).ok());
+    if let Some(subnet) = saved {
+        let state = PathBuf::from(RUN_DIR).join(subnet.to_string().replace('/', "_"));
+        let bridge = BridgeConfig {
+            subnet,
+            mtu: MTU,
+            overlay: None,
+        };
+        let net = TaskNet::open(state, bridge)
+            .await
+            .map_err(|e| e.to_string())?;
+        for id in net.attached() {
+            net.detach(&id).await.map_err(|e| e.to_string())?;
+        }
+        net.close_and_remove().await.map_err(|e| e.to_string())?;
+    }
+    for path in [dir.bridge_subnet(), dir.overlay_key()] {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("cannot remove {}: {e}", path.display()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Applies the node's rules: each published port with every local task
-/// behind it, and the tasks of each network allowed to reach each other.
+/// behind it, the tasks of each network allowed to reach each other (here
+/// and, through the overlay, on other nodes), and the virtual IPs of the
+/// services on the networks of the node's tasks.
 async fn set_rules(
     net: &TaskNet,
     tasks: &BTreeMap<String, Entry>,
+    remote: &Remote,
 ) -> Result<(), crate::tasknet::NetError> {
     let mut by_port: BTreeMap<(crate::types::Protocol, u16), Vec<(Ipv4Addr, u16)>> =
         BTreeMap::new();
@@ -288,8 +381,28 @@ async fn set_rules(
             by_network.entry(n).or_default().push(e.address);
         }
     }
+    // A network with tasks here and elsewhere: all of them, for what
+    // crosses the overlay.
+    let cross: Vec<Vec<Ipv4Addr>> = by_network
+        .iter()
+        .filter_map(|(n, local)| {
+            let far = remote.members.get(*n).filter(|f| !f.is_empty())?;
+            Some(local.iter().chain(far).copied().collect())
+        })
+        .collect();
+    let vips: Vec<VipRule> = remote
+        .services
+        .iter()
+        .filter_map(|s| {
+            Some(VipRule {
+                vip: s.vip.parse().ok()?,
+                clients: by_network.get(s.network.as_str())?.clone(),
+                backends: s.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
+            })
+        })
+        .collect();
     let groups: Vec<Vec<Ipv4Addr>> = by_network.into_values().collect();
-    let list: Vec<Published> = by_port
+    let published: Vec<Published> = by_port
         .into_iter()
         .map(|((protocol, port), backends)| Published {
             protocol,
@@ -297,5 +410,11 @@ async fn set_rules(
             backends,
         })
         .collect();
-    net.set_rules(&list, &groups).await
+    net.set_rules(&Rules {
+        published,
+        groups,
+        cross,
+        vips,
+    })
+    .await
 }

@@ -32,6 +32,9 @@ pub type OnRole = Box<dyn Fn(crate::types::NodeRole) + Send + Sync>;
 pub type Describe =
     Box<dyn Fn() -> futures::future::BoxFuture<'static, NodeDescription> + Send + Sync>;
 
+pub type OnNetView =
+    Box<dyn Fn(Vec<crate::types::NetworkMembers>, Vec<crate::types::ServiceView>) + Send + Sync>;
+
 pub struct Session {
     pub tls: Arc<rustls::ClientConfig>,
     /// Known managers; refreshed from the managers and from mDNS.
@@ -48,6 +51,9 @@ pub struct Session {
     pub on_bridge_subnet: Box<dyn Fn(Option<String>) + Send + Sync>,
     /// The other nodes, for this node's overlay.
     pub on_overlay_peers: Box<dyn Fn(Vec<crate::types::OverlayPeer>) + Send + Sync>,
+    /// Other nodes' tasks, and services' virtual IPs, on the networks of
+    /// this node's tasks.
+    pub on_net_view: OnNetView,
     pub describe: Describe,
     /// Asks that the session be opened again with a new description, as
     /// SwarmKit's agent does when its node changed (its images). The
@@ -249,11 +255,12 @@ impl Session {
                         }
                         assignments.send_replace(Arc::new(set));
                     }
-                    Ok(Some(SessionMessage::Cluster { managers, heartbeat_period_ms, role, image_gc, bridge_subnet, overlay_peers })) => {
+                    Ok(Some(SessionMessage::Cluster { managers, heartbeat_period_ms, role, image_gc, bridge_subnet, overlay_peers, remote_members, services })) => {
                         (self.on_role)(role);
                         (self.on_image_gc)(image_gc);
                         (self.on_bridge_subnet)(bridge_subnet);
                         (self.on_overlay_peers)(overlay_peers);
+                        (self.on_net_view)(remote_members, services);
                         period = Duration::from_millis(heartbeat_period_ms.max(100));
                         beat = tokio::time::interval(period);
                         if !managers.is_empty() && managers != self.managers {

@@ -361,3 +361,59 @@ pub fn resolve_networks(view: &ReadView, spec: &mut ServiceSpec) -> Result<(), A
     }
     Ok(())
 }
+
+/// Gives `service` a virtual IP on each of its networks: the one it has on
+/// a network it stays on, else the first free address of the network's
+/// subnet (not its gateway, nor another service's VIP). VIPs of networks
+/// it left are dropped. The store refuses a VIP that a concurrent write
+/// gave to another service first.
+pub fn assign_vips(view: &ReadView, service: &mut Service) -> Result<(), ApiError> {
+    let wanted: Vec<String> = service
+        .spec
+        .task
+        .network
+        .network_ids()
+        .map(String::from)
+        .collect();
+    let mut vips: Vec<Vip> = Vec::new();
+    let mut others: Option<Vec<Service>> = None;
+    for id in wanted {
+        if let Some(v) = service.vips.iter().find(|v| v.network == id) {
+            vips.push(v.clone());
+            continue;
+        }
+        let network = view
+            .find_network(&id)?
+            .ok_or_else(|| ApiError::NotFound(format!("network {id} not found")))?;
+        let subnet = crate::ipam::parse_subnet(&network.spec.subnet)
+            .map_err(|e| ApiError::Internal(format!("network {}: {e}", network.spec.name)))?;
+        let gateway = network
+            .spec
+            .gateway
+            .parse()
+            .unwrap_or_else(|_| crate::ipam::gateway(&subnet));
+        let services = match &mut others {
+            Some(s) => s,
+            None => others.insert(view.services()?),
+        };
+        let taken: std::collections::HashSet<std::net::Ipv4Addr> = services
+            .iter()
+            .filter(|s| s.id != service.id)
+            .flat_map(|s| &s.vips)
+            .filter(|v| v.network == id)
+            .filter_map(|v| v.addr.parse().ok())
+            .collect();
+        let addr = crate::ipam::next_address(&subnet, gateway, &taken).ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "network {} has no free address for a virtual IP",
+                network.spec.name
+            ))
+        })?;
+        vips.push(Vip {
+            network: id,
+            addr: addr.to_string(),
+        });
+    }
+    service.vips = vips;
+    Ok(())
+}

@@ -44,13 +44,15 @@ pub async fn create(
     }
     super::networks::resolve_networks(&ctx.store.read()?, &mut spec)?;
     let warnings = pin_image(&ctx.store.read()?, &mut spec.task.container, no_resolve).await?;
-    let service = Service {
+    let mut service = Service {
         id: new_id(),
         meta: Meta::default(),
         spec,
         spec_version: 1,
         previous_spec: None,
+        vips: Vec::new(),
     };
+    super::networks::assign_vips(&ctx.store.read()?, &mut service)?;
     let id = service.id.clone();
     ctx.proposer
         .propose(vec![Change::Create(Object::Service(service))])
@@ -242,6 +244,7 @@ pub async fn update(
         service.previous_spec = Some(old);
     }
     service.spec = spec;
+    super::networks::assign_vips(&ctx.store.read()?, &mut service)?;
     ctx.proposer
         .propose(vec![Change::Update(Object::Service(service.clone()))])
         .await?;

@@ -171,6 +171,9 @@ pub struct ServiceBody {
     /// although it succeeded (an image no node has). Never stored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Its virtual IP on each of its networks (network id and address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<Vip>,
 }
 
 impl ServiceSpecBody {
@@ -333,6 +336,7 @@ impl From<&Service> for ServiceBody {
             spec_version: s.spec_version,
             previous_spec: s.previous_spec.as_ref().map(Into::into),
             warnings: Vec::new(),
+            vips: s.vips.clone(),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! O(nodes × tasks) per commit, which a cluster of a thousand nodes cannot
 //! afford.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
@@ -14,7 +14,7 @@ use tracing::warn;
 use super::Assignments;
 use crate::shutdown::Shutdown;
 use crate::store::{Commit, Object, Store, StoreError};
-use crate::types::{Task, TaskState};
+use crate::types::{NetworkMembers, Service, ServiceView, Task, TaskState};
 
 /// Assigned tasks by node: a pure structure, updated one task at a time.
 #[derive(Default)]
@@ -70,6 +70,96 @@ impl Index {
         touched
     }
 
+    /// For each network that a task meant to run on `node` is on, the
+    /// addresses of that network's tasks meant to run on other nodes.
+    /// Sorted, so that two answers compare equal when they say the same.
+    pub fn remote_members(&self, node: &str) -> Vec<NetworkMembers> {
+        let live = |t: &&Task| t.desired_state == TaskState::Running;
+        let Some(own) = self.by_node.get(node) else {
+            return Vec::new();
+        };
+        let mine: BTreeSet<&str> = own
+            .values()
+            .filter(live)
+            .flat_map(|t| t.spec.network.network_ids())
+            .collect();
+        if mine.is_empty() {
+            return Vec::new();
+        }
+        let mut members: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for (_, set) in self.by_node.iter().filter(|(n, _)| n.as_str() != node) {
+            for t in set.values().filter(live) {
+                for n in t.spec.network.network_ids().filter(|n| mine.contains(n)) {
+                    members
+                        .entry(n)
+                        .or_default()
+                        .extend(t.status.addresses.iter().map(String::as_str));
+                }
+            }
+        }
+        members
+            .into_iter()
+            .filter(|(_, a)| !a.is_empty())
+            .map(|(n, a)| NetworkMembers {
+                network: n.to_string(),
+                addresses: a.into_iter().map(String::from).collect(),
+            })
+            .collect()
+    }
+
+    /// The networks of the tasks meant to run on `node`.
+    pub fn networks_of(&self, node: &str) -> BTreeSet<String> {
+        self.by_node
+            .get(node)
+            .into_iter()
+            .flat_map(|set| set.values())
+            .filter(|t| t.desired_state == TaskState::Running)
+            .flat_map(|t| t.spec.network.network_ids().map(String::from))
+            .collect()
+    }
+
+    /// Each of `services`' VIPs on a network of `networks`, with the
+    /// addresses of the service's running tasks on any node. Sorted.
+    pub fn service_views(
+        &self,
+        networks: &BTreeSet<String>,
+        services: &[Service],
+    ) -> Vec<ServiceView> {
+        let wanted: BTreeSet<&str> = services
+            .iter()
+            .filter(|s| s.vips.iter().any(|v| networks.contains(&v.network)))
+            .map(|s| s.id.as_str())
+            .collect();
+        let mut addresses: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for t in self.by_node.values().flat_map(|set| set.values()) {
+            if t.desired_state == TaskState::Running
+                && t.status.state == TaskState::Running
+                && wanted.contains(t.service_id.as_str())
+            {
+                addresses
+                    .entry(t.service_id.as_str())
+                    .or_default()
+                    .extend(t.status.addresses.iter().map(String::as_str));
+            }
+        }
+        let mut views = Vec::new();
+        for s in services.iter().filter(|s| wanted.contains(s.id.as_str())) {
+            for v in s.vips.iter().filter(|v| networks.contains(&v.network)) {
+                views.push(ServiceView {
+                    name: s.spec.name.clone(),
+                    network: v.network.clone(),
+                    vip: v.addr.clone(),
+                    addresses: addresses
+                        .get(s.id.as_str())
+                        .map(|a| a.iter().map(|x| x.to_string()).collect())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        views.sort();
+        views
+    }
+
     /// `node`'s assignments, sorted by task id.
     pub fn assigned(&self, node: &str) -> Vec<Task> {
         self.by_node
@@ -102,6 +192,41 @@ impl Hub {
         let inner = self.inner.lock().expect("hub lock");
         let index = inner.index.as_ref()?;
         Some(index.node_of.get(id).cloned())
+    }
+
+    /// The other nodes' tasks that share a network with `node_id`'s (none
+    /// while there is no index yet).
+    pub fn remote_members(&self, node_id: &str) -> Vec<NetworkMembers> {
+        let inner = self.inner.lock().expect("hub lock");
+        inner
+            .index
+            .as_ref()
+            .map(|i| i.remote_members(node_id))
+            .unwrap_or_default()
+    }
+
+    /// The networks of `node_id`'s tasks (none while there is no index).
+    pub fn networks_of(&self, node_id: &str) -> BTreeSet<String> {
+        let inner = self.inner.lock().expect("hub lock");
+        inner
+            .index
+            .as_ref()
+            .map(|i| i.networks_of(node_id))
+            .unwrap_or_default()
+    }
+
+    /// See `Index::service_views`.
+    pub fn service_views(
+        &self,
+        networks: &BTreeSet<String>,
+        services: &[Service],
+    ) -> Vec<ServiceView> {
+        let inner = self.inner.lock().expect("hub lock");
+        inner
+            .index
+            .as_ref()
+            .map(|i| i.service_views(networks, services))
+            .unwrap_or_default()
     }
 
     /// A watch of `node_id`'s assignments, starting the follower on first use.

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::warn;
 
 use crate::shutdown::Shutdown;
 use crate::store::{Proposer, Store};
@@ -56,6 +57,13 @@ pub enum DispatchError {
     NotWritten,
 }
 
+/// See `Dispatcher::net_view`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetView {
+    pub members: Vec<crate::types::NetworkMembers>,
+    pub services: Vec<crate::types::ServiceView>,
+}
+
 impl Dispatcher {
     pub fn new(store: Store, proposer: Arc<dyn Proposer>, shutdown: Shutdown) -> Dispatcher {
         Dispatcher {
@@ -85,6 +93,28 @@ impl Dispatcher {
     /// changes.
     pub fn session(&self, node_id: &str) -> watch::Receiver<Assignments> {
         self.hub.session(node_id, &self.store, &self.shutdown)
+    }
+
+    /// What `node_id` needs to know of the networks of its tasks: for each,
+    /// the addresses of its tasks on other nodes, and the services with a
+    /// virtual IP on it with their tasks' addresses. The services are read
+    /// only for a node with tasks on a network.
+    pub fn net_view(&self, node_id: &str) -> NetView {
+        let networks = self.hub.networks_of(node_id);
+        if networks.is_empty() {
+            return NetView::default();
+        }
+        let services = match self.store.read().and_then(|v| v.services()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot read services for the nodes' virtual IPs");
+                Vec::new()
+            }
+        };
+        NetView {
+            members: self.hub.remote_members(node_id),
+            services: self.hub.service_views(&networks, &services),
+        }
     }
 
     /// The sender for `node_id`'s status reports (the local agent's path;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::Dispatcher;
+use super::{Dispatcher, NetView};
 use crate::store::{Change, Object, Store, StoreError};
 use crate::types::{
     ImageGc, Node, NodeRole, OverlayPeer, RegistryAccess, SessionMessage, SessionRequest, Task,
@@ -61,6 +61,7 @@ fn cluster_message(
     period: Duration,
     role: NodeRole,
     node_id: &str,
+    net: NetView,
 ) -> SessionMessage {
     SessionMessage::Cluster {
         image_gc: image_gc(store),
@@ -76,6 +77,8 @@ fn cluster_message(
         heartbeat_period_ms: period.as_millis() as u64,
         role,
         overlay_peers: overlay_peers(store, node_id),
+        remote_members: net.members,
+        services: net.services,
     }
 }
 
@@ -176,11 +179,10 @@ async fn run(
     let mut role = node.spec.role;
     let mut gc = image_gc(&store);
     let mut peers = overlay_peers(&store, &node.id);
-    if tx
-        .send(Ok(cluster_message(&store, period, role, &node.id)))
-        .await
-        .is_err()
-    {
+    let mut net = dispatcher.net_view(&node.id);
+    let cluster =
+        |role, net: &NetView| Ok(cluster_message(&store, period, role, &node.id, net.clone()));
+    if tx.send(cluster(role, &net)).await.is_err() {
         return;
     }
     let mut sent: HashMap<String, Task> = HashMap::new();
@@ -195,6 +197,15 @@ async fn run(
             with_registries(&mut msg, &cluster_registries(&store), &mut node_has);
             if tx.send(Ok(msg)).await.is_err() {
                 return;
+            }
+            // A task of a network new to the node: it learns that
+            // network's tasks elsewhere now, not at the next tick.
+            let now = dispatcher.net_view(&node.id);
+            if now != net {
+                net = now;
+                if tx.send(cluster(role, &net)).await.is_err() {
+                    return;
+                }
             }
         }
         tokio::select! {
@@ -230,16 +241,19 @@ async fn run(
                     // from here.
                     Ok(n) if n.spec.role != role => {
                         role = n.spec.role;
-                        if tx.send(Ok(cluster_message(&store, period, role, &node.id))).await.is_err() {
+                        if tx.send(cluster(role, &net)).await.is_err() {
                             return;
                         }
                     }
                     // `cluster update --image-gc-*`, and nodes that come,
                     // go or change address, reach the node here.
-                    Ok(_) if image_gc(&store) != gc || overlay_peers(&store, &node.id) != peers => {
+                    Ok(_) if image_gc(&store) != gc
+                        || overlay_peers(&store, &node.id) != peers
+                        || dispatcher.net_view(&node.id) != net => {
                         gc = image_gc(&store);
                         peers = overlay_peers(&store, &node.id);
-                        if tx.send(Ok(cluster_message(&store, period, role, &node.id))).await.is_err() {
+                        net = dispatcher.net_view(&node.id);
+                        if tx.send(cluster(role, &net)).await.is_err() {
                             return;
                         }
                     }
@@ -377,6 +391,7 @@ mod tests {
                 },
                 spec_version: 1,
                 previous_spec: None,
+                vips: Vec::new(),
             },
             slot,
             None,

@@ -1,6 +1,7 @@
 //! `leave`: a worker leaves its cluster cleanly. Its containers are stopped
-//! and removed, and its identity, certificate, key and local assignments
-//! are deleted, so the node can join again. The managers see it go down;
+//! and removed, its task networks, bridge and overlay too, and its
+//! identity, certificate, key and local assignments are deleted, so the
+//! node can join again. The managers see it go down;
 //! `node rm` then removes it from the list.
 
 use std::time::Duration;
@@ -34,6 +35,12 @@ pub(super) async fn forget(
             .map_err(|e| failed(&e))?;
         parts.exec.remove(id).await.map_err(|e| failed(&e))?;
     }
+    crate::agent::nets::remove_all(
+        &parts.data_dir,
+        &crate::tasknet::overlay_name(&identity.node_id),
+    )
+    .await
+    .map_err(|e| NodeError::Failed(format!("cannot remove the node's networks: {e}")))?;
     let dir = crate::data_dir::DataDir::at(&parts.data_dir);
     for path in [dir.identity(), dir.managers(), dir.agent()] {
         remove_if_there(&path)?;

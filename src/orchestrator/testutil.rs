@@ -14,6 +14,7 @@ pub fn service(replicas: u64) -> Service {
         },
         spec_version: 1,
         previous_spec: None,
+        vips: Vec::new(),
     }
 }
 

@@ -35,6 +35,7 @@ fn task(service: &str) -> Task {
             },
             spec_version: 1,
             previous_spec: None,
+            vips: Vec::new(),
         },
         1,
         None,

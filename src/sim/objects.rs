@@ -84,6 +84,7 @@ pub fn service(name: &str, image: &str, replicas: u64) -> Service {
         },
         spec_version: 1,
         previous_spec: None,
+        vips: Vec::new(),
     }
 }
 

@@ -319,6 +319,7 @@ fn apply_one(
             subnet_is_free(open, c, &obj)?;
             networks_exist(open, &obj)?;
             ports_are_free(open, c, &obj)?;
+            vips_are_free(open, c, &obj)?;
             let table = open.table(kind)?;
             if let Some(v) = table.get(id.as_str())? {
                 // Ids are new for each create: the same id with the same
@@ -348,6 +349,7 @@ fn apply_one(
             subnet_is_free(open, c, &obj)?;
             networks_exist(open, &obj)?;
             ports_are_free(open, c, &obj)?;
+            vips_are_free(open, c, &obj)?;
             let table = open.table(kind)?;
             let (stored, bytes) = match table.get(id.as_str())? {
                 Some(v) => (
@@ -557,13 +559,7 @@ fn ports_are_free(open: &mut Open, c: &Codec, obj: &Object) -> Result<(), StoreE
     if new.spec.task.ports.is_empty() {
         return Ok(());
     }
-    let table = open.table(Kind::Service)?;
-    for entry in table.iter()? {
-        let (id, value) = entry?;
-        if id.value() == new.id {
-            continue;
-        }
-        let other: Service = c.decode(value.value())?;
+    for other in other_services(open, c, &new.id)? {
         for p in &new.spec.task.ports {
             let clash = other
                 .spec
@@ -582,6 +578,39 @@ fn ports_are_free(open: &mut Open, c: &Codec, obj: &Object) -> Result<(), StoreE
         }
     }
     Ok(())
+}
+
+/// A virtual IP is one service's: two creates that picked the same free
+/// address at once are told apart here, in log order.
+fn vips_are_free(open: &mut Open, c: &Codec, obj: &Object) -> Result<(), StoreError> {
+    let Object::Service(new) = obj else {
+        return Ok(());
+    };
+    if new.vips.is_empty() {
+        return Ok(());
+    }
+    for other in other_services(open, c, &new.id)? {
+        if let Some(v) = new.vips.iter().find(|v| other.vips.contains(v)) {
+            return Err(StoreError::Invalid(format!(
+                "virtual IP {} is already service {}'s: try again",
+                v.addr, other.spec.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every service but the one with id `id`.
+fn other_services(open: &mut Open, c: &Codec, id: &str) -> Result<Vec<Service>, StoreError> {
+    let table = open.table(Kind::Service)?;
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (other, value) = entry?;
+        if other.value() != id {
+            out.push(c.decode(value.value())?);
+        }
+    }
+    Ok(out)
 }
 
 /// A network in use by a service is not removed.

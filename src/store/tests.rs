@@ -143,6 +143,7 @@ fn service(id: &str, name: &str) -> Service {
         },
         spec_version: 1,
         previous_spec: None,
+        vips: Vec::new(),
     }
 }
 

@@ -37,8 +37,8 @@ use tracing::{info, warn};
 
 pub use error::NetError;
 pub use names::overlay_name;
-pub use nft::Published;
-pub use overlay::{Overlay, OVERLAY_MTU};
+pub use nft::{Published, Rules, VipRule};
+pub use overlay::{remove_overlay, Overlay, OVERLAY_MTU};
 
 use alloc::Addresses;
 use state::{Layout, TaskRecord};
@@ -146,8 +146,7 @@ impl TaskNet {
                 &subnet,
                 &bridge_name,
                 bridge.overlay.as_deref(),
-                &[],
-                &[],
+                &Rules::default(),
             ))
             .await?;
         }
@@ -172,22 +171,18 @@ impl TaskNet {
         &self.bridge
     }
 
-    /// Publishes exactly these ports on the node, and lets the tasks of
-    /// each group (the addresses of one network's tasks) reach each other
-    /// and no other task. The tables are applied again whole, atomically:
-    /// a connection is never refused midway.
-    pub async fn set_rules(
-        &self,
-        ports: &[Published],
-        groups: &[Vec<Ipv4Addr>],
-    ) -> Result<(), NetError> {
+    /// Makes the node's tables say exactly `rules`: its published ports,
+    /// which of its tasks reach each other (each group, a network's tasks
+    /// here), which reach other nodes' tasks through the overlay (within
+    /// one of `cross`), and its virtual IPs. The tables are applied again
+    /// whole, atomically: a connection is never refused midway.
+    pub async fn set_rules(&self, rules: &Rules) -> Result<(), NetError> {
         nft::apply(&nft::render(
             &self.table,
             &self.subnet,
             &self.bridge,
             self.overlay.as_deref(),
-            ports,
-            groups,
+            rules,
         ))
         .await
     }

@@ -3,6 +3,7 @@
 //! The whole table is rendered as text and applied with one `nft -f -`,
 //! which the kernel commits atomically. Rendering is pure.
 
+use std::net::Ipv4Addr;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -47,14 +48,24 @@ fn reset(table: &str) -> String {
 /// gateway, a published port) is not forwarded by the bridge, and not
 /// touched. With no group yet (the table as a node starts it), tasks reach
 /// none of the others until the agent says who is where: closed, not open.
+///
+/// Between nodes: what is routed between the bridge and the overlay
+/// interface, either way, passes only within one of `cross` (each
+/// network's addresses, here and on other nodes), and is dropped
+/// otherwise: tasks on other nodes are reached only within a network.
 pub(super) fn render(
     table: &str,
     subnet: &Ipv4Net,
     bridge: &str,
     overlay: Option<&str>,
-    published: &[Published],
-    groups: &[Vec<std::net::Ipv4Addr>],
+    rules: &Rules,
 ) -> String {
+    let Rules {
+        published,
+        groups,
+        cross,
+        vips,
+    } = rules;
     let mut ports = String::new();
     let mut backends = String::new();
     for p in published.iter().filter(|p| !p.backends.is_empty()) {
@@ -86,6 +97,60 @@ pub(super) fn render(
         ));
         allow.push_str(&format!("\t\tip saddr @net{i} ip daddr @net{i} accept\n"));
     }
+    let mut cross_sets = String::new();
+    let mut cross_allow = String::new();
+    for (i, g) in cross.iter().filter(|g| !g.is_empty()).enumerate() {
+        let elements: Vec<String> = g.iter().map(|a| a.to_string()).collect();
+        cross_sets.push_str(&format!(
+            "\tset cross{i} {{\n\t\ttype ipv4_addr;\n\t\telements = {{ {} }}\n\t}}\n",
+            elements.join(", ")
+        ));
+        cross_allow.push_str(&format!(
+            "\t\tip saddr @cross{i} ip daddr @cross{i} accept\n"
+        ));
+    }
+    // Between this node's tasks and other nodes' tasks (through the
+    // overlay, either way): only within a network, as on the bridge.
+    let (cross_jump, cross_chain) = match overlay {
+        Some(o) => (
+            format!(
+                "\t\tiifname \"{o}\" oifname \"{bridge}\" jump overlay\n\
+                 \t\tiifname \"{bridge}\" oifname \"{o}\" jump overlay\n"
+            ),
+            format!("\tchain overlay {{\n{cross_allow}\t\tdrop\n\t}}\n"),
+        ),
+        None => (String::new(), String::new()),
+    };
+    // Virtual IPs: what a task of the network sends to one goes to one of
+    // the service's tasks, here or on another node, picked at random per
+    // connection. A VIP that nothing was sent to (a client not on its
+    // network, or no task behind it) is dropped, not routed out.
+    let mut vip_jumps = String::new();
+    let mut vip_chains = String::new();
+    let mut vip_drop = String::new();
+    for (i, v) in vips.iter().enumerate() {
+        vip_drop.push_str(&format!("\t\tip daddr {} drop\n", v.vip));
+        if v.backends.is_empty() || v.clients.is_empty() {
+            continue;
+        }
+        let clients: Vec<String> = v.clients.iter().map(|a| a.to_string()).collect();
+        vip_jumps.push_str(&format!(
+            "\t\tiifname \"{bridge}\" ip saddr {{ {} }} ip daddr {} jump vip{i}\n",
+            clients.join(", "),
+            v.vip
+        ));
+        let targets: Vec<String> = (0..v.backends.len())
+            .map(|j| format!("{j} : goto vip{i}_{j}"))
+            .collect();
+        vip_chains.push_str(&format!(
+            "\tchain vip{i} {{\n\t\tnumgen random mod {} vmap {{ {} }}\n\t}}\n",
+            v.backends.len(),
+            targets.join(", ")
+        ));
+        for (j, b) in v.backends.iter().enumerate() {
+            vip_chains.push_str(&format!("\tchain vip{i}_{j} {{\n\t\tdnat to {b}\n\t}}\n"));
+        }
+    }
     let subnet = subnet.trunc();
     // Tasks keep their own address on the way to another node's tasks:
     // that node tells networks apart by it.
@@ -104,6 +169,7 @@ pub(super) fn render(
     );
     format!(
         "{reset}table ip {table} {{\n\
+         {cross_sets}\
          \tchain postrouting {{\n\
          \t\ttype nat hook postrouting priority 100; policy accept;\n\
          \t\toifname \"{bridge}\" ip saddr {subnet} ct status dnat masquerade\n\
@@ -113,12 +179,15 @@ pub(super) fn render(
          \t}}\n\
          \tchain forward {{\n\
          \t\ttype filter hook forward priority 0; policy accept;\n\
+         {vip_drop}\
+         {cross_jump}\
          \t\tiifname \"{bridge}\" accept\n\
          \t\toifname \"{bridge}\" accept\n\
          \t}}\n\
          \tchain prerouting {{\n\
          \t\ttype nat hook prerouting priority -100; policy accept;\n\
          \t\tfib daddr type local jump published\n\
+         {vip_jumps}\
          \t}}\n\
          \tchain output {{\n\
          \t\ttype nat hook output priority -100; policy accept;\n\
@@ -128,10 +197,35 @@ pub(super) fn render(
          {ports}\
          \t}}\n\
          {backends}\
+         {cross_chain}\
+         {vip_chains}\
          }}\n\
          {isolation}",
         reset = reset(table),
     )
+}
+
+/// Everything the node's tables let through and translate, besides what
+/// every table has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// Ports published on the node.
+    pub published: Vec<Published>,
+    /// For each network, the addresses of its tasks on this node.
+    pub groups: Vec<Vec<Ipv4Addr>>,
+    /// For each network with tasks here and on other nodes, all of them.
+    pub cross: Vec<Vec<Ipv4Addr>>,
+    pub vips: Vec<VipRule>,
+}
+
+/// A virtual IP on a network of this node's tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipRule {
+    pub vip: Ipv4Addr,
+    /// This node's tasks on the VIP's network: who may use it here.
+    pub clients: Vec<Ipv4Addr>,
+    /// The service's running tasks, on any node.
+    pub backends: Vec<Ipv4Addr>,
 }
 
 /// A published port of this node and the task addresses behind it.
@@ -218,8 +312,7 @@ mod tests {
             &subnet,
             "shl0a140300",
             Some("wsh0123456789"),
-            &[],
-            &[],
+            &Rules::default(),
         );
         let lines: Vec<&str> = t.lines().map(str::trim).collect();
         assert_eq!(lines[0], "add table ip shoal_0a140300");
@@ -242,6 +335,50 @@ mod tests {
         assert!(lines.contains(&"oifname \"shl0a140300\" accept"));
         // Braces balance.
         assert_eq!(t.matches('{').count(), t.matches('}').count());
+        // With an overlay and no network across nodes: all of it dropped.
+        assert!(lines.contains(&"iifname \"wsh0123456789\" oifname \"shl0a140300\" jump overlay"));
+        assert!(lines.contains(&"iifname \"shl0a140300\" oifname \"wsh0123456789\" jump overlay"));
+        let chain = lines
+            .iter()
+            .position(|l| *l == "chain overlay {")
+            .expect("chain");
+        assert_eq!(lines[chain + 1], "drop", "{t}");
+        // With one: its addresses pass, the rest is dropped.
+        let cross = vec![vec![
+            "10.20.3.2".parse().unwrap(),
+            "10.20.4.7".parse().unwrap(),
+        ]];
+        let t2 = render(
+            "shoal_0a140300",
+            &subnet,
+            "shl0a140300",
+            Some("wsh0123456789"),
+            &Rules {
+                cross: cross.clone(),
+                ..Rules::default()
+            },
+        );
+        let l2: Vec<&str> = t2.lines().map(str::trim).collect();
+        assert!(l2.contains(&"elements = { 10.20.3.2, 10.20.4.7 }"), "{t2}");
+        let chain = l2
+            .iter()
+            .position(|l| *l == "chain overlay {")
+            .expect("chain");
+        assert_eq!(l2[chain + 1], "ip saddr @cross0 ip daddr @cross0 accept");
+        assert_eq!(l2[chain + 2], "drop");
+        assert_eq!(t2.matches('{').count(), t2.matches('}').count());
+        // Without an overlay, no such chain.
+        let t3 = render(
+            "shoal_0a140300",
+            &subnet,
+            "shl0a140300",
+            None,
+            &Rules {
+                cross,
+                ..Rules::default()
+            },
+        );
+        assert!(!t3.contains("chain overlay"), "{t3}");
 
         // A published port: a verdict map over its backends.
         let p = Published {
@@ -261,8 +398,11 @@ mod tests {
             &subnet,
             "shl0a140300",
             None,
-            &[p],
-            &groups,
+            &Rules {
+                published: vec![p],
+                groups,
+                ..Rules::default()
+            },
         );
         let lines: Vec<&str> = t.lines().map(str::trim).collect();
         assert!(lines.contains(&"tcp dport 8080 numgen random mod 2 vmap { 0 : goto pub_tcp_8080_0, 1 : goto pub_tcp_8080_1 }"), "{t}");
@@ -276,5 +416,43 @@ mod tests {
         );
         assert_eq!(t.matches('{').count(), t.matches('}').count());
         assert!(render_delete("shoal_0a140300").ends_with("delete table bridge shoal_0a140300\n"));
+    }
+
+    #[test]
+    fn a_vip_balances_over_its_backends_for_its_network_s_tasks_only() {
+        let subnet: Ipv4Net = "10.20.3.0/24".parse().unwrap();
+        let a = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        let rules = Rules {
+            vips: vec![
+                VipRule {
+                    vip: a("10.20.9.2"),
+                    clients: vec![a("10.20.3.2")],
+                    backends: vec![a("10.20.3.3"), a("10.20.4.5")],
+                },
+                VipRule {
+                    vip: a("10.20.9.3"),
+                    clients: vec![a("10.20.3.2")],
+                    backends: vec![],
+                },
+            ],
+            ..Rules::default()
+        };
+        let t = render("shoal_0a140300", &subnet, "shl0a140300", None, &rules);
+        let lines: Vec<&str> = t.lines().map(str::trim).collect();
+        assert!(
+            lines.contains(
+                &"iifname \"shl0a140300\" ip saddr { 10.20.3.2 } ip daddr 10.20.9.2 jump vip0"
+            ),
+            "{t}"
+        );
+        assert!(
+            lines.contains(&"numgen random mod 2 vmap { 0 : goto vip0_0, 1 : goto vip0_1 }"),
+            "{t}"
+        );
+        assert!(lines.contains(&"dnat to 10.20.4.5"), "{t}");
+        // No backend: no jump, and dropped rather than routed out.
+        assert!(!t.contains("jump vip1"), "{t}");
+        assert!(lines.contains(&"ip daddr 10.20.9.3 drop"), "{t}");
+        assert_eq!(t.matches('{').count(), t.matches('}').count());
     }
 }

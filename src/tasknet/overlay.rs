@@ -231,14 +231,17 @@ impl Overlay {
             ))(e)),
         }
     }
+}
 
-    /// Removes the interface (and with it its routes), when the node
-    /// leaves the cluster.
-    pub async fn remove(self) -> Result<(), NetError> {
-        links::delete_link(&self.handle, &self.ifname).await?;
-        info!(interface = %self.ifname, "overlay removed");
-        Ok(())
-    }
+/// Removes the overlay interface called `ifname` (and with it its routes),
+/// when the node leaves its cluster; Ok when there is none.
+pub async fn remove_overlay(ifname: &str) -> Result<(), NetError> {
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(NetError::io("open a netlink socket"))?;
+    let _conn = super::AbortOnDrop(tokio::spawn(conn));
+    links::delete_link(&handle, ifname).await?;
+    info!(interface = %ifname, "overlay removed");
+    Ok(())
 }
 
 /// The WireGuard device: the kernel's, driven over netlink, or the

@@ -17,13 +17,16 @@ pub use image::{
 };
 pub use network::{
     Network, NetworkAttachment, NetworkDriver, NetworkMode, NetworkSpec, PortConfig, Protocol,
-    PublishMode,
+    PublishMode, Vip,
 };
 pub use node::*;
 pub use registry::{
     is_digest, is_loopback_host, registry_host, repository, tag, PullPolicy, RegistryAccess,
 };
-pub use report::{Assignments, OverlayPeer, SessionMessage, SessionRequest, StatusReport};
+pub use report::{
+    Assignments, NetworkMembers, OverlayPeer, ServiceView, SessionMessage, SessionRequest,
+    StatusReport,
+};
 pub use service::*;
 pub use signal::parse_signal;
 pub use task::*;

@@ -94,6 +94,18 @@ impl NetworkMode {
     }
 }
 
+/// A service's virtual IP on one of its networks: one address of the
+/// network's subnet, which every node balances over the service's tasks.
+/// Given when the service joins the network, kept while it stays on it,
+/// and never held by two services at once (the store checks).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Vip {
+    /// The network's id.
+    pub network: String,
+    /// The address, without a prefix.
+    pub addr: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkAttachment {
     /// The network's id.

@@ -83,7 +83,33 @@ pub enum SessionMessage {
         /// node with a bridge subnet and an overlay endpoint.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         overlay_peers: Vec<OverlayPeer>,
+        /// For each network that a task of the node is on, the addresses
+        /// of that network's tasks on other nodes: what the node lets in
+        /// from the overlay, and out to it, for that network's tasks.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        remote_members: Vec<NetworkMembers>,
+        /// The services with a virtual IP on a network of the node's
+        /// tasks, with their running tasks' addresses, on any node.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        services: Vec<ServiceView>,
     },
+}
+
+/// A service's virtual IP on one network, and the addresses of its running
+/// tasks behind it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub name: String,
+    pub network: String,
+    pub vip: String,
+    pub addresses: Vec<String>,
+}
+
+/// The addresses of a network's tasks on other nodes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NetworkMembers {
+    pub network: String,
+    pub addresses: Vec<String>,
 }
 
 /// Another node as this node's overlay sees it: traffic for `subnet` (its

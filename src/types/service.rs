@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Meta, NetworkMode, PortConfig, PullPolicy};
+use super::{Meta, NetworkMode, PortConfig, PullPolicy, Vip};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServiceMode {
@@ -137,4 +137,7 @@ pub struct Service {
     pub spec_version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_spec: Option<ServiceSpec>,
+    /// Its virtual IP on each of its networks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vips: Vec<Vip>,
 }
