@@ -110,6 +110,19 @@ pub async fn drive(
     }
 }
 
+/// Stops the task's container if it runs (see `run`).
+async fn stop_unreported(rt: &Runtime, task: &Task) {
+    if let Ok(ContainerState::Running { .. }) = rt.exec.inspect(&task.id).await {
+        warn!(task = %task.id, "a container runs that was never reported: stopping it");
+        let c = &task.spec.container;
+        let signal = c.stop_signal.as_deref().unwrap_or("SIGTERM");
+        let grace = Duration::from_millis(c.stop_grace_period_ms);
+        if let Err(e) = rt.exec.stop(&task.id, signal, grace).await {
+            warn!(task = %task.id, error = %e, "stop failed");
+        }
+    }
+}
+
 fn wants_stop(rx: &watch::Receiver<Task>) -> bool {
     rx.borrow().desired_state > TaskState::Running
 }
@@ -268,6 +281,13 @@ async fn run(rt: &Runtime, rx: &mut watch::Receiver<Task>, rep: &mut Reporter) {
     }
     if !up {
         if wants_stop(rx) {
+            // A node killed between starting the container and reporting
+            // it comes back with the task still `preparing`: the container
+            // may run although the managers never heard of it, and it must
+            // not outlive its task.
+            if !adopt {
+                stop_unreported(rt, &task).await;
+            }
             return rep
                 .send(TaskState::Shutdown, "shut down before start", |_| {})
                 .await;
