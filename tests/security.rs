@@ -792,12 +792,17 @@ fn a_removed_node_is_refused_on_new_connections_and_its_session_closed() {
                 .await
                 .map_err(|s| format!("refused: {s:?}"))?
                 .into_inner();
+            // The Cluster message comes again whenever what it says
+            // changes (the other nodes' overlay endpoints, for one): only
+            // the first is reported.
+            let mut opened = false;
             loop {
                 match stream.message().await {
                     Ok(Some(SessionMessage::Cluster {
                         heartbeat_period_ms,
                         ..
-                    })) => {
+                    })) if !opened => {
+                        opened = true;
                         let period = Duration::from_millis(heartbeat_period_ms);
                         let _ = tx.send((Instant::now(), Ok(period)));
                     }
