@@ -14,6 +14,7 @@
 //! - `admission`: who the cluster's CA gives a certificate (joins,
 //!   renewals).
 //! - `agent`: the node side: one state machine per task.
+//! - `dns`: the DNS server of tasks on a network (service discovery).
 //! - `executor`: the container runtime and the image store, as traits;
 //!   containerd, driven through its gRPC API, implements both.
 //! - `logs`: the log driver containerd starts, and the reader.
@@ -41,6 +42,7 @@ pub(crate) mod daemon;
 pub(crate) mod data_dir;
 pub(crate) mod discovery;
 pub(crate) mod dispatcher;
+pub(crate) mod dns;
 pub mod executor;
 pub(crate) mod format;
 pub(crate) mod host;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use common::harness::*;
 use serde_json::Value;
@@ -737,5 +737,139 @@ fn a_service_s_virtual_ip_spreads_over_its_tasks_for_its_network_only() {
     assert!(
         bodies.is_empty(),
         "a task on no network reached the VIP: {bodies:?}"
+    );
+}
+
+/// The addresses each name had in the last whole round of a DNS probe's
+/// logs (`== NAME` then busybox nslookup's answer, rounds ended by
+/// `== end`), and whether its server said there was no such name.
+fn lookups(d: &Daemon, probe: &str) -> BTreeMap<String, (BTreeSet<String>, bool)> {
+    let text = stdout(&d.cli(&["service", "logs", probe]));
+    let mut rounds: Vec<BTreeMap<String, (BTreeSet<String>, bool)>> = vec![BTreeMap::new()];
+    let mut name = String::new();
+    for l in text.lines() {
+        if let Some((_, marker)) = l.split_once("== ") {
+            if marker.trim() == "end" {
+                rounds.push(BTreeMap::new());
+            } else {
+                name = marker.trim().to_string();
+                rounds.last_mut().unwrap().entry(name.clone()).or_default();
+            }
+            continue;
+        }
+        let Some(entry) = rounds.last_mut().unwrap().get_mut(&name) else {
+            continue;
+        };
+        if l.contains("NXDOMAIN") {
+            entry.1 = true;
+        }
+        // "Address: 10.1.2.3" is an answer; the server's own line has a port.
+        if let Some((_, a)) = l.split_once("Address:") {
+            if a.trim().parse::<std::net::Ipv4Addr>().is_ok() {
+                entry.0.insert(a.trim().to_string());
+            }
+        }
+    }
+    rounds.pop();
+    rounds.pop().unwrap_or_default()
+}
+
+#[test]
+fn tasks_find_the_services_of_their_networks_by_name() {
+    let d = Daemon::cluster();
+    d.cli_ok(&["network", "create", "front"]);
+    d.cli_ok(&["network", "create", "back"]);
+    let sleeper = ["busybox", "sleep", "3600"];
+    let create = |name: &str, network: &str, extra: &[&str]| {
+        let mut args = vec!["service", "create", "--name", name, "--network", network];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&sleeper);
+        d.cli_ok(&args);
+    };
+    create("db", "front", &["--replicas", "2"]);
+    create(
+        "rr",
+        "front",
+        &["--replicas", "2", "--endpoint-mode", "dnsrr"],
+    );
+    create("hidden", "back", &[]);
+    let db = d.cli_json(&["service", "inspect", "db"]);
+    let vip = s(&db["vips"][0], "addr").to_string();
+    let rr = d.cli_json(&["service", "inspect", "rr"]);
+    assert_eq!(s(&rr["spec"], "endpoint_mode"), "dnsrr", "{rr}");
+    assert!(
+        rr["vips"].as_array().is_none_or(|v| v.is_empty()),
+        "a dnsrr service has no virtual IP: {rr}"
+    );
+    d.wait_running("db", 2);
+    d.wait_running("rr", 2);
+    d.wait_running("hidden", 1);
+
+    let probe = "cat /etc/resolv.conf; while true; do \
+                 for n in db tasks.db rr hidden tasks.hidden; do echo \"== $n\"; nslookup -type=a $n 2>&1; done; \
+                 echo '== end'; sleep 1; done";
+    d.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "probe",
+        "--network",
+        "front",
+        "busybox",
+        "sh",
+        "-c",
+        probe,
+    ]);
+    let want = |name: &str| -> BTreeSet<String> {
+        match name {
+            "db" => BTreeSet::from([vip.clone()]),
+            "tasks.db" => addresses(&d, "db").into_iter().collect(),
+            "rr" => addresses(&d, "rr").into_iter().collect(),
+            _ => BTreeSet::new(),
+        }
+    };
+    let right = || {
+        let got = lookups(&d, "probe");
+        ["db", "tasks.db", "rr"].iter().all(|n| {
+            got.get(*n)
+                .is_some_and(|(a, _)| *a == want(n) && !a.is_empty())
+        })
+    };
+    assert!(
+        wait_until(WAIT, right),
+        "names did not resolve as expected (db VIP {vip}, db tasks {:?}, rr tasks {:?}): {:?}\n{}",
+        addresses(&d, "db"),
+        addresses(&d, "rr"),
+        lookups(&d, "probe"),
+        stdout(&d.cli(&["service", "logs", "probe"]))
+    );
+    let got = lookups(&d, "probe");
+    for name in ["hidden", "tasks.hidden"] {
+        let (addrs, nx) = &got[name];
+        assert!(
+            addrs.is_empty() && *nx,
+            "{name}, on a network the probe is not on, resolved: {:?}",
+            got[name]
+        );
+    }
+    let logs = stdout(&d.cli(&["service", "logs", "probe"]));
+    assert!(
+        logs.contains("nameserver 127.0.0.11"),
+        "the task does not ask the node's DNS server:\n{logs}"
+    );
+
+    // A task that goes is gone from tasks.db, and its replacement is there.
+    d.cli_ok(&["service", "scale", "db=1"]);
+    assert!(
+        wait_until(WAIT, || {
+            let now = addresses(&d, "db");
+            now.len() == 1
+                && lookups(&d, "probe")
+                    .get("tasks.db")
+                    .is_some_and(|(a, _)| a.iter().eq(now.iter()))
+        }),
+        "tasks.db did not follow the scale down: {:?} vs {:?}",
+        lookups(&d, "probe").get("tasks.db"),
+        addresses(&d, "db")
     );
 }

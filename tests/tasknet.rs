@@ -156,7 +156,7 @@ async fn open(c: &Cleanup) -> TaskNet {
 }
 
 async fn attach(net: &TaskNet, task: &str) -> TaskNetwork {
-    net.attach(task, &format!("host-{task}"))
+    net.attach(task, &format!("host-{task}"), false)
         .await
         .unwrap_or_else(|e| panic!("attach {task}: {e}"))
 }
@@ -438,12 +438,15 @@ async fn bad_input_is_an_error() {
     let net = open(&c).await;
     for id in ["", "../x", "a/b", "a b"] {
         assert!(
-            matches!(net.attach(id, "h").await, Err(NetError::BadTaskId { .. })),
+            matches!(
+                net.attach(id, "h", false).await,
+                Err(NetError::BadTaskId { .. })
+            ),
             "{id:?}"
         );
     }
     assert!(matches!(
-        net.attach("ok", "bad\nhost").await,
+        net.attach("ok", "bad\nhost", false).await,
         Err(NetError::BadHostname { .. })
     ));
     assert!(net.attached().is_empty());

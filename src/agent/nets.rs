@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Mutex, OnceCell};
+use tokio::sync::{watch, Mutex, OnceCell, Semaphore};
 use tracing::{info, warn};
 
+use crate::dns::{Names, TaskDns};
 use crate::executor::{ExecError, NetFiles};
 use crate::ipam::Ipv4Net;
 use crate::tasknet::{
@@ -52,6 +53,10 @@ pub struct TaskNets {
     applying: Mutex<()>,
     /// What the managers last said of the networks of the node's tasks.
     remote: std::sync::Mutex<Remote>,
+    /// The DNS server of each task on a network, and what they share.
+    dns: std::sync::Mutex<BTreeMap<String, TaskDns>>,
+    names: watch::Sender<Arc<Names>>,
+    forwards: Arc<Semaphore>,
 }
 
 /// The networks of the node's tasks, beyond this node.
@@ -104,6 +109,9 @@ impl TaskNets {
             wanted_peers: std::sync::Mutex::new(Vec::new()),
             applying: Mutex::new(()),
             remote: std::sync::Mutex::new(Remote::default()),
+            dns: std::sync::Mutex::new(BTreeMap::new()),
+            names: watch::channel(Arc::new(Names::default())).0,
+            forwards: Arc::new(Semaphore::new(crate::dns::MAX_FORWARDS)),
         })
     }
 
@@ -149,11 +157,19 @@ impl TaskNets {
                 (m.network, addrs)
             })
             .collect();
+        let names = Names::new(&services);
         let view = Remote { members, services };
         match self.remote.lock() {
             Ok(mut r) if *r != view => *r = view,
             _ => return,
         }
+        self.names.send_if_modified(|n| {
+            let changed = **n != names;
+            if changed {
+                *n = Arc::new(names);
+            }
+            changed
+        });
         let me = self.clone();
         tokio::spawn(async move {
             let Some(net) = me.net.get() else {
@@ -249,11 +265,17 @@ impl TaskNets {
     /// it reach the tasks of its networks, and publishes its ports.
     pub async fn attach(&self, task: &Task) -> Result<Attached, ExecError> {
         let net = self.open(SUBNET_WAIT).await?;
+        let mut networks: Vec<String> = task.spec.network.network_ids().map(String::from).collect();
+        // Tasks on the node's bridge alone find no services, as in Docker:
+        // they keep the host's resolvers.
+        let dns = !networks.is_empty();
         let n: TaskNetwork = net
-            .attach(&task.id, crate::executor::task_hostname(&task.id))
+            .attach(&task.id, crate::executor::task_hostname(&task.id), dns)
             .await
             .map_err(|e| ExecError::Other(format!("task network: {e}")))?;
-        let mut networks: Vec<String> = task.spec.network.network_ids().map(String::from).collect();
+        if dns {
+            self.serve_dns(net, &task.id, &networks).await?;
+        }
         if networks.is_empty() {
             networks.push("bridge".into());
         }
@@ -278,6 +300,33 @@ impl TaskNets {
                 hostname: n.hostname,
             },
         })
+    }
+
+    /// Starts the task's DNS server, unless it runs.
+    async fn serve_dns(
+        &self,
+        net: &TaskNet,
+        task_id: &str,
+        networks: &[String],
+    ) -> Result<(), ExecError> {
+        if self.dns.lock().is_ok_and(|d| d.contains_key(task_id)) {
+            return Ok(());
+        }
+        let failed = |e: String| ExecError::Other(format!("the task's DNS server: {e}"));
+        let (udp, tcp) = net
+            .dns_sockets(task_id)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let shared = crate::dns::Shared {
+            names: self.names.subscribe(),
+            forwards: self.forwards.clone(),
+        };
+        let server = TaskDns::start(networks.to_vec(), shared, udp, tcp)
+            .map_err(|e| failed(e.to_string()))?;
+        if let Ok(mut d) = self.dns.lock() {
+            d.insert(task_id.to_string(), server);
+        }
+        Ok(())
     }
 
     /// Takes the task's network away; nothing to do if it has none.
@@ -311,6 +360,10 @@ impl TaskNets {
     /// Takes the task out of the node's rules (its ports, its networks),
     /// before its network goes.
     async fn unpublish(&self, net: &TaskNet, task_id: &str) {
+        // Its DNS sockets hold the task's netns: they close first.
+        if let Ok(mut d) = self.dns.lock() {
+            d.remove(task_id);
+        }
         let mut tasks = self.tasks.lock().await;
         if tasks.remove(task_id).is_some() {
             if let Err(e) = set_rules(net, &tasks, &self.remote_snapshot()).await {

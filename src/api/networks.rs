@@ -364,10 +364,16 @@ pub fn resolve_networks(view: &ReadView, spec: &mut ServiceSpec) -> Result<(), A
 
 /// Gives `service` a virtual IP on each of its networks: the one it has on
 /// a network it stays on, else the first free address of the network's
-/// subnet (not its gateway, nor another service's VIP). VIPs of networks
+/// subnet (not its gateway, nor another service's VIP); none for a service
+/// in `dnsrr` mode. VIPs of networks
 /// it left are dropped. The store refuses a VIP that a concurrent write
 /// gave to another service first.
 pub fn assign_vips(view: &ReadView, service: &mut Service) -> Result<(), ApiError> {
+    if !service.spec.endpoint_mode.is_vip() {
+        // Reached by its tasks' addresses: its VIPs, if it had some, go.
+        service.vips.clear();
+        return Ok(());
+    }
     let wanted: Vec<String> = service
         .spec
         .task

@@ -218,6 +218,9 @@ pub async fn update(
             .retain(|c| !(c.published == p.published && c.protocol == p.protocol));
         spec.task.ports.push(p);
     }
+    if let Some(m) = &req.endpoint_mode {
+        spec.endpoint_mode = m.parse().map_err(ApiError::BadRequest)?;
+    }
     if let Some(n) = req.replicas {
         match &mut spec.mode {
             ServiceMode::Replicated { replicas } => *replicas = n,

@@ -74,6 +74,14 @@ pub struct ServiceSpecBody {
     /// Ports published on the nodes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortBody>,
+    /// How other tasks reach the service by name: `vip` (the default: its
+    /// virtual IP) or `dnsrr` (its tasks' addresses).
+    #[serde(default = "vip")]
+    pub endpoint_mode: String,
+}
+
+fn vip() -> String {
+    EndpointMode::Vip.as_str().into()
 }
 
 /// A published port as `--publish` gives it and `service inspect` shows it.
@@ -206,10 +214,13 @@ impl ServiceSpecBody {
             }
         };
         let pull: PullPolicy = self.pull.parse().map_err(ApiError::BadRequest)?;
+        let endpoint_mode: EndpointMode =
+            self.endpoint_mode.parse().map_err(ApiError::BadRequest)?;
         Ok(ServiceSpec {
             name: self.name,
             labels: self.labels,
             mode,
+            endpoint_mode,
             task: TaskSpec {
                 container: ContainerSpec {
                     image: self.image,
@@ -272,6 +283,7 @@ impl From<&ServiceSpec> for ServiceSpecBody {
                 NetworkMode::Own(_) => s.task.network.network_ids().map(String::from).collect(),
             },
             ports: s.task.ports.iter().map(PortBody::from).collect(),
+            endpoint_mode: s.endpoint_mode.as_str().into(),
         }
     }
 }
@@ -381,6 +393,7 @@ mod tests {
             image_digest: None,
             image_platforms: vec![],
             no_resolve_image: false,
+            endpoint_mode: "dnsrr".into(),
             networks: vec!["host".into()],
             ports: vec![],
         };

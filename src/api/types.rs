@@ -52,6 +52,9 @@ pub struct ServiceUpdate {
     /// Published ports to remove: `PORT` or `PORT/udp`.
     #[serde(default)]
     pub publish_rm: Vec<String>,
+    /// `vip` or `dnsrr`.
+    #[serde(default)]
+    pub endpoint_mode: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -46,6 +46,17 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
             "a task on the host network listens on the node's ports itself: --publish needs a network of its own".into(),
         );
     }
+    if spec.endpoint_mode == crate::types::EndpointMode::Dnsrr
+        && spec
+            .task
+            .ports
+            .iter()
+            .any(|p| p.mode == crate::types::PublishMode::Ingress)
+    {
+        return bad(
+            "a port published in ingress mode needs a virtual IP: use --endpoint-mode vip, or publish with mode=host".into(),
+        );
+    }
     let c = &spec.task.container;
     if let Err(e) = crate::types::normalize_image(&c.image) {
         return bad(e.to_string());
@@ -104,6 +115,7 @@ mod tests {
             name: "web".into(),
             labels: Default::default(),
             mode: ServiceMode::Replicated { replicas: 1 },
+            endpoint_mode: Default::default(),
             task: TaskSpec {
                 container: ContainerSpec {
                     image: "busybox".into(),

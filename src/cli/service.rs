@@ -139,6 +139,10 @@ pub struct CreateArgs {
     /// P:T[/udp] (repeatable). The nodes answer on P and forward to a task.
     #[arg(short, long, value_parser = parse::publish)]
     publish: Vec<crate::api::spec::PortBody>,
+    /// How other tasks reach the service by name: vip (its virtual IP) or
+    /// dnsrr (its tasks' addresses, in turn).
+    #[arg(long, default_value = "vip", value_parser = ["vip", "dnsrr"])]
+    endpoint_mode: String,
     /// The image, e.g. busybox or registry.example:5000/app:v1.
     image: String,
     /// The command and its arguments (default: the image's).
@@ -171,6 +175,9 @@ pub struct UpdateArgs {
     /// Stop publishing a port: PORT or PORT/udp (repeatable).
     #[arg(long)]
     publish_rm: Vec<String>,
+    /// vip or dnsrr, as `create --endpoint-mode`.
+    #[arg(long, value_parser = ["vip", "dnsrr"])]
+    endpoint_mode: Option<String>,
 }
 
 fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
@@ -208,6 +215,7 @@ fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
         constraints: a.constraint,
         networks: a.network,
         ports: a.publish,
+        endpoint_mode: a.endpoint_mode,
     })
 }
 
@@ -284,6 +292,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 no_resolve_image: a.no_resolve_image,
                 publish_add: a.publish_add,
                 publish_rm: a.publish_rm,
+                endpoint_mode: a.endpoint_mode,
             };
             let s: ServiceBody = client
                 .post(&format!("/v1/services/{}/update", encode(&a.service)), &req)

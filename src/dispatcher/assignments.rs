@@ -125,9 +125,18 @@ impl Index {
         networks: &BTreeSet<String>,
         services: &[Service],
     ) -> Vec<ServiceView> {
+        let on_networks = |s: &Service| -> Vec<String> {
+            s.spec
+                .task
+                .network
+                .network_ids()
+                .filter(|n| networks.contains(*n))
+                .map(String::from)
+                .collect()
+        };
         let wanted: BTreeSet<&str> = services
             .iter()
-            .filter(|s| s.vips.iter().any(|v| networks.contains(&v.network)))
+            .filter(|s| !on_networks(s).is_empty())
             .map(|s| s.id.as_str())
             .collect();
         let mut addresses: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -144,11 +153,13 @@ impl Index {
         }
         let mut views = Vec::new();
         for s in services.iter().filter(|s| wanted.contains(s.id.as_str())) {
-            for v in s.vips.iter().filter(|v| networks.contains(&v.network)) {
+            for network in on_networks(s) {
+                // Empty: no VIP (dnsrr, or not given yet), its tasks only.
+                let vip = s.vips.iter().find(|v| v.network == network);
                 views.push(ServiceView {
                     name: s.spec.name.clone(),
-                    network: v.network.clone(),
-                    vip: v.addr.clone(),
+                    vip: vip.map(|v| v.addr.clone()).unwrap_or_default(),
+                    network,
                     addresses: addresses
                         .get(s.id.as_str())
                         .map(|a| a.iter().map(|x| x.to_string()).collect())

@@ -387,6 +387,7 @@ mod tests {
                     name: "s".into(),
                     labels: Default::default(),
                     mode: crate::types::ServiceMode::Global,
+                    endpoint_mode: Default::default(),
                     task: Default::default(),
                 },
                 spec_version: 1,

@@ -280,6 +280,7 @@ fn encoded_len_is_the_length_of_the_encoding() {
         name: "web".into(),
         labels: Default::default(),
         mode: ServiceMode::Replicated { replicas: 3 },
+        endpoint_mode: Default::default(),
         task: Default::default(),
     };
     spec.task.container.env = vec!["A=1".into(); 100];

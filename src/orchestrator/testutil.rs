@@ -10,6 +10,7 @@ pub fn service(replicas: u64) -> Service {
             name: "web".into(),
             labels: Default::default(),
             mode: ServiceMode::Replicated { replicas },
+            endpoint_mode: Default::default(),
             task: TaskSpec::default(),
         },
         spec_version: 1,

@@ -31,6 +31,7 @@ fn task(service: &str) -> Task {
                 name: service.into(),
                 labels: Default::default(),
                 mode: ServiceMode::Replicated { replicas: 1 },
+                endpoint_mode: Default::default(),
                 task: TaskSpec::default(),
             },
             spec_version: 1,

@@ -80,6 +80,7 @@ pub fn service(name: &str, image: &str, replicas: u64) -> Service {
             name: name.into(),
             labels: Default::default(),
             mode: ServiceMode::Replicated { replicas },
+            endpoint_mode: Default::default(),
             task,
         },
         spec_version: 1,

@@ -139,6 +139,7 @@ fn service(id: &str, name: &str) -> Service {
             name: name.into(),
             labels: Default::default(),
             mode: ServiceMode::Replicated { replicas: 1 },
+            endpoint_mode: Default::default(),
             task: TaskSpec::default(),
         },
         spec_version: 1,

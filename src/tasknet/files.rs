@@ -75,6 +75,22 @@ pub(super) fn resolv_conf(etc: Option<&str>, resolved: Option<&str>) -> String {
     out
 }
 
+/// The resolv.conf of a task that asks the node's DNS server (at
+/// `server`, in its own netns): the host's search and options lines, the
+/// server, and `ndots:0` so that a dotted name is asked as it is first.
+pub(super) fn embedded_resolv_conf(etc: Option<&str>, server: Ipv4Addr) -> String {
+    let mut out = String::new();
+    for line in etc.unwrap_or("").lines() {
+        let first = line.split_whitespace().next();
+        if matches!(first, Some("search") | Some("domain")) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!("nameserver {server}\noptions ndots:0\n"));
+    out
+}
+
 /// Reads a host file that may be missing (a host without resolv.conf is
 /// not an error: the task gets the defaults).
 fn read_optional(path: &str) -> Option<String> {
@@ -87,10 +103,13 @@ pub(super) fn write(
     task: &str,
     address: Ipv4Addr,
     hostname: &str,
+    dns: Option<Ipv4Addr>,
 ) -> Result<(), NetError> {
     let etc = read_optional(HOST_RESOLV);
-    let resolved = read_optional(RESOLVED_UPSTREAM);
-    let resolv = resolv_conf(etc.as_deref(), resolved.as_deref());
+    let resolv = match dns {
+        Some(server) => embedded_resolv_conf(etc.as_deref(), server),
+        None => resolv_conf(etc.as_deref(), read_optional(RESOLVED_UPSTREAM).as_deref()),
+    };
     write_atomic(&layout.hosts(task), &hosts(address, hostname))?;
     write_atomic(&layout.resolv_conf(task), &resolv)?;
     write_atomic(&layout.hostname(task), &format!("{hostname}\n"))
@@ -132,6 +151,15 @@ mod tests {
             "# generated\nnameserver 192.168.1.1\nsearch lan\noptions edns0\n"
         );
         assert_eq!(resolv_conf(Some(host), None), out);
+    }
+
+    #[test]
+    fn a_task_with_the_embedded_server_asks_it_only() {
+        let host = "nameserver 127.0.0.53\nsearch lan\noptions edns0\n";
+        assert_eq!(
+            embedded_resolv_conf(Some(host), Ipv4Addr::new(127, 0, 0, 11)),
+            "search lan\nnameserver 127.0.0.11\noptions ndots:0\n"
+        );
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub use overlay::{remove_overlay, Overlay, OVERLAY_MTU};
 use alloc::Addresses;
 use state::{Layout, TaskRecord};
 
+/// Where a task on a network finds the node's DNS server, in its own
+/// netns (Docker's address, which images and tools expect).
+pub const DNS_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+
 /// The node's bridge: its subnet (the gateway is the first host of it)
 /// and the MTU of the bridge and of every task's veth.
 #[derive(Debug, Clone)]
@@ -190,13 +194,20 @@ impl TaskNet {
     /// Gives task `task_id` its network: a netns; a veth pair with the host
     /// end on the bridge (hairpin on) and eth0 in the netns with the lowest
     /// free address of the subnet; lo up; a default route via the gateway;
-    /// and the hosts, resolv.conf and hostname files.
+    /// and the hosts, resolv.conf and hostname files. With `dns`, the
+    /// task's resolv.conf names the node's DNS server at `DNS_ADDRESS`
+    /// only (see `dns_sockets`); else the host's usable resolvers.
     ///
     /// Idempotent: for a task that has its network, returns the same
     /// TaskNetwork and changes nothing. What an interrupted attach left
     /// (or a network missing a piece) is cleaned and built again, on the
     /// address the task had.
-    pub async fn attach(&self, task_id: &str, hostname: &str) -> Result<TaskNetwork, NetError> {
+    pub async fn attach(
+        &self,
+        task_id: &str,
+        hostname: &str,
+        dns: bool,
+    ) -> Result<TaskNetwork, NetError> {
         names::check_task_id(task_id)?;
         names::check_hostname(hostname)?;
         let mut addresses = self.addresses.lock().await;
@@ -223,7 +234,10 @@ impl TaskNet {
                 .ok_or(NetError::SubnetFull(self.subnet))?,
         };
         let veth = names::veth_name(&self.bridge, task_id);
-        match self.build(task_id, hostname, address, &veth, bridge).await {
+        match self
+            .build(task_id, hostname, address, &veth, bridge, dns)
+            .await
+        {
             Ok(net) => {
                 info!(task = task_id, address = %net.address, veth = %veth, "task network attached");
                 Ok(net)
@@ -237,6 +251,30 @@ impl TaskNet {
                 Err(e)
             }
         }
+    }
+
+    /// A UDP socket and a TCP listener at `DNS_ADDRESS`:53 in the task's
+    /// netns (non-blocking, for the node's DNS server to serve from the
+    /// node's own). They keep the netns alive: close them when the task's
+    /// network goes.
+    pub async fn dns_sockets(
+        &self,
+        task_id: &str,
+    ) -> Result<(std::net::UdpSocket, std::net::TcpListener), NetError> {
+        names::check_task_id(task_id)?;
+        netns::run_inside(&self.layout.netns(task_id), || {
+            let at = std::net::SocketAddr::from((DNS_ADDRESS, 53));
+            let bind = |source| NetError::Io {
+                what: format!("bind the task's DNS server at {at}"),
+                source,
+            };
+            let udp = std::net::UdpSocket::bind(at).map_err(bind)?;
+            let tcp = std::net::TcpListener::bind(at).map_err(bind)?;
+            udp.set_nonblocking(true).map_err(bind)?;
+            tcp.set_nonblocking(true).map_err(bind)?;
+            Ok((udp, tcp))
+        })
+        .await
     }
 
     /// Removes the task's netns, veth, files and record, and frees its
@@ -308,6 +346,7 @@ impl TaskNet {
         address: Ipv4Addr,
         veth: &str,
         bridge: u32,
+        dns: bool,
     ) -> Result<TaskNetwork, NetError> {
         let task_dir = self.layout.task_dir(task);
         tokio::fs::create_dir_all(&task_dir)
@@ -333,9 +372,11 @@ impl TaskNet {
         links::plug(&self.handle, veth, bridge).await?;
 
         let (layout, t, h) = (self.layout.clone(), task.to_string(), hostname.to_string());
-        tokio::task::spawn_blocking(move || files::write(&layout, &t, address, &h))
-            .await
-            .map_err(|_| NetError::Thread("write the task's files"))??;
+        tokio::task::spawn_blocking(move || {
+            files::write(&layout, &t, address, &h, dns.then_some(DNS_ADDRESS))
+        })
+        .await
+        .map_err(|_| NetError::Thread("write the task's files"))??;
         record.complete = true;
         write_record(&record_path, &record).await?;
         Ok(net)

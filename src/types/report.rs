@@ -95,8 +95,9 @@ pub enum SessionMessage {
     },
 }
 
-/// A service's virtual IP on one network, and the addresses of its running
-/// tasks behind it.
+/// A service on one network: its virtual IP there (empty when it has none:
+/// `--endpoint-mode dnsrr`), and the addresses of its running tasks. Nodes
+/// balance the VIP over them and their DNS servers answer with them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ServiceView {
     pub name: String,

@@ -21,6 +21,44 @@ impl ServiceMode {
     }
 }
 
+/// How other tasks reach a service by name (Docker's endpoint mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum EndpointMode {
+    /// Its name is a virtual IP on each of its networks, balanced over its
+    /// tasks by the nodes.
+    #[default]
+    Vip,
+    /// Its name is its tasks' addresses, in turn: no virtual IP.
+    Dnsrr,
+}
+
+impl EndpointMode {
+    pub fn is_vip(&self) -> bool {
+        *self == EndpointMode::Vip
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EndpointMode::Vip => "vip",
+            EndpointMode::Dnsrr => "dnsrr",
+        }
+    }
+}
+
+impl std::str::FromStr for EndpointMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "vip" => Ok(EndpointMode::Vip),
+            "dnsrr" => Ok(EndpointMode::Dnsrr),
+            other => Err(format!(
+                "invalid endpoint mode {other:?}: expected vip or dnsrr"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum RestartCondition {
     #[default]
@@ -124,6 +162,9 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     pub mode: ServiceMode,
+    /// Absent: `vip`.
+    #[serde(default, skip_serializing_if = "EndpointMode::is_vip")]
+    pub endpoint_mode: EndpointMode,
     pub task: TaskSpec,
 }
 
