@@ -9,7 +9,10 @@
 //!   changes;
 //! - of three managers, a leader cut off from the others cannot commit,
 //!   while the other two elect a leader and take writes; once the cable
-//!   is back, all three agree again and nothing acknowledged is lost.
+//!   is back, all three agree again and nothing acknowledged is lost;
+//! - tasks on two hosts reach each other's network over WireGuard only;
+//! - a port published in ingress mode answers on a host that runs none of
+//!   its tasks (the routing mesh), and a host that goes down leaves it.
 //!
 //! Needs root, iproute2, nsenter and a running containerd
 //! (`bash .ci/start-containerd`). Run with `--test-threads=1` on a small
@@ -696,5 +699,101 @@ fn tasks_on_two_hosts_reach_their_network_over_wireguard_only() {
         "after the worker restarted, the probe no longer reached web:\n{}\nworker:\n{}",
         logs(),
         worker.log_tail()
+    );
+}
+
+/// `GET /` of `addr:port`, sent from `host` (busybox nc, 2 s at most):
+/// the last line of the answer, empty if none came.
+fn get_from(host: &netns::Host, addr: &str, port: u16) -> String {
+    use std::io::Write;
+    let mut child = host
+        .command("busybox")
+        .args(["nc", "-w", "2", addr, &port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run busybox nc");
+    let _ = child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.0\r\n\r\n");
+    let out = child.wait_with_output().expect("busybox nc");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !text.starts_with("HTTP/1.") {
+        return String::new();
+    }
+    text.lines().last().unwrap_or("").trim().to_string()
+}
+
+/// Three hosts: a port published in ingress mode by tasks on h1 and h2
+/// answers on h3, which runs none of them, from both tasks in turn (the
+/// routing mesh, through the overlay). A host that goes down leaves the
+/// mesh: once its task is replaced, every request through h3 is answered.
+#[test]
+fn a_published_port_answers_on_a_node_without_its_tasks() {
+    let lan = Lan::new(3);
+    let (manager, worker) = manager_and_worker(&lan);
+    let third = lan.host(3).spawn_daemon();
+    third.load_image("busybox");
+    join_by_mdns(&third, &manager);
+    assert!(
+        wait_until(WAIT, || manager.node_status(&third.addr) == "ready"),
+        "h3 never became ready: {:?}",
+        manager.nodes()
+    );
+    let h3 = manager.node_id(&third.addr);
+    manager.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--publish",
+        "published=8080,target=80",
+        "--constraint",
+        &format!("node.id!={h3}"),
+        "--stop-grace-period",
+        "1s",
+        "busybox",
+        "sh",
+        "-c",
+        WEB,
+    ]);
+    assert!(
+        wait_until(WAIT, || manager.ctr_running().len() == 1
+            && worker.ctr_running().len() == 1),
+        "expected one task on h1 and one on h2: {}",
+        manager.describe("web")
+    );
+    let client = lan.host(1);
+    let h3_ip = lan.host(3).ip().to_string();
+    let through_h3 = || get_from(client, &h3_ip, 8080);
+    let mut seen = BTreeSet::new();
+    assert!(
+        wait_until(WAIT, || {
+            let body = through_h3();
+            if !body.is_empty() {
+                seen.insert(body);
+            }
+            seen.len() == 2
+        }),
+        "h3:8080 did not reach both tasks (answers: {seen:?})\nh3:\n{}",
+        third.log_tail()
+    );
+
+    lan.link_down(2);
+    assert!(
+        wait_until(WAIT, || manager.ctr_running().len() == 2),
+        "h2's task was not replaced on h1: {}",
+        manager.describe("web")
+    );
+    let all_answered = || (0..6).all(|_| !through_h3().is_empty());
+    assert!(
+        wait_until(WAIT, all_answered),
+        "with h2 down, requests through h3 still fail\nh3:\n{}",
+        third.log_tail()
     );
 }

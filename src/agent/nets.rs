@@ -18,7 +18,9 @@ use crate::ipam::Ipv4Net;
 use crate::tasknet::{
     BridgeConfig, Overlay, Published, Rules, TaskNet, TaskNetwork, VipRule, OVERLAY_MTU,
 };
-use crate::types::{NetworkMembers, OverlayEndpoint, OverlayPeer, PortConfig, ServiceView, Task};
+use crate::types::{
+    IngressView, NetView, OverlayEndpoint, OverlayPeer, PortConfig, PublishMode, ServiceView, Task,
+};
 
 /// Where every node keeps the state of its task networks: on a tmpfs, as
 /// the network namespaces themselves go with a reboot.
@@ -66,6 +68,8 @@ struct Remote {
     members: BTreeMap<String, Vec<Ipv4Addr>>,
     /// Services with a virtual IP on those networks.
     services: Vec<ServiceView>,
+    /// The cluster's ingress ports and the tasks behind them, anywhere.
+    ingress: Vec<IngressView>,
 }
 
 /// Where and how the node's overlay is made.
@@ -142,14 +146,15 @@ impl TaskNets {
     }
 
     /// What the managers say of the networks of this node's tasks: the
-    /// addresses of their tasks on other nodes, and the services with a
-    /// virtual IP on them. The node's rules follow, in the background, if
-    /// it changed.
-    pub fn set_net_view(
-        self: &Arc<Self>,
-        members: Vec<NetworkMembers>,
-        services: Vec<ServiceView>,
-    ) {
+    /// addresses of their tasks on other nodes, and the services on them;
+    /// and the cluster's ingress ports. The node's rules follow, in the
+    /// background, if it changed.
+    pub fn set_net_view(self: &Arc<Self>, view: NetView) {
+        let NetView {
+            members,
+            services,
+            ingress,
+        } = view;
         let members: BTreeMap<String, Vec<Ipv4Addr>> = members
             .into_iter()
             .map(|m| {
@@ -158,7 +163,12 @@ impl TaskNets {
             })
             .collect();
         let names = Names::new(&services);
-        let view = Remote { members, services };
+        let serves_ingress = !ingress.is_empty();
+        let view = Remote {
+            members,
+            services,
+            ingress,
+        };
         match self.remote.lock() {
             Ok(mut r) if *r != view => *r = view,
             _ => return,
@@ -172,9 +182,18 @@ impl TaskNets {
         });
         let me = self.clone();
         tokio::spawn(async move {
-            let Some(net) = me.net.get() else {
+            let net = match me.net.get() {
+                Some(net) => net,
+                // A node with no task yet answers on the ingress ports
+                // too: its bridge (and tables) are made for them.
+                None if serves_ingress => match me.open(SUBNET_WAIT).await {
+                    Ok(net) => net,
+                    Err(e) => {
+                        return warn!(error = %e, "cannot open the node's bridge for the ingress ports")
+                    }
+                },
                 // No bridge yet: its first rules will have them.
-                return;
+                None => return,
             };
             let tasks = me.tasks.lock().await;
             if let Err(e) = set_rules(net, &tasks, &me.remote_snapshot()).await {
@@ -423,12 +442,28 @@ async fn set_rules(
     let mut by_port: BTreeMap<(crate::types::Protocol, u16), Vec<(Ipv4Addr, u16)>> =
         BTreeMap::new();
     let mut by_network: BTreeMap<&str, Vec<Ipv4Addr>> = BTreeMap::new();
+    let mut ingress_targets = Vec::new();
+    // Ingress ports: every running task of the service, on any node, as
+    // the managers list them (this node's own ones too, below, before
+    // the managers know they run).
+    for i in &remote.ingress {
+        let backends = by_port.entry((i.protocol, i.port)).or_default();
+        backends.extend(
+            i.addresses
+                .iter()
+                .filter_map(|a| a.parse::<Ipv4Addr>().ok())
+                .map(|a| (a, i.target)),
+        );
+    }
     for e in tasks.values() {
         for p in &e.ports {
             by_port
                 .entry((p.protocol, p.published))
                 .or_default()
                 .push((e.address, p.target));
+            if p.mode == PublishMode::Ingress {
+                ingress_targets.push((e.address, p.protocol, p.target));
+            }
         }
         for n in &e.networks {
             by_network.entry(n).or_default().push(e.address);
@@ -457,10 +492,14 @@ async fn set_rules(
     let groups: Vec<Vec<Ipv4Addr>> = by_network.into_values().collect();
     let published: Vec<Published> = by_port
         .into_iter()
-        .map(|((protocol, port), backends)| Published {
-            protocol,
-            port,
-            backends,
+        .map(|((protocol, port), mut backends)| {
+            backends.sort();
+            backends.dedup();
+            Published {
+                protocol,
+                port,
+                backends,
+            }
         })
         .collect();
     net.set_rules(&Rules {
@@ -468,6 +507,7 @@ async fn set_rules(
         groups,
         cross,
         vips,
+        ingress_targets,
     })
     .await
 }

@@ -32,8 +32,7 @@ pub type OnRole = Box<dyn Fn(crate::types::NodeRole) + Send + Sync>;
 pub type Describe =
     Box<dyn Fn() -> futures::future::BoxFuture<'static, NodeDescription> + Send + Sync>;
 
-pub type OnNetView =
-    Box<dyn Fn(Vec<crate::types::NetworkMembers>, Vec<crate::types::ServiceView>) + Send + Sync>;
+pub type OnNetView = Box<dyn Fn(crate::types::NetView) + Send + Sync>;
 
 pub struct Session {
     pub tls: Arc<rustls::ClientConfig>,
@@ -52,7 +51,7 @@ pub struct Session {
     /// The other nodes, for this node's overlay.
     pub on_overlay_peers: Box<dyn Fn(Vec<crate::types::OverlayPeer>) + Send + Sync>,
     /// Other nodes' tasks, and services' virtual IPs, on the networks of
-    /// this node's tasks.
+    /// this node's tasks; the cluster's ingress ports.
     pub on_net_view: OnNetView,
     pub describe: Describe,
     /// Asks that the session be opened again with a new description, as
@@ -255,12 +254,16 @@ impl Session {
                         }
                         assignments.send_replace(Arc::new(set));
                     }
-                    Ok(Some(SessionMessage::Cluster { managers, heartbeat_period_ms, role, image_gc, bridge_subnet, overlay_peers, remote_members, services })) => {
+                    Ok(Some(SessionMessage::Cluster { managers, heartbeat_period_ms, role, image_gc, bridge_subnet, overlay_peers, remote_members, services, ingress })) => {
                         (self.on_role)(role);
                         (self.on_image_gc)(image_gc);
                         (self.on_bridge_subnet)(bridge_subnet);
                         (self.on_overlay_peers)(overlay_peers);
-                        (self.on_net_view)(remote_members, services);
+                        (self.on_net_view)(crate::types::NetView {
+                            members: remote_members,
+                            services,
+                            ingress,
+                        });
                         period = Duration::from_millis(heartbeat_period_ms.max(100));
                         beat = tokio::time::interval(period);
                         if !managers.is_empty() && managers != self.managers {

@@ -14,7 +14,9 @@ use tracing::warn;
 use super::Assignments;
 use crate::shutdown::Shutdown;
 use crate::store::{Commit, Object, Store, StoreError};
-use crate::types::{NetworkMembers, Service, ServiceView, Task, TaskState};
+use crate::types::{
+    IngressView, NetworkMembers, PublishMode, Service, ServiceView, Task, TaskState,
+};
 
 /// Assigned tasks by node: a pure structure, updated one task at a time.
 #[derive(Default)]
@@ -171,6 +173,60 @@ impl Index {
         views
     }
 
+    /// The ports of `services` published in ingress mode, each with its
+    /// service's running tasks' addresses, sorted.
+    pub fn ingress_views(&self, services: &[Service]) -> Vec<IngressView> {
+        let wanted: BTreeSet<&str> = services
+            .iter()
+            .filter(|s| {
+                s.spec
+                    .task
+                    .ports
+                    .iter()
+                    .any(|p| p.mode == PublishMode::Ingress)
+            })
+            .map(|s| s.id.as_str())
+            .collect();
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        let mut addresses: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for t in self.by_node.values().flat_map(|set| set.values()) {
+            if t.desired_state == TaskState::Running
+                && t.status.state == TaskState::Running
+                && wanted.contains(t.service_id.as_str())
+            {
+                addresses
+                    .entry(t.service_id.as_str())
+                    .or_default()
+                    .extend(t.status.addresses.iter().map(String::as_str));
+            }
+        }
+        let mut views = Vec::new();
+        for s in services.iter().filter(|s| wanted.contains(s.id.as_str())) {
+            let addrs: Vec<String> = addresses
+                .get(s.id.as_str())
+                .map(|a| a.iter().map(|x| x.to_string()).collect())
+                .unwrap_or_default();
+            for p in s
+                .spec
+                .task
+                .ports
+                .iter()
+                .filter(|p| p.mode == PublishMode::Ingress)
+            {
+                views.push(IngressView {
+                    protocol: p.protocol,
+                    port: p.published,
+                    target: p.target,
+                    addresses: addrs.clone(),
+                });
+            }
+        }
+        views.sort();
+        views
+    }
+
     /// `node`'s assignments, sorted by task id.
     pub fn assigned(&self, node: &str) -> Vec<Task> {
         self.by_node
@@ -227,6 +283,15 @@ impl Hub {
     }
 
     /// See `Index::service_views`.
+    pub fn ingress_views(&self, services: &[Service]) -> Vec<IngressView> {
+        let inner = self.inner.lock().expect("hub lock");
+        inner
+            .index
+            .as_ref()
+            .map(|i| i.ingress_views(services))
+            .unwrap_or_default()
+    }
+
     pub fn service_views(
         &self,
         networks: &BTreeSet<String>,

@@ -57,12 +57,7 @@ pub enum DispatchError {
     NotWritten,
 }
 
-/// See `Dispatcher::net_view`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetView {
-    pub members: Vec<crate::types::NetworkMembers>,
-    pub services: Vec<crate::types::ServiceView>,
-}
+pub use crate::types::NetView;
 
 impl Dispatcher {
     pub fn new(store: Store, proposer: Arc<dyn Proposer>, shutdown: Shutdown) -> Dispatcher {
@@ -97,23 +92,28 @@ impl Dispatcher {
 
     /// What `node_id` needs to know of the networks of its tasks: for each,
     /// the addresses of its tasks on other nodes, and the services with a
-    /// virtual IP on it with their tasks' addresses. The services are read
-    /// only for a node with tasks on a network.
+    /// virtual IP on it with their tasks' addresses; and, for every node,
+    /// the ports published in ingress mode with the tasks behind them.
     pub fn net_view(&self, node_id: &str) -> NetView {
         let networks = self.hub.networks_of(node_id);
-        if networks.is_empty() {
-            return NetView::default();
-        }
         let services = match self.store.read().and_then(|v| v.services()) {
             Ok(s) => s,
             Err(e) => {
-                warn!(error = %e, "cannot read services for the nodes' virtual IPs");
+                warn!(error = %e, "cannot read services for the nodes' networks");
                 Vec::new()
             }
         };
+        let ingress = self.hub.ingress_views(&services);
+        if networks.is_empty() {
+            return NetView {
+                ingress,
+                ..NetView::default()
+            };
+        }
         NetView {
             members: self.hub.remote_members(node_id),
             services: self.hub.service_views(&networks, &services),
+            ingress,
         }
     }
 

@@ -79,6 +79,7 @@ fn cluster_message(
         overlay_peers: overlay_peers(store, node_id),
         remote_members: net.members,
         services: net.services,
+        ingress: net.ingress,
     }
 }
 

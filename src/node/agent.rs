@@ -76,7 +76,7 @@ pub(super) fn run(
         on_image_gc: Box::new(move |gc| gc_keeper.set_policy(gc)),
         on_bridge_subnet: Box::new(move |s| nets_subnet.set_subnet(s)),
         on_overlay_peers: Box::new(move |p| nets_peers.set_peers(p)),
-        on_net_view: Box::new(move |m, s| nets_members.set_net_view(m, s)),
+        on_net_view: Box::new(move |v| nets_members.set_net_view(v)),
         describe: Box::new(move || {
             let (images, nets) = (images.clone(), nets_describe.clone());
             Box::pin(async move {

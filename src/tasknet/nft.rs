@@ -16,6 +16,12 @@ use super::NetError;
 /// must not hang an attach with it.
 const NFT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The conntrack mark bit of connections to a published port: those that
+/// leave by the overlay (to another node's task) take the node's gateway
+/// as their source, so that the answer comes back through this node.
+/// One bit, so that marks of other tables are kept.
+const MESH_MARK: u32 = 0x0010_0000;
+
 /// `add` first, so that the `delete` works whether or not the table is
 /// there yet; both in the same transaction as what follows. Two tables of
 /// one name: `ip` (masquerade, published ports) and `bridge` (isolation).
@@ -65,6 +71,7 @@ pub(super) fn render(
         groups,
         cross,
         vips,
+        ingress_targets,
     } = rules;
     let mut ports = String::new();
     let mut backends = String::new();
@@ -82,7 +89,7 @@ pub(super) fn render(
         ));
         for (i, (addr, port)) in p.backends.iter().enumerate() {
             backends.push_str(&format!(
-                "\tchain {} {{\n\t\tmeta l4proto {proto} dnat to {addr}:{port}\n\t}}\n",
+                "\tchain {} {{\n\t\tct mark set ct mark or {MESH_MARK:#x} meta l4proto {proto} dnat to {addr}:{port}\n\t}}\n",
                 chain(i)
             ));
         }
@@ -109,6 +116,15 @@ pub(super) fn render(
             "\t\tip saddr @cross{i} ip daddr @cross{i} accept\n"
         ));
     }
+    // Another node's routing mesh reaches this node's tasks on their
+    // ingress ports (from that node's gateway), and the answers go back.
+    let mut ingress_allow = String::new();
+    for (addr, protocol, port) in ingress_targets {
+        ingress_allow.push_str(&format!(
+            "\t\tip daddr {addr} meta l4proto {p} th dport {port} accept\n",
+            p = protocol.as_str()
+        ));
+    }
     // Between this node's tasks and other nodes' tasks (through the
     // overlay, either way): only within a network, as on the bridge.
     let (cross_jump, cross_chain) = match overlay {
@@ -117,7 +133,11 @@ pub(super) fn render(
                 "\t\tiifname \"{o}\" oifname \"{bridge}\" jump overlay\n\
                  \t\tiifname \"{bridge}\" oifname \"{o}\" jump overlay\n"
             ),
-            format!("\tchain overlay {{\n{cross_allow}\t\tdrop\n\t}}\n"),
+            format!(
+                "\tchain overlay {{\n\
+                 \t\tct state established,related accept\n\
+                 {cross_allow}{ingress_allow}\t\tdrop\n\t}}\n"
+            ),
         ),
         None => (String::new(), String::new()),
     };
@@ -154,8 +174,14 @@ pub(super) fn render(
     let subnet = subnet.trunc();
     // Tasks keep their own address on the way to another node's tasks:
     // that node tells networks apart by it.
+    let gateway = Ipv4Addr::from(u32::from(subnet.network()) + 1);
     let to_overlay = overlay
-        .map(|o| format!("\t\toifname \"{o}\" return\n"))
+        .map(|o| {
+            format!(
+                "\t\toifname \"{o}\" ct mark and {MESH_MARK:#x} != 0 snat to {gateway}\n\
+                 \t\toifname \"{o}\" return\n"
+            )
+        })
         .unwrap_or_default();
     let isolation = format!(
         "table bridge {table} {{\n\
@@ -216,6 +242,9 @@ pub struct Rules {
     /// For each network with tasks here and on other nodes, all of them.
     pub cross: Vec<Vec<Ipv4Addr>>,
     pub vips: Vec<VipRule>,
+    /// This node's tasks' ingress ports (address, protocol, target port):
+    /// what other nodes' routing mesh may reach through the overlay.
+    pub ingress_targets: Vec<(Ipv4Addr, crate::types::Protocol, u16)>,
 }
 
 /// A virtual IP on a network of this node's tasks.
@@ -305,6 +334,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_mesh_marks_published_traffic_and_takes_the_gateway_into_the_overlay() {
+        let subnet: Ipv4Net = "10.20.3.0/24".parse().unwrap();
+        let rules = Rules {
+            published: vec![Published {
+                protocol: crate::types::Protocol::Tcp,
+                port: 8080,
+                backends: vec![("10.20.4.7".parse().unwrap(), 80)],
+            }],
+            ingress_targets: vec![(
+                "10.20.3.5".parse().unwrap(),
+                crate::types::Protocol::Tcp,
+                80,
+            )],
+            ..Rules::default()
+        };
+        let t = render("shoal_t", &subnet, "shlt", Some("wsht"), &rules);
+        let lines: Vec<&str> = t.lines().map(str::trim).collect();
+        assert!(lines
+            .contains(&"ct mark set ct mark or 0x100000 meta l4proto tcp dnat to 10.20.4.7:80"));
+        let snat = lines
+            .iter()
+            .position(|l| *l == "oifname \"wsht\" ct mark and 0x100000 != 0 snat to 10.20.3.1")
+            .expect("the mesh's snat");
+        let keep = lines
+            .iter()
+            .position(|l| *l == "oifname \"wsht\" return")
+            .unwrap();
+        assert!(snat < keep, "{t}");
+        // Another node's mesh reaches the local task's target port only.
+        assert!(lines.contains(&"ip daddr 10.20.3.5 meta l4proto tcp th dport 80 accept"));
+        assert!(lines.contains(&"ct state established,related accept"));
+    }
+
+    #[test]
     fn the_table_replaces_itself_and_masquerades_what_leaves() {
         let subnet: Ipv4Net = "10.20.3.0/24".parse().unwrap();
         let t = render(
@@ -335,14 +398,20 @@ mod tests {
         assert!(lines.contains(&"oifname \"shl0a140300\" accept"));
         // Braces balance.
         assert_eq!(t.matches('{').count(), t.matches('}').count());
-        // With an overlay and no network across nodes: all of it dropped.
+        // With an overlay and no network across nodes: every new
+        // connection dropped (answers to the mesh's own pass).
         assert!(lines.contains(&"iifname \"wsh0123456789\" oifname \"shl0a140300\" jump overlay"));
         assert!(lines.contains(&"iifname \"shl0a140300\" oifname \"wsh0123456789\" jump overlay"));
         let chain = lines
             .iter()
             .position(|l| *l == "chain overlay {")
             .expect("chain");
-        assert_eq!(lines[chain + 1], "drop", "{t}");
+        assert_eq!(
+            lines[chain + 1],
+            "ct state established,related accept",
+            "{t}"
+        );
+        assert_eq!(lines[chain + 2], "drop", "{t}");
         // With one: its addresses pass, the rest is dropped.
         let cross = vec![vec![
             "10.20.3.2".parse().unwrap(),
@@ -364,8 +433,8 @@ mod tests {
             .iter()
             .position(|l| *l == "chain overlay {")
             .expect("chain");
-        assert_eq!(l2[chain + 1], "ip saddr @cross0 ip daddr @cross0 accept");
-        assert_eq!(l2[chain + 2], "drop");
+        assert_eq!(l2[chain + 2], "ip saddr @cross0 ip daddr @cross0 accept");
+        assert_eq!(l2[chain + 3], "drop");
         assert_eq!(t2.matches('{').count(), t2.matches('}').count());
         // Without an overlay, no such chain.
         let t3 = render(
@@ -407,7 +476,8 @@ mod tests {
         let lines: Vec<&str> = t.lines().map(str::trim).collect();
         assert!(lines.contains(&"tcp dport 8080 numgen random mod 2 vmap { 0 : goto pub_tcp_8080_0, 1 : goto pub_tcp_8080_1 }"), "{t}");
         assert!(
-            lines.contains(&"meta l4proto tcp dnat to 10.20.3.3:80"),
+            lines
+                .contains(&"ct mark set ct mark or 0x100000 meta l4proto tcp dnat to 10.20.3.3:80"),
             "{t}"
         );
         assert!(

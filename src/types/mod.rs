@@ -24,8 +24,8 @@ pub use registry::{
     is_digest, is_loopback_host, registry_host, repository, tag, PullPolicy, RegistryAccess,
 };
 pub use report::{
-    Assignments, NetworkMembers, OverlayPeer, ServiceView, SessionMessage, SessionRequest,
-    StatusReport,
+    Assignments, IngressView, NetView, NetworkMembers, OverlayPeer, ServiceView, SessionMessage,
+    SessionRequest, StatusReport,
 };
 pub use service::*;
 pub use signal::parse_signal;

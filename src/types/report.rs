@@ -92,7 +92,31 @@ pub enum SessionMessage {
         /// tasks, with their running tasks' addresses, on any node.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         services: Vec<ServiceView>,
+        /// Every port published in ingress mode, with the running tasks
+        /// behind it on any node: every node answers on it (the routing
+        /// mesh).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ingress: Vec<IngressView>,
     },
+}
+
+/// A port published in ingress mode and the running tasks behind it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct IngressView {
+    pub protocol: super::Protocol,
+    pub port: u16,
+    /// The port the tasks listen on.
+    pub target: u16,
+    pub addresses: Vec<String>,
+}
+
+/// What the managers say of a node's networks (the network part of
+/// `SessionMessage::Cluster`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetView {
+    pub members: Vec<NetworkMembers>,
+    pub services: Vec<ServiceView>,
+    pub ingress: Vec<IngressView>,
 }
 
 /// A service on one network: its virtual IP there (empty when it has none:
