@@ -6,7 +6,7 @@
 #   bash docs/quickstart.sh stop    # remove the demo and stop its daemon
 #
 # What it does: installs what is missing (containerd, runc, protobuf-compiler,
-# busybox-static, jq, nftables), builds shoal (cargo build --release), starts containerd
+# busybox-static, jq, nftables, conntrack), builds shoal (cargo build --release), starts containerd
 # if it is not running, starts `shoal daemon` in the background with its own
 # data dir, socket and containerd namespace, runs `shoal init`, makes a demo
 # image from Debian's busybox on the spot (tests/mkimage.sh), loads it, runs a
@@ -114,6 +114,8 @@ command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
 # Tasks get a network of their own; nft masquerades their traffic out.
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+# UDP flows to a task that went are forgotten with it (conntrack -D).
+command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
 if [ ! -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then
   missing+=(busybox-static) # the demo image needs a static busybox
 fi

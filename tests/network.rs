@@ -873,3 +873,95 @@ fn tasks_find_the_services_of_their_networks_by_name() {
         addresses(&d, "db")
     );
 }
+
+/// Where the node's conntrack sends the UDP flow from local port `from`
+/// (the reply's source: the task the flow was given to), if it has one.
+fn udp_flow_backend(from: u16) -> Option<String> {
+    let out = std::process::Command::new("conntrack")
+        .args(["-L", "-p", "udp", "--orig-port-src", &from.to_string()])
+        .output()
+        .expect("run conntrack (package conntrack)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next()?;
+    // The original tuple's src= comes first, the reply's second.
+    let reply_src = line
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("src="))
+        .nth(1)?;
+    Some(reply_src.to_string())
+}
+
+/// A UDP client that keeps sending to a published port keeps going to the
+/// task it was given, until that task goes: then its next datagrams go to
+/// a task that is there (the node forgets the flow), not on to nowhere.
+#[test]
+fn a_udp_client_moves_on_when_its_task_goes() {
+    let d = Daemon::cluster();
+    let port = free_port();
+    let publish = format!("published={port},target=9000,protocol=udp");
+    d.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "u",
+        "--replicas",
+        "2",
+        "--publish",
+        &publish,
+        "--stop-grace-period",
+        "1s",
+        "busybox",
+        "sleep",
+        "3600",
+    ]);
+    d.wait_running("u", 2);
+    let slot_address = |slot: u64| -> Option<String> {
+        d.ps("u")
+            .iter()
+            .find(|t| {
+                t["slot"] == slot
+                    && s(t, "state") == "running"
+                    && s(t, "desired_state") == "running"
+            })
+            .and_then(|t| t["addresses"][0].as_str().map(String::from))
+    };
+    let (one, two) = (slot_address(1).unwrap(), slot_address(2).unwrap());
+
+    // Clients (each its own flow) until one is given slot 2's task, which
+    // the scale down below removes. Each keeps sending every 100 ms.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut senders = Vec::new();
+    let mut pinned = None;
+    for _ in 0..20 {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let from = sock.local_addr().unwrap().port();
+        let stop2 = stop.clone();
+        senders.push(std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = sock.send_to(b"x", ("127.0.0.1", port));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }));
+        assert!(
+            wait_until(WAIT, || udp_flow_backend(from).is_some()),
+            "no conntrack flow for the client on port {from}"
+        );
+        if udp_flow_backend(from).as_deref() == Some(two.as_str()) {
+            pinned = Some(from);
+            break;
+        }
+    }
+    let from = pinned.expect("20 clients, none given slot 2's task");
+
+    d.cli_ok(&["service", "scale", "u=1"]);
+    assert!(
+        wait_until(WAIT, || udp_flow_backend(from).as_deref()
+            == Some(one.as_str())),
+        "the client still goes to {:?} after its task ({two}) went, not to {one}",
+        udp_flow_backend(from)
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in senders {
+        let _ = s.join();
+    }
+}

@@ -13,12 +13,14 @@
 //! - `bridge`: the node's bridge and IPv4 forwarding.
 //! - `links`: a task's veth pair, both sides.
 //! - `overlay`: the WireGuard interface between nodes, and its routes.
+//! - `conntrack`: UDP flows forgotten when their backends change.
 //!
 //! Everything a task has is found again from the state dir, so a restarted
 //! daemon adopts the networks of the tasks that kept running.
 
 mod alloc;
 mod bridge;
+mod conntrack;
 mod error;
 mod files;
 mod links;
@@ -92,6 +94,9 @@ pub struct TaskNet {
     /// attaches must not pick the same address. Attaches take
     /// milliseconds, so serializing them costs little.
     addresses: tokio::sync::Mutex<Addresses>,
+    /// The rules last applied; held while new ones are, so that the flows
+    /// flushed are those of what changed.
+    applied: tokio::sync::Mutex<Rules>,
 }
 
 /// Stops the netlink connection task when the TaskNet goes.
@@ -168,6 +173,7 @@ impl TaskNet {
             handle,
             _conn: conn,
             addresses: tokio::sync::Mutex::new(addresses),
+            applied: tokio::sync::Mutex::new(Rules::default()),
         })
     }
 
@@ -180,7 +186,10 @@ impl TaskNet {
     /// here), which reach other nodes' tasks through the overlay (within
     /// one of `cross`), and its virtual IPs. The tables are applied again
     /// whole, atomically: a connection is never refused midway.
+    /// UDP flows to a port or VIP whose backends changed are then
+    /// forgotten (`conntrack`).
     pub async fn set_rules(&self, rules: &Rules) -> Result<(), NetError> {
+        let mut applied = self.applied.lock().await;
         nft::apply(&nft::render(
             &self.table,
             &self.subnet,
@@ -188,7 +197,12 @@ impl TaskNet {
             self.overlay.as_deref(),
             rules,
         ))
-        .await
+        .await?;
+        for s in conntrack::stale(&applied, rules) {
+            conntrack::flush(&s).await;
+        }
+        *applied = rules.clone();
+        Ok(())
     }
 
     /// Gives task `task_id` its network: a netns; a veth pair with the host
