@@ -275,3 +275,38 @@ async fn an_update_completes_under_a_new_leader() {
     assert!(running.iter().all(|t| t.spec.container.image == v2));
     turn.end(cluster).await;
 }
+
+/// A virtual IP is never given twice, across a leader kill: the store
+/// refuses a second service with one that another holds, whichever
+/// leader applies the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_virtual_ip_is_never_given_twice_across_a_leader_kill() {
+    let turn = Turn::take().await;
+    let mut cluster = SimCluster::start(3, 0).await.unwrap();
+    let vip = |addr: &str| shoal::types::Vip {
+        network: "n1".into(),
+        addr: addr.into(),
+    };
+    let mut a = service("a", IMAGE, 0);
+    a.vips = vec![vip("10.30.0.2")];
+    cluster.create_service(a).await.unwrap();
+
+    let old_leader = cluster.leader().expect("a manager leads");
+    cluster.kill_manager(old_leader).await;
+    let new_leader = cluster.wait_for_leader(WAIT).await.unwrap();
+    assert_ne!(new_leader, old_leader);
+
+    let mut b = service("b", IMAGE, 0);
+    b.vips = vec![vip("10.30.0.2")];
+    let refused = cluster.create_service(b.clone()).await;
+    let e = refused.expect_err("a second service got a VIP that another holds");
+    assert!(e.to_string().contains("virtual IP 10.30.0.2"), "{e}");
+    // With another one it is taken, and the first keeps its own.
+    b.vips = vec![vip("10.30.0.3")];
+    cluster.create_service(b).await.unwrap();
+    let view = cluster.view().unwrap();
+    let held = |name: &str| view.find_service(name).unwrap().unwrap().vips;
+    assert_eq!(held("a"), vec![vip("10.30.0.2")]);
+    assert_eq!(held("b"), vec![vip("10.30.0.3")]);
+    turn.end(cluster).await;
+}

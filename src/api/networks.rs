@@ -362,13 +362,52 @@ pub fn resolve_networks(view: &ReadView, spec: &mut ServiceSpec) -> Result<(), A
     Ok(())
 }
 
+/// How many times a create or update gives VIPs anew after a concurrent
+/// write took one of them first.
+const VIP_ATTEMPTS: usize = 5;
+
+/// Writes `service` (`create`, or an update), with its virtual IPs. If the
+/// store refuses it because a concurrent write gave one of those VIPs to
+/// another service first, the service gets other ones and is written
+/// again: two `service create`s at once both succeed.
+pub async fn write_service(ctx: &Ctx, service: &mut Service, create: bool) -> Result<(), ApiError> {
+    let mut attempt = 1;
+    let mut view = ctx.store.read()?;
+    loop {
+        assign_vips(&view, service)?;
+        let change = match create {
+            true => Change::Create(Object::Service(service.clone())),
+            false => Change::Update(Object::Service(service.clone())),
+        };
+        let refused = match ctx.proposer.propose(vec![change]).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_rejection() && attempt < VIP_ATTEMPTS => e,
+            Err(e) => return Err(e.into()),
+        };
+        // Everything committed so far, the other service's write included.
+        view = ctx.read_current().await?;
+        let taken: Vec<Vip> = view
+            .services()?
+            .iter()
+            .filter(|s| s.id != service.id)
+            .flat_map(|s| s.vips.iter().cloned())
+            .collect();
+        if !service.vips.iter().any(|v| taken.contains(v)) {
+            // Refused for another reason: that is the answer.
+            return Err(refused.into());
+        }
+        service.vips.retain(|v| !taken.contains(v));
+        attempt += 1;
+    }
+}
+
 /// Gives `service` a virtual IP on each of its networks: the one it has on
 /// a network it stays on, else the first free address of the network's
 /// subnet (not its gateway, nor another service's VIP); none for a service
 /// in `dnsrr` mode. VIPs of networks
 /// it left are dropped. The store refuses a VIP that a concurrent write
 /// gave to another service first.
-pub fn assign_vips(view: &ReadView, service: &mut Service) -> Result<(), ApiError> {
+fn assign_vips(view: &ReadView, service: &mut Service) -> Result<(), ApiError> {
     if !service.spec.endpoint_mode.is_vip() {
         // Reached by its tasks' addresses: its VIPs, if it had some, go.
         service.vips.clear();

@@ -52,11 +52,8 @@ pub async fn create(
         previous_spec: None,
         vips: Vec::new(),
     };
-    super::networks::assign_vips(&ctx.store.read()?, &mut service)?;
     let id = service.id.clone();
-    ctx.proposer
-        .propose(vec![Change::Create(Object::Service(service))])
-        .await?;
+    super::networks::write_service(&ctx, &mut service, true).await?;
     Ok(Json(Created { id, warnings }))
 }
 
@@ -247,10 +244,7 @@ pub async fn update(
         service.previous_spec = Some(old);
     }
     service.spec = spec;
-    super::networks::assign_vips(&ctx.store.read()?, &mut service)?;
-    ctx.proposer
-        .propose(vec![Change::Update(Object::Service(service.clone()))])
-        .await?;
+    super::networks::write_service(&ctx, &mut service, false).await?;
     let view = ctx.store.read()?;
     let mut body: ServiceBody = (&find(&view, &service.id)?).into();
     body.warnings = warnings;
