@@ -614,7 +614,7 @@ fn tasks_on_two_hosts_reach_their_network_over_wireguard_only() {
     let probe = format!(
         "while true; do for t in web={web} other={other} vip={vip}; do \
          echo \"${{t%%=*}}: $(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 ${{t#*=}} 80 | tail -n 1)\"; \
-         done; sleep 1; done"
+         done; echo \"dns: $(nslookup -type=a tasks.web 2>&1 | grep -c 'Address: {web}$')\"; sleep 1; done"
     );
     manager.cli_ok(&[
         "service",
@@ -655,6 +655,13 @@ fn tasks_on_two_hosts_reach_their_network_over_wireguard_only() {
     assert!(
         wait_until(WAIT, || answered("vip", &logs())),
         "the probe on h1 never reached web's VIP {vip}:\n{}",
+        logs()
+    );
+    // Its name, from the other host: the node's DNS server knows the
+    // tasks of the network on every node.
+    assert!(
+        wait_until(WAIT, || logs().lines().any(|l| l.ends_with("dns: 1"))),
+        "tasks.web did not resolve to {web} from h1:\n{}",
         logs()
     );
     // A few rounds more, then: the task on the other network never
@@ -702,31 +709,6 @@ fn tasks_on_two_hosts_reach_their_network_over_wireguard_only() {
     );
 }
 
-/// `GET /` of `addr:port`, sent from `host` (busybox nc, 2 s at most):
-/// the last line of the answer, empty if none came.
-fn get_from(host: &netns::Host, addr: &str, port: u16) -> String {
-    use std::io::Write;
-    let mut child = host
-        .command("busybox")
-        .args(["nc", "-w", "2", addr, &port.to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run busybox nc");
-    let _ = child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"GET / HTTP/1.0\r\n\r\n");
-    let out = child.wait_with_output().expect("busybox nc");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    if !text.starts_with("HTTP/1.") {
-        return String::new();
-    }
-    text.lines().last().unwrap_or("").trim().to_string()
-}
-
 /// Three hosts: a port published in ingress mode by tasks on h1 and h2
 /// answers on h3, which runs none of them, from both tasks in turn (the
 /// routing mesh, through the overlay). A host that goes down leaves the
@@ -770,7 +752,7 @@ fn a_published_port_answers_on_a_node_without_its_tasks() {
     );
     let client = lan.host(1);
     let h3_ip = lan.host(3).ip().to_string();
-    let through_h3 = || get_from(client, &h3_ip, 8080);
+    let through_h3 = || client.get(&h3_ip, 8080);
     let mut seen = BTreeSet::new();
     assert!(
         wait_until(WAIT, || {

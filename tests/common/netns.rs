@@ -167,6 +167,33 @@ impl Host {
         format!("{}:{PORT}", self.ip())
     }
 
+    /// `GET /` of `addr:port`, sent from this host (busybox nc, 2 s at
+    /// most): the last line of the answer, empty if none came.
+    pub fn get(&self, addr: &str, port: u16) -> String {
+        use std::io::Write;
+        let child = self
+            .command("busybox")
+            .args(["nc", "-w", "2", addr, &port.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(mut child) = child else {
+            return String::new();
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        }
+        let Ok(out) = child.wait_with_output() else {
+            return String::new();
+        };
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if !text.starts_with("HTTP/1.") {
+            return String::new();
+        }
+        text.lines().last().unwrap_or("").trim().to_string()
+    }
+
     /// `nsenter --net=/run/netns/NAME -- PROGRAM`: a command that runs on
     /// this host (its network only; mounts, pids and cgroups are the
     /// machine's).
