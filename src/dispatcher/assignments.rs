@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::Assignments;
 use crate::shutdown::Shutdown;
-use crate::store::{Commit, Object, Store, StoreError};
+use crate::store::{Commit, Kind, Object, Store, StoreError};
 use crate::types::{
     IngressView, NetworkMembers, PublishMode, Service, ServiceView, Task, TaskState,
 };
@@ -241,6 +241,12 @@ impl Index {
 pub(super) struct Hub {
     /// std Mutex: never held across .await.
     inner: Mutex<Inner>,
+    /// The services, read once per change of any of them: every node's
+    /// session asks for them at each heartbeat (its network view).
+    services: Mutex<Option<Arc<Vec<Service>>>>,
+    /// Bumped when a commit changes a service, so that a read that raced
+    /// the change is not kept.
+    services_gen: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -253,6 +259,29 @@ struct Inner {
 }
 
 impl Hub {
+    /// Every service, from the cache while the follower runs and no
+    /// service changed since it was read.
+    pub fn services(&self, store: &Store) -> Result<Arc<Vec<Service>>, StoreError> {
+        use std::sync::atomic::Ordering;
+        if let Some(s) = self.services.lock().expect("services lock").clone() {
+            return Ok(s);
+        }
+        let generation = self.services_gen.load(Ordering::SeqCst);
+        let read = Arc::new(store.read()?.services()?);
+        let following = self.inner.lock().expect("hub lock").index.is_some();
+        let mut cache = self.services.lock().expect("services lock");
+        if following && self.services_gen.load(Ordering::SeqCst) == generation {
+            *cache = Some(read.clone());
+        }
+        Ok(read)
+    }
+
+    fn forget_services(&self) {
+        self.services_gen
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *self.services.lock().expect("services lock") = None;
+    }
+
     /// The node whose set holds task `id` (`Some(None)`: no node's), or
     /// `None` while there is no index yet.
     pub fn holder_of(&self, id: &str) -> Option<Option<String>> {
@@ -354,6 +383,10 @@ impl Hub {
                 _ = shutdown.wait() => break,
                 ev = events.recv() => ev,
             };
+            match &ev {
+                Ok(commit) if !commit.changed.iter().any(|c| c.is(Kind::Service)) => {}
+                _ => self.forget_services(),
+            }
             let result = match ev {
                 Ok(_) if stale => self.reload(&store),
                 Ok(commit) => self.apply(&store, &commit),
@@ -368,6 +401,8 @@ impl Hub {
         let mut inner = self.inner.lock().expect("hub lock");
         inner.senders.clear();
         inner.index = None;
+        drop(inner);
+        self.forget_services();
     }
 
     /// Reads the tasks `commit` changed, outside the lock, then updates.

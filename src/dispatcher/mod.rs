@@ -96,11 +96,11 @@ impl Dispatcher {
     /// the ports published in ingress mode with the tasks behind them.
     pub fn net_view(&self, node_id: &str) -> NetView {
         let networks = self.hub.networks_of(node_id);
-        let services = match self.store.read().and_then(|v| v.services()) {
+        let services = match self.hub.services(&self.store) {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "cannot read services for the nodes' networks");
-                Vec::new()
+                Default::default()
             }
         };
         let ingress = self.hub.ingress_views(&services);
