@@ -520,7 +520,14 @@ fn a_worker_back_after_its_tasks_were_replaced_never_runs_a_slot_twice() {
         let running = manager.running("slots");
         running.len() == 4 && running.is_disjoint(&old) && on_node == running
     });
-    assert!(replaced, "{}", manager.describe("slots"));
+    assert!(
+        replaced,
+        "on the worker: {:?}\nthe managers' running: {:?}\nold: {old:?}\n{}\n{}",
+        worker.ctr_running(),
+        manager.running("slots"),
+        manager.describe("slots"),
+        worker.log_tail()
+    );
     assert!(
         most <= 4,
         "{most} containers ran at once on the worker for 4 slots"

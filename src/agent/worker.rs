@@ -110,6 +110,18 @@ pub async fn drive(
     }
 }
 
+/// A task stopped before this daemon started its container. A node killed
+/// between starting a container and reporting it comes back with the task
+/// still `preparing` (or, from its own saved copy, still meant to run):
+/// the container may run although the managers never heard of it, and it
+/// must not outlive its task. So whatever the path, a container that runs
+/// is stopped before the task is reported shut down.
+async fn shut_down_before_start(rt: &Runtime, task: &Task, rep: &mut Reporter) {
+    stop_unreported(rt, task).await;
+    rep.send(TaskState::Shutdown, "shut down before start", |_| {})
+        .await
+}
+
 /// Stops the task's container if it runs (see `run`).
 async fn stop_unreported(rt: &Runtime, task: &Task) {
     if let Ok(ContainerState::Running { .. }) = rt.exec.inspect(&task.id).await {
@@ -281,16 +293,7 @@ async fn run(rt: &Runtime, rx: &mut watch::Receiver<Task>, rep: &mut Reporter) {
     }
     if !up {
         if wants_stop(rx) {
-            // A node killed between starting the container and reporting
-            // it comes back with the task still `preparing`: the container
-            // may run although the managers never heard of it, and it must
-            // not outlive its task.
-            if !adopt {
-                stop_unreported(rt, &task).await;
-            }
-            return rep
-                .send(TaskState::Shutdown, "shut down before start", |_| {})
-                .await;
+            return shut_down_before_start(rt, &task, rep).await;
         }
         rep.send(TaskState::Accepted, "accepted", |_| {}).await;
         rep.send(TaskState::Preparing, "preparing", |_| {}).await;
@@ -341,18 +344,14 @@ async fn run(rt: &Runtime, rx: &mut watch::Receiver<Task>, rep: &mut Reporter) {
                     pause(rx, &mut delay).await
                 }
                 Err(ExecError::Unavailable { .. }) => {
-                    return rep
-                        .send(TaskState::Shutdown, "shut down before start", |_| {})
-                        .await;
+                    return shut_down_before_start(rt, &task, rep).await;
                 }
                 Err(e) => return rep.failed(TaskState::Rejected, e.to_string()).await,
             }
         }
         rep.send(TaskState::Ready, "ready", |_| {}).await;
         if wants_stop(rx) {
-            return rep
-                .send(TaskState::Shutdown, "shut down before start", |_| {})
-                .await;
+            return shut_down_before_start(rt, &task, rep).await;
         }
         rep.send(TaskState::Starting, "starting", |_| {}).await;
         let mut delay = RETRY_FIRST;
