@@ -11,6 +11,7 @@
 //!   while the other two elect a leader and take writes; once the cable
 //!   is back, all three agree again and nothing acknowledged is lost;
 //! - tasks on two hosts reach each other's network over WireGuard only;
+//! - a network in clear crosses by VXLAN, an encrypted one never does;
 //! - a port published in ingress mode answers on a host that runs none of
 //!   its tasks (the routing mesh), and a host that goes down leaves it.
 //!
@@ -508,19 +509,31 @@ fn task_address(m: &NetDaemon, service: &str) -> String {
         .to_string()
 }
 
+/// Packets that arrived on a host's LAN interface.
+#[derive(Debug, Clone, Copy, Default)]
+struct OnLan {
+    /// Addressed to a task: routed in clear, not through an overlay.
+    clear: u64,
+    /// For WireGuard's port.
+    wireguard: u64,
+    /// For VXLAN's port (networks created with `encrypted=false`).
+    vxlan: u64,
+}
+
 /// Packet counters on a host's LAN interface (`eth0`), in a table of the
-/// test's own: what arrives there addressed to a task (in clear), and
-/// what arrives for WireGuard's port.
-fn count_on_lan<'a>(host: &'a netns::Host, pool: &str) -> impl Fn() -> (u64, u64) + 'a {
+/// test's own.
+fn count_on_lan<'a>(host: &'a netns::Host, pool: &str) -> impl Fn() -> OnLan + 'a {
     let rules = format!(
         "table inet shoaltest_lan {{\n\
          \tchain pre {{\n\
          \t\ttype filter hook prerouting priority -300; policy accept;\n\
          \t\tiifname \"eth0\" ip daddr {pool} counter name clear\n\
          \t\tiifname \"eth0\" udp dport 51820 counter name wireguard\n\
+         \t\tiifname \"eth0\" udp dport 4789 counter name vxlan\n\
          \t}}\n\
          \tcounter clear {{ }}\n\
          \tcounter wireguard {{ }}\n\
+         \tcounter vxlan {{ }}\n\
          }}\n"
     );
     let mut child = host
@@ -544,17 +557,18 @@ fn count_on_lan<'a>(host: &'a netns::Host, pool: &str) -> impl Fn() -> (u64, u64
             .output()
             .expect("nft list counters");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let mut clear = 0;
-        let mut wg = 0;
+        let mut seen = OnLan::default();
         for item in v["nftables"].as_array().into_iter().flatten() {
             let c = &item["counter"];
+            let n = c["packets"].as_u64().unwrap_or(0);
             match c["name"].as_str() {
-                Some("clear") => clear = c["packets"].as_u64().unwrap_or(0),
-                Some("wireguard") => wg = c["packets"].as_u64().unwrap_or(0),
+                Some("clear") => seen.clear = n,
+                Some("wireguard") => seen.wireguard = n,
+                Some("vxlan") => seen.vxlan = n,
                 _ => {}
             }
         }
-        (clear, wg)
+        seen
     }
 }
 
@@ -678,7 +692,12 @@ fn tasks_on_two_hosts_reach_their_network_over_wireguard_only() {
         "a task on front reached one on back on another node:\n{}",
         logs()
     );
-    let (clear, wireguard) = counters();
+    let OnLan {
+        clear,
+        wireguard,
+        vxlan,
+    } = counters();
+    assert_eq!(vxlan, 0, "{vxlan} packets crossed by VXLAN, none should");
     assert_eq!(
         clear, 0,
         "{clear} packets for the tasks' pool crossed the LAN in clear"
@@ -707,6 +726,136 @@ fn tasks_on_two_hosts_reach_their_network_over_wireguard_only() {
         logs(),
         worker.log_tail()
     );
+}
+
+/// What a host's kernel holds for the overlays, for failure messages:
+/// rules, the VXLAN table, neighbours, forwarding entries, links.
+fn overlay_state(host: &netns::Host) -> String {
+    let script = "ip rule; echo '-- table 21320'; ip route show table 21320; \
+                  echo '-- routes'; ip route; echo '-- links'; ip -s -d link show | grep -A7 -E 'xsh|wsh'; \
+                  for x in $(ip -o link show | grep -o 'xsh[0-9a-f]*'); do \
+                  echo \"-- neigh $x\"; ip neigh show dev $x; echo \"-- fdb $x\"; bridge fdb show dev $x; done; \
+                  echo '-- conntrack'; conntrack -L 2>/dev/null | grep -v 'dport=4290' | head -20; \
+                  echo '-- counters'; nstat -az 2>/dev/null | grep -E 'IpForw|InNoRoutes|ReversePath|InAddrErrors|OutNoRoutes|InDiscards'; \
+                  echo '-- nft'; nft list ruleset";
+    let out = host
+        .command("sh")
+        .args(["-c", script])
+        .output()
+        .map(|o| format!("{}{}", stdout(&o), stderr(&o)))
+        .unwrap_or_else(|e| e.to_string());
+    format!("--- {} ---\n{out}", host.netns())
+}
+
+/// A probe that asks `target`'s port 80 every second and logs the last
+/// line of the answer (`ans: TEXT`, empty when none came).
+fn probe_of(target: &str) -> String {
+    format!(
+        "while true; do echo \"ans: $(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {target} 80 | tail -n 1)\"; sleep 1; done"
+    )
+}
+
+/// Two hosts, a network in clear (`--opt encrypted=false`) and an
+/// encrypted one: a task on both, on h1, reaches a task on both on h2
+/// through WireGuard only (nothing on VXLAN's port), and then a task of
+/// the network in clear only on h2 through VXLAN, which carries it
+/// between the hosts' own addresses (nothing addressed to a task on the
+/// LAN either).
+#[test]
+fn a_network_in_clear_crosses_by_vxlan_and_an_encrypted_one_never_does() {
+    let lan = Lan::new(2);
+    let (manager, worker) = manager_and_worker(&lan);
+    let pool = manager.addr_pool.clone();
+    let counters = count_on_lan(lan.host(2), &pool);
+    let (mid, wid) = (
+        manager.node_id(&manager.addr),
+        manager.node_id(&worker.addr),
+    );
+    manager.cli_ok(&["network", "create", "--opt", "encrypted=false", "lan"]);
+    manager.cli_ok(&["network", "create", "vault"]);
+    let net = manager.cli_json(&["network", "inspect", "lan"]);
+    assert_eq!(net["encrypted"], false, "{net}");
+    let on_worker = format!("node.id=={wid}");
+    let on_manager = format!("node.id=={mid}");
+    // safe shares both networks with the probe: one encrypted network in
+    // common is enough to keep their traffic encrypted.
+    for (name, networks) in [("web", &["lan"][..]), ("safe", &["lan", "vault"][..])] {
+        let mut args = vec!["service", "create", "--name", name];
+        for n in networks {
+            args.extend(["--network", n]);
+        }
+        args.extend(["--constraint", &on_worker, "busybox", "sh", "-c", WEB]);
+        manager.cli_ok(&args);
+    }
+    let (web, safe) = (
+        task_address(&manager, "web"),
+        task_address(&manager, "safe"),
+    );
+    let answered = |service: &str| {
+        let text = stdout(&manager.cli(&["service", "logs", service]));
+        text.lines().any(|l| {
+            l.split_once("ans: ")
+                .is_some_and(|(_, rest)| !rest.trim().is_empty())
+        })
+    };
+    let probe = |name: &str, target: &str| {
+        manager.cli_ok(&[
+            "service",
+            "create",
+            "--name",
+            name,
+            "--network",
+            "lan",
+            "--network",
+            "vault",
+            "--constraint",
+            &on_manager,
+            "busybox",
+            "sh",
+            "-c",
+            &probe_of(target),
+        ]);
+    };
+
+    // The encrypted network's task: through WireGuard, though the probe
+    // is on the network in clear too.
+    probe("ask-safe", &safe);
+    assert!(
+        wait_until(WAIT, || answered("ask-safe")),
+        "the probe on h1 never reached safe on h2 ({safe}):\n{}\nmanager:\n{}\nworker:\n{}",
+        stdout(&manager.cli(&["service", "logs", "ask-safe"])),
+        manager.log_tail(),
+        worker.log_tail()
+    );
+    let seen = counters();
+    assert!(
+        seen.wireguard > 0,
+        "safe answered, but not through WireGuard: {seen:?}"
+    );
+    assert_eq!(
+        seen.vxlan, 0,
+        "the encrypted network crossed by VXLAN: {seen:?}"
+    );
+    assert_eq!(seen.clear, 0, "task addresses on the LAN: {seen:?}");
+    manager.cli_ok(&["service", "rm", "ask-safe"]);
+
+    // The network in clear's task: through VXLAN.
+    probe("ask-web", &web);
+    assert!(
+        wait_until(WAIT, || answered("ask-web")),
+        "the probe on h1 never reached web on h2 ({web}) over the network in clear:\n{}\n{}\n{}\nmanager:\n{}\nworker:\n{}",
+        stdout(&manager.cli(&["service", "logs", "ask-web"])),
+        overlay_state(lan.host(1)),
+        overlay_state(lan.host(2)),
+        manager.log_tail(),
+        worker.log_tail()
+    );
+    let now = counters();
+    assert!(
+        now.vxlan > 0,
+        "web answered, but nothing came by VXLAN: {now:?}"
+    );
+    assert_eq!(now.clear, 0, "task addresses on the LAN: {now:?}");
 }
 
 /// Three hosts: a port published in ingress mode by tasks on h1 and h2

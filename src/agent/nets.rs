@@ -16,7 +16,7 @@ use crate::dns::{Names, TaskDns};
 use crate::executor::{ExecError, NetFiles};
 use crate::ipam::Ipv4Net;
 use crate::tasknet::{
-    BridgeConfig, Overlay, Published, Rules, TaskNet, TaskNetwork, VipRule, OVERLAY_MTU,
+    BridgeConfig, Cross, Overlay, Published, Rules, TaskNet, TaskNetwork, VipRule, OVERLAY_MTU,
 };
 use crate::types::{
     IngressView, NetView, OverlayEndpoint, OverlayPeer, PortConfig, PublishMode, ServiceView, Task,
@@ -64,8 +64,9 @@ pub struct TaskNets {
 /// The networks of the node's tasks, beyond this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Remote {
-    /// Network id → the addresses of its tasks on other nodes.
-    members: BTreeMap<String, Vec<Ipv4Addr>>,
+    /// Network id → the addresses of its tasks on other nodes, and whether
+    /// it crosses between nodes in clear.
+    members: BTreeMap<String, (Vec<Ipv4Addr>, bool)>,
     /// Services with a virtual IP on those networks.
     services: Vec<ServiceView>,
     /// The cluster's ingress ports and the tasks behind them, anywhere.
@@ -155,11 +156,11 @@ impl TaskNets {
             services,
             ingress,
         } = view;
-        let members: BTreeMap<String, Vec<Ipv4Addr>> = members
+        let members: BTreeMap<String, (Vec<Ipv4Addr>, bool)> = members
             .into_iter()
             .map(|m| {
                 let addrs = m.addresses.iter().filter_map(|a| a.parse().ok()).collect();
-                (m.network, addrs)
+                (m.network, (addrs, m.plain))
             })
             .collect();
         let names = Names::new(&services);
@@ -223,7 +224,8 @@ impl TaskNets {
                 .lock()
                 .map(|w| w.clone())
                 .unwrap_or_default();
-            if let Err(e) = overlay.set_peers(&peers).await {
+            let own = *me.subnet.borrow();
+            if let Err(e) = overlay.set_peers(&peers, own).await {
                 warn!(error = %e, "cannot set the overlay's peers");
             }
         });
@@ -471,11 +473,14 @@ async fn set_rules(
     }
     // A network with tasks here and elsewhere: all of them, for what
     // crosses the overlay.
-    let cross: Vec<Vec<Ipv4Addr>> = by_network
+    let cross: Vec<Cross> = by_network
         .iter()
         .filter_map(|(n, local)| {
-            let far = remote.members.get(*n).filter(|f| !f.is_empty())?;
-            Some(local.iter().chain(far).copied().collect())
+            let (far, plain) = remote.members.get(*n).filter(|(f, _)| !f.is_empty())?;
+            Some(Cross {
+                addresses: local.iter().chain(far).copied().collect(),
+                plain: *plain,
+            })
         })
         .collect();
     let vips: Vec<VipRule> = remote

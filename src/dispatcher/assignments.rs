@@ -15,7 +15,7 @@ use super::Assignments;
 use crate::shutdown::Shutdown;
 use crate::store::{Commit, Kind, Object, Store, StoreError};
 use crate::types::{
-    IngressView, NetworkMembers, PublishMode, Service, ServiceView, Task, TaskState,
+    IngressView, NetworkDriver, NetworkMembers, PublishMode, Service, ServiceView, Task, TaskState,
 };
 
 /// Assigned tasks by node: a pure structure, updated one task at a time.
@@ -73,9 +73,11 @@ impl Index {
     }
 
     /// For each network that a task meant to run on `node` is on, the
-    /// addresses of that network's tasks meant to run on other nodes.
+    /// addresses of that network's tasks meant to run on other nodes, and
+    /// whether it crosses between nodes in clear (`plain`, the ids of the
+    /// networks created with `encrypted=false`).
     /// Sorted, so that two answers compare equal when they say the same.
-    pub fn remote_members(&self, node: &str) -> Vec<NetworkMembers> {
+    pub fn remote_members(&self, node: &str, plain: &BTreeSet<String>) -> Vec<NetworkMembers> {
         let live = |t: &&Task| t.desired_state == TaskState::Running;
         let Some(own) = self.by_node.get(node) else {
             return Vec::new();
@@ -105,6 +107,7 @@ impl Index {
             .map(|(n, a)| NetworkMembers {
                 network: n.to_string(),
                 addresses: a.into_iter().map(String::from).collect(),
+                plain: plain.contains(n),
             })
             .collect()
     }
@@ -236,17 +239,26 @@ impl Index {
     }
 }
 
+/// What the nodes' network views are made of besides the tasks.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub services: Vec<Service>,
+    /// The ids of the overlay networks created with `encrypted=false`.
+    pub plain: BTreeSet<String>,
+}
+
 /// The index and the sessions' channels, shared by the dispatcher's clones.
 #[derive(Default)]
 pub(super) struct Hub {
     /// std Mutex: never held across .await.
     inner: Mutex<Inner>,
-    /// The services, read once per change of any of them: every node's
-    /// session asks for them at each heartbeat (its network view).
-    services: Mutex<Option<Arc<Vec<Service>>>>,
-    /// Bumped when a commit changes a service, so that a read that raced
-    /// the change is not kept.
-    services_gen: std::sync::atomic::AtomicU64,
+    /// The services and networks, read once per change of any of them:
+    /// every node's session asks for them at each heartbeat (its network
+    /// view).
+    catalog: Mutex<Option<Arc<Catalog>>>,
+    /// Bumped when a commit changes a service or a network, so that a read
+    /// that raced the change is not kept.
+    catalog_gen: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -259,27 +271,38 @@ struct Inner {
 }
 
 impl Hub {
-    /// Every service, from the cache while the follower runs and no
-    /// service changed since it was read.
-    pub fn services(&self, store: &Store) -> Result<Arc<Vec<Service>>, StoreError> {
+    /// Every service, and the networks that cross in clear, from the cache
+    /// while the follower runs and no service or network changed since
+    /// they were read.
+    pub fn catalog(&self, store: &Store) -> Result<Arc<Catalog>, StoreError> {
         use std::sync::atomic::Ordering;
-        if let Some(s) = self.services.lock().expect("services lock").clone() {
-            return Ok(s);
+        if let Some(c) = self.catalog.lock().expect("catalog lock").clone() {
+            return Ok(c);
         }
-        let generation = self.services_gen.load(Ordering::SeqCst);
-        let read = Arc::new(store.read()?.services()?);
+        let generation = self.catalog_gen.load(Ordering::SeqCst);
+        let read = store.read()?;
+        let plain = read
+            .networks()?
+            .into_iter()
+            .filter(|n| n.spec.driver == NetworkDriver::Overlay && !n.spec.encrypted)
+            .map(|n| n.id)
+            .collect();
+        let read = Arc::new(Catalog {
+            services: read.services()?,
+            plain,
+        });
         let following = self.inner.lock().expect("hub lock").index.is_some();
-        let mut cache = self.services.lock().expect("services lock");
-        if following && self.services_gen.load(Ordering::SeqCst) == generation {
+        let mut cache = self.catalog.lock().expect("catalog lock");
+        if following && self.catalog_gen.load(Ordering::SeqCst) == generation {
             *cache = Some(read.clone());
         }
         Ok(read)
     }
 
-    fn forget_services(&self) {
-        self.services_gen
+    fn forget_catalog(&self) {
+        self.catalog_gen
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        *self.services.lock().expect("services lock") = None;
+        *self.catalog.lock().expect("catalog lock") = None;
     }
 
     /// The node whose set holds task `id` (`Some(None)`: no node's), or
@@ -292,12 +315,12 @@ impl Hub {
 
     /// The other nodes' tasks that share a network with `node_id`'s (none
     /// while there is no index yet).
-    pub fn remote_members(&self, node_id: &str) -> Vec<NetworkMembers> {
+    pub fn remote_members(&self, node_id: &str, plain: &BTreeSet<String>) -> Vec<NetworkMembers> {
         let inner = self.inner.lock().expect("hub lock");
         inner
             .index
             .as_ref()
-            .map(|i| i.remote_members(node_id))
+            .map(|i| i.remote_members(node_id, plain))
             .unwrap_or_default()
     }
 
@@ -384,8 +407,12 @@ impl Hub {
                 ev = events.recv() => ev,
             };
             match &ev {
-                Ok(commit) if !commit.changed.iter().any(|c| c.is(Kind::Service)) => {}
-                _ => self.forget_services(),
+                Ok(commit)
+                    if !commit
+                        .changed
+                        .iter()
+                        .any(|c| c.is(Kind::Service) || c.is(Kind::Network)) => {}
+                _ => self.forget_catalog(),
             }
             let result = match ev {
                 Ok(_) if stale => self.reload(&store),
@@ -402,7 +429,7 @@ impl Hub {
         inner.senders.clear();
         inner.index = None;
         drop(inner);
-        self.forget_services();
+        self.forget_catalog();
     }
 
     /// Reads the tasks `commit` changed, outside the lock, then updates.

@@ -96,14 +96,15 @@ impl Dispatcher {
     /// the ports published in ingress mode with the tasks behind them.
     pub fn net_view(&self, node_id: &str) -> NetView {
         let networks = self.hub.networks_of(node_id);
-        let services = match self.hub.services(&self.store) {
-            Ok(s) => s,
+        let catalog = match self.hub.catalog(&self.store) {
+            Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "cannot read services for the nodes' networks");
                 Default::default()
             }
         };
-        let ingress = self.hub.ingress_views(&services);
+        let services = &catalog.services;
+        let ingress = self.hub.ingress_views(services);
         if networks.is_empty() {
             return NetView {
                 ingress,
@@ -111,8 +112,8 @@ impl Dispatcher {
             };
         }
         NetView {
-            members: self.hub.remote_members(node_id),
-            services: self.hub.service_views(&networks, &services),
+            members: self.hub.remote_members(node_id, &catalog.plain),
+            services: self.hub.service_views(&networks, services),
             ingress,
         }
     }

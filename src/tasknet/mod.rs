@@ -13,6 +13,7 @@
 //! - `bridge`: the node's bridge and IPv4 forwarding.
 //! - `links`: a task's veth pair, both sides.
 //! - `overlay`: the WireGuard interface between nodes, and its routes.
+//! - `plain`: its VXLAN twin, for networks in clear (`encrypted=false`).
 //! - `conntrack`: UDP flows forgotten when their backends change.
 //!
 //! Everything a task has is found again from the state dir, so a restarted
@@ -28,6 +29,7 @@ mod names;
 mod netns;
 mod nft;
 mod overlay;
+mod plain;
 mod state;
 
 use std::net::Ipv4Addr;
@@ -39,7 +41,7 @@ use tracing::{info, warn};
 
 pub use error::NetError;
 pub use names::overlay_name;
-pub use nft::{Published, Rules, VipRule};
+pub use nft::{Cross, Published, Rules, VipRule};
 pub use overlay::{remove_overlay, Overlay, OVERLAY_MTU};
 
 use alloc::Addresses;

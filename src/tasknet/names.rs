@@ -30,6 +30,21 @@ pub fn overlay_name(node_id: &str) -> String {
     format!("wsh{:010x}", h & 0xff_ffff_ffff)
 }
 
+/// The node's VXLAN device, the overlay's twin for networks that cross in
+/// clear: `xsh` and the same 10 hex digits as the overlay interface
+/// `overlay`, so that each is found from the other.
+pub(super) fn plain_name(overlay: &str) -> String {
+    format!("xsh{}", overlay.strip_prefix("wsh").unwrap_or(overlay))
+}
+
+/// The MAC address of the VXLAN device twin of `overlay`: locally
+/// administered, derived from the name, so that a node knows every
+/// other node's from its id alone, with nothing more in the store.
+pub(super) fn plain_mac(overlay: &str) -> [u8; 6] {
+    let h = fnv1a(format!("vxlan/{}", plain_name(overlay)).as_bytes()).to_be_bytes();
+    [0x02, h[3], h[4], h[5], h[6], h[7]]
+}
+
 /// The host end of a task's veth: `vsh` and 10 hex digits of a hash of the
 /// bridge and the task id. The bridge is in the hash so that two daemons
 /// on one machine never pick the same name for the same task id.

@@ -22,6 +22,10 @@ const NFT_TIMEOUT: Duration = Duration::from_secs(10);
 /// One bit, so that marks of other tables are kept.
 const MESH_MARK: u32 = 0x0010_0000;
 
+/// The packet mark of what crosses to another node in clear (VXLAN): the
+/// node's routing rule for it picks the VXLAN device's table.
+pub(super) const PLAIN_MARK: u32 = 0x0020_0000;
+
 /// `add` first, so that the `delete` works whether or not the table is
 /// there yet; both in the same transaction as what follows. Two tables of
 /// one name: `ip` (masquerade, published ports) and `bridge` (isolation).
@@ -106,15 +110,26 @@ pub(super) fn render(
     }
     let mut cross_sets = String::new();
     let mut cross_allow = String::new();
-    for (i, g) in cross.iter().filter(|g| !g.is_empty()).enumerate() {
-        let elements: Vec<String> = g.iter().map(|a| a.to_string()).collect();
+    let mut plain_allow = String::new();
+    let mut plain_mark = String::new();
+    for (i, g) in cross.iter().filter(|g| !g.addresses.is_empty()).enumerate() {
+        let elements: Vec<String> = g.addresses.iter().map(|a| a.to_string()).collect();
         cross_sets.push_str(&format!(
             "\tset cross{i} {{\n\t\ttype ipv4_addr;\n\t\telements = {{ {} }}\n\t}}\n",
             elements.join(", ")
         ));
-        cross_allow.push_str(&format!(
-            "\t\tip saddr @cross{i} ip daddr @cross{i} accept\n"
-        ));
+        let pair = format!("ip saddr @cross{i} ip daddr @cross{i}");
+        cross_allow.push_str(&format!("\t\t{pair} accept\n"));
+        if g.plain {
+            plain_allow.push_str(&format!("\t\t{pair} accept\n"));
+            plain_mark.push_str(&format!(
+                "\t\tiifname \"{bridge}\" {pair} meta mark set meta mark or {PLAIN_MARK:#x}\n"
+            ));
+        } else {
+            // Sharing an encrypted network is enough to be kept
+            // encrypted, whatever else the two share.
+            plain_mark.insert_str(0, &format!("\t\tiifname \"{bridge}\" {pair} return\n"));
+        }
     }
     // Another node's routing mesh reaches this node's tasks on their
     // ingress ports (from that node's gateway), and the answers go back.
@@ -127,18 +142,34 @@ pub(super) fn render(
     }
     // Between this node's tasks and other nodes' tasks (through the
     // overlay, either way): only within a network, as on the bridge.
+    // What comes in clear (VXLAN) passes only within a network that is
+    // meant to cross in clear, and goes nowhere but to the bridge: anyone
+    // on the LAN can send it. What a task sends to another node's task
+    // within such a network (and no encrypted one) is marked, and the
+    // mark's routing table takes it through the VXLAN device.
     let (cross_jump, cross_chain) = match overlay {
-        Some(o) => (
-            format!(
-                "\t\tiifname \"{o}\" oifname \"{bridge}\" jump overlay\n\
-                 \t\tiifname \"{bridge}\" oifname \"{o}\" jump overlay\n"
-            ),
-            format!(
-                "\tchain overlay {{\n\
-                 \t\tct state established,related accept\n\
-                 {cross_allow}{ingress_allow}\t\tdrop\n\t}}\n"
-            ),
-        ),
+        Some(o) => {
+            let x = super::names::plain_name(o);
+            (
+                format!(
+                    "\t\tiifname \"{o}\" oifname \"{bridge}\" jump overlay\n\
+                     \t\tiifname \"{bridge}\" oifname \"{o}\" jump overlay\n\
+                     \t\tiifname \"{x}\" oifname \"{bridge}\" jump plain_in\n\
+                     \t\tiifname \"{bridge}\" oifname \"{x}\" jump overlay\n\
+                     \t\tiifname \"{x}\" drop\n"
+                ),
+                format!(
+                    "\tchain overlay {{\n\
+                     \t\tct state established,related accept\n\
+                     {cross_allow}{ingress_allow}\t\tdrop\n\t}}\n\
+                     \tchain plain_in {{\n\
+                     {plain_allow}\t\tdrop\n\t}}\n\
+                     \tchain plain_route {{\n\
+                     \t\ttype filter hook prerouting priority -90; policy accept;\n\
+                     {plain_mark}\t}}\n"
+                ),
+            )
+        }
         None => (String::new(), String::new()),
     };
     // Virtual IPs: what a task of the network sends to one goes to one of
@@ -179,7 +210,9 @@ pub(super) fn render(
         .map(|o| {
             format!(
                 "\t\toifname \"{o}\" ct mark and {MESH_MARK:#x} != 0 snat to {gateway}\n\
-                 \t\toifname \"{o}\" return\n"
+                 \t\toifname \"{o}\" return\n\
+                 \t\toifname \"{x}\" return\n",
+                x = super::names::plain_name(o)
             )
         })
         .unwrap_or_default();
@@ -240,11 +273,20 @@ pub struct Rules {
     /// For each network, the addresses of its tasks on this node.
     pub groups: Vec<Vec<Ipv4Addr>>,
     /// For each network with tasks here and on other nodes, all of them.
-    pub cross: Vec<Vec<Ipv4Addr>>,
+    pub cross: Vec<Cross>,
     pub vips: Vec<VipRule>,
     /// This node's tasks' ingress ports (address, protocol, target port):
     /// what other nodes' routing mesh may reach through the overlay.
     pub ingress_targets: Vec<(Ipv4Addr, crate::types::Protocol, u16)>,
+}
+
+/// A network with tasks on this node and on others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cross {
+    /// Its tasks' addresses, here and elsewhere.
+    pub addresses: Vec<Ipv4Addr>,
+    /// It crosses between nodes in clear (VXLAN): `encrypted=false`.
+    pub plain: bool,
 }
 
 /// A virtual IP on a network of this node's tasks.
@@ -413,10 +455,10 @@ mod tests {
         );
         assert_eq!(lines[chain + 2], "drop", "{t}");
         // With one: its addresses pass, the rest is dropped.
-        let cross = vec![vec![
-            "10.20.3.2".parse().unwrap(),
-            "10.20.4.7".parse().unwrap(),
-        ]];
+        let cross = vec![Cross {
+            addresses: vec!["10.20.3.2".parse().unwrap(), "10.20.4.7".parse().unwrap()],
+            plain: false,
+        }];
         let t2 = render(
             "shoal_0a140300",
             &subnet,
@@ -486,6 +528,52 @@ mod tests {
         );
         assert_eq!(t.matches('{').count(), t.matches('}').count());
         assert!(render_delete("shoal_0a140300").ends_with("delete table bridge shoal_0a140300\n"));
+    }
+
+    #[test]
+    fn a_network_in_clear_is_routed_by_vxlan_unless_an_encrypted_one_is_shared() {
+        let subnet: Ipv4Net = "10.20.3.0/24".parse().unwrap();
+        let a = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        let rules = Rules {
+            cross: vec![
+                Cross {
+                    addresses: vec![a("10.20.3.2"), a("10.20.4.7")],
+                    plain: false,
+                },
+                Cross {
+                    addresses: vec![a("10.20.3.2"), a("10.20.3.3"), a("10.20.4.7")],
+                    plain: true,
+                },
+            ],
+            ..Rules::default()
+        };
+        let t = render("shoal_t", &subnet, "shlt", Some("wsh0123456789"), &rules);
+        let lines: Vec<&str> = t.lines().map(str::trim).collect();
+        let at = |l: &str| lines.iter().position(|x| *x == l);
+        // Encrypted first: a pair that shares one is not marked.
+        let keep = at("iifname \"shlt\" ip saddr @cross0 ip daddr @cross0 return").expect(&t);
+        let mark = at(&format!(
+            "iifname \"shlt\" ip saddr @cross1 ip daddr @cross1 meta mark set meta mark or {PLAIN_MARK:#x}"
+        ))
+        .expect(&t);
+        assert!(keep < mark, "{t}");
+        // In clear: only into the bridge, only within the clear network.
+        let jump = at("iifname \"xsh0123456789\" oifname \"shlt\" jump plain_in").expect(&t);
+        let rest = at("iifname \"xsh0123456789\" drop").expect(&t);
+        assert!(jump < rest, "{t}");
+        let chain = at("chain plain_in {").expect(&t);
+        assert_eq!(
+            lines[chain + 1],
+            "ip saddr @cross1 ip daddr @cross1 accept",
+            "{t}"
+        );
+        assert_eq!(lines[chain + 2], "drop", "{t}");
+        // Tasks keep their addresses on the way out by VXLAN.
+        assert!(
+            at("oifname \"xsh0123456789\" return").expect(&t)
+                < at("ip saddr 10.20.3.0/24 oifname != \"shlt\" masquerade").expect(&t)
+        );
+        assert_eq!(t.matches('{').count(), t.matches('}').count());
     }
 
     #[test]

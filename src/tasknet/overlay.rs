@@ -33,6 +33,7 @@ use tracing::{info, warn};
 
 use super::error::netlink_errno;
 use super::links;
+use super::plain::{Plain, PlainPeer};
 use super::NetError;
 use crate::types::{OverlayEndpoint, OverlayPeer};
 
@@ -56,12 +57,18 @@ pub struct Overlay {
     /// The peers as last applied, by public key. Held across a whole
     /// `set_peers`, so that two calls apply in order.
     peers: tokio::sync::Mutex<BTreeMap<String, Applied>>,
+    /// The VXLAN twin for networks in clear: made with the first peer on
+    /// another machine (None inside: it could not be made).
+    plain: tokio::sync::OnceCell<Option<Plain>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Applied {
     endpoint: String,
     subnet: Ipv4Net,
+    /// The same peer for the VXLAN device (None: its endpoint's host is
+    /// not an IPv4 address).
+    plain: Option<PlainPeer>,
 }
 
 impl Overlay {
@@ -102,6 +109,7 @@ impl Overlay {
             handle,
             _conn: conn,
             peers: tokio::sync::Mutex::new(BTreeMap::new()),
+            plain: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -117,11 +125,16 @@ impl Overlay {
     /// Makes the overlay's peers exactly `peers`: new and changed ones are
     /// set (key, endpoint, allowed IPs = their subnet, keepalive) with a
     /// route for their subnet; those no longer listed are removed with
-    /// their routes. A peer on this machine (several daemons on one host,
+    /// their routes. The VXLAN twin follows, with the network address of
+    /// `own` (the node's bridge subnet) as its address. A peer on this machine (several daemons on one host,
     /// as in tests on loopback) is left out: the machine routes its
     /// bridge's subnet already. A peer that cannot be set is logged and
     /// tried again at the next call.
-    pub async fn set_peers(&self, peers: &[OverlayPeer]) -> Result<(), NetError> {
+    pub async fn set_peers(
+        &self,
+        peers: &[OverlayPeer],
+        own: Option<Ipv4Net>,
+    ) -> Result<(), NetError> {
         let mut applied = self.peers.lock().await;
         let mut wanted = BTreeMap::new();
         for p in peers {
@@ -132,6 +145,13 @@ impl Overlay {
             if self.on_this_machine(p, &subnet).await? {
                 continue;
             }
+            let plain = crate::netaddr::host_of(&p.endpoint)
+                .and_then(|h| h.parse().ok())
+                .map(|address| PlainPeer {
+                    overlay: super::names::overlay_name(&p.node_id),
+                    subnet,
+                    address,
+                });
             wanted.insert(
                 p.public_key.clone(),
                 (
@@ -139,11 +159,19 @@ impl Overlay {
                     Applied {
                         endpoint: p.endpoint.clone(),
                         subnet,
+                        plain,
                     },
                 ),
             );
         }
         let index = links::index_of(&self.handle, &self.ifname).await?;
+        if let Some(subnet) = own.filter(|_| wanted.values().any(|(_, a)| a.plain.is_some())) {
+            if let Some(plain) = self.plain().await {
+                if let Err(e) = plain.set_address(&subnet).await {
+                    warn!(error = %e, "the VXLAN device has no address: what comes in on it is dropped");
+                }
+            }
+        }
         let gone: Vec<(String, Applied)> = applied
             .iter()
             .filter(|(k, _)| !wanted.contains_key(*k))
@@ -151,6 +179,7 @@ impl Overlay {
             .collect();
         for (key, old) in gone {
             self.route(index, &old.subnet, false).await?;
+            self.unset_plain(&old).await;
             let k = parse_key(&key)?;
             blocking(&self.device, "remove an overlay peer", move |d| {
                 d.remove_peer(&k)
@@ -165,6 +194,9 @@ impl Overlay {
             }
             if let Some(old) = applied.get(&key).filter(|o| o.subnet != want.subnet) {
                 self.route(index, &old.subnet, false).await?;
+            }
+            if let Some(old) = applied.get(&key).filter(|o| o.plain != want.plain) {
+                self.unset_plain(old).await;
             }
             let mut peer = Peer::new(parse_key(&key)?);
             if let Err(e) = peer.set_endpoint(&want.endpoint) {
@@ -187,10 +219,39 @@ impl Overlay {
             })
             .await?;
             self.route(index, &want.subnet, true).await?;
+            if let (Some(plain), Some(peer)) = (self.plain().await, &want.plain) {
+                if let Err(e) = plain.set(peer).await {
+                    // Its networks in clear go through WireGuard instead.
+                    warn!(node = %node, error = %e, "cannot route to the node by VXLAN");
+                }
+            }
             info!(interface = %self.ifname, node = %node, endpoint = %want.endpoint, subnet = %want.subnet, "overlay peer set");
             applied.insert(key, want);
         }
         Ok(())
+    }
+
+    /// The VXLAN twin, made on the first call; None if it cannot be (said
+    /// once: networks in clear then cross through WireGuard).
+    async fn plain(&self) -> Option<&Plain> {
+        self.plain
+            .get_or_init(|| async {
+                Plain::open(&self.handle, &self.ifname)
+                    .await
+                    .map_err(|e| warn!(error = %e, "no VXLAN: networks in clear cross nodes through WireGuard"))
+                    .ok()
+            })
+            .await
+            .as_ref()
+    }
+
+    async fn unset_plain(&self, old: &Applied) {
+        let (Some(Some(plain)), Some(peer)) = (self.plain.get(), &old.plain) else {
+            return;
+        };
+        if let Err(e) = plain.unset(peer).await {
+            warn!(subnet = %peer.subnet, error = %e, "cannot remove a VXLAN peer");
+        }
     }
 
     /// Whether the peer is another daemon of this machine: its endpoint is
@@ -240,6 +301,7 @@ pub async fn remove_overlay(ifname: &str) -> Result<(), NetError> {
         rtnetlink::new_connection().map_err(NetError::io("open a netlink socket"))?;
     let _conn = super::AbortOnDrop(tokio::spawn(conn));
     links::delete_link(&handle, ifname).await?;
+    super::plain::remove(&handle, ifname).await?;
     info!(interface = %ifname, "overlay removed");
     Ok(())
 }

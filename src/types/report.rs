@@ -135,6 +135,11 @@ pub struct ServiceView {
 pub struct NetworkMembers {
     pub network: String,
     pub addresses: Vec<String>,
+    /// The network crosses between nodes in clear (VXLAN), not through
+    /// WireGuard: `--opt encrypted=false`. Missing (a manager before it):
+    /// encrypted, the safe reading.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain: bool,
 }
 
 /// Another node as this node's overlay sees it: traffic for `subnet` (its
