@@ -1,6 +1,7 @@
 //! In-process scenarios: managers and workers in this process, everything
 //! real but the containers (simulated, scripted per image: see
 //! `shoal::sim`). No root, no containerd; each scenario takes seconds.
+//! Simulated executor: what only containerd can show is in the other tests.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 use shoal::sim::objects::service;
 use shoal::sim::{worker_id, Behavior, Config, SimCluster, IMAGE};
 use shoal::store::ReadView;
-use shoal::types::{NodeState, RestartCondition, RestartPolicy, TaskState};
+use shoal::types::{
+    FailureAction, NodeState, RestartCondition, RestartPolicy, TaskState, UpdatePolicy, UpdateState,
+};
 
 /// Every wait is bounded by this; the scenario as a whole must stay well
 /// under ten seconds.
@@ -46,7 +49,8 @@ impl Turn {
 
 /// Whether service `name` has converged as `service ps` would show it:
 /// exactly one task meant to run in each slot 1..=replicas, each running,
-/// of the service's current spec, and none on a node in `dead`.
+/// of the service's current spec (or an older one of the same content,
+/// which a rollback keeps), and none on a node in `dead`.
 fn converged(view: &ReadView, name: &str, replicas: u64, dead: &[String]) -> anyhow::Result<bool> {
     let Some(service) = view.find_service(name)? else {
         return Ok(false);
@@ -57,7 +61,7 @@ fn converged(view: &ReadView, name: &str, replicas: u64, dead: &[String]) -> any
             continue;
         }
         let running = t.status.state == TaskState::Running
-            && t.spec_version == service.spec_version
+            && service.is_current(&t)
             && t.node_id.as_ref().is_some_and(|n| !dead.contains(n));
         if !running {
             return Ok(false);
@@ -308,5 +312,87 @@ async fn a_virtual_ip_is_never_given_twice_across_a_leader_kill() {
     let held = |name: &str| view.find_service(name).unwrap().unwrap().vips;
     assert_eq!(held("a"), vec![vip("10.30.0.2")]);
     assert_eq!(held("b"), vec![vip("10.30.0.3")]);
+    turn.end(cluster).await;
+}
+
+/// An update whose new tasks fail rolls back on its own, two slots at a
+/// time, and the rollback completes under a new leader: every slot runs
+/// the first image again, and the service says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_update_rolls_back_under_a_new_leader() {
+    let turn = Turn::take().await;
+    const REPLICAS: u64 = 4;
+    let bad = "docker.io/library/sim:bad";
+    let mut cfg = Config::new(3, 6);
+    cfg.images.push(bad.to_string());
+    let mut cluster = SimCluster::with(&cfg).await.unwrap();
+    // Every run of the new image exits 1 soon after it starts.
+    cluster.script().set(
+        bad,
+        Behavior {
+            exit: Some((1, Duration::from_millis(100))),
+            ..Default::default()
+        },
+    );
+    let mut svc = service("api", IMAGE, REPLICAS);
+    let quick = UpdatePolicy {
+        parallelism: 2,
+        failure_action: FailureAction::Rollback,
+        monitor_ms: 300,
+        ..UpdatePolicy::default()
+    };
+    svc.spec.update = quick.clone();
+    svc.spec.rollback = UpdatePolicy {
+        failure_action: FailureAction::Pause,
+        ..quick
+    };
+    svc.spec.task.restart = RestartPolicy {
+        delay_ms: 200,
+        ..RestartPolicy::default()
+    };
+    cluster.create_service(svc).await.unwrap();
+    cluster
+        .wait_until("4 tasks of api running", WAIT, |v| {
+            converged(v, "api", REPLICAS, &[])
+        })
+        .await
+        .unwrap();
+
+    cluster.update_image("api", bad).await.unwrap();
+    let state = |v: &ReadView| -> anyhow::Result<Option<UpdateState>> {
+        Ok(v.find_service("api")?
+            .and_then(|s| s.update_status)
+            .map(|u| u.state))
+    };
+    cluster
+        .wait_until("the update rolls back", WAIT, |v| {
+            Ok(state(v)?.is_some_and(|s| s.is_rollback()))
+        })
+        .await
+        .unwrap();
+    let old_leader = cluster.leader().expect("a manager leads");
+    cluster.kill_manager(old_leader).await;
+    cluster.wait_for_leader(WAIT).await.unwrap();
+    cluster
+        .wait_until("the rollback completes", WAIT, |v| {
+            Ok(state(v)? == Some(UpdateState::RollbackCompleted)
+                && converged(v, "api", REPLICAS, &[])?)
+        })
+        .await
+        .unwrap();
+    let running = cluster.running("api").unwrap();
+    assert_eq!(running.len(), REPLICAS as usize);
+    assert!(running.iter().all(|t| t.spec.container.image == IMAGE));
+    let service = cluster
+        .view()
+        .unwrap()
+        .find_service("api")
+        .unwrap()
+        .unwrap();
+    assert_eq!(service.spec.task.container.image, IMAGE);
+    assert_eq!(
+        service.previous_spec.map(|s| s.task.container.image),
+        Some(bad.to_string())
+    );
     turn.end(cluster).await;
 }

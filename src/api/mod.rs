@@ -112,6 +112,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
             get(services::inspect).delete(services::remove),
         )
         .route("/v1/services/{name}/update", post(services::update))
+        .route("/v1/services/{name}/rollback", post(services::rollback))
         .route("/v1/services/{name}/scale", post(services::scale))
         .route("/v1/services/{name}/tasks", get(services::tasks))
         .route("/v1/services/{name}/logs", get(logs::service_logs))

@@ -51,6 +51,7 @@ pub async fn create(
         spec_version: 1,
         previous_spec: None,
         vips: Vec::new(),
+        update_status: None,
     };
     let id = service.id.clone();
     super::networks::write_service(&ctx, &mut service, true).await?;
@@ -179,7 +180,6 @@ pub async fn update(
 ) -> Result<Json<ServiceBody>, ApiError> {
     ctx.identity()?;
     let mut service = find(&ctx.store.read()?, &name)?;
-    let old = service.spec.clone();
     let mut spec = service.spec.clone();
     let c = &mut spec.task.container;
     let new_image = req.image.is_some();
@@ -218,6 +218,11 @@ pub async fn update(
     if let Some(m) = &req.endpoint_mode {
         spec.endpoint_mode = m.parse().map_err(ApiError::BadRequest)?;
     }
+    spec.update = req.update.apply(&spec.update, "update")?;
+    spec.rollback = req.rollback.apply(&spec.rollback, "rollback")?;
+    if req.force {
+        spec.task.force_update += 1;
+    }
     if let Some(n) = req.replicas {
         match &mut spec.mode {
             ServiceMode::Replicated { replicas } => *replicas = n,
@@ -239,16 +244,32 @@ pub async fn update(
     } else {
         Vec::new()
     };
-    if spec.task != old.task {
-        service.spec_version += 1;
-        service.previous_spec = Some(old);
-    }
-    service.spec = spec;
+    service.set_spec(spec, now_ms());
     super::networks::write_service(&ctx, &mut service, false).await?;
     let view = ctx.store.read()?;
     let mut body: ServiceBody = (&find(&view, &service.id)?).into();
     body.warnings = warnings;
     Ok(Json(body))
+}
+
+/// `service rollback`: the previous spec in force again, rolled out with
+/// its rollback policy.
+pub async fn rollback(
+    State(ctx): State<Arc<Ctx>>,
+    Path(name): Path<String>,
+) -> Result<Json<ServiceBody>, ApiError> {
+    ctx.identity()?;
+    let service = find(&ctx.store.read()?, &name)?;
+    let Some(mut back) = service.rolled_back("manually requested rollback".into(), now_ms()) else {
+        return Err(ApiError::BadRequest(format!(
+            "service {name} has no previous spec to roll back to"
+        )));
+    };
+    // The previous spec may name a network that was removed since.
+    validate::service_spec(&back.spec)?;
+    super::networks::write_service(&ctx, &mut back, false).await?;
+    let view = ctx.store.read()?;
+    Ok(Json((&find(&view, &service.id)?).into()))
 }
 
 pub async fn scale(

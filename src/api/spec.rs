@@ -78,6 +78,152 @@ pub struct ServiceSpecBody {
     /// virtual IP) or `dnsrr` (its tasks' addresses).
     #[serde(default = "vip")]
     pub endpoint_mode: String,
+    /// How a change of the spec rolls out.
+    #[serde(default)]
+    pub update: PolicyBody,
+    /// How a rollback rolls out.
+    #[serde(default)]
+    pub rollback: PolicyBody,
+}
+
+/// An update or rollback policy, in the words of `service inspect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyBody {
+    /// Tasks replaced at once; 0: all.
+    pub parallelism: u64,
+    pub delay_ms: u64,
+    /// `stop-first` or `start-first`.
+    pub order: String,
+    /// `pause`, `continue` or `rollback`.
+    pub failure_action: String,
+    pub monitor_ms: u64,
+    /// The share of new tasks that may fail, 0 to 1.
+    pub max_failure_ratio: f64,
+}
+
+impl Default for PolicyBody {
+    fn default() -> Self {
+        (&UpdatePolicy::default()).into()
+    }
+}
+
+/// The longest `delay` and `monitor` a policy takes.
+const POLICY_MAX_MS: u64 = 24 * 3600 * 1000;
+
+impl PolicyBody {
+    /// The stored policy, or why this is not one; `what` is `update` or
+    /// `rollback`, for the errors.
+    pub fn into_policy(self, what: &str) -> Result<UpdatePolicy, ApiError> {
+        let bad = |m: String| ApiError::BadRequest(format!("{what} policy: {m}"));
+        let order = self.order.parse().map_err(bad)?;
+        let failure_action: FailureAction = self.failure_action.parse().map_err(bad)?;
+        if what == "rollback" && failure_action == FailureAction::Rollback {
+            return Err(bad(
+                "a rollback cannot roll back on failure: pause or continue".into(),
+            ));
+        }
+        for (name, ms) in [("delay", self.delay_ms), ("monitor", self.monitor_ms)] {
+            if ms > POLICY_MAX_MS {
+                return Err(bad(format!("{name} is {ms} ms: at most 24 h")));
+            }
+        }
+        let ratio = self.max_failure_ratio;
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(bad(format!("max failure ratio {ratio}: expected 0 to 1")));
+        }
+        Ok(UpdatePolicy {
+            parallelism: self.parallelism,
+            delay_ms: self.delay_ms,
+            order,
+            failure_action,
+            monitor_ms: self.monitor_ms,
+            max_failure_ppm: (ratio * 1_000_000.0).round() as u32,
+        })
+    }
+}
+
+impl From<&UpdatePolicy> for PolicyBody {
+    fn from(p: &UpdatePolicy) -> PolicyBody {
+        PolicyBody {
+            parallelism: p.parallelism,
+            delay_ms: p.delay_ms,
+            order: p.order.as_str().into(),
+            failure_action: p.failure_action.as_str().into(),
+            monitor_ms: p.monitor_ms,
+            max_failure_ratio: f64::from(p.max_failure_ppm) / 1_000_000.0,
+        }
+    }
+}
+
+/// Changes to a policy: each field given replaces the stored one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PolicyPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failure_ratio: Option<f64>,
+}
+
+impl PolicyPatch {
+    /// `policy` with the patch's fields, checked as a whole.
+    pub fn apply(self, policy: &UpdatePolicy, what: &str) -> Result<UpdatePolicy, ApiError> {
+        self.onto(policy.into()).into_policy(what)
+    }
+
+    /// `body` with the patch's fields (unchecked).
+    pub fn onto(self, mut body: PolicyBody) -> PolicyBody {
+        if let Some(v) = self.parallelism {
+            body.parallelism = v;
+        }
+        if let Some(v) = self.delay_ms {
+            body.delay_ms = v;
+        }
+        if let Some(v) = self.order {
+            body.order = v;
+        }
+        if let Some(v) = self.failure_action {
+            body.failure_action = v;
+        }
+        if let Some(v) = self.monitor_ms {
+            body.monitor_ms = v;
+        }
+        if let Some(v) = self.max_failure_ratio {
+            body.max_failure_ratio = v;
+        }
+        body
+    }
+}
+
+/// A service's last rollout, as `service inspect` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatusBody {
+    /// `updating`, `paused`, `completed`, `rollback_started`,
+    /// `rollback_paused` or `rollback_completed`.
+    pub state: String,
+    pub started_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_ms: Option<i64>,
+    #[serde(default)]
+    pub message: String,
+}
+
+impl From<&UpdateStatus> for UpdateStatusBody {
+    fn from(u: &UpdateStatus) -> UpdateStatusBody {
+        UpdateStatusBody {
+            state: u.state.as_str().into(),
+            started_ms: u.started_ms,
+            completed_ms: u.completed_ms,
+            message: u.message.clone(),
+        }
+    }
 }
 
 fn vip() -> String {
@@ -182,6 +328,9 @@ pub struct ServiceBody {
     /// Its virtual IP on each of its networks (network id and address).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vips: Vec<Vip>,
+    /// Its last rollout, if its spec ever changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_status: Option<UpdateStatusBody>,
 }
 
 impl ServiceSpecBody {
@@ -221,6 +370,8 @@ impl ServiceSpecBody {
             labels: self.labels,
             mode,
             endpoint_mode,
+            update: self.update.into_policy("update")?,
+            rollback: self.rollback.into_policy("rollback")?,
             task: TaskSpec {
                 container: ContainerSpec {
                     image: self.image,
@@ -246,6 +397,7 @@ impl ServiceSpecBody {
                 },
                 network: network_mode(self.networks)?,
                 ports: ports(self.ports)?,
+                force_update: 0,
             },
         })
     }
@@ -284,6 +436,8 @@ impl From<&ServiceSpec> for ServiceSpecBody {
             },
             ports: s.task.ports.iter().map(PortBody::from).collect(),
             endpoint_mode: s.endpoint_mode.as_str().into(),
+            update: (&s.update).into(),
+            rollback: (&s.rollback).into(),
         }
     }
 }
@@ -349,6 +503,7 @@ impl From<&Service> for ServiceBody {
             previous_spec: s.previous_spec.as_ref().map(Into::into),
             warnings: Vec::new(),
             vips: s.vips.clone(),
+            update_status: s.update_status.as_ref().map(Into::into),
         }
     }
 }
@@ -396,6 +551,15 @@ mod tests {
             endpoint_mode: "dnsrr".into(),
             networks: vec!["host".into()],
             ports: vec![],
+            update: PolicyBody {
+                parallelism: 2,
+                delay_ms: 5_000,
+                order: "start-first".into(),
+                failure_action: "rollback".into(),
+                monitor_ms: 10_000,
+                max_failure_ratio: 0.2,
+            },
+            rollback: PolicyBody::default(),
         };
         let spec = body.clone().into_spec().unwrap();
         assert_eq!(ServiceSpecBody::from(&spec), body);
@@ -419,6 +583,14 @@ mod tests {
             (
                 r#"{"name":"w","image":"b","restart_condition":"sometimes"}"#,
                 "invalid restart condition",
+            ),
+            (
+                r#"{"name":"w","image":"b","update":{"parallelism":1,"delay_ms":0,"order":"stop-first","failure_action":"pause","monitor_ms":0,"max_failure_ratio":1.5}}"#,
+                "max failure ratio 1.5",
+            ),
+            (
+                r#"{"name":"w","image":"b","rollback":{"parallelism":1,"delay_ms":0,"order":"stop-first","failure_action":"rollback","monitor_ms":0,"max_failure_ratio":0}}"#,
+                "a rollback cannot roll back",
             ),
         ] {
             let err = minimal(json).unwrap_err().to_string();

@@ -55,6 +55,15 @@ pub struct ServiceUpdate {
     /// `vip` or `dnsrr`.
     #[serde(default)]
     pub endpoint_mode: Option<String>,
+    /// Changes to the update policy.
+    #[serde(default)]
+    pub update: crate::api::spec::PolicyPatch,
+    /// Changes to the rollback policy.
+    #[serde(default)]
+    pub rollback: crate::api::spec::PolicyPatch,
+    /// Replace every task, though the spec may not change.
+    #[serde(default)]
+    pub force: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -131,6 +140,10 @@ pub struct ServiceRow {
     /// Desired count (replicated), or eligible nodes (global).
     pub replicas: u64,
     pub running: u64,
+    /// Its last rollout's state (`updating`, `paused`, `completed`,
+    /// `rollback_…`), if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_state: Option<String>,
 }
 
 impl ServiceRow {
@@ -152,6 +165,10 @@ impl ServiceRow {
                 ServiceMode::Global => global_target,
             },
             running,
+            update_state: s
+                .update_status
+                .as_ref()
+                .map(|u| u.state.as_str().to_string()),
         }
     }
 }

@@ -116,6 +116,8 @@ mod tests {
             labels: Default::default(),
             mode: ServiceMode::Replicated { replicas: 1 },
             endpoint_mode: Default::default(),
+            update: Default::default(),
+            rollback: Default::default(),
             task: TaskSpec {
                 container: ContainerSpec {
                     image: "busybox".into(),

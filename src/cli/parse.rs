@@ -27,6 +27,16 @@ pub fn count(s: &str) -> Result<u64, String> {
     }
 }
 
+/// A share from 0 to 1, e.g. `0.2`.
+pub fn ratio(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "invalid ratio {s:?}: expected a number from 0 to 1, e.g. 0.2"
+        )),
+    }
+}
+
 pub fn key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::node::encode;
 use super::{parse, table, Client, Format};
-use crate::api::spec::{ServiceBody, ServiceSpecBody};
+use crate::api::spec::{PolicyBody, PolicyPatch, ServiceBody, ServiceSpecBody};
 use crate::api::types::{Created, LogEntry, ScaleRequest, ServiceRow, ServiceUpdate, TaskRow};
 
 #[derive(Subcommand)]
@@ -43,9 +43,15 @@ pub enum ServiceCmd {
         #[arg(required = true, value_parser = parse::scale)]
         scales: Vec<(String, u64)>,
     },
-    /// Change a service. A change of the task spec replaces its tasks one
-    /// slot at a time.
-    Update(UpdateArgs),
+    /// Change a service. A change of the task spec replaces its tasks as
+    /// its update policy says (default: one at a time, stop-first).
+    Update(Box<UpdateArgs>),
+    /// Go back to the service's previous spec, rolled out with its
+    /// rollback policy.
+    Rollback {
+        /// The service's name or id.
+        service: String,
+    },
     /// Remove services.
     Rm {
         /// Names or ids of the services.
@@ -143,6 +149,10 @@ pub struct CreateArgs {
     /// dnsrr (its tasks' addresses, in turn).
     #[arg(long, default_value = "vip", value_parser = ["vip", "dnsrr"])]
     endpoint_mode: String,
+    #[command(flatten)]
+    update: UpdateFlags,
+    #[command(flatten)]
+    rollback: RollbackFlags,
     /// The image, e.g. busybox or registry.example:5000/app:v1.
     image: String,
     /// The command and its arguments (default: the image's).
@@ -178,6 +188,91 @@ pub struct UpdateArgs {
     /// vip or dnsrr, as `create --endpoint-mode`.
     #[arg(long, value_parser = ["vip", "dnsrr"])]
     endpoint_mode: Option<String>,
+    /// Replace every task, even if nothing else changes.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    update: UpdateFlags,
+    #[command(flatten)]
+    rollback: RollbackFlags,
+}
+
+/// How an update rolls out (Docker's `--update-*` flags).
+#[derive(Args)]
+pub struct UpdateFlags {
+    /// Tasks replaced at once during an update (0: all at once; default 1).
+    #[arg(long, value_parser = parse::count)]
+    update_parallelism: Option<u64>,
+    /// The wait between replacing tasks (default 0s).
+    #[arg(long, value_parser = parse::duration)]
+    update_delay: Option<Duration>,
+    /// stop-first (the default) or start-first: whether a new task starts
+    /// before its old one stops.
+    #[arg(long, value_parser = ["stop-first", "start-first"])]
+    update_order: Option<String>,
+    /// What an update does when too many new tasks fail: pause (the
+    /// default), continue or rollback.
+    #[arg(long, value_parser = ["pause", "continue", "rollback"])]
+    update_failure_action: Option<String>,
+    /// How long after its last new task starts an update still watches
+    /// for failures (default 5s).
+    #[arg(long, value_parser = parse::duration)]
+    update_monitor: Option<Duration>,
+    /// The share of new tasks that may fail before the failure action
+    /// runs, 0 to 1 (default 0).
+    #[arg(long, value_parser = parse::ratio)]
+    update_max_failure_ratio: Option<f64>,
+}
+
+/// How a rollback rolls out (Docker's `--rollback-*` flags).
+#[derive(Args)]
+pub struct RollbackFlags {
+    /// Tasks replaced at once during a rollback (0: all at once; default 1).
+    #[arg(long, value_parser = parse::count)]
+    rollback_parallelism: Option<u64>,
+    /// The wait between replacing tasks in a rollback (default 0s).
+    #[arg(long, value_parser = parse::duration)]
+    rollback_delay: Option<Duration>,
+    /// stop-first (the default) or start-first, for a rollback.
+    #[arg(long, value_parser = ["stop-first", "start-first"])]
+    rollback_order: Option<String>,
+    /// What a rollback does when too many new tasks fail: pause (the
+    /// default) or continue.
+    #[arg(long, value_parser = ["pause", "continue"])]
+    rollback_failure_action: Option<String>,
+    /// How long after its last new task starts a rollback still watches
+    /// for failures (default 5s).
+    #[arg(long, value_parser = parse::duration)]
+    rollback_monitor: Option<Duration>,
+    /// The share of a rollback's new tasks that may fail, 0 to 1.
+    #[arg(long, value_parser = parse::ratio)]
+    rollback_max_failure_ratio: Option<f64>,
+}
+
+impl UpdateFlags {
+    fn patch(self) -> PolicyPatch {
+        PolicyPatch {
+            parallelism: self.update_parallelism,
+            delay_ms: self.update_delay.map(parse::millis),
+            order: self.update_order,
+            failure_action: self.update_failure_action,
+            monitor_ms: self.update_monitor.map(parse::millis),
+            max_failure_ratio: self.update_max_failure_ratio,
+        }
+    }
+}
+
+impl RollbackFlags {
+    fn patch(self) -> PolicyPatch {
+        PolicyPatch {
+            parallelism: self.rollback_parallelism,
+            delay_ms: self.rollback_delay.map(parse::millis),
+            order: self.rollback_order,
+            failure_action: self.rollback_failure_action,
+            monitor_ms: self.rollback_monitor.map(parse::millis),
+            max_failure_ratio: self.rollback_max_failure_ratio,
+        }
+    }
 }
 
 fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
@@ -216,6 +311,8 @@ fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
         networks: a.network,
         ports: a.publish,
         endpoint_mode: a.endpoint_mode,
+        update: a.update.patch().onto(PolicyBody::default()),
+        rollback: a.rollback.patch().onto(PolicyBody::default()),
     })
 }
 
@@ -242,10 +339,14 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                         s.mode.clone(),
                         format!("{}/{}", s.running, s.replicas),
                         s.image.clone(),
+                        s.update_state.clone().unwrap_or_default(),
                     ]
                 })
                 .collect();
-            table::print(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE"], &cells);
+            table::print(
+                &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE"],
+                &cells,
+            );
         }
         ServiceCmd::Ps { service, format } => {
             let rows: Vec<TaskRow> = client
@@ -293,6 +394,9 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 publish_add: a.publish_add,
                 publish_rm: a.publish_rm,
                 endpoint_mode: a.endpoint_mode,
+                update: a.update.patch(),
+                rollback: a.rollback.patch(),
+                force: a.force,
             };
             let s: ServiceBody = client
                 .post(&format!("/v1/services/{}/update", encode(&a.service)), &req)
@@ -300,6 +404,15 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             for w in &s.warnings {
                 eprintln!("warning: {w}");
             }
+            println!("{}", s.spec.name);
+        }
+        ServiceCmd::Rollback { service } => {
+            let s: ServiceBody = client
+                .post(
+                    &format!("/v1/services/{}/rollback", encode(&service)),
+                    &serde_json::json!({}),
+                )
+                .await?;
             println!("{}", s.spec.name);
         }
         ServiceCmd::Rm { services } => {

@@ -281,6 +281,8 @@ fn encoded_len_is_the_length_of_the_encoding() {
         labels: Default::default(),
         mode: ServiceMode::Replicated { replicas: 3 },
         endpoint_mode: Default::default(),
+        update: Default::default(),
+        rollback: Default::default(),
         task: Default::default(),
     };
     spec.task.container.env = vec!["A=1".into(); 100];

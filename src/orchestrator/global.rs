@@ -1,11 +1,13 @@
 //! Global services as a pure decision: one live task on every eligible node.
 //! Tasks on nodes that are no longer eligible (drained, down, gone) stop.
+//! A new spec rolls out node by node, as the update policy says.
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use super::plan::{new_task, Plan};
 use super::restart::{decide, rejected_in_a_row, Restart};
+use super::update;
 use crate::types::{Service, Task, TaskState};
 
 pub fn reconcile(
@@ -33,18 +35,39 @@ pub fn reconcile(
             }
         }
     }
+    let mut outdated = Vec::new();
+    let mut busy = 0;
     for node in eligible {
         let mut meant = by_node.get(node.as_str()).cloned().unwrap_or_default();
         meant.sort_by_key(|t| std::cmp::Reverse((t.meta.created_ms, t.meta.version)));
+        // Start-first: the old task keeps running until the new one does.
+        let newest_runs = meant
+            .first()
+            .is_some_and(|t| t.status.state == TaskState::Running);
         for extra in meant.iter().skip(1) {
-            plan.desire.push((extra.id.clone(), TaskState::Shutdown));
+            if !newest_runs && extra.status.state == TaskState::Running {
+                busy += 1;
+            } else {
+                plan.desire.push((extra.id.clone(), TaskState::Shutdown));
+            }
         }
         let Some(current) = meant.first() else {
-            plan.create
-                .push(new_task(service, 0, Some(node.clone()), 0, now_ms));
+            busy += 1;
+            // Stop-first: the node's old task stops before the new starts.
+            let stopping = tasks.iter().map(Borrow::borrow).any(|t| {
+                t.node_id.as_deref() == Some(node.as_str())
+                    && t.desired_state > TaskState::Running
+                    && t.status.state >= TaskState::Assigned
+                    && !t.status.state.is_terminal()
+            });
+            if !stopping {
+                plan.create
+                    .push(new_task(service, 0, Some(node.clone()), 0, now_ms));
+            }
             continue;
         };
         if current.status.state.is_terminal() {
+            busy += 1;
             let history = tasks
                 .iter()
                 .map(Borrow::borrow)
@@ -60,12 +83,28 @@ pub fn reconcile(
                 Restart::At(t) => plan.wake(t),
                 Restart::Never => {}
             }
-        } else if current.spec_version != service.spec_version {
-            plan.desire.push((current.id.clone(), TaskState::Shutdown));
-            plan.create
-                .push(new_task(service, 0, Some(node.clone()), 0, now_ms));
+            continue;
+        }
+        if current.status.state != TaskState::Running {
+            busy += 1;
+        }
+        if !service.is_current(current) {
+            outdated.push(*current);
         }
     }
+    // The rollout, node by node, as the update policy says.
+    update::roll(
+        service,
+        update::Units {
+            total: eligible.len(),
+            busy,
+            outdated,
+        },
+        tasks,
+        now_ms,
+        &mut plan,
+        |old| new_task(service, 0, old.node_id.clone(), 0, now_ms),
+    );
     plan
 }
 

@@ -13,6 +13,7 @@ mod replicated;
 mod restart;
 #[cfg(test)]
 mod testutil;
+mod update;
 
 #[cfg(test)]
 pub use plan::{new_task, probe_task};
@@ -22,12 +23,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::scheduler::eligible_for_global;
 use crate::shutdown::Shutdown;
 use crate::store::{Change, Delta, Kind, Mirror, Proposer, Store, StoreError};
-use crate::types::{now_ms, Availability, Node, NodeState, Service, ServiceMode, Task, TaskState};
+use crate::types::{
+    now_ms, Availability, Node, NodeState, Service, ServiceMode, Task, TaskState, UpdateState,
+    UpdateStatus,
+};
 use plan::Plan;
 
 /// Coalesce bursts of commits into one pass.
@@ -239,6 +243,7 @@ async fn pass(
         (false, a, b) => a.or(b),
     };
     state.wake = wake;
+    let rollouts = std::mem::take(&mut plan.rollouts);
     // Prune history as it will be once this plan is applied, so that a slot
     // never holds more than the limit, not even for a moment.
     let projected = project(&tasks, &plan, now);
@@ -263,7 +268,78 @@ async fn pass(
             result?;
         }
     }
+    write_rollouts(proposer, &services, rollouts, now).await;
     Ok(wake)
+}
+
+/// Writes each service's new rollout state, each on its own. A write that
+/// the store refuses (a user changed the service first) is dropped: the
+/// next pass decides again from the user's change.
+async fn write_rollouts(
+    proposer: &dyn Proposer,
+    services: &[Service],
+    rollouts: Vec<(String, update::Rollout)>,
+    now: i64,
+) {
+    for (id, rollout) in rollouts {
+        let Some(service) = services.iter().find(|s| s.id == id) else {
+            continue;
+        };
+        let next = match rollout {
+            update::Rollout::Status(status) => {
+                let mut s = service.clone();
+                s.update_status = Some(status);
+                s
+            }
+            update::Rollout::Rollback { message } => rollback(service, message, now),
+        };
+        let state = next.update_status.as_ref().map(|u| u.state.as_str());
+        match proposer
+            .propose(vec![Change::Update(crate::store::Object::Service(next))])
+            .await
+        {
+            Ok(_) => info!(service = %service.spec.name, state, "rollout"),
+            Err(e) if e.is_rejection() => {
+                debug!(service = %service.spec.name, error = %e, "rollout state not written")
+            }
+            Err(e) => warn!(service = %service.spec.name, error = %e, "rollout state not written"),
+        }
+    }
+}
+
+/// The service rolled back by its failure action, or, when that cannot be
+/// done here, paused with the reason: there is no previous spec, or the
+/// previous spec is on networks it has no virtual IP on (`service
+/// rollback` gives them).
+fn rollback(service: &Service, message: String, now: i64) -> Service {
+    let paused = |why: &str| {
+        let mut s = service.clone();
+        s.update_status = Some(UpdateStatus {
+            state: UpdateState::Paused,
+            started_ms: s.update_status.as_ref().map_or(now, |u| u.started_ms),
+            completed_ms: None,
+            message: format!("{message}; but {why}"),
+        });
+        s
+    };
+    let Some(mut back) = service.rolled_back(message.clone(), now) else {
+        return paused("there is no previous spec to roll back to");
+    };
+    let networks: Vec<&str> = back.spec.task.network.network_ids().collect();
+    back.vips.retain(|v| networks.contains(&v.network.as_str()));
+    let without = networks
+        .iter()
+        .any(|n| !back.vips.iter().any(|v| v.network == *n));
+    if back.spec.endpoint_mode.is_vip() && without {
+        return paused(&format!(
+            "its previous spec is on other networks: `shoal service rollback {}` rolls it back",
+            service.spec.name
+        ));
+    }
+    if !back.spec.endpoint_mode.is_vip() {
+        back.vips.clear();
+    }
+    back
 }
 
 /// The most one proposal carries: a plan for thousands of tasks goes in
@@ -406,6 +482,7 @@ mod tests {
                 ("gone".into(), TaskState::Remove),
             ],
             wake_at_ms: None,
+            rollouts: Vec::new(),
         };
         let out = project(&[&tasks[0], &tasks[1]], &plan, 42);
         let states: Vec<TaskState> = out.iter().map(|t| t.desired_state).collect();

@@ -10,9 +10,14 @@ pub struct Plan {
     pub desire: Vec<(String, TaskState)>,
     /// Reconcile again at this time (a restart delay is running out).
     pub wake_at_ms: Option<i64>,
+    /// Services whose rollout changes, by id. Written apart from the
+    /// tasks: a service write can be refused (a user's update came first)
+    /// and must not take the tasks' changes with it.
+    pub rollouts: Vec<(String, super::update::Rollout)>,
 }
 
 impl Plan {
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.create.is_empty() && self.desire.is_empty()
     }
@@ -24,6 +29,7 @@ impl Plan {
     pub fn merge(&mut self, other: Plan) {
         self.create.extend(other.create);
         self.desire.extend(other.desire);
+        self.rollouts.extend(other.rollouts);
         if let Some(at) = other.wake_at_ms {
             self.wake(at);
         }

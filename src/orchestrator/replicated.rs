@@ -5,14 +5,15 @@
 //! - A slot with no task gets one.
 //! - A slot whose task ended while meant to run follows the restart policy.
 //! - Slots above N are removed (scale down).
-//! - Out-of-date tasks are replaced one slot at a time, and only while every
-//!   other slot is running (a rolling update with parallelism 1).
+//! - Out-of-date tasks are replaced as the service's update policy says
+//!   (`update`): so many slots at a time, stop-first or start-first.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashSet};
 
 use super::plan::{new_task, Plan};
 use super::restart::{decide, rejected_in_a_row, Restart};
+use super::update;
 use crate::types::{Service, Task, TaskState};
 
 /// Nodes whose tasks must move: `down` ones are lost (their tasks are
@@ -54,7 +55,7 @@ pub fn reconcile(
     }
 
     let mut outdated = Vec::new();
-    let mut settled = true;
+    let mut busy = 0;
     for slot in 1..=replicas {
         let ts = slots.get(&slot).map(Vec::as_slice).unwrap_or(&[]);
         // The tasks meant to run, newest first. Normally there is one.
@@ -63,11 +64,23 @@ pub fn reconcile(
             .filter(|t| t.desired_state <= TaskState::Running)
             .collect();
         meant.sort_by_key(|t| std::cmp::Reverse((t.meta.created_ms, t.meta.version)));
+        // Start-first: the old task keeps running until the new one does.
+        let newest_runs = meant
+            .first()
+            .is_some_and(|t| t.status.state == TaskState::Running);
         for extra in meant.iter().skip(1) {
-            plan.desire.push((extra.id.clone(), TaskState::Shutdown));
+            let waits = !newest_runs
+                && extra.status.state == TaskState::Running
+                && !nodes.down(extra)
+                && !nodes.drained(extra);
+            if waits {
+                busy += 1;
+            } else {
+                plan.desire.push((extra.id.clone(), TaskState::Shutdown));
+            }
         }
         let Some(current) = meant.first() else {
-            settled = false;
+            busy += 1;
             // Stop-first: a task that is still stopping keeps its slot
             // until it has stopped.
             if ts.iter().any(|t| stopping(t) && !nodes.down(t)) {
@@ -81,19 +94,19 @@ pub fn reconcile(
         };
         if nodes.down(current) && !current.status.state.is_terminal() {
             // Its node is gone: replace it now, wherever the scheduler can.
-            settled = false;
+            busy += 1;
             plan.desire.push((current.id.clone(), TaskState::Shutdown));
             plan.create
                 .push(new_task(service, slot, None, current.restarts, now_ms));
             continue;
         }
         if nodes.drained(current) {
-            settled = false;
+            busy += 1;
             plan.desire.push((current.id.clone(), TaskState::Shutdown));
             continue;
         }
         if current.status.state.is_terminal() {
-            settled = false;
+            busy += 1;
             let rejected = rejected_in_a_row(ts.iter().copied());
             match decide(&service.spec.task.restart, current, rejected, now_ms) {
                 Restart::Now => {
@@ -106,21 +119,30 @@ pub fn reconcile(
             }
             continue;
         }
-        if current.spec_version != service.spec_version {
-            outdated.push(*current);
-        } else if current.status.state != TaskState::Running {
-            settled = false;
+        if current.status.state != TaskState::Running {
+            busy += 1;
+        }
+        if !service.is_current(current) {
+            outdated.push(**current);
         }
     }
 
-    // Rolling update, one slot at a time, stop-first: stop the lowest
-    // outdated task once everything else runs; its slot is refilled with
-    // the new spec once it has stopped.
-    if settled && plan.is_empty() {
-        if let Some(old) = outdated.first() {
-            plan.desire.push((old.id.clone(), TaskState::Shutdown));
-        }
-    }
+    // The rollout: the lowest out-of-date slots first, as many as the
+    // policy lets. Stop-first: the slot is refilled with the new spec
+    // once its old task has stopped. Start-first: its new task starts
+    // now, and the old one stops once the new one runs.
+    update::roll(
+        service,
+        update::Units {
+            total: replicas as usize,
+            busy,
+            outdated,
+        },
+        tasks,
+        now_ms,
+        &mut plan,
+        |old| new_task(service, old.slot, None, old.restarts, now_ms),
+    );
     plan
 }
 
@@ -198,6 +220,7 @@ mod tests {
     fn an_update_replaces_one_slot_at_a_time() {
         let mut s = service(2);
         s.spec_version = 2;
+        s.spec.task.container.image = "new".into();
         let ts = [running(1, 1), running(2, 1)];
         let plan = rec(&s, 2, &ts, 0);
         assert_eq!(plan.desire, vec![(ts[0].id.clone(), TaskState::Shutdown)]);
@@ -216,6 +239,7 @@ mod tests {
 
         // While the new task of slot 1 starts, slot 2 waits.
         let mut new = task_in(1, 2);
+        new.spec = s.spec.task.clone();
         new.status.state = TaskState::Starting;
         let plan = rec(&s, 2, &[old.clone(), new.clone(), ts[1].clone()], 0);
         assert!(plan.is_empty());

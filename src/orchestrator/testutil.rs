@@ -11,11 +11,14 @@ pub fn service(replicas: u64) -> Service {
             labels: Default::default(),
             mode: ServiceMode::Replicated { replicas },
             endpoint_mode: Default::default(),
+            update: Default::default(),
+            rollback: Default::default(),
             task: TaskSpec::default(),
         },
         spec_version: 1,
         previous_spec: None,
         vips: Vec::new(),
+        update_status: None,
     }
 }
 

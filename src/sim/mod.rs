@@ -179,10 +179,9 @@ impl SimCluster {
             .view()?
             .find_service(name)?
             .with_context(|| format!("no service {name}"))?;
-        let old = service.spec.clone();
-        service.spec.task.container.image = image.to_string();
-        service.spec_version += 1;
-        service.previous_spec = Some(old);
+        let mut spec = service.spec.clone();
+        spec.task.container.image = image.to_string();
+        service.set_spec(spec, crate::types::now_ms());
         self.propose(vec![Change::Update(Object::Service(service))])
             .await?;
         Ok(())

@@ -140,11 +140,14 @@ fn service(id: &str, name: &str) -> Service {
             labels: Default::default(),
             mode: ServiceMode::Replicated { replicas: 1 },
             endpoint_mode: Default::default(),
+            update: Default::default(),
+            rollback: Default::default(),
             task: TaskSpec::default(),
         },
         spec_version: 1,
         previous_spec: None,
         vips: Vec::new(),
+        update_status: None,
     }
 }
 

@@ -145,6 +145,14 @@ pub struct TaskSpec {
     /// network, where the task's own ports are the node's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortConfig>,
+    /// Bumped by `service update --force`: a spec that differs, so that
+    /// every task is replaced though nothing else changed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub force_update: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where tasks may run.
@@ -166,6 +174,172 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "EndpointMode::is_vip")]
     pub endpoint_mode: EndpointMode,
     pub task: TaskSpec,
+    /// How a change of the task spec rolls out (`--update-*`). Absent:
+    /// Docker's defaults.
+    #[serde(default, skip_serializing_if = "UpdatePolicy::is_default")]
+    pub update: UpdatePolicy,
+    /// How a rollback rolls out (`--rollback-*`).
+    #[serde(default, skip_serializing_if = "UpdatePolicy::is_default")]
+    pub rollback: UpdatePolicy,
+}
+
+/// Whether a slot's new task starts before or after its old one stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum UpdateOrder {
+    #[default]
+    StopFirst,
+    StartFirst,
+}
+
+impl UpdateOrder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateOrder::StopFirst => "stop-first",
+            UpdateOrder::StartFirst => "start-first",
+        }
+    }
+}
+
+impl std::str::FromStr for UpdateOrder {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "stop-first" => Ok(UpdateOrder::StopFirst),
+            "start-first" => Ok(UpdateOrder::StartFirst),
+            o => Err(format!(
+                "invalid update order {o:?}: expected stop-first or start-first"
+            )),
+        }
+    }
+}
+
+/// What a rollout does when too many of its new tasks fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum FailureAction {
+    /// Stops replacing tasks until the next `service update`.
+    #[default]
+    Pause,
+    /// Goes on as if nothing failed.
+    Continue,
+    /// Goes back to the previous spec (updates only).
+    Rollback,
+}
+
+impl FailureAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureAction::Pause => "pause",
+            FailureAction::Continue => "continue",
+            FailureAction::Rollback => "rollback",
+        }
+    }
+}
+
+impl std::str::FromStr for FailureAction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pause" => Ok(FailureAction::Pause),
+            "continue" => Ok(FailureAction::Continue),
+            "rollback" => Ok(FailureAction::Rollback),
+            o => Err(format!(
+                "invalid failure action {o:?}: expected pause, continue or rollback"
+            )),
+        }
+    }
+}
+
+/// A rollout's pace and what stops it (Docker's UpdateConfig).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdatePolicy {
+    /// Slots replaced at once; 0: all of them.
+    pub parallelism: u64,
+    /// The wait after a batch runs before the next one starts.
+    pub delay_ms: u64,
+    pub order: UpdateOrder,
+    pub failure_action: FailureAction,
+    /// How long after its last task runs a rollout still watches for
+    /// failures before it is complete.
+    pub monitor_ms: u64,
+    /// The share of failed new tasks that is tolerated, in millionths of
+    /// the service's tasks (an integer, so that specs compare exactly).
+    pub max_failure_ppm: u32,
+}
+
+impl Default for UpdatePolicy {
+    fn default() -> Self {
+        UpdatePolicy {
+            parallelism: 1,
+            delay_ms: 0,
+            order: UpdateOrder::StopFirst,
+            failure_action: FailureAction::Pause,
+            monitor_ms: 5_000,
+            max_failure_ppm: 0,
+        }
+    }
+}
+
+impl UpdatePolicy {
+    pub fn is_default(&self) -> bool {
+        *self == UpdatePolicy::default()
+    }
+}
+
+/// Where a service's rollout stands (Docker's UpdateStatus.State).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateState {
+    Updating,
+    Paused,
+    Completed,
+    RollbackStarted,
+    RollbackPaused,
+    RollbackCompleted,
+}
+
+impl UpdateState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateState::Updating => "updating",
+            UpdateState::Paused => "paused",
+            UpdateState::Completed => "completed",
+            UpdateState::RollbackStarted => "rollback_started",
+            UpdateState::RollbackPaused => "rollback_paused",
+            UpdateState::RollbackCompleted => "rollback_completed",
+        }
+    }
+
+    /// A rollback, in whatever state.
+    pub fn is_rollback(self) -> bool {
+        matches!(
+            self,
+            UpdateState::RollbackStarted
+                | UpdateState::RollbackPaused
+                | UpdateState::RollbackCompleted
+        )
+    }
+
+    /// Tasks are being replaced.
+    pub fn in_progress(self) -> bool {
+        matches!(self, UpdateState::Updating | UpdateState::RollbackStarted)
+    }
+
+    pub fn is_paused(self) -> bool {
+        matches!(self, UpdateState::Paused | UpdateState::RollbackPaused)
+    }
+}
+
+/// A service's last rollout: its state, when it started and ended, and
+/// why it is where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    pub state: UpdateState,
+    pub started_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,4 +355,73 @@ pub struct Service {
     /// Its virtual IP on each of its networks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vips: Vec<Vip>,
+    /// Its last rollout, if its task spec ever changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_status: Option<UpdateStatus>,
+}
+
+impl Service {
+    /// The policy the current rollout follows: the rollback one while it
+    /// rolls back.
+    pub fn rollout_policy(&self) -> &UpdatePolicy {
+        match &self.update_status {
+            Some(u) if u.state.is_rollback() => &self.spec.rollback,
+            _ => &self.spec.update,
+        }
+    }
+
+    /// Puts `spec` in force, as `service update` does at `now_ms`: a change
+    /// of the task spec is a new spec version (the old spec kept for a
+    /// rollback) and starts a rollout; any other update resumes a paused
+    /// rollout, its failures so far forgiven.
+    pub fn set_spec(&mut self, spec: ServiceSpec, now_ms: i64) {
+        if spec.task != self.spec.task {
+            self.spec_version += 1;
+            self.previous_spec = Some(std::mem::replace(&mut self.spec, spec));
+            self.update_status = Some(UpdateStatus {
+                state: UpdateState::Updating,
+                started_ms: now_ms,
+                completed_ms: None,
+                message: "update in progress".into(),
+            });
+            return;
+        }
+        self.spec = spec;
+        if let Some(u) = self.update_status.as_mut().filter(|u| u.state.is_paused()) {
+            let rollback = u.state.is_rollback();
+            u.state = if rollback {
+                UpdateState::RollbackStarted
+            } else {
+                UpdateState::Updating
+            };
+            u.started_ms = now_ms;
+            u.message = format!("{} resumed", if rollback { "rollback" } else { "update" });
+        }
+    }
+
+    /// This service rolled back: the previous spec in force again (a spec
+    /// version of its own, so that the tasks of the spec it leaves are
+    /// replaced), the one it leaves as the previous one (a rollback of a
+    /// rollback goes forward again), and the rollout started at `now_ms`.
+    /// None when there is no previous spec.
+    pub fn rolled_back(&self, message: String, now_ms: i64) -> Option<Service> {
+        let mut s = self.clone();
+        let previous = s.previous_spec.take()?;
+        s.previous_spec = Some(std::mem::replace(&mut s.spec, previous));
+        s.spec_version += 1;
+        s.update_status = Some(UpdateStatus {
+            state: UpdateState::RollbackStarted,
+            started_ms: now_ms,
+            completed_ms: None,
+            message,
+        });
+        Some(s)
+    }
+
+    /// Whether `task` runs the current spec: made from this spec version,
+    /// or from an older one with the same content (a task that a rollback
+    /// finds on the spec it goes back to is not replaced).
+    pub fn is_current(&self, task: &super::Task) -> bool {
+        task.spec_version == self.spec_version || task.spec == self.spec.task
+    }
 }
