@@ -4,8 +4,9 @@
 //! (release build), side by side in one run:
 //!
 //! - TCP throughput from a task on h1 to a task of its network on h2, over
-//!   the WireGuard overlay, against the same two hosts straight over the
-//!   bridge (the ratio is the overlay's cost);
+//!   the WireGuard overlay and over VXLAN (a network created with
+//!   `--opt encrypted=false`), against the same two hosts straight over
+//!   the bridge (the ratio is the overlay's cost);
 //! - requests/s (and mean latency) of a busybox httpd task on h2: straight
 //!   to the task from h2, through its published port on h2 (a local
 //!   backend), and through the published port on h3, which runs no task
@@ -157,42 +158,52 @@ fn transfer(from: &Path, to: &Path, addr: &str, mb: u64) -> Option<f64> {
 }
 
 fn throughput(lan: &Lan, m: &NetDaemon, h1: &str, h2: &str, mb: u64) {
-    m.cli_ok(&["network", "create", "bench"]);
-    for (name, node) in [("sink", h2), ("source", h1)] {
-        m.cli_ok(&[
-            "service",
-            "create",
-            "--name",
-            name,
-            "--network",
-            "bench",
-            "--constraint",
-            &format!("node.id=={node}"),
-            "busybox",
-            "sleep",
-            "3600",
-        ]);
-    }
-    let (sink, sink_addr) = task_netns(m, "sink");
-    let (source, _) = task_netns(m, "source");
-    // Both directions of the overlay's peers take a moment after a
-    // task's first start; a warm-up transfer waits that out.
-    assert!(
-        wait_until(WAIT, || transfer(&source, &sink, &sink_addr, 1).is_some()),
-        "the source task never reached the sink task"
-    );
     let hosts = |i: usize| PathBuf::from(format!("/run/netns/{}", lan.host(i).netns()));
     let bare_to = lan.host(2).ip().to_string();
     let bare = transfer(&hosts(1), &hosts(2), &bare_to, mb).expect("h1 -> h2");
-    let overlay = transfer(&source, &sink, &sink_addr, mb).expect("over the overlay");
     println!("\nTCP throughput, one connection, {mb} MB:");
     println!("  h1 -> h2 over the bare bridge:           {bare:8.1} MB/s");
-    println!(
-        "  task on h1 -> task on h2, over WireGuard: {overlay:8.1} MB/s ({:.2}x)",
-        overlay / bare
-    );
-    for name in ["sink", "source"] {
-        m.cli_ok(&["service", "rm", name]);
+    // An encrypted network (WireGuard) and one in clear (VXLAN).
+    for (network, opts, way) in [
+        ("bench", &[][..], "over WireGuard"),
+        ("clear", &["--opt", "encrypted=false"][..], "over VXLAN    "),
+    ] {
+        let mut create = vec!["network", "create"];
+        create.extend_from_slice(opts);
+        create.push(network);
+        m.cli_ok(&create);
+        let (sink_name, source_name) = (format!("sink-{network}"), format!("source-{network}"));
+        for (name, node) in [(&sink_name, h2), (&source_name, h1)] {
+            m.cli_ok(&[
+                "service",
+                "create",
+                "--name",
+                name,
+                "--network",
+                network,
+                "--constraint",
+                &format!("node.id=={node}"),
+                "busybox",
+                "sleep",
+                "3600",
+            ]);
+        }
+        let (sink, sink_addr) = task_netns(m, &sink_name);
+        let (source, _) = task_netns(m, &source_name);
+        // Both directions of the overlay's peers take a moment after a
+        // task's first start; a warm-up transfer waits that out.
+        assert!(
+            wait_until(WAIT, || transfer(&source, &sink, &sink_addr, 1).is_some()),
+            "the source task never reached the sink task on {network}"
+        );
+        let over = transfer(&source, &sink, &sink_addr, mb).expect("between the tasks");
+        println!(
+            "  task on h1 -> task on h2, {way}: {over:8.1} MB/s ({:.2}x)",
+            over / bare
+        );
+        for name in [&sink_name, &source_name] {
+            m.cli_ok(&["service", "rm", name]);
+        }
     }
 }
 

@@ -214,14 +214,16 @@ shoal image ls
 
 # --- demo service ---------------------------------------------------------------------
 say "demo service"
+# Both wait for the tasks to run, showing their progress; 2 minutes at
+# most, then the check below says what is wrong.
 if shoal service inspect demo >/dev/null 2>&1; then
   echo "service demo exists; scaling it to 3"
-  shoal service scale demo=3
+  timeout 120 "$BIN" --socket "$SOCK" service scale demo=3 || true
 else
   # The single quotes keep $(hostname) for the container's shell.
   # shellcheck disable=SC2016
-  shoal service create --name demo --replicas 3 demo-busybox \
-    sh -c 'while true; do echo "hello from $(hostname)"; sleep 5; done'
+  timeout 120 "$BIN" --socket "$SOCK" service create --name demo --replicas 3 demo-busybox \
+    sh -c 'while true; do echo "hello from $(hostname)"; sleep 5; done' || true
 fi
 running=0
 for _ in $(seq 1 60); do

@@ -628,7 +628,9 @@ fn tasks_on_two_hosts_reach_their_network_over_wireguard_only() {
     let probe = format!(
         "while true; do for t in web={web} other={other} vip={vip}; do \
          echo \"${{t%%=*}}: $(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 ${{t#*=}} 80 | tail -n 1)\"; \
-         done; echo \"dns: $(nslookup -type=a tasks.web 2>&1 | grep -c 'Address: {web}$')\"; sleep 1; done"
+         done; echo \"dns: $(nslookup -type=a tasks.web 2>&1 | grep -c 'Address: {web}$')\"; \
+         echo \"vipdns: $(nslookup -type=a web 2>&1 | grep -c 'Address: {vip}$')\"; \
+         echo \"otherdns: $(nslookup -type=a other 2>&1 | grep -c NXDOMAIN)\"; sleep 1; done"
     );
     manager.cli_ok(&[
         "service",
@@ -674,8 +676,20 @@ fn tasks_on_two_hosts_reach_their_network_over_wireguard_only() {
     // Its name, from the other host: the node's DNS server knows the
     // tasks of the network on every node.
     assert!(
-        wait_until(WAIT, || logs().lines().any(|l| l.ends_with("dns: 1"))),
+        wait_until(WAIT, || logs().lines().any(|l| l.ends_with(" dns: 1"))),
         "tasks.web did not resolve to {web} from h1:\n{}",
+        logs()
+    );
+    // `web` is its virtual IP; `other`, a service of a network the probe
+    // is not on, is no name at all.
+    assert!(
+        wait_until(WAIT, || logs().lines().any(|l| l.ends_with("vipdns: 1"))),
+        "web did not resolve to its VIP {vip} from h1:\n{}",
+        logs()
+    );
+    assert!(
+        wait_until(WAIT, || logs().lines().any(|l| l.ends_with("otherdns: 1"))),
+        "other (on another network) was not NXDOMAIN from h1:\n{}",
         logs()
     );
     // A few rounds more, then: the task on the other network never

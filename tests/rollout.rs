@@ -2,7 +2,9 @@
 //! fail rolls back on its own (`--update-failure-action rollback`);
 //! start-first keeps every slot running through an update; `service
 //! rollback` goes back to the previous spec, and a second one forward
-//! again; `--force` replaces tasks with no change of spec. The decisions
+//! again; `--force` replaces tasks with no change of spec; without
+//! `--detach`, `create` and `update` wait and show each slot's progress,
+//! and an update that fails exits 1 with why. The decisions
 //! themselves (parallelism, delay, monitor, failure ratio) are unit-tested
 //! in `src/orchestrator/update.rs`.
 //!
@@ -83,7 +85,10 @@ fn an_update_whose_tasks_fail_rolls_back_on_its_own() {
     let before = d.wait_running("web", 2);
     d.cli_ok(&["service", "update", "--env-add", "FAIL=1", "web"]);
     let message = wait_state(&d, "web", "rollback_completed");
-    assert_eq!(message, "rollback completed");
+    assert!(
+        message.starts_with("rollback completed (rollback started: 1 of 2 new tasks failed"),
+        "{message}"
+    );
     // Back on the spec without FAIL: two containers that run.
     let after = d.wait_running("web", 2);
     for env in envs(&d, &after) {
@@ -237,4 +242,75 @@ fn force_replaces_every_task_with_no_change_of_spec() {
         assert!(!out.status.success(), "{flags:?} was taken");
         assert!(stderr(&out).contains(want), "{flags:?}: {}", stderr(&out));
     }
+}
+
+#[test]
+fn without_detach_create_and_update_wait_and_show_progress() {
+    let d = Daemon::cluster();
+    let out = d.cli(&[
+        "service",
+        "create",
+        "--detach=false",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--restart-delay",
+        "1s",
+        "--update-failure-action",
+        "rollback",
+        "--update-monitor",
+        "1s",
+        "busybox",
+        "sh",
+        "-c",
+        SERVER,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // Plain lines (not a terminal): each slot as it changes, then the end.
+    assert!(text.contains("web.1: running"), "{text}");
+    assert!(text.contains("web.2: running"), "{text}");
+    assert!(text.trim_end().ends_with("web: converged"), "{text}");
+    // It returned once both run, not before.
+    assert_eq!(
+        d.running("web").len(),
+        2,
+        "create returned before its tasks ran:\n{text}"
+    );
+
+    // An update whose tasks fail: it waits for the rollout, which rolls
+    // back, and says why, with exit code 1.
+    let out = d.cli(&[
+        "service",
+        "update",
+        "--detach=false",
+        "--env-add",
+        "FAIL=1",
+        "web",
+    ]);
+    assert!(
+        !out.status.success(),
+        "a failed update exited 0:\n{}",
+        stdout(&out)
+    );
+    let err = one_line_error(&out);
+    assert!(err.contains("rollback_completed"), "{err}");
+    assert!(err.contains("new tasks failed"), "{err}");
+    assert!(stdout(&out).contains("failed"), "{}", stdout(&out));
+    // And a good one ends with the rollout's message.
+    let out = d.cli(&[
+        "service",
+        "update",
+        "--detach=false",
+        "--env-add",
+        "V=3",
+        "web",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).trim_end().ends_with("web: update completed"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -169,7 +169,10 @@ pub async fn tasks(
         )
     });
     Ok(Json(
-        tasks.iter().map(|t| TaskRow::new(t, &nodes)).collect(),
+        tasks
+            .iter()
+            .map(|t| TaskRow::new(t, &service, &nodes))
+            .collect(),
     ))
 }
 
@@ -223,6 +226,7 @@ pub async fn update(
     if req.force {
         spec.task.force_update += 1;
     }
+    req.resources.apply(&mut spec.task.resources);
     if let Some(n) = req.replicas {
         match &mut spec.mode {
             ServiceMode::Replicated { replicas } => *replicas = n,

@@ -78,6 +78,11 @@ pub struct ServiceSpecBody {
     /// virtual IP) or `dnsrr` (its tasks' addresses).
     #[serde(default = "vip")]
     pub endpoint_mode: String,
+    /// Cgroup limits and reservations (`limit_nano_cpus`,
+    /// `limit_memory_bytes`, `limit_pids`, `reserve_nano_cpus`,
+    /// `reserve_memory_bytes`; 0 or absent: none).
+    #[serde(default, skip_serializing_if = "Resources::is_none")]
+    pub resources: Resources,
     /// How a change of the spec rolls out.
     #[serde(default)]
     pub update: PolicyBody,
@@ -398,6 +403,7 @@ impl ServiceSpecBody {
                 network: network_mode(self.networks)?,
                 ports: ports(self.ports)?,
                 force_update: 0,
+                resources: self.resources,
             },
         })
     }
@@ -436,6 +442,7 @@ impl From<&ServiceSpec> for ServiceSpecBody {
             },
             ports: s.task.ports.iter().map(PortBody::from).collect(),
             endpoint_mode: s.endpoint_mode.as_str().into(),
+            resources: s.task.resources,
             update: (&s.update).into(),
             rollback: (&s.rollback).into(),
         }
@@ -551,6 +558,11 @@ mod tests {
             endpoint_mode: "dnsrr".into(),
             networks: vec!["host".into()],
             ports: vec![],
+            resources: Resources {
+                limit_memory_bytes: 64 << 20,
+                reserve_nano_cpus: 250_000_000,
+                ..Resources::default()
+            },
             update: PolicyBody {
                 parallelism: 2,
                 delay_ms: 5_000,

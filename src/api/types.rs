@@ -64,6 +64,39 @@ pub struct ServiceUpdate {
     /// Replace every task, though the spec may not change.
     #[serde(default)]
     pub force: bool,
+    /// Limits and reservations to set (0: none).
+    #[serde(default)]
+    pub resources: ResourcesPatch,
+}
+
+/// Changes to a task's resources: each field given replaces the stored one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ResourcesPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_nano_cpus: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_pids: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_nano_cpus: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_memory_bytes: Option<u64>,
+}
+
+impl ResourcesPatch {
+    pub fn apply(&self, r: &mut crate::types::Resources) {
+        let set = |to: &mut u64, from: Option<u64>| {
+            if let Some(v) = from {
+                *to = v;
+            }
+        };
+        set(&mut r.limit_nano_cpus, self.limit_nano_cpus);
+        set(&mut r.limit_memory_bytes, self.limit_memory_bytes);
+        set(&mut r.limit_pids, self.limit_pids);
+        set(&mut r.reserve_nano_cpus, self.reserve_nano_cpus);
+        set(&mut r.reserve_memory_bytes, self.reserve_memory_bytes);
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -197,10 +230,13 @@ pub struct TaskRow {
     /// The task's addresses on its networks (none on the host's network).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
+    /// It runs the service's current spec (what a rollout waits for).
+    #[serde(default)]
+    pub up_to_date: bool,
 }
 
 impl TaskRow {
-    pub fn new(t: &Task, nodes: &[Node]) -> TaskRow {
+    pub fn new(t: &Task, service: &Service, nodes: &[Node]) -> TaskRow {
         let node = t.node_id.as_ref().map(|id| {
             nodes
                 .iter()
@@ -227,6 +263,7 @@ impl TaskRow {
                 None => t.spec.container.image.clone(),
             },
             addresses: t.status.addresses.clone(),
+            up_to_date: service.is_current(t),
         }
     }
 }

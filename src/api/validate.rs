@@ -98,6 +98,59 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
             return bad(format!("invalid stop signal {sig:?}"));
         }
     }
+    resources(&spec.task.resources)
+}
+
+/// The fewest bytes a memory limit may be: below, a container cannot
+/// even start (docker's floor is 6 MB).
+pub const MIN_MEMORY_LIMIT: u64 = 6 << 20;
+/// Bounds on what a task may ask for: no node has more.
+const MAX_NANO_CPUS: u64 = 1024 * 1_000_000_000;
+const MAX_MEMORY: u64 = 1 << 40;
+const MAX_PIDS: u64 = 4 << 20;
+
+fn resources(r: &crate::types::Resources) -> Result<(), ApiError> {
+    let bad = |m: String| Err(ApiError::BadRequest(m));
+    if r.limit_memory_bytes > 0 && r.limit_memory_bytes < MIN_MEMORY_LIMIT {
+        return bad(format!(
+            "memory limit {} is too small (at least 6 MiB)",
+            crate::types::human_bytes(r.limit_memory_bytes)
+        ));
+    }
+    for (what, v, max) in [
+        ("memory limit", r.limit_memory_bytes, MAX_MEMORY),
+        ("memory reservation", r.reserve_memory_bytes, MAX_MEMORY),
+    ] {
+        if v > max {
+            return bad(format!(
+                "{what} {} is too large (at most 1 TiB)",
+                crate::types::human_bytes(v)
+            ));
+        }
+    }
+    for (what, v) in [
+        ("CPU limit", r.limit_nano_cpus),
+        ("CPU reservation", r.reserve_nano_cpus),
+    ] {
+        if v > MAX_NANO_CPUS {
+            return bad(format!(
+                "{what} of {} CPUs is too large (at most 1024)",
+                v / 1_000_000_000
+            ));
+        }
+    }
+    if r.limit_pids > MAX_PIDS {
+        return bad(format!(
+            "pids limit {} is too large (at most {MAX_PIDS})",
+            r.limit_pids
+        ));
+    }
+    if r.limit_memory_bytes > 0 && r.reserve_memory_bytes > r.limit_memory_bytes {
+        return bad("the memory reservation is more than the memory limit".into());
+    }
+    if r.limit_nano_cpus > 0 && r.reserve_nano_cpus > r.limit_nano_cpus {
+        return bad("the CPU reservation is more than the CPU limit".into());
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod lock;
 mod network;
 mod node;
 mod parse;
+mod progress;
 mod registry;
 mod service;
 mod table;

@@ -7,9 +7,12 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::node::encode;
+use super::progress::{self, Until};
 use super::{parse, table, Client, Format};
 use crate::api::spec::{PolicyBody, PolicyPatch, ServiceBody, ServiceSpecBody};
-use crate::api::types::{Created, LogEntry, ScaleRequest, ServiceRow, ServiceUpdate, TaskRow};
+use crate::api::types::{
+    Created, LogEntry, ResourcesPatch, ScaleRequest, ServiceRow, ServiceUpdate, TaskRow,
+};
 
 #[derive(Subcommand)]
 pub enum ServiceCmd {
@@ -42,6 +45,8 @@ pub enum ServiceCmd {
         /// NAME=N pairs: a service and its new number of tasks.
         #[arg(required = true, value_parser = parse::scale)]
         scales: Vec<(String, u64)>,
+        #[command(flatten)]
+        detach: Detach,
     },
     /// Change a service. A change of the task spec replaces its tasks as
     /// its update policy says (default: one at a time, stop-first).
@@ -51,6 +56,8 @@ pub enum ServiceCmd {
     Rollback {
         /// The service's name or id.
         service: String,
+        #[command(flatten)]
+        detach: Detach,
     },
     /// Remove services.
     Rm {
@@ -72,6 +79,24 @@ pub enum ServiceCmd {
         #[arg(short = 't', long)]
         timestamps: bool,
     },
+}
+
+/// Whether the command returns at once or waits for the service to
+/// converge, showing its progress (docker's `--detach`).
+#[derive(Args)]
+pub struct Detach {
+    /// Return at once instead of waiting for the tasks to run and showing
+    /// their progress (`--detach=false`: wait, the default).
+    #[arg(
+        short,
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    detach: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -150,9 +175,13 @@ pub struct CreateArgs {
     #[arg(long, default_value = "vip", value_parser = ["vip", "dnsrr"])]
     endpoint_mode: String,
     #[command(flatten)]
+    resources: ResourceFlags,
+    #[command(flatten)]
     update: UpdateFlags,
     #[command(flatten)]
     rollback: RollbackFlags,
+    #[command(flatten)]
+    detach: Detach,
     /// The image, e.g. busybox or registry.example:5000/app:v1.
     image: String,
     /// The command and its arguments (default: the image's).
@@ -192,9 +221,48 @@ pub struct UpdateArgs {
     #[arg(long)]
     force: bool,
     #[command(flatten)]
+    resources: ResourceFlags,
+    #[command(flatten)]
     update: UpdateFlags,
     #[command(flatten)]
     rollback: RollbackFlags,
+    #[command(flatten)]
+    detach: Detach,
+}
+
+/// Limits and reservations (Docker's `--limit-*` and `--reserve-*`; 0
+/// takes one away on `update`).
+#[derive(Args)]
+pub struct ResourceFlags {
+    /// CPUs the task may use, e.g. 0.5 (a cgroup quota).
+    #[arg(long, value_parser = crate::types::parse_cpus)]
+    limit_cpu: Option<u64>,
+    /// Memory the task may use, e.g. 64M; past it, the kernel kills it
+    /// (the task fails, "OOM killed").
+    #[arg(long, value_parser = crate::types::parse_bytes)]
+    limit_memory: Option<u64>,
+    /// Processes the task may have.
+    #[arg(long, value_parser = parse::count)]
+    limit_pids: Option<u64>,
+    /// CPUs set aside for the task: it is placed only where they are free.
+    #[arg(long, value_parser = crate::types::parse_cpus)]
+    reserve_cpu: Option<u64>,
+    /// Memory set aside for the task, e.g. 32M: it is placed only where it
+    /// is free.
+    #[arg(long, value_parser = crate::types::parse_bytes)]
+    reserve_memory: Option<u64>,
+}
+
+impl ResourceFlags {
+    fn patch(self) -> ResourcesPatch {
+        ResourcesPatch {
+            limit_nano_cpus: self.limit_cpu,
+            limit_memory_bytes: self.limit_memory,
+            limit_pids: self.limit_pids,
+            reserve_nano_cpus: self.reserve_cpu,
+            reserve_memory_bytes: self.reserve_memory,
+        }
+    }
 }
 
 /// How an update rolls out (Docker's `--update-*` flags).
@@ -311,6 +379,11 @@ fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
         networks: a.network,
         ports: a.publish,
         endpoint_mode: a.endpoint_mode,
+        resources: {
+            let mut r = crate::types::Resources::default();
+            a.resources.patch().apply(&mut r);
+            r
+        },
         update: a.update.patch().onto(PolicyBody::default()),
         rollback: a.rollback.patch().onto(PolicyBody::default()),
     })
@@ -319,11 +392,16 @@ fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
 pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
     match cmd {
         ServiceCmd::Create(a) => {
+            let detach = a.detach.detach;
+            let name = a.name.clone();
             let r: Created = client.post("/v1/services", &spec(a)?).await?;
             for w in &r.warnings {
                 eprintln!("warning: {w}");
             }
             println!("{}", r.id);
+            if !detach {
+                progress::wait(client, &name, Until::Converged).await?;
+            }
         }
         ServiceCmd::Ls { format } => {
             let rows: Vec<ServiceRow> = client.get("/v1/services").await?;
@@ -363,14 +441,14 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 .await?;
             table::json(&s)?;
         }
-        ServiceCmd::Scale { scales } => {
+        ServiceCmd::Scale { scales, detach } => {
             // Every name is checked before anything is changed.
             for (name, _) in &scales {
                 let _: ServiceBody = client
                     .get(&format!("/v1/services/{}", encode(name)))
                     .await?;
             }
-            for (name, replicas) in scales {
+            for (name, replicas) in scales.iter().cloned() {
                 let _: Created = client
                     .post(
                         &format!("/v1/services/{}/scale", encode(&name)),
@@ -379,8 +457,16 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                     .await?;
                 println!("{name} scaled to {replicas}");
             }
+            if !detach.detach {
+                for (name, _) in &scales {
+                    progress::wait(client, name, Until::Converged).await?;
+                }
+            }
         }
         ServiceCmd::Update(a) => {
+            let before: ServiceBody = client
+                .get(&format!("/v1/services/{}", encode(&a.service)))
+                .await?;
             let req = ServiceUpdate {
                 image: a.image,
                 env_add: a
@@ -397,6 +483,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 update: a.update.patch(),
                 rollback: a.rollback.patch(),
                 force: a.force,
+                resources: a.resources.patch(),
             };
             let s: ServiceBody = client
                 .post(&format!("/v1/services/{}/update", encode(&a.service)), &req)
@@ -405,8 +492,18 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 eprintln!("warning: {w}");
             }
             println!("{}", s.spec.name);
+            if !a.detach.detach {
+                // A new spec version rolls out; anything else (a scale,
+                // labels) only has to converge.
+                let until = if s.spec_version != before.spec_version {
+                    Until::Rollout("completed")
+                } else {
+                    Until::Converged
+                };
+                progress::wait(client, &s.id, until).await?;
+            }
         }
-        ServiceCmd::Rollback { service } => {
+        ServiceCmd::Rollback { service, detach } => {
             let s: ServiceBody = client
                 .post(
                     &format!("/v1/services/{}/rollback", encode(&service)),
@@ -414,6 +511,9 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 )
                 .await?;
             println!("{}", s.spec.name);
+            if !detach.detach {
+                progress::wait(client, &s.id, Until::Rollout("rollback_completed")).await?;
+            }
         }
         ServiceCmd::Rm { services } => {
             for name in &services {

@@ -36,6 +36,7 @@ pub fn reconcile(
         }
     }
     let mut outdated = Vec::new();
+    let mut stale = Vec::new();
     let mut busy = 0;
     for node in eligible {
         let mut meant = by_node.get(node.as_str()).cloned().unwrap_or_default();
@@ -85,11 +86,12 @@ pub fn reconcile(
             }
             continue;
         }
-        if current.status.state != TaskState::Running {
-            busy += 1;
-        }
-        if !service.is_current(current) {
-            outdated.push(*current);
+        let runs = current.status.state == TaskState::Running;
+        match (service.is_current(current), runs) {
+            (true, true) => {}
+            (true, false) => busy += 1,
+            (false, true) => outdated.push(*current),
+            (false, false) => stale.push(*current),
         }
     }
     // The rollout, node by node, as the update policy says.
@@ -99,6 +101,7 @@ pub fn reconcile(
             total: eligible.len(),
             busy,
             outdated,
+            stale,
         },
         tasks,
         now_ms,

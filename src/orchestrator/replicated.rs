@@ -55,6 +55,7 @@ pub fn reconcile(
     }
 
     let mut outdated = Vec::new();
+    let mut stale = Vec::new();
     let mut busy = 0;
     for slot in 1..=replicas {
         let ts = slots.get(&slot).map(Vec::as_slice).unwrap_or(&[]);
@@ -119,11 +120,12 @@ pub fn reconcile(
             }
             continue;
         }
-        if current.status.state != TaskState::Running {
-            busy += 1;
-        }
-        if !service.is_current(current) {
-            outdated.push(**current);
+        let runs = current.status.state == TaskState::Running;
+        match (service.is_current(current), runs) {
+            (true, true) => {}
+            (true, false) => busy += 1,
+            (false, true) => outdated.push(**current),
+            (false, false) => stale.push(**current),
         }
     }
 
@@ -137,6 +139,7 @@ pub fn reconcile(
             total: replicas as usize,
             busy,
             outdated,
+            stale,
         },
         tasks,
         now_ms,

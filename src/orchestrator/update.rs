@@ -27,8 +27,14 @@ pub struct Units<'a> {
     /// Units whose task does not run yet (or whose old task still runs
     /// beside a new one that does not).
     pub busy: usize,
-    /// The units' tasks of an older spec, in the order to replace them.
+    /// The units' running tasks of an older spec, in the order to replace
+    /// them.
     pub outdated: Vec<&'a Task>,
+    /// Their tasks of an older spec that do not run (pending, starting):
+    /// replaced at once, as they serve nothing, and not counted as busy.
+    /// Counted as busy, one that can never start (it waits for room that
+    /// only the new spec frees) would hold the rollout forever.
+    pub stale: Vec<&'a Task>,
 }
 
 /// A change of the service's rollout, for the orchestrator to write.
@@ -156,24 +162,24 @@ pub fn step<'a>(
         .filter(|t| t.status.state == TaskState::Running)
         .map(|t| t.status.timestamp_ms)
         .max();
-    if !units.outdated.is_empty() {
+    if !units.outdated.is_empty() || !units.stale.is_empty() {
+        let mut step = Step {
+            replace: units.stale,
+            ..Step::default()
+        };
         if let Some(ran) = last_ran.filter(|_| policy.delay_ms > 0) {
             let next = ran.saturating_add(policy.delay_ms as i64);
             if now_ms < next {
-                return Step {
-                    wake_at_ms: Some(next),
-                    ..Step::default()
-                };
+                step.wake_at_ms = Some(next);
+                return step;
             }
         }
         let room = match policy.parallelism {
             0 => usize::MAX,
             n => (n as usize).saturating_sub(units.busy),
         };
-        return Step {
-            replace: units.outdated.into_iter().take(room).collect(),
-            ..Step::default()
-        };
+        step.replace.extend(units.outdated.into_iter().take(room));
+        return step;
     }
     if !in_progress || units.busy > 0 {
         return Step::default();
@@ -197,10 +203,11 @@ pub fn step<'a>(
             },
             started_ms: started,
             completed_ms: Some(now_ms),
-            message: if rollback {
-                "rollback completed".into()
-            } else {
-                "update completed".into()
+            // A rollback keeps what started it: why the update failed.
+            message: match status.map(|s| s.message.as_str()) {
+                Some(why) if rollback && !why.is_empty() => format!("rollback completed ({why})"),
+                _ if rollback => "rollback completed".into(),
+                _ => "update completed".into(),
             },
         })),
         ..Step::default()
@@ -276,6 +283,18 @@ mod tests {
             1_000,
         );
         assert_eq!(stopped(&rec(&all, 5, &ts, 1_000)).len(), 5);
+    }
+
+    #[test]
+    fn an_old_task_that_does_not_run_is_replaced_at_once() {
+        let s = updating(2, UpdatePolicy::default(), 1_000);
+        // Slot 1 waits for room that only the new spec would free; slot 2
+        // runs. Both go: slot 1 at once, slot 2 as the policy says.
+        let mut pending = task_in(1, 1);
+        pending.status.state = TaskState::Pending;
+        let old2 = running(2, 1, 0);
+        let plan = rec(&s, 2, &[pending.clone(), old2.clone()], 1_000);
+        assert_eq!(stopped(&plan), [pending.id.as_str(), old2.id.as_str()]);
     }
 
     #[test]

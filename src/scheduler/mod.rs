@@ -164,7 +164,7 @@ async fn pass(
     for task in pending {
         match placer.place(task) {
             Ok(node) => {
-                placer.add(&node, &task.service_id);
+                placer.add(&node, task);
                 let waited = (now_ms() - task.meta.created_ms).max(0) as f64 / 1000.0;
                 crate::metrics::global().scheduling_latency.observe(waited);
                 changes.push(Change::TaskAssign {

@@ -30,6 +30,9 @@ pub struct Placer<'a> {
     total: Vec<usize>,
     /// Live tasks per service, per node index.
     per_service: HashMap<String, Vec<usize>>,
+    /// What the live tasks of each node (by index) reserve: CPUs (in
+    /// billionths) and memory bytes.
+    reserved: Vec<(u64, u64)>,
 }
 
 impl<'a> Placer<'a> {
@@ -43,6 +46,7 @@ impl<'a> Placer<'a> {
             .collect();
         let mut placer = Placer {
             total: vec![0; sorted.len()],
+            reserved: vec![(0, 0); sorted.len()],
             nodes: sorted,
             index_of,
             groups: HashMap::new(),
@@ -50,10 +54,15 @@ impl<'a> Placer<'a> {
         };
         for t in tasks.iter().map(|t| t.borrow()).filter(|t| t.is_live()) {
             if let Some(n) = &t.node_id {
-                placer.add(n, &t.service_id);
+                placer.add(n, t);
             }
         }
         placer
+    }
+
+    /// Whether node `i` has room for what `task` reserves, or what it lacks.
+    fn room(&self, i: usize, task: &Task) -> Result<(), Short> {
+        room(self.nodes[i], self.reserved[i], task)
     }
 
     /// Where `task` should run, or why it can run nowhere; the same answer
@@ -61,8 +70,12 @@ impl<'a> Placer<'a> {
     pub fn place(&mut self, task: &'a Task) -> Result<String, Unplaceable> {
         if task.node_id.is_some() {
             // Made for one node: only that node can take it, so the load,
-            // which only ranks nodes, does not matter.
-            return place(task, &self.nodes, &Load::default());
+            // which only ranks nodes, does not matter; its room does.
+            let node = place(task, &self.nodes, &Load::default())?;
+            if let Some(&i) = self.index_of.get(node.as_str()) {
+                self.room(i, task).map_err(|s| short(&[s]))?;
+            }
+            return Ok(node);
         }
         let spec = &task.spec;
         let key = (
@@ -72,6 +85,7 @@ impl<'a> Placer<'a> {
             spec.placement.constraints.as_slice(),
         );
         let nodes = &self.nodes;
+        let reserved = &self.reserved;
         let eligible = self
             .groups
             .entry(key)
@@ -88,23 +102,40 @@ impl<'a> Placer<'a> {
                 &zeros
             }
         };
-        // Spread first; among equals, a node with the image.
+        // Spread first; among equals, a node with the image. Only nodes
+        // with room for what the task reserves.
+        let mut lacking = Vec::new();
         let best = ids
             .iter()
             .copied()
+            .filter(|&(i, _)| match room(nodes[i], reserved[i], task) {
+                Ok(()) => true,
+                Err(s) => {
+                    lacking.push(s);
+                    false
+                }
+            })
             .min_by_key(|&(i, lacks)| (per_service[i], lacks, self.total[i], i))
             .map(|(i, _)| i);
         match best {
             Some(i) => Ok(self.nodes[i].id.clone()),
+            None if !lacking.is_empty() => Err(short(&lacking)),
             None => Err(explain(&[])),
         }
     }
 
-    pub fn add(&mut self, node: &str, service: &str) {
+    /// Counts `task` on `node`: its share of the spread and what it
+    /// reserves.
+    pub fn add(&mut self, node: &str, task: &Task) {
+        let service = task.service_id.as_str();
         let Some(&i) = self.index_of.get(node) else {
             return; // a node that is gone: it takes nothing new anyway
         };
         self.total[i] += 1;
+        let r = &task.spec.resources;
+        let (cpu, mem) = &mut self.reserved[i];
+        *cpu = cpu.saturating_add(r.reserve_nano_cpus);
+        *mem = mem.saturating_add(r.reserve_memory_bytes);
         // Looked up before inserting: a String per placement is what the
         // pass spent most of its time allocating.
         match self.per_service.get_mut(service) {
@@ -116,6 +147,51 @@ impl<'a> Placer<'a> {
             }
         }
     }
+}
+
+/// Whether `node`, whose tasks reserve `reserved` (CPUs in billionths,
+/// memory bytes), has room for what `task` reserves, or what it lacks.
+fn room(node: &Node, reserved: (u64, u64), task: &Task) -> Result<(), Short> {
+    let want = &task.spec.resources;
+    let node = &node.description;
+    let (cpu, mem) = reserved;
+    let cpus = u64::from(node.cpus) * 1_000_000_000;
+    if want.reserve_memory_bytes > 0
+        && mem.saturating_add(want.reserve_memory_bytes) > node.memory_bytes
+    {
+        return Err(Short::Memory(want.reserve_memory_bytes));
+    }
+    if want.reserve_nano_cpus > 0 && cpu.saturating_add(want.reserve_nano_cpus) > cpus {
+        return Err(Short::Cpu(want.reserve_nano_cpus));
+    }
+    Ok(())
+}
+
+/// What a node lacks for a task's reservations.
+#[derive(Debug, Clone, Copy)]
+enum Short {
+    Memory(u64),
+    Cpu(u64),
+}
+
+/// "no suitable node (3 nodes have less than 512 MiB of memory free)".
+fn short(lacking: &[Short]) -> Unplaceable {
+    let mut parts = Vec::new();
+    let (mem, cpu): (Vec<_>, Vec<_>) = lacking.iter().partition(|s| matches!(s, Short::Memory(_)));
+    for (list, what) in [(mem, "memory"), (cpu, "CPU")] {
+        let Some(first) = list.first() else { continue };
+        let amount = match first {
+            Short::Memory(b) => crate::types::human_bytes(*b),
+            Short::Cpu(n) => format!("{} CPUs", crate::types::human_cpus(*n)),
+        };
+        let nodes = match list.len() {
+            1 => "1 node has".to_string(),
+            n => format!("{n} nodes have"),
+        };
+        let of = if what == "memory" { " of memory" } else { "" };
+        parts.push(format!("{nodes} less than {amount}{of} free"));
+    }
+    Unplaceable(format!("no suitable node ({})", parts.join(", ")))
 }
 
 /// The nodes (by index) that pass the filters for `task`, or why none does.

@@ -221,7 +221,7 @@ fn the_placer_decides_as_place_does() {
         assert_eq!(placer.place(t), want, "task {}", t.id);
         if let Ok(n) = want {
             load.add(&n, &t.service_id);
-            placer.add(&n, &t.service_id);
+            placer.add(&n, t);
             placed += 1;
         }
     }
@@ -234,5 +234,59 @@ fn the_placer_says_why_when_there_are_no_nodes() {
     assert_eq!(
         Placer::new::<Node, Task>(&[], &[]).place(&t).unwrap_err(),
         place(&t, &[] as &[Node], &Load::default()).unwrap_err()
+    );
+}
+
+/// A Pi 3 with 1 GB is never over-committed by reservations: tasks go
+/// where what they reserve is free, and the rest wait, saying why.
+#[test]
+fn reservations_are_never_over_committed() {
+    let pi = |id: &str| {
+        let mut n = node(id, NodeState::Ready, Availability::Active);
+        n.description.cpus = 4;
+        n.description.memory_bytes = 1 << 30;
+        n
+    };
+    let nodes = [pi("a"), pi("b")];
+    let reserving = |mem: u64, cpu: u64| {
+        let mut t = task("db");
+        t.spec.resources.reserve_memory_bytes = mem;
+        t.spec.resources.reserve_nano_cpus = cpu;
+        t
+    };
+    let tasks: Vec<Task> = (0..5).map(|_| reserving(400 << 20, 0)).collect();
+    let mut placer = Placer::new(&nodes, &[] as &[Task]);
+    let mut on: std::collections::BTreeMap<String, usize> = Default::default();
+    for t in &tasks[..4] {
+        let n = placer.place(t).expect("room for 2 per node");
+        placer.add(&n, t);
+        *on.entry(n).or_default() += 1;
+    }
+    assert_eq!(on.values().copied().collect::<Vec<_>>(), [2, 2]);
+    assert_eq!(
+        placer.place(&tasks[4]).unwrap_err(),
+        "no suitable node (2 nodes have less than 400 MiB of memory free)"
+    );
+    // CPUs too; and a task that reserves nothing still goes anywhere.
+    let (cpu_hungry, web) = (reserving(0, 5_000_000_000), task("web"));
+    assert_eq!(
+        placer.place(&cpu_hungry).unwrap_err(),
+        "no suitable node (2 nodes have less than 5 CPUs free)"
+    );
+    assert!(placer.place(&web).is_ok());
+    // Tasks already running count from the start.
+    let mut running: Vec<Task> = tasks[..4].to_vec();
+    for (t, n) in running.iter_mut().zip(["a", "a", "b", "b"]) {
+        t.node_id = Some(n.into());
+        t.status.state = TaskState::Running;
+    }
+    let fresh = Placer::new(&nodes, &running).place(&tasks[4]).unwrap_err();
+    assert!(fresh.0.contains("less than 400 MiB"), "{fresh}");
+    // A task for one node (global) waits on that node's room.
+    let mut global = reserving(400 << 20, 0);
+    global.node_id = Some("a".into());
+    assert_eq!(
+        Placer::new(&nodes, &running).place(&global).unwrap_err(),
+        "no suitable node (1 node has less than 400 MiB of memory free)"
     );
 }

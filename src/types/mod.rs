@@ -10,6 +10,7 @@ mod report;
 mod service;
 mod signal;
 mod task;
+mod units;
 
 pub use ids::{new_id, now_ms};
 pub use image::{
@@ -30,6 +31,7 @@ pub use report::{
 pub use service::*;
 pub use signal::parse_signal;
 pub use task::*;
+pub use units::{human_bytes, human_cpus, parse_bytes, parse_cpus};
 
 use serde::{Deserialize, Serialize};
 

@@ -149,6 +149,34 @@ pub struct TaskSpec {
     /// every task is replaced though nothing else changed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub force_update: u64,
+    /// Its cgroup limits and what the scheduler sets aside for it.
+    #[serde(default, skip_serializing_if = "Resources::is_none")]
+    pub resources: Resources,
+}
+
+/// What a task may use (cgroup limits, as runc sets them on cgroup v1 and
+/// v2) and what it is sure to have (reservations: the scheduler places it
+/// only on a node whose capacity, less what its other tasks reserve,
+/// holds them). 0: none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Resources {
+    /// CPU time, in billionths of a CPU (0.5 CPU = 500_000_000).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub limit_nano_cpus: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub limit_memory_bytes: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub limit_pids: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reserve_nano_cpus: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reserve_memory_bytes: u64,
+}
+
+impl Resources {
+    pub fn is_none(&self) -> bool {
+        *self == Resources::default()
+    }
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -420,14 +420,32 @@ impl Daemon {
 
     // ---- the CLI ------------------------------------------------------------
 
-    /// `shoal --socket SOCK ARGS…`, whatever its outcome.
+    /// `shoal --socket SOCK ARGS…`, whatever its outcome. `service
+    /// create|update|scale|rollback` get `--detach` unless the test says
+    /// `--detach=…` itself: most tests check what runs on their own terms,
+    /// and some create services that are never meant to converge.
     pub fn cli(&self, args: &[&str]) -> Output {
         run(Command::new(&self.cli_binary)
             .env_remove("SHOAL_SOCKET")
             .env("SHOAL_DEFAULT_ADDR_POOL", &self.addr_pool)
             .arg("--socket")
             .arg(&self.socket)
-            .args(args))
+            .args(self.detached(args)))
+    }
+
+    /// `args`, with `--detach` after `service create|update|scale|rollback`
+    /// for this build's CLI (an older release's has no such flag).
+    fn detached<'a>(&self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        let waits = matches!(
+            args,
+            ["service", "create" | "update" | "scale" | "rollback", ..]
+        );
+        let said = args.iter().any(|a| a.starts_with("--detach") || *a == "-d");
+        if waits && !said && self.cli_binary == Path::new(SHOAL) {
+            all.insert(2, "--detach");
+        }
+        all
     }
 
     /// Like [`Daemon::cli`], and the command must succeed; returns stdout.
@@ -466,7 +484,7 @@ impl Daemon {
             .env_remove("SHOAL_SOCKET")
             .arg("--socket")
             .arg(&self.socket)
-            .args(args)
+            .args(self.detached(args))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -138,7 +138,7 @@ impl Containerd {
         }
         let user = spec::resolve_user(user_spec, passwd.as_deref(), group.as_deref())
             .map_err(|e| ExecError::Other(format!("image {image_name}: {e}")))?;
-        let oci = spec::build(
+        let mut oci = spec::build(
             &task.id,
             &task.spec.container,
             &run,
@@ -148,6 +148,7 @@ impl Containerd {
             net,
         )
         .map_err(ExecError::Other)?;
+        spec::limit(&mut oci, &task.spec.resources);
         let mut labels: HashMap<String, String> = task
             .spec
             .container

@@ -330,6 +330,27 @@ pub(super) fn build(
     Ok(spec)
 }
 
+/// The task's cgroup limits (`--limit-*`) in the runtime spec: runc
+/// writes them to the cgroup v1 controllers or the v2 unified tree alike.
+/// CPU as a quota of the default 100 ms period. No swap setting: a node
+/// without swap accounting (Raspberry Pi OS's default) would refuse it.
+pub(super) fn limit(spec: &mut Value, r: &crate::types::Resources) {
+    const PERIOD_US: u64 = 100_000;
+    let res = &mut spec["linux"]["resources"];
+    if r.limit_memory_bytes > 0 {
+        res["memory"] = json!({"limit": r.limit_memory_bytes});
+    }
+    if r.limit_nano_cpus > 0 {
+        // At least 1 ms per period: the kernel's floor.
+        let quota = (u128::from(r.limit_nano_cpus) * u128::from(PERIOD_US) / 1_000_000_000)
+            .max(1_000) as u64;
+        res["cpu"] = json!({"quota": quota, "period": PERIOD_US});
+    }
+    if r.limit_pids > 0 {
+        res["pids"] = json!({"limit": r.limit_pids});
+    }
+}
+
 /// The task's own network: its namespace, and its hosts, resolv.conf and
 /// hostname files bound over the image's (as docker does, so that they
 /// hold the task's address and resolvers whatever the image has).
@@ -373,6 +394,30 @@ pub(super) fn cgroups_path(namespace: &str, task_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_become_the_runtime_spec_s_resources() {
+        let mut spec = json!({"linux": {"resources": {"devices": []}}});
+        limit(
+            &mut spec,
+            &crate::types::Resources {
+                limit_nano_cpus: 500_000_000,
+                limit_memory_bytes: 64 << 20,
+                limit_pids: 100,
+                ..Default::default()
+            },
+        );
+        let r = &spec["linux"]["resources"];
+        assert_eq!(r["memory"]["limit"], 64 << 20);
+        assert_eq!(r["cpu"]["quota"], 50_000);
+        assert_eq!(r["cpu"]["period"], 100_000);
+        assert_eq!(r["pids"]["limit"], 100);
+        assert!(r["devices"].is_array(), "the device rules stay");
+        // None set: nothing added.
+        let mut plain = json!({"linux": {"resources": {}}});
+        limit(&mut plain, &Default::default());
+        assert_eq!(plain["linux"]["resources"], json!({}));
+    }
 
     const PASSWD: &str =
         "root:x:0:0:root:/root:/bin/sh\n# c\napp:x:1000:1001:app:/home/app:/bin/sh\n";

@@ -1,0 +1,140 @@
+//! Waiting for a service to converge after `service create`, `update`,
+//! `scale` or `rollback`, with its progress per slot (docker's
+//! `--detach=false`): redrawn in place on a terminal, one line per change
+//! otherwise. Ends with "converged", or with the rollout's failure (exit
+//! 1). Reads only what `service inspect`, `ls` and `ps` read.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use super::node::encode;
+use super::Client;
+use crate::api::spec::ServiceBody;
+use crate::api::types::{ServiceRow, TaskRow};
+
+/// How often the managers are asked.
+const POLL: Duration = Duration::from_millis(500);
+
+/// What the command waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Every slot (or eligible node) runs a task of the current spec.
+    Converged,
+    /// The rollout that the command started ends; it succeeds if it ends
+    /// in this state (`completed`, `rollback_completed`).
+    Rollout(&'static str),
+}
+
+/// One slot's (or node's) newest task meant to run, as shown.
+#[derive(Clone, PartialEq, Eq)]
+struct Line {
+    name: String,
+    text: String,
+    done: bool,
+}
+
+pub async fn wait(client: &Client, service: &str, until: Until) -> anyhow::Result<()> {
+    let tty = std::io::stdout().is_terminal();
+    let mut shown: BTreeMap<String, Line> = BTreeMap::new();
+    let mut drawn = 0;
+    loop {
+        let body: ServiceBody = client
+            .get(&format!("/v1/services/{}", encode(service)))
+            .await?;
+        let tasks: Vec<TaskRow> = client
+            .get(&format!("/v1/services/{}/tasks", encode(service)))
+            .await?;
+        let target = match body.spec.replicas {
+            Some(n) => n as usize,
+            None => {
+                let rows: Vec<ServiceRow> = client.get("/v1/services").await?;
+                rows.iter()
+                    .find(|r| r.id == body.id)
+                    .map_or(0, |r| r.replicas as usize)
+            }
+        };
+        let lines = lines_of(&tasks);
+        let done = lines.values().filter(|l| l.done).count();
+        let header = format!("{}: {done}/{target} tasks up to date", body.spec.name);
+        if tty {
+            let mut out = std::io::stdout().lock();
+            // Back over what was drawn last, then draw it all again.
+            if drawn > 0 {
+                write!(out, "\x1b[{drawn}A")?;
+            }
+            writeln!(out, "\x1b[2K{header}")?;
+            for l in lines.values() {
+                writeln!(out, "\x1b[2K  {}  {}", l.name, l.text)?;
+            }
+            // Lines of tasks that went (a scale down) are blanked.
+            for _ in lines.len() + 1..drawn {
+                writeln!(out, "\x1b[2K")?;
+            }
+            drawn = drawn.max(lines.len() + 1);
+            out.flush()?;
+        } else {
+            for (key, l) in &lines {
+                if shown.get(key) != Some(l) {
+                    println!("{}: {}", l.name, l.text);
+                }
+            }
+        }
+        shown = lines;
+        let state = body.update_status.as_ref().map(|u| u.state.as_str());
+        let message = body
+            .update_status
+            .as_ref()
+            .map(|u| u.message.clone())
+            .unwrap_or_default();
+        match until {
+            Until::Converged
+                if done == target && !matches!(state, Some("updating" | "rollback_started")) =>
+            {
+                println!("{}: converged", body.spec.name);
+                return Ok(());
+            }
+            Until::Rollout(want) => match state {
+                Some("updating" | "rollback_started") | None => {}
+                Some(s) if s == want => {
+                    println!("{}: {message}", body.spec.name);
+                    return Ok(());
+                }
+                Some(s) => anyhow::bail!("{}: {s}: {message}", body.spec.name),
+            },
+            _ => {}
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The newest task meant to run of each slot (or node, for a global
+/// service), by slot or node: the API lists a slot's tasks newest first.
+fn lines_of(tasks: &[TaskRow]) -> BTreeMap<String, Line> {
+    let mut lines = BTreeMap::new();
+    for t in tasks.iter().filter(|t| t.desired_state == "running") {
+        let key = match t.slot {
+            0 => t.node_id.clone().unwrap_or_default(),
+            n => format!("{n:010}"),
+        };
+        lines.entry(key).or_insert_with(|| {
+            let why = t.error.as_deref().filter(|e| !e.is_empty()).map_or_else(
+                || {
+                    if t.state == "pending" && !t.message.is_empty() {
+                        format!(": {}", t.message)
+                    } else {
+                        String::new()
+                    }
+                },
+                |e| format!(": {e}"),
+            );
+            let old = if t.up_to_date { "" } else { " (old spec)" };
+            Line {
+                name: t.name.clone(),
+                text: format!("{}{old}{why}", t.state),
+                done: t.state == "running" && t.up_to_date,
+            }
+        });
+    }
+    lines
+}
