@@ -1,9 +1,11 @@
-//! Resources on one node, on real containerd: `--limit-*` reach the
+//! Resources and placement on one node, on real containerd: `--limit-*`
+//! reach the
 //! task's cgroup (v1 or v2, whichever the node has), a task past its
 //! memory limit is killed and recorded as out of memory, and
 //! `--reserve-memory` places no more tasks than the node's memory holds,
-//! the others waiting with the reason. The scheduler's arithmetic is
-//! unit-tested in `src/scheduler/tests.rs`.
+//! the others waiting with the reason; `--replicas-max-per-node` likewise.
+//! The scheduler's arithmetic (and spread preferences, which need several
+//! nodes) is unit-tested in `src/scheduler/tests.rs`.
 //!
 //! Needs root and a running containerd (`bash .ci/start-containerd`).
 
@@ -100,21 +102,17 @@ fn limits_reach_the_cgroup_and_an_oom_kill_is_recorded() {
     );
 
     // Bad values are refused with the reason.
-    for (flags, want) in [
-        (&["--limit-memory", "1M"][..], "too small"),
-        (&["--limit-memory", "12Q"][..], "invalid size"),
-        (
-            &["--limit-memory", "64M", "--reserve-memory", "128M"][..],
-            "reservation is more than the memory limit",
-        ),
-    ] {
-        let mut args = vec!["service", "update"];
-        args.extend_from_slice(flags);
-        args.push("capped");
-        let out = d.cli(&args);
-        assert!(!out.status.success(), "{flags:?} was taken");
-        assert!(stderr(&out).contains(want), "{flags:?}: {}", stderr(&out));
-    }
+    d.update_refused(
+        "capped",
+        &[
+            (&["--limit-memory", "1M"][..], "too small"),
+            (&["--limit-memory", "12Q"][..], "invalid size"),
+            (
+                &["--limit-memory", "64M", "--reserve-memory", "128M"][..],
+                "reservation is more than the memory limit",
+            ),
+        ],
+    );
 }
 
 #[test]
@@ -175,4 +173,47 @@ fn reservations_place_no_more_than_the_node_holds() {
         "big",
     ]);
     d.wait_running("big", 3);
+}
+
+#[test]
+fn replicas_max_per_node_leaves_the_rest_pending_with_the_reason() {
+    let d = Daemon::cluster();
+    d.sleeper("one", &["--replicas", "2", "--replicas-max-per-node", "1"]);
+    d.wait_running("one", 1);
+    let mut pending = serde_json::Value::Null;
+    assert!(
+        wait_until(WAIT, || {
+            pending = d
+                .ps("one")
+                .into_iter()
+                .find(|t| s(t, "state") == "pending")
+                .unwrap_or_default();
+            s(&pending, "message").contains("the most per node")
+        }),
+        "the second task must wait\n{}",
+        d.describe("one")
+    );
+    assert_eq!(
+        s(&pending, "message"),
+        "no suitable node (1 node already has 1 of its tasks, the most per node)"
+    );
+    let inspect = d.cli_json(&["service", "inspect", "one"]);
+    assert_eq!(inspect["spec"]["max_replicas_per_node"], 1, "{inspect}");
+    // Lifted: both run.
+    d.cli_ok(&["service", "update", "--replicas-max-per-node", "0", "one"]);
+    d.wait_running("one", 2);
+    // A preference that is not a spread over a label is refused.
+    let out = d.cli(&[
+        "service",
+        "update",
+        "--placement-pref-add",
+        "spread=node.id",
+        "one",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("expected spread=node.labels.<key>"),
+        "{}",
+        stderr(&out)
+    );
 }

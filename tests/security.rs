@@ -912,7 +912,7 @@ fn a_node_cannot_report_status_for_another_nodes_task() {
                 container_id: None,
                 exit_code: Some(137),
                 oom_killed: false,
-                addresses: Vec::new(),
+                ..TaskStatus::default()
             },
         )
     };

@@ -262,6 +262,101 @@ async fn network(
     Ok(Some(a.files))
 }
 
+/// The task's health check and the process it runs: the service's
+/// (`--no-healthcheck`: none), else its image's HEALTHCHECK.
+async fn health_check(
+    exec: &dyn Executor,
+    task: &Task,
+) -> Option<(crate::types::HealthCheck, Vec<String>)> {
+    let check = match &task.spec.health {
+        Some(h) => h.clone(),
+        None => match exec.image_health_check(&task.id).await {
+            Ok(Some(h)) => h,
+            Ok(None) => return None,
+            Err(e) => {
+                warn!(task = %task.id, error = %e, "cannot read the image's health check");
+                return None;
+            }
+        },
+    };
+    let args = check.args()?;
+    Some((check, args))
+}
+
+/// A task's health check between two runs.
+struct Health {
+    healthy: bool,
+    failures: u32,
+    started: tokio::time::Instant,
+    next: tokio::time::Instant,
+}
+
+enum Verdict {
+    /// Nothing to report.
+    Same,
+    /// It passed, for the first time (the output).
+    Healthy(String),
+    /// It failed as often in a row as it may (the last output).
+    Unhealthy(String),
+}
+
+/// The first check runs this soon after the start, as docker's does after
+/// the interval; a check is never sooner than this after the last.
+const FIRST_CHECK: Duration = Duration::from_secs(1);
+
+impl Health {
+    fn new(healthy: bool) -> Health {
+        let now = tokio::time::Instant::now();
+        Health {
+            healthy,
+            failures: 0,
+            started: now,
+            next: now + FIRST_CHECK,
+        }
+    }
+
+    /// Runs the check once, and says what changed.
+    async fn check(
+        &mut self,
+        exec: &dyn Executor,
+        id: &str,
+        spec: &crate::types::HealthCheck,
+        args: &[String],
+    ) -> Verdict {
+        let timeout = Duration::from_millis(spec.timeout_ms);
+        let result = exec.exec(id, args, timeout).await;
+        self.next =
+            tokio::time::Instant::now() + Duration::from_millis(spec.interval_ms).max(FIRST_CHECK);
+        let output = match result {
+            Ok(o) if o.code == Some(0) => {
+                self.failures = 0;
+                if self.healthy {
+                    return Verdict::Same;
+                }
+                self.healthy = true;
+                return Verdict::Healthy(o.output);
+            }
+            Ok(o) => match o.code {
+                Some(code) => format!("exit {code}: {}", o.output),
+                None => format!("timed out after {timeout:?}: {}", o.output),
+            },
+            // containerd is away: no verdict on the task.
+            Err(ExecError::Unavailable { .. }) => return Verdict::Same,
+            Err(e) => e.to_string(),
+        };
+        let grace = Duration::from_millis(spec.start_period_ms);
+        if !self.healthy && self.started.elapsed() < grace {
+            return Verdict::Same;
+        }
+        self.failures += 1;
+        if self.failures >= spec.retries.max(1) {
+            Verdict::Unhealthy(output.trim_end().to_string())
+        } else {
+            Verdict::Same
+        }
+    }
+}
+
 fn mb(n: u64) -> String {
     format!("{:.1} MB", n as f64 / 1e6)
 }
@@ -362,15 +457,89 @@ async fn run(rt: &Runtime, rx: &mut watch::Receiver<Task>, rep: &mut Reporter) {
                 Err(e) => return rep.failed(TaskState::Failed, e.to_string()).await,
             }
         }
-        rep.send(TaskState::Running, "running", |_| {}).await;
+        let check = health_check(exec, &task).await;
+        match &check {
+            None => rep.send(TaskState::Running, "running", |_| {}).await,
+            Some(_) => {
+                rep.send(
+                    TaskState::Starting,
+                    "starting: waiting for its health check",
+                    |st| st.health = Some("starting".into()),
+                )
+                .await
+            }
+        }
     }
 
+    let check = health_check(exec, &task).await;
     let mut wait = exec.wait(&id);
+    // An adopted task that ran was healthy already.
+    let mut health = Health::new(up && task.status.state == TaskState::Running);
     loop {
         if wants_stop(rx) {
             break;
         }
         tokio::select! {
+            _ = tokio::time::sleep_until(health.next), if check.is_some() => {
+                let (spec, args) = check.as_ref().expect("checked above");
+                // A stop asked for meanwhile is not held up by the check.
+                let verdict = tokio::select! {
+                    v = health.check(exec, &id, spec, args) => v,
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                // A check that failed because the process had just ended:
+                // the exit is what happened, not ill health.
+                let verdict = match verdict {
+                    Verdict::Unhealthy(_) => match futures::FutureExt::now_or_never(&mut wait) {
+                        Some(Ok(exit)) => return rep.exited(exit).await,
+                        _ => verdict,
+                    },
+                    v => v,
+                };
+                match verdict {
+                    Verdict::Same => {}
+                    Verdict::Healthy(output) => {
+                        rep.send(TaskState::Running, "running (healthy)", |st| {
+                            st.health = Some("healthy".into());
+                            st.health_output = Some(output);
+                        })
+                        .await;
+                    }
+                    Verdict::Unhealthy(output) => {
+                        // Stopped here, reported failed: its restart policy
+                        // replaces it.
+                        let c = &task.spec.container;
+                        let signal = c.stop_signal.as_deref().unwrap_or("SIGTERM");
+                        let grace = Duration::from_millis(c.stop_grace_period_ms);
+                        if let Err(e) = exec.stop(&id, signal, grace).await {
+                            warn!(task = %id, error = %e, "stop of an unhealthy task failed");
+                        }
+                        let exit = tokio::time::timeout(Duration::from_secs(5), &mut wait).await;
+                        let msg = format!(
+                            "unhealthy: {} checks in a row failed: {}",
+                            spec.retries,
+                            if output.is_empty() { "(no output)" } else { output.as_str() }
+                        );
+                        info!(task = %id, "{msg}");
+                        return rep
+                            .send(TaskState::Failed, &msg, |st| {
+                                st.error = Some(msg.clone());
+                                st.exit_code = match exit {
+                                    Ok(Ok(e)) => Some(e.code),
+                                    _ => None,
+                                };
+                                st.health = Some("unhealthy".into());
+                                st.health_output = Some(output);
+                            })
+                            .await;
+                    }
+                }
+            }
             r = &mut wait => {
                 return match r {
                     Ok(exit) => rep.exited(exit).await,

@@ -227,6 +227,35 @@ pub async fn update(
         spec.task.force_update += 1;
     }
     req.resources.apply(&mut spec.task.resources);
+    let placement = &mut spec.task.placement;
+    for c in &req.constraint_rm {
+        if !placement.constraints.contains(c) {
+            return Err(ApiError::BadRequest(format!(
+                "service {name} has no constraint {c:?}"
+            )));
+        }
+        placement.constraints.retain(|x| x != c);
+    }
+    for c in &req.constraint_add {
+        if !placement.constraints.contains(c) {
+            placement.constraints.push(c.clone());
+        }
+    }
+    for p in super::spec::spread_prefs(req.placement_pref_rm.clone())? {
+        placement.spread.retain(|x| *x != p);
+    }
+    for p in super::spec::spread_prefs(req.placement_pref_add.clone())? {
+        if !placement.spread.contains(&p) {
+            placement.spread.push(p);
+        }
+    }
+    if let Some(n) = req.max_replicas_per_node {
+        placement.max_replicas_per_node = n;
+    }
+    spec.task.health = req
+        .health
+        .apply(spec.task.health.take())
+        .map_err(ApiError::BadRequest)?;
     if let Some(n) = req.replicas {
         match &mut spec.mode {
             ServiceMode::Replicated { replicas } => *replicas = n,

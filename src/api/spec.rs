@@ -52,6 +52,12 @@ pub struct ServiceSpecBody {
     /// Placement constraints such as `node.labels.zone==a`.
     #[serde(default)]
     pub constraints: Vec<String>,
+    /// Placement preferences, `spread=node.labels.<key>`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement_prefs: Vec<String>,
+    /// At most this many tasks on one node; 0 or absent: no limit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_replicas_per_node: u64,
     /// `missing` (the default), `always` or `never`: when a node pulls the
     /// image.
     #[serde(default = "missing")]
@@ -78,6 +84,10 @@ pub struct ServiceSpecBody {
     /// virtual IP) or `dnsrr` (its tasks' addresses).
     #[serde(default = "vip")]
     pub endpoint_mode: String,
+    /// A health check: `{test: ["CMD-SHELL", "cmd"], interval_ms,
+    /// timeout_ms, retries, start_period_ms}` (`["NONE"]`: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthCheck>,
     /// Cgroup limits and reservations (`limit_nano_cpus`,
     /// `limit_memory_bytes`, `limit_pids`, `reserve_nano_cpus`,
     /// `reserve_memory_bytes`; 0 or absent: none).
@@ -399,11 +409,14 @@ impl ServiceSpecBody {
                 },
                 placement: Placement {
                     constraints: self.constraints,
+                    spread: spread_prefs(self.placement_prefs)?,
+                    max_replicas_per_node: self.max_replicas_per_node,
                 },
                 network: network_mode(self.networks)?,
                 ports: ports(self.ports)?,
                 force_update: 0,
                 resources: self.resources,
+                health: self.healthcheck,
             },
         })
     }
@@ -432,6 +445,14 @@ impl From<&ServiceSpec> for ServiceSpecBody {
             restart_delay_ms: r.delay_ms,
             restart_max_attempts: r.max_attempts,
             constraints: s.task.placement.constraints.clone(),
+            placement_prefs: s
+                .task
+                .placement
+                .spread
+                .iter()
+                .map(|l| format!("spread={l}"))
+                .collect(),
+            max_replicas_per_node: s.task.placement.max_replicas_per_node,
             pull: c.pull.as_str().to_string(),
             image_digest: c.image_digest.clone(),
             image_platforms: c.image_platforms.clone(),
@@ -443,10 +464,33 @@ impl From<&ServiceSpec> for ServiceSpecBody {
             ports: s.task.ports.iter().map(PortBody::from).collect(),
             endpoint_mode: s.endpoint_mode.as_str().into(),
             resources: s.task.resources,
+            healthcheck: s.task.health.clone(),
             update: (&s.update).into(),
             rollback: (&s.rollback).into(),
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// `spread=node.labels.zone` preferences as the spec keeps them
+/// (`node.labels.zone`), each checked.
+pub fn spread_prefs(prefs: Vec<String>) -> Result<Vec<String>, ApiError> {
+    let mut out: Vec<String> = Vec::new();
+    for p in prefs {
+        let label = p.strip_prefix("spread=").ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "invalid placement preference {p:?}: expected spread=node.labels.<key>"
+            ))
+        })?;
+        Placement::spread_key(label).map_err(ApiError::BadRequest)?;
+        if !out.iter().any(|o| o == label) {
+            out.push(label.to_string());
+        }
+    }
+    Ok(out)
 }
 
 /// The published ports, each (protocol, port) once.
@@ -551,6 +595,8 @@ mod tests {
             restart_delay_ms: 1_000,
             restart_max_attempts: Some(3),
             constraints: vec!["node.role==manager".into()],
+            placement_prefs: vec!["spread=node.labels.zone".into()],
+            max_replicas_per_node: 2,
             pull: "always".into(),
             image_digest: None,
             image_platforms: vec![],
@@ -558,6 +604,10 @@ mod tests {
             endpoint_mode: "dnsrr".into(),
             networks: vec!["host".into()],
             ports: vec![],
+            healthcheck: Some(HealthCheck {
+                test: vec!["CMD-SHELL".into(), "true".into()],
+                ..HealthCheck::default()
+            }),
             resources: Resources {
                 limit_memory_bytes: 64 << 20,
                 reserve_nano_cpus: 250_000_000,

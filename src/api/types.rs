@@ -67,6 +67,99 @@ pub struct ServiceUpdate {
     /// Limits and reservations to set (0: none).
     #[serde(default)]
     pub resources: ResourcesPatch,
+    /// Placement constraints to add, and to remove (by their text).
+    #[serde(default)]
+    pub constraint_add: Vec<String>,
+    #[serde(default)]
+    pub constraint_rm: Vec<String>,
+    /// Placement preferences (`spread=node.labels.<key>`) to add, and to
+    /// remove.
+    #[serde(default)]
+    pub placement_pref_add: Vec<String>,
+    #[serde(default)]
+    pub placement_pref_rm: Vec<String>,
+    /// The most tasks per node (0: no limit).
+    #[serde(default)]
+    pub max_replicas_per_node: Option<u64>,
+    /// Changes to the health check.
+    #[serde(default)]
+    pub health: HealthPatch,
+}
+
+/// Changes to a health check: `none` takes it away (not even the
+/// image's), `cmd` sets the command; the rest change the check there is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HealthPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub none: bool,
+}
+
+impl HealthPatch {
+    pub fn is_empty(&self) -> bool {
+        self.cmd.is_none()
+            && self.interval_ms.is_none()
+            && self.timeout_ms.is_none()
+            && self.retries.is_none()
+            && self.start_period_ms.is_none()
+            && !self.none
+    }
+
+    /// `check` with the patch applied, or why it cannot be.
+    pub fn apply(
+        &self,
+        check: Option<crate::types::HealthCheck>,
+    ) -> Result<Option<crate::types::HealthCheck>, String> {
+        if self.is_empty() {
+            return Ok(check);
+        }
+        if self.none {
+            if self.cmd.is_some() {
+                return Err("a health command and no health check at once".into());
+            }
+            return Ok(Some(crate::types::HealthCheck {
+                test: vec!["NONE".into()],
+                ..Default::default()
+            }));
+        }
+        let mut c = match (check, &self.cmd) {
+            (_, Some(cmd)) => crate::types::HealthCheck {
+                test: vec!["CMD-SHELL".into(), cmd.clone()],
+                ..Default::default()
+            },
+            (Some(c), None) if c.args().is_some() => c,
+            _ => {
+                return Err(
+                    "the service has no health check to change: give a health command".into(),
+                )
+            }
+        };
+        if let Some(cmd) = &self.cmd {
+            c.test = vec!["CMD-SHELL".into(), cmd.clone()];
+        }
+        if let Some(v) = self.interval_ms {
+            c.interval_ms = v;
+        }
+        if let Some(v) = self.timeout_ms {
+            c.timeout_ms = v;
+        }
+        if let Some(v) = self.retries {
+            c.retries = v;
+        }
+        if let Some(v) = self.start_period_ms {
+            c.start_period_ms = v;
+        }
+        Ok(Some(c))
+    }
 }
 
 /// Changes to a task's resources: each field given replaces the stored one.
@@ -233,6 +326,12 @@ pub struct TaskRow {
     /// It runs the service's current spec (what a rollout waits for).
     #[serde(default)]
     pub up_to_date: bool,
+    /// Its health check's verdict (`starting`, `healthy`, `unhealthy`) and
+    /// the start of the last check's output, when it has a check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_output: Option<String>,
 }
 
 impl TaskRow {
@@ -264,6 +363,8 @@ impl TaskRow {
             },
             addresses: t.status.addresses.clone(),
             up_to_date: service.is_current(t),
+            health: t.status.health.clone(),
+            health_output: t.status.health_output.clone(),
         }
     }
 }

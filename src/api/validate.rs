@@ -93,12 +93,61 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
         crate::scheduler::Constraint::parse(expr)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
+    for label in &spec.task.placement.spread {
+        crate::types::Placement::spread_key(label).map_err(ApiError::BadRequest)?;
+    }
+    if spec.task.placement.spread.len() > 8 {
+        return bad("at most 8 placement preferences".into());
+    }
     if let Some(sig) = &c.stop_signal {
         if crate::types::parse_signal(sig).is_none() {
             return bad(format!("invalid stop signal {sig:?}"));
         }
     }
+    if let Some(h) = &spec.task.health {
+        health(h)?;
+    }
     resources(&spec.task.resources)
+}
+
+fn health(h: &crate::types::HealthCheck) -> Result<(), ApiError> {
+    let bad = |m: String| Err(ApiError::BadRequest(m));
+    match h.test.first().map(String::as_str) {
+        Some("NONE") if h.test.len() == 1 => return Ok(()),
+        Some("CMD-SHELL" | "CMD") if h.args().is_some() => {}
+        _ => {
+            return bad(format!(
+                "invalid health check test {:?}: expected [\"CMD-SHELL\", command], [\"CMD\", args...] or [\"NONE\"]",
+                h.test
+            ))
+        }
+    }
+    if h.test.iter().any(|a| a.contains('\0')) {
+        return bad("the health command contains a NUL byte".into());
+    }
+    for (what, ms, min, max) in [
+        ("health interval", h.interval_ms, 100, MAX_RESTART_DELAY_MS),
+        ("health timeout", h.timeout_ms, 100, MAX_STOP_GRACE_MS),
+        (
+            "health start period",
+            h.start_period_ms,
+            0,
+            MAX_RESTART_DELAY_MS,
+        ),
+    ] {
+        if ms < min || ms > max {
+            return bad(format!(
+                "{what} {} is out of bounds ({} to {})",
+                human_ms(ms),
+                human_ms(min),
+                human_ms(max)
+            ));
+        }
+    }
+    if h.retries == 0 || h.retries > 100 {
+        return bad(format!("health retries {}: expected 1 to 100", h.retries));
+    }
+    Ok(())
 }
 
 /// The fewest bytes a memory limit may be: below, a container cannot
@@ -212,6 +261,46 @@ mod tests {
         refused(
             |s| s.task.container.image = "busybox@sha256:zz".into(),
             "digest",
+        );
+    }
+
+    #[test]
+    fn health_checks_resources_and_placement_are_bounded() {
+        let check = |test: &[&str]| HealthCheck {
+            test: test.iter().map(|s| s.to_string()).collect(),
+            ..HealthCheck::default()
+        };
+        let with = |h: HealthCheck| move |s: &mut ServiceSpec| s.task.health = Some(h);
+        refused(with(check(&["CMD-SHELL"])), "invalid health check test");
+        refused(with(check(&["SHELL", "x"])), "invalid health check test");
+        let mut fast = check(&["CMD-SHELL", "true"]);
+        fast.interval_ms = 10;
+        refused(with(fast), "health interval");
+        let mut never = check(&["CMD", "true"]);
+        never.retries = 0;
+        refused(with(never), "health retries");
+        let mut ok = spec();
+        ok.task.health = Some(check(&["NONE"]));
+        assert!(service_spec(&ok).is_ok());
+        assert_eq!(check(&["NONE"]).args(), None);
+        assert_eq!(
+            check(&["CMD-SHELL", "curl", "-f", "x"]).args().unwrap(),
+            ["/bin/sh", "-c", "curl -f x"]
+        );
+        refused(
+            |s| s.task.resources.limit_memory_bytes = 1 << 20,
+            "too small",
+        );
+        refused(
+            |s| {
+                s.task.resources.limit_nano_cpus = 1_000_000_000;
+                s.task.resources.reserve_nano_cpus = 2_000_000_000;
+            },
+            "CPU reservation is more than the CPU limit",
+        );
+        refused(
+            |s| s.task.placement.spread = vec!["node.id".into()],
+            "expected spread=node.labels.<key>",
         );
     }
 }

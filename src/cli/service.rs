@@ -11,7 +11,8 @@ use super::progress::{self, Until};
 use super::{parse, table, Client, Format};
 use crate::api::spec::{PolicyBody, PolicyPatch, ServiceBody, ServiceSpecBody};
 use crate::api::types::{
-    Created, LogEntry, ResourcesPatch, ScaleRequest, ServiceRow, ServiceUpdate, TaskRow,
+    Created, HealthPatch, LogEntry, ResourcesPatch, ScaleRequest, ServiceRow, ServiceUpdate,
+    TaskRow,
 };
 
 #[derive(Subcommand)]
@@ -154,6 +155,13 @@ pub struct CreateArgs {
     /// Placement constraint, e.g. node.labels.zone==a (repeatable).
     #[arg(long)]
     constraint: Vec<String>,
+    /// Placement preference, spread=node.labels.KEY (repeatable, in order):
+    /// tasks spread evenly over the label's values first.
+    #[arg(long)]
+    placement_pref: Vec<String>,
+    /// At most this many tasks on one node (default: no limit).
+    #[arg(long, value_parser = parse::count)]
+    replicas_max_per_node: Option<u64>,
     /// When a node pulls the image: missing, always or never.
     #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
     pull: String,
@@ -176,6 +184,8 @@ pub struct CreateArgs {
     endpoint_mode: String,
     #[command(flatten)]
     resources: ResourceFlags,
+    #[command(flatten)]
+    health: HealthFlags,
     #[command(flatten)]
     update: UpdateFlags,
     #[command(flatten)]
@@ -220,8 +230,25 @@ pub struct UpdateArgs {
     /// Replace every task, even if nothing else changes.
     #[arg(long)]
     force: bool,
+    /// Add a placement constraint (repeatable).
+    #[arg(long)]
+    constraint_add: Vec<String>,
+    /// Remove a placement constraint, as written (repeatable).
+    #[arg(long)]
+    constraint_rm: Vec<String>,
+    /// Add a placement preference, spread=node.labels.KEY (repeatable).
+    #[arg(long)]
+    placement_pref_add: Vec<String>,
+    /// Remove a placement preference (repeatable).
+    #[arg(long)]
+    placement_pref_rm: Vec<String>,
+    /// The most tasks on one node (0: no limit).
+    #[arg(long, value_parser = parse::count)]
+    replicas_max_per_node: Option<u64>,
     #[command(flatten)]
     resources: ResourceFlags,
+    #[command(flatten)]
+    health: HealthFlags,
     #[command(flatten)]
     update: UpdateFlags,
     #[command(flatten)]
@@ -261,6 +288,43 @@ impl ResourceFlags {
             limit_pids: self.limit_pids,
             reserve_nano_cpus: self.reserve_cpu,
             reserve_memory_bytes: self.reserve_memory,
+        }
+    }
+}
+
+/// A health check (Docker's `--health-*` flags).
+#[derive(Args)]
+pub struct HealthFlags {
+    /// A command run in the task (by /bin/sh -c); the task runs only once
+    /// it exits 0, and is replaced when it fails --health-retries times.
+    #[arg(long)]
+    health_cmd: Option<String>,
+    /// Time between checks (default 30s).
+    #[arg(long, value_parser = parse::duration)]
+    health_interval: Option<Duration>,
+    /// How long one check may take (default 30s).
+    #[arg(long, value_parser = parse::duration)]
+    health_timeout: Option<Duration>,
+    /// Failures in a row that make the task unhealthy (default 3).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    health_retries: Option<u32>,
+    /// Time after the start during which failures do not count (default 0s).
+    #[arg(long, value_parser = parse::duration)]
+    health_start_period: Option<Duration>,
+    /// No health check at all.
+    #[arg(long, conflicts_with = "health_cmd")]
+    no_healthcheck: bool,
+}
+
+impl HealthFlags {
+    fn patch(self) -> HealthPatch {
+        HealthPatch {
+            cmd: self.health_cmd,
+            interval_ms: self.health_interval.map(parse::millis),
+            timeout_ms: self.health_timeout.map(parse::millis),
+            retries: self.health_retries,
+            start_period_ms: self.health_start_period.map(parse::millis),
+            none: self.no_healthcheck,
         }
     }
 }
@@ -376,6 +440,8 @@ fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
         restart_delay_ms: parse::millis(a.restart_delay),
         restart_max_attempts: a.restart_max_attempts,
         constraints: a.constraint,
+        placement_prefs: a.placement_pref,
+        max_replicas_per_node: a.replicas_max_per_node.unwrap_or(0),
         networks: a.network,
         ports: a.publish,
         endpoint_mode: a.endpoint_mode,
@@ -384,6 +450,11 @@ fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
             a.resources.patch().apply(&mut r);
             r
         },
+        healthcheck: a
+            .health
+            .patch()
+            .apply(None)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         update: a.update.patch().onto(PolicyBody::default()),
         rollback: a.rollback.patch().onto(PolicyBody::default()),
     })
@@ -484,6 +555,12 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 rollback: a.rollback.patch(),
                 force: a.force,
                 resources: a.resources.patch(),
+                constraint_add: a.constraint_add,
+                constraint_rm: a.constraint_rm,
+                placement_pref_add: a.placement_pref_add,
+                placement_pref_rm: a.placement_pref_rm,
+                max_replicas_per_node: a.replicas_max_per_node,
+                health: a.health.patch(),
             };
             let s: ServiceBody = client
                 .post(&format!("/v1/services/{}/update", encode(&a.service)), &req)
@@ -606,7 +683,10 @@ fn print_tasks(rows: &[TaskRow]) {
             name,
             t.node.clone().unwrap_or_default(),
             t.desired_state.clone(),
-            format!("{} {}", t.state, table::ago(t.updated_ms)),
+            match &t.health {
+                Some(h) => format!("{} ({h}) {}", t.state, table::ago(t.updated_ms)),
+                None => format!("{} {}", t.state, table::ago(t.updated_ms)),
+            },
             truncate(&error_column(t), 60),
         ]);
     }

@@ -156,6 +156,14 @@ pub enum ContainerState {
     Exited(ExitStatus),
 }
 
+/// What a command run in a task said: its exit code (None: killed at its
+/// timeout) and the start of its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub code: Option<i32>,
+    pub output: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitStatus {
     pub code: i32,
@@ -189,6 +197,22 @@ pub fn task_hostname(task_id: &str) -> &str {
 pub trait Executor: Send + Sync + 'static {
     /// Check the runtime is reachable.
     fn ping(&self) -> BoxFuture<'_, Result<(), ExecError>>;
+
+    /// Runs `args` in the running task's container, as its own process
+    /// runs (user, env, cwd), killed after `timeout` (a health check).
+    fn exec<'a>(
+        &'a self,
+        task_id: &'a str,
+        args: &'a [String],
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput, ExecError>>;
+
+    /// The health check of the task's image (its `HEALTHCHECK`), if it
+    /// has one; asked once the container exists.
+    fn image_health_check<'a>(
+        &'a self,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::types::HealthCheck>, ExecError>>;
 
     /// Create the container (snapshot + container record + OCI spec) for the
     /// task, in the task's own network when `net` is given (else the

@@ -102,24 +102,52 @@ impl<'a> Placer<'a> {
                 &zeros
             }
         };
-        // Spread first; among equals, a node with the image. Only nodes
-        // with room for what the task reserves.
+        // Only nodes below the service's most per node, with room for
+        // what the task reserves.
+        let placement = &spec.placement;
+        let max = placement.max_replicas_per_node;
         let mut lacking = Vec::new();
-        let best = ids
+        let mut full = 0;
+        let fit: Vec<(usize, bool)> = ids
             .iter()
             .copied()
-            .filter(|&(i, _)| match room(nodes[i], reserved[i], task) {
-                Ok(()) => true,
-                Err(s) => {
-                    lacking.push(s);
-                    false
+            .filter(|&(i, _)| {
+                if max > 0 && per_service[i] as u64 >= max {
+                    full += 1;
+                    return false;
+                }
+                match room(nodes[i], reserved[i], task) {
+                    Ok(()) => true,
+                    Err(s) => {
+                        lacking.push(s);
+                        false
+                    }
                 }
             })
-            .min_by_key(|&(i, lacks)| (per_service[i], lacks, self.total[i], i))
+            .collect();
+        // The spread preferences first (Swarm's: the label value with the
+        // fewest of the service's tasks, label by label), then the spread
+        // over nodes; among equals, a node with the image.
+        let groups = spread_groups(&placement.spread, nodes, ids, per_service);
+        let best = fit
+            .iter()
+            .copied()
+            .min_by_key(|&(i, lacks)| {
+                let by_label: Vec<usize> = groups
+                    .iter()
+                    .map(|(key, counts)| counts[&label(nodes[i], key)])
+                    .collect();
+                (by_label, per_service[i], lacks, self.total[i], i)
+            })
             .map(|(i, _)| i);
         match best {
             Some(i) => Ok(self.nodes[i].id.clone()),
             None if !lacking.is_empty() => Err(short(&lacking)),
+            None if full > 0 => Err(Unplaceable(format!(
+                "no suitable node ({full} node{} already {} {max} of its tasks, the most per node)",
+                if full == 1 { "" } else { "s" },
+                if full == 1 { "has" } else { "have" },
+            ))),
             None => Err(explain(&[])),
         }
     }
@@ -147,6 +175,34 @@ impl<'a> Placer<'a> {
             }
         }
     }
+}
+
+/// For each spread preference, its label key and the service's tasks on
+/// the eligible nodes of each of the label's values (None: the nodes
+/// without it, a group of their own, as Swarm has it).
+fn spread_groups<'n>(
+    spread: &'n [String],
+    nodes: &[&'n Node],
+    ids: &[(usize, bool)],
+    per_service: &[usize],
+) -> Vec<(&'n str, HashMap<Option<&'n str>, usize>)> {
+    spread
+        .iter()
+        .map(|pref| {
+            // Checked when the service was written; a bad one spreads
+            // nothing (every node in one group).
+            let key = crate::types::Placement::spread_key(pref).unwrap_or("");
+            let mut counts = HashMap::new();
+            for &(i, _) in ids {
+                *counts.entry(label(nodes[i], key)).or_default() += per_service[i];
+            }
+            (key, counts)
+        })
+        .collect()
+}
+
+fn label<'n>(node: &'n Node, key: &str) -> Option<&'n str> {
+    node.spec.labels.get(key).map(String::as_str)
 }
 
 /// Whether `node`, whose tasks reserve `reserved` (CPUs in billionths,

@@ -290,3 +290,79 @@ fn reservations_are_never_over_committed() {
         "no suitable node (1 node has less than 400 MiB of memory free)"
     );
 }
+
+/// `--placement-pref spread=node.labels.zone`: tasks go to the zone with
+/// the fewest of them first, whatever the number of nodes in each zone;
+/// nodes without the label are a zone of their own.
+#[test]
+fn spread_preferences_balance_label_values_before_nodes() {
+    let zoned = |id: &str, zone: Option<&str>| {
+        let mut n = node(id, NodeState::Ready, Availability::Active);
+        if let Some(z) = zone {
+            n.spec.labels.insert("zone".into(), z.into());
+        }
+        n
+    };
+    // Zone a has three nodes, zone b one, and one node has no zone.
+    let nodes = [
+        zoned("a1", Some("a")),
+        zoned("a2", Some("a")),
+        zoned("a3", Some("a")),
+        zoned("b1", Some("b")),
+        zoned("x1", None),
+    ];
+    let tasks: Vec<Task> = (0..6)
+        .map(|_| {
+            let mut t = task("web");
+            t.spec.placement.spread = vec!["node.labels.zone".into()];
+            t
+        })
+        .collect();
+    let mut placer = Placer::new(&nodes, &[] as &[Task]);
+    let mut by_zone: std::collections::BTreeMap<&str, usize> = Default::default();
+    for t in &tasks {
+        let n = placer.place(t).unwrap();
+        placer.add(&n, t);
+        let zone = match n.as_bytes()[0] {
+            b'a' => "a",
+            b'b' => "b",
+            _ => "none",
+        };
+        *by_zone.entry(zone).or_default() += 1;
+    }
+    assert_eq!(
+        by_zone.into_iter().collect::<Vec<_>>(),
+        [("a", 2), ("b", 2), ("none", 2)],
+        "two per zone, not by node count"
+    );
+}
+
+/// `--replicas-max-per-node`: never more of the service on one node; the
+/// rest wait, saying why.
+#[test]
+fn replicas_max_per_node_holds() {
+    let nodes = [
+        node("a", NodeState::Ready, Availability::Active),
+        node("b", NodeState::Ready, Availability::Active),
+    ];
+    let tasks: Vec<Task> = (0..3)
+        .map(|_| {
+            let mut t = task("web");
+            t.spec.placement.max_replicas_per_node = 1;
+            t
+        })
+        .collect();
+    let mut placer = Placer::new(&nodes, &[] as &[Task]);
+    let first = placer.place(&tasks[0]).unwrap();
+    placer.add(&first, &tasks[0]);
+    let second = placer.place(&tasks[1]).unwrap();
+    placer.add(&second, &tasks[1]);
+    assert_ne!(first, second);
+    assert_eq!(
+        placer.place(&tasks[2]).unwrap_err(),
+        "no suitable node (2 nodes already have 1 of its tasks, the most per node)"
+    );
+    // Another service is not counted.
+    let other = task("db");
+    assert!(placer.place(&other).is_ok());
+}

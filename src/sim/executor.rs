@@ -220,6 +220,32 @@ impl Executor for SimulatedExecutor {
         Box::pin(async { Ok(()) })
     }
 
+    /// Simulated images have no HEALTHCHECK.
+    fn image_health_check<'a>(
+        &'a self,
+        _task_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::types::HealthCheck>, ExecError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Simulated: every command in a running task succeeds, silently.
+    fn exec<'a>(
+        &'a self,
+        task_id: &'a str,
+        _args: &'a [String],
+        _timeout: std::time::Duration,
+    ) -> BoxFuture<'a, Result<crate::executor::ExecOutput, ExecError>> {
+        Box::pin(async move {
+            match self.containers().get(task_id) {
+                Some(_) => Ok(crate::executor::ExecOutput {
+                    code: Some(0),
+                    output: String::new(),
+                }),
+                None => Err(ExecError::Other(format!("task {task_id} has no container"))),
+            }
+        })
+    }
+
     fn prepare<'a>(
         &'a self,
         task: &'a Task,

@@ -152,6 +152,54 @@ pub struct TaskSpec {
     /// Its cgroup limits and what the scheduler sets aside for it.
     #[serde(default, skip_serializing_if = "Resources::is_none")]
     pub resources: Resources,
+    /// A command run in the task now and then (`--health-cmd`): the task
+    /// counts as running only once it passes, and is replaced when it
+    /// fails `retries` times in a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
+}
+
+/// A health check, as Docker's (`HEALTHCHECK` and `--health-*`). Fields
+/// left out of a request take Docker's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthCheck {
+    /// `["CMD-SHELL", command]` (run by `/bin/sh -c`), `["CMD", arg…]`, or
+    /// `["NONE"]`: no check at all (`--no-healthcheck`).
+    pub test: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Failures in a row that make the task unhealthy.
+    pub retries: u32,
+    /// Failures in this time after the start do not count (a success
+    /// still makes the task healthy).
+    pub start_period_ms: u64,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            test: Vec::new(),
+            interval_ms: 30_000,
+            timeout_ms: 30_000,
+            retries: 3,
+            start_period_ms: 0,
+        }
+    }
+}
+
+impl HealthCheck {
+    /// The process to run, or None for no check.
+    pub fn args(&self) -> Option<Vec<String>> {
+        let (kind, rest) = self.test.split_first()?;
+        match kind.as_str() {
+            "CMD-SHELL" if !rest.is_empty() => {
+                Some(vec!["/bin/sh".into(), "-c".into(), rest.join(" ")])
+            }
+            "CMD" if !rest.is_empty() => Some(rest.to_vec()),
+            _ => None,
+        }
+    }
 }
 
 /// What a task may use (cgroup limits, as runc sets them on cgroup v1 and
@@ -190,6 +238,28 @@ pub struct Placement {
     /// all of which a node must meet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<String>,
+    /// Labels to spread the tasks over, in order (`node.labels.zone` for
+    /// `--placement-pref spread=node.labels.zone`): as evenly as can be
+    /// over the label's values, then within each value over its nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spread: Vec<String>,
+    /// At most this many of the service's tasks on one node; 0: no limit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_replicas_per_node: u64,
+}
+
+impl Placement {
+    /// The label key of a spread preference (`node.labels.zone` → `zone`),
+    /// or why it is not one.
+    pub fn spread_key(pref: &str) -> Result<&str, String> {
+        pref.strip_prefix("node.labels.")
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "invalid placement preference spread={pref}: expected spread=node.labels.<key>"
+                )
+            })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

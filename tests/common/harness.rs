@@ -520,6 +520,19 @@ impl Daemon {
         self.cli_ok(&sleeper_args(name, flags));
     }
 
+    /// `service update FLAGS… SERVICE` is refused, saying `want`, for each
+    /// (FLAGS, want): bad input gets a clear error.
+    pub fn update_refused(&self, service: &str, cases: &[(&[&str], &str)]) {
+        for (flags, want) in cases {
+            let mut args = vec!["service", "update"];
+            args.extend_from_slice(flags);
+            args.push(service);
+            let out = self.cli(&args);
+            assert!(!out.status.success(), "{flags:?} was taken");
+            assert!(stderr(&out).contains(want), "{flags:?}: {}", stderr(&out));
+        }
+    }
+
     /// Waits until this one-node cluster's control loops have acted on
     /// everything committed before the call: the positive signal that a
     /// "nothing more happens" check waits for, where a fixed sleep would

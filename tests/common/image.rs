@@ -52,6 +52,8 @@ pub struct Options {
     /// Adds `/filler`, this many bytes that do not compress: a large
     /// layer, for pulls that take a while.
     pub filler: usize,
+    /// The config's `Healthcheck` (Docker's `HEALTHCHECK`), if any.
+    pub healthcheck: Option<serde_json::Value>,
 }
 
 impl Options {
@@ -64,6 +66,7 @@ impl Options {
             gzip: false,
             containerd_name: true,
             version: None,
+            healthcheck: None,
             filler: 0,
         }
     }
@@ -97,7 +100,7 @@ pub fn build(dir: &Path, opts: &Options) -> PathBuf {
     if let Some(v) = &opts.version {
         env.push(format!("VERSION={v}"));
     }
-    let config = serde_json::to_vec(&json!({
+    let mut config = json!({
         "architecture": opts.arch,
         "os": "linux",
         "config": {
@@ -106,8 +109,11 @@ pub fn build(dir: &Path, opts: &Options) -> PathBuf {
             "WorkingDir": "/",
         },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    }))
-    .unwrap();
+    });
+    if let Some(h) = &opts.healthcheck {
+        config["config"]["Healthcheck"] = h.clone();
+    }
+    let config = serde_json::to_vec(&config).unwrap();
 
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     match opts.format {

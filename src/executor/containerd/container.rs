@@ -20,8 +20,8 @@ use tonic::Code;
 
 use super::image::{Resolved, SNAPSHOTTER};
 use super::{
-    found, rootfs, spec, Containerd, Lease, LABEL_SERVICE_ID, LABEL_SERVICE_NAME, LABEL_SLOT,
-    LABEL_TASK_ID,
+    found, rootfs, spec, Containerd, Lease, LABEL_IMAGE_HEALTH, LABEL_SERVICE_ID,
+    LABEL_SERVICE_NAME, LABEL_SLOT, LABEL_TASK_ID,
 };
 use crate::executor::{ContainerState, ExecError, ExitStatus, NetFiles};
 use crate::types::{normalize_image, Task};
@@ -49,6 +49,21 @@ impl Containerd {
         Ok(found(r)
             .map_err(|s| self.err("get container", s))?
             .is_some())
+    }
+
+    /// The image's HEALTHCHECK that `prepare` kept with the container.
+    pub(super) async fn image_health_of(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::types::HealthCheck>, ExecError> {
+        let r = ContainersClient::new(self.channel.clone())
+            .get(self.req(GetContainerRequest { id: id.to_string() }))
+            .await;
+        Ok(found(r)
+            .map_err(|s| self.err("get container", s))?
+            .and_then(|r| r.into_inner().container)
+            .and_then(|c| c.labels.get(LABEL_IMAGE_HEALTH).cloned())
+            .and_then(|json| serde_json::from_str(&json).ok()))
     }
 
     pub(super) async fn prepare_container(
@@ -160,6 +175,11 @@ impl Containerd {
         labels.insert(LABEL_SERVICE_ID.into(), task.service_id.clone());
         labels.insert(LABEL_SERVICE_NAME.into(), task.service_name.clone());
         labels.insert(LABEL_SLOT.into(), task.slot.to_string());
+        if let Some(check) = run.healthcheck.as_ref().and_then(spec::ImageHealth::check) {
+            if let Ok(json) = serde_json::to_string(&check) {
+                labels.insert(LABEL_IMAGE_HEALTH.into(), json);
+            }
+        }
         let container = Container {
             id: task.id.clone(),
             labels,

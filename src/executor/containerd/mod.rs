@@ -12,6 +12,7 @@
 mod archive;
 mod container;
 mod disk;
+mod exec;
 mod image;
 mod load;
 mod pull;
@@ -49,6 +50,8 @@ pub const LABEL_TASK_ID: &str = "shoal.task.id";
 pub const LABEL_SERVICE_ID: &str = "shoal.service.id";
 pub const LABEL_SERVICE_NAME: &str = "shoal.service.name";
 pub const LABEL_SLOT: &str = "shoal.slot";
+/// The image's HEALTHCHECK, as a task's check (JSON), when it has one.
+pub const LABEL_IMAGE_HEALTH: &str = "shoal.image-healthcheck";
 
 #[derive(Debug, Clone)]
 pub struct ContainerdConfig {
@@ -329,6 +332,22 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 impl Executor for Containerd {
     fn ping(&self) -> BoxFuture<'_, Result<(), ExecError>> {
         Box::pin(self.ping_inner())
+    }
+
+    fn exec<'a>(
+        &'a self,
+        task_id: &'a str,
+        args: &'a [String],
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'a, Result<crate::executor::ExecOutput, ExecError>> {
+        Box::pin(self.exec_in(task_id, args, timeout))
+    }
+
+    fn image_health_check<'a>(
+        &'a self,
+        task_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<crate::types::HealthCheck>, ExecError>> {
+        Box::pin(self.image_health_of(task_id))
     }
 
     fn prepare<'a>(

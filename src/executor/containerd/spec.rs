@@ -82,6 +82,40 @@ pub(super) struct RunConfig {
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub working_dir: Option<String>,
+    pub healthcheck: Option<ImageHealth>,
+}
+
+/// The image's `HEALTHCHECK`, durations in nanoseconds (0: the default).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct ImageHealth {
+    pub test: Option<Vec<String>>,
+    pub interval: Option<i64>,
+    pub timeout: Option<i64>,
+    pub start_period: Option<i64>,
+    pub retries: Option<i64>,
+}
+
+impl ImageHealth {
+    /// As a task's check, or None when it runs nothing.
+    pub fn check(&self) -> Option<crate::types::HealthCheck> {
+        let d = crate::types::HealthCheck::default();
+        let ms = |ns: Option<i64>, default: u64| match ns {
+            Some(n) if n > 0 => (n as u64 / 1_000_000).max(1),
+            _ => default,
+        };
+        let check = crate::types::HealthCheck {
+            test: self.test.clone().unwrap_or_default(),
+            interval_ms: ms(self.interval, d.interval_ms),
+            timeout_ms: ms(self.timeout, d.timeout_ms),
+            start_period_ms: ms(self.start_period, d.start_period_ms),
+            retries: match self.retries {
+                Some(n) if n > 0 => n.min(100) as u32,
+                _ => d.retries,
+            },
+        };
+        check.args().map(|_| check)
+    }
 }
 
 /// A user resolved to ids.
