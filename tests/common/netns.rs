@@ -246,9 +246,12 @@ impl Lan {
         let n = NEXT_LAN.fetch_add(1, Ordering::SeqCst);
         let id = format!("{pid}x{n}");
         // A /24 of its own per LAN of this run. (Each LAN is its own
-        // bridge and namespaces, so even a clash would not mix them.)
+        // bridge and namespaces, so even a clash would not mix them.) Out
+        // of the daemons' address pools (10.100-199.0.0/16, harness.rs)
+        // and of tasknet.rs's subnets (10.231-232): a LAN inside a pool
+        // would count the hosts' own traffic as task traffic on the LAN.
         let v = pid.wrapping_mul(8).wrapping_add(n);
-        let prefix = [10, 100 + ((v >> 8) % 100) as u8, (v & 0xff) as u8];
+        let prefix = [10, 200 + ((v >> 8) % 30) as u8, (v & 0xff) as u8];
         let mut lan = Lan {
             bridge: format!("sb{id}"),
             id,
