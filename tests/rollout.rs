@@ -314,3 +314,87 @@ fn without_detach_create_and_update_wait_and_show_progress() {
         stdout(&out)
     );
 }
+
+#[test]
+fn every_field_of_the_spec_can_be_updated_with_add_and_rm_forms() {
+    let d = Daemon::cluster();
+    d.cli_ok(&["network", "create", "backend"]);
+    create(&d, "web", "1", &["--label", "old=1"]);
+    let old = d.wait_running("web", 1);
+    d.cli_ok(&[
+        "service",
+        "update",
+        "--args",
+        "sh -c 'trap \"exit 0\" INT; echo \"in $(pwd)\"; while true; do sleep 1; done'",
+        "--workdir",
+        "/tmp",
+        "--user",
+        "1:1",
+        "--label-add",
+        "tier=web",
+        "--label-rm",
+        "old",
+        "--container-label-add",
+        "team=edge",
+        "--stop-signal",
+        "SIGINT",
+        "--stop-grace-period",
+        "3s",
+        "--restart-condition",
+        "on-failure",
+        "--restart-max-attempts",
+        "7",
+        "--network-add",
+        "backend",
+        "web",
+    ]);
+    let mut ids = BTreeSet::new();
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            ids = d.running("web");
+            ids.len() == 1 && ids.is_disjoint(&old)
+        }),
+        "the update did not replace the task\n{}",
+        d.describe("web")
+    );
+    let spec = d.cli_json(&["service", "inspect", "web"])["spec"].clone();
+    assert_eq!(spec["args"][0], "sh", "{spec}");
+    assert_eq!(spec["workdir"], "/tmp", "{spec}");
+    assert_eq!(spec["user"], "1:1", "{spec}");
+    assert_eq!(spec["labels"], serde_json::json!({"tier": "web"}), "{spec}");
+    assert_eq!(spec["container_labels"]["team"], "edge", "{spec}");
+    assert_eq!(spec["stop_signal"], "SIGINT", "{spec}");
+    assert_eq!(spec["stop_grace_period_ms"], 3000, "{spec}");
+    assert_eq!(spec["restart_condition"], "on-failure", "{spec}");
+    assert_eq!(spec["restart_max_attempts"], 7, "{spec}");
+    assert_eq!(spec["networks"].as_array().map(Vec::len), Some(1), "{spec}");
+    // What the container got.
+    let id = ids.iter().next().unwrap();
+    let oci = d.ctr_spec(id);
+    assert_eq!(oci["process"]["cwd"], "/tmp", "{oci}");
+    assert_eq!(oci["process"]["user"]["uid"], 1, "{oci}");
+    assert_eq!(oci["process"]["args"][0], "sh", "{oci}");
+    let info = d.ctr_container_info(id);
+    assert_eq!(info["Labels"]["team"], "edge", "{info}");
+
+    // Leaving the network, and what does not exist, said so.
+    d.cli_ok(&["service", "update", "--network-rm", "backend", "web"]);
+    let spec = d.cli_json(&["service", "inspect", "web"])["spec"].clone();
+    assert!(
+        spec["networks"].as_array().is_none_or(Vec::is_empty),
+        "{spec}"
+    );
+    d.update_refused(
+        "web",
+        &[
+            (&["--label-rm", "nope"][..], "there is no label \"nope\""),
+            (
+                &["--network-rm", "backend"][..],
+                "is not on network backend",
+            ),
+            (&["--network-add", "nowhere"][..], "nowhere"),
+            (&["--args", "sh -c 'unclosed"][..], "--args"),
+            (&["--restart-condition", "sometimes"][..], "sometimes"),
+        ],
+    );
+}

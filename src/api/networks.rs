@@ -285,7 +285,7 @@ pub async fn list(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<NetworkBody>>,
     Ok(Json(out))
 }
 
-fn find(view: &ReadView, name: &str) -> Result<Network, ApiError> {
+pub(super) fn find(view: &ReadView, name: &str) -> Result<Network, ApiError> {
     view.find_network(name)?
         .ok_or_else(|| ApiError::NotFound(format!("network {name} not found")))
 }

@@ -1,5 +1,6 @@
 //! Service handlers: create, list, inspect, update, scale, remove, tasks.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -189,6 +190,26 @@ pub async fn update(
     if let Some(image) = req.image {
         c.image = image;
     }
+    if let Some(args) = req.args {
+        c.args = args;
+    }
+    edit_labels(
+        &mut c.labels,
+        &req.container_label_add,
+        &req.container_label_rm,
+    )?;
+    if let Some(w) = req.workdir {
+        c.workdir = Some(w).filter(|w| !w.is_empty());
+    }
+    if let Some(u) = req.user {
+        c.user = Some(u).filter(|u| !u.is_empty());
+    }
+    if let Some(sig) = req.stop_signal {
+        c.stop_signal = Some(sig).filter(|s| !s.is_empty());
+    }
+    if let Some(ms) = req.stop_grace_period_ms {
+        c.stop_grace_period_ms = ms;
+    }
     for key in &req.env_rm {
         c.env.retain(|e| e.split('=').next() != Some(key.as_str()));
     }
@@ -218,6 +239,18 @@ pub async fn update(
             .retain(|c| !(c.published == p.published && c.protocol == p.protocol));
         spec.task.ports.push(p);
     }
+    edit_labels(&mut spec.labels, &req.label_add, &req.label_rm)?;
+    let restart = &mut spec.task.restart;
+    if let Some(cond) = &req.restart_condition {
+        restart.condition = cond.parse().map_err(ApiError::BadRequest)?;
+    }
+    if let Some(ms) = req.restart_delay_ms {
+        restart.delay_ms = ms;
+    }
+    if let Some(n) = req.restart_max_attempts {
+        restart.max_attempts = Some(n).filter(|n| *n > 0);
+    }
+    edit_networks(&ctx, &name, &mut spec, &req.network_add, &req.network_rm)?;
     if let Some(m) = &req.endpoint_mode {
         spec.endpoint_mode = m.parse().map_err(ApiError::BadRequest)?;
     }
@@ -259,9 +292,20 @@ pub async fn update(
     if let Some(n) = req.replicas {
         match &mut spec.mode {
             ServiceMode::Replicated { replicas } => *replicas = n,
-            ServiceMode::Global => {
+            ServiceMode::ReplicatedJob { completions, .. } => *completions = n,
+            ServiceMode::Global | ServiceMode::GlobalJob => {
                 return Err(ApiError::BadRequest(format!(
                     "service {name} is global: replicas apply to replicated services only"
+                )))
+            }
+        }
+    }
+    if let Some(n) = req.max_concurrent {
+        match &mut spec.mode {
+            ServiceMode::ReplicatedJob { max_concurrent, .. } => *max_concurrent = n,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "service {name} is not a replicated job: --max-concurrent applies to replicated jobs only"
                 )))
             }
         }
@@ -285,6 +329,84 @@ pub async fn update(
     Ok(Json(body))
 }
 
+/// Removes the keys of `rm` (each must be there) and sets the `KEY=VALUE`
+/// pairs of `add`.
+fn edit_labels(
+    labels: &mut BTreeMap<String, String>,
+    add: &[String],
+    rm: &[String],
+) -> Result<(), ApiError> {
+    for key in rm {
+        if labels.remove(key).is_none() {
+            return Err(ApiError::BadRequest(format!("there is no label {key:?}")));
+        }
+    }
+    for kv in add {
+        let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(())
+}
+
+/// `--network-rm` (each one a network the service is on) and
+/// `--network-add`, names resolved to ids.
+fn edit_networks(
+    ctx: &Ctx,
+    name: &str,
+    spec: &mut ServiceSpec,
+    add: &[String],
+    rm: &[String],
+) -> Result<(), ApiError> {
+    if add.is_empty() && rm.is_empty() {
+        return Ok(());
+    }
+    let view = ctx.store.read()?;
+    if spec.task.network.is_host() && !add.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "service {name} is on the host's network, which cannot be combined with other networks"
+        )));
+    }
+    let mut list: Vec<NetworkAttachment> = match &spec.task.network {
+        NetworkMode::Own(l) => l.clone(),
+        NetworkMode::Host => Vec::new(),
+    };
+    for n in rm {
+        let id = super::networks::find(&view, n)?.id;
+        let before = list.len();
+        list.retain(|a| a.network != id);
+        if list.len() == before {
+            return Err(ApiError::BadRequest(format!(
+                "service {name} is not on network {n}"
+            )));
+        }
+    }
+    let mut added = ServiceSpec {
+        task: TaskSpec {
+            network: NetworkMode::Own(
+                add.iter()
+                    .map(|n| NetworkAttachment {
+                        network: n.clone(),
+                        aliases: Vec::new(),
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        ..spec.clone()
+    };
+    super::networks::resolve_networks(&view, &mut added)?;
+    for a in added.task.network.network_ids() {
+        if !list.iter().any(|x| x.network == a) {
+            list.push(NetworkAttachment {
+                network: a.to_string(),
+                aliases: Vec::new(),
+            });
+        }
+    }
+    spec.task.network = NetworkMode::Own(list);
+    Ok(())
+}
+
 /// `service rollback`: the previous spec in force again, rolled out with
 /// its rollback policy.
 pub async fn rollback(
@@ -293,6 +415,11 @@ pub async fn rollback(
 ) -> Result<Json<ServiceBody>, ApiError> {
     ctx.identity()?;
     let service = find(&ctx.store.read()?, &name)?;
+    if service.spec.mode.is_job() {
+        return Err(ApiError::BadRequest(format!(
+            "service {name} is a job: a job does not roll back; `service update` runs it again with any spec"
+        )));
+    }
     let Some(mut back) = service.rolled_back("manually requested rollback".into(), now_ms()) else {
         return Err(ApiError::BadRequest(format!(
             "service {name} has no previous spec to roll back to"
@@ -314,7 +441,8 @@ pub async fn scale(
     let mut service = find(&ctx.store.read()?, &name)?;
     match &mut service.spec.mode {
         ServiceMode::Replicated { replicas } => *replicas = req.replicas,
-        ServiceMode::Global => {
+        ServiceMode::ReplicatedJob { completions, .. } => *completions = req.replicas,
+        ServiceMode::Global | ServiceMode::GlobalJob => {
             return Err(ApiError::BadRequest(format!(
                 "service {name} is global: only replicated services can be scaled"
             )))

@@ -18,14 +18,23 @@ pub struct ServiceSpecBody {
     pub name: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// `replicated` (the default) or `global`.
+    /// `replicated` (the default), `global`, `replicated-job` or
+    /// `global-job`.
     #[serde(default = "replicated")]
     pub mode: String,
-    /// Replicated services only: how many tasks (default 1).
+    /// Replicated services: how many tasks (default 1); replicated jobs:
+    /// how many successful runs in all (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u64>,
+    /// Replicated jobs only: how many tasks run at once (default: all of
+    /// `replicas`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u64>,
     /// An image reference; normalized as docker does.
     pub image: String,
+    /// Labels of the containers (not of the service).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub container_labels: BTreeMap<String, String>,
     /// Command and arguments. Empty: the image's entrypoint and cmd.
     #[serde(default)]
     pub args: Vec<String>,
@@ -41,8 +50,9 @@ pub struct ServiceSpecBody {
     pub stop_signal: Option<String>,
     #[serde(default = "default_stop_grace_ms")]
     pub stop_grace_period_ms: u64,
-    /// `any` (the default), `on-failure` or `none`.
-    #[serde(default = "any")]
+    /// `any`, `on-failure` or `none`. Absent or empty: `any`, and
+    /// `on-failure` for jobs.
+    #[serde(default)]
     pub restart_condition: String,
     #[serde(default = "default_restart_delay_ms")]
     pub restart_delay_ms: u64,
@@ -313,9 +323,6 @@ fn missing() -> String {
 fn replicated() -> String {
     "replicated".into()
 }
-fn any() -> String {
-    "any".into()
-}
 fn default_stop_grace_ms() -> u64 {
     10_000
 }
@@ -357,25 +364,31 @@ impl ServiceSpecBody {
             ("replicated", n) => ServiceMode::Replicated {
                 replicas: n.unwrap_or(1),
             },
+            ("global" | "global-job", Some(_)) => {
+                return bad("replicas can only be set for a replicated service or job".into())
+            }
             ("global", None) => ServiceMode::Global,
-            ("global", Some(_)) => {
-                return bad("replicas can only be set for a replicated service".into())
+            ("global-job", None) => ServiceMode::GlobalJob,
+            ("replicated-job", n) => {
+                let completions = n.unwrap_or(1);
+                ServiceMode::ReplicatedJob {
+                    completions,
+                    max_concurrent: self.max_concurrent.unwrap_or(completions),
+                }
             }
             (other, _) => {
                 return bad(format!(
-                    "invalid mode {other:?}: expected \"replicated\" or \"global\""
+                    "invalid mode {other:?}: expected \"replicated\", \"global\", \"replicated-job\" or \"global-job\""
                 ))
             }
         };
+        if self.max_concurrent.is_some() && !matches!(mode, ServiceMode::ReplicatedJob { .. }) {
+            return bad("max_concurrent can only be set for a replicated job".into());
+        }
         let condition = match self.restart_condition.as_str() {
-            "any" => RestartCondition::Any,
-            "on-failure" => RestartCondition::OnFailure,
-            "none" => RestartCondition::None,
-            other => {
-                return bad(format!(
-                "invalid restart condition {other:?}: expected \"any\", \"on-failure\" or \"none\""
-            ))
-            }
+            "" if mode.is_job() => RestartCondition::OnFailure,
+            "" => RestartCondition::Any,
+            c => c.parse().map_err(ApiError::BadRequest)?,
         };
         let pull: PullPolicy = self.pull.parse().map_err(ApiError::BadRequest)?;
         let endpoint_mode: EndpointMode =
@@ -398,7 +411,7 @@ impl ServiceSpecBody {
                     env: self.env,
                     workdir: self.workdir,
                     user: self.user,
-                    labels: BTreeMap::new(),
+                    labels: self.container_labels,
                     stop_signal: self.stop_signal,
                     stop_grace_period_ms: self.stop_grace_period_ms,
                 },
@@ -430,11 +443,13 @@ impl From<&ServiceSpec> for ServiceSpecBody {
             name: s.name.clone(),
             labels: s.labels.clone(),
             mode: s.mode.name().to_string(),
-            replicas: match s.mode {
-                ServiceMode::Replicated { replicas } => Some(replicas),
-                ServiceMode::Global => None,
+            replicas: s.mode.count(),
+            max_concurrent: match s.mode {
+                ServiceMode::ReplicatedJob { max_concurrent, .. } => Some(max_concurrent),
+                _ => None,
             },
             image: c.image.clone(),
+            container_labels: c.labels.clone(),
             args: c.args.clone(),
             env: c.env.clone(),
             workdir: c.workdir.clone(),
@@ -584,6 +599,8 @@ mod tests {
             labels: BTreeMap::from([("team".into(), "a".into())]),
             mode: "global".into(),
             replicas: None,
+            max_concurrent: None,
+            container_labels: BTreeMap::from([("c".to_string(), "d".to_string())]),
             image: "docker.io/library/busybox:latest".into(),
             args: vec!["sleep".into(), "1".into()],
             env: vec!["A=1".into()],

@@ -43,6 +43,45 @@ pub struct ServiceUpdate {
     pub env_add: Vec<String>,
     pub env_rm: Vec<String>,
     pub replicas: Option<u64>,
+    /// Replicated jobs: how many tasks run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u64>,
+    /// A new command and arguments (`--args`); empty: the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// Service labels `KEY=VALUE` to add or replace, and keys to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_rm: Vec<String>,
+    /// Container labels, the same way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_label_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_label_rm: Vec<String>,
+    /// Empty: the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Empty: the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period_ms: Option<u64>,
+    /// `any`, `on-failure` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_condition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_delay_ms: Option<u64>,
+    /// 0: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_max_attempts: Option<u64>,
+    /// Networks to join and to leave, by name or id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_rm: Vec<String>,
     /// Keep the new image's tag instead of pinning its digest.
     #[serde(default)]
     pub no_resolve_image: bool,
@@ -270,6 +309,13 @@ pub struct ServiceRow {
     /// `rollback_…`), if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_state: Option<String>,
+    /// Jobs only: how many units (slots, nodes) of the current run have
+    /// succeeded, of `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<u64>,
+    /// Replicated jobs only: how many tasks may run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u64>,
 }
 
 impl ServiceRow {
@@ -286,15 +332,24 @@ impl ServiceRow {
             name: s.spec.name.clone(),
             mode: s.spec.mode.name().to_string(),
             image: s.spec.task.container.image.clone(),
-            replicas: match s.spec.mode {
-                ServiceMode::Replicated { replicas } => replicas,
-                ServiceMode::Global => global_target,
-            },
+            replicas: s.spec.mode.count().unwrap_or(global_target),
             running,
             update_state: s
                 .update_status
                 .as_ref()
                 .map(|u| u.state.as_str().to_string()),
+            completed: s.spec.mode.is_job().then(|| {
+                let done: std::collections::HashSet<(u64, Option<&str>)> = tasks
+                    .iter()
+                    .filter(|t| t.spec_version == s.spec_version && t.status.succeeded())
+                    .map(|t| (t.slot, t.node_id.as_deref().filter(|_| t.slot == 0)))
+                    .collect();
+                done.len() as u64
+            }),
+            max_concurrent: match s.spec.mode {
+                ServiceMode::ReplicatedJob { max_concurrent, .. } => Some(max_concurrent),
+                _ => None,
+            },
         }
     }
 }
@@ -326,6 +381,10 @@ pub struct TaskRow {
     /// It runs the service's current spec (what a rollout waits for).
     #[serde(default)]
     pub up_to_date: bool,
+    /// How many tasks of its slot (or node) ran before it, as the restart
+    /// policy replaced them (`--restart-max-attempts` counts these).
+    #[serde(default)]
+    pub restarts: u64,
     /// Its health check's verdict (`starting`, `healthy`, `unhealthy`) and
     /// the start of the last check's output, when it has a check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -363,6 +422,7 @@ impl TaskRow {
             },
             addresses: t.status.addresses.clone(),
             up_to_date: service.is_current(t),
+            restarts: t.restarts,
             health: t.status.health.clone(),
             health_output: t.status.health_output.clone(),
         }

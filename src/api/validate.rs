@@ -36,9 +36,26 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
             "invalid service name {name:?}: use 1-63 letters, digits, '-' or '_', starting with a letter or digit"
         ));
     }
-    if let ServiceMode::Replicated { replicas } = spec.mode {
+    if let Some(replicas) = spec.mode.count() {
         if replicas > 10_000 {
             return bad(format!("{replicas} replicas are too many (at most 10000)"));
+        }
+    }
+    if let ServiceMode::ReplicatedJob { max_concurrent, .. } = spec.mode {
+        if max_concurrent == 0 {
+            return bad("--max-concurrent must be at least 1".into());
+        }
+    }
+    if spec.mode.is_job() {
+        if spec.task.restart.condition == crate::types::RestartCondition::Any {
+            return bad(
+                "a job's restart condition cannot be any: a task that succeeded would run again, forever; use on-failure or none".into(),
+            );
+        }
+        if !spec.update.is_default() || !spec.rollback.is_default() {
+            return bad(
+                "update and rollback policies do not apply to jobs: a change of a job's spec runs it again".into(),
+            );
         }
     }
     if spec.task.network.is_host() && !spec.task.ports.is_empty() {

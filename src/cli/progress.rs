@@ -32,6 +32,8 @@ struct Line {
     name: String,
     text: String,
     done: bool,
+    failed: bool,
+    restarts: u64,
 }
 
 pub async fn wait(client: &Client, service: &str, until: Until) -> anyhow::Result<()> {
@@ -54,9 +56,14 @@ pub async fn wait(client: &Client, service: &str, until: Until) -> anyhow::Resul
                     .map_or(0, |r| r.replicas as usize)
             }
         };
-        let lines = lines_of(&tasks);
+        let job = body.spec.mode.ends_with("job");
+        let lines = lines_of(&tasks, job);
         let done = lines.values().filter(|l| l.done).count();
-        let header = format!("{}: {done}/{target} tasks up to date", body.spec.name);
+        let header = if job {
+            format!("{}: {done}/{target} tasks completed", body.spec.name)
+        } else {
+            format!("{}: {done}/{target} tasks up to date", body.spec.name)
+        };
         if tty {
             let mut out = std::io::stdout().lock();
             // Back over what was drawn last, then draw it all again.
@@ -80,13 +87,34 @@ pub async fn wait(client: &Client, service: &str, until: Until) -> anyhow::Resul
                 }
             }
         }
-        shown = lines;
+        shown = lines.clone();
         let state = body.update_status.as_ref().map(|u| u.state.as_str());
         let message = body
             .update_status
             .as_ref()
             .map(|u| u.message.clone())
             .unwrap_or_default();
+        if job {
+            if done == target {
+                println!("{}: job complete", body.spec.name);
+                return Ok(());
+            }
+            // A task that failed and will not run again: the job cannot
+            // complete.
+            let for_good = |l: &&Line| {
+                l.failed
+                    && (body.spec.restart_condition == "none"
+                        || body
+                            .spec
+                            .restart_max_attempts
+                            .is_some_and(|max| l.restarts >= max))
+            };
+            if let Some(l) = lines.values().find(for_good) {
+                anyhow::bail!("{}: job failed: {} {}", body.spec.name, l.name, l.text);
+            }
+            tokio::time::sleep(POLL).await;
+            continue;
+        }
         match until {
             Until::Converged
                 if done == target && !matches!(state, Some("updating" | "rollback_started")) =>
@@ -110,7 +138,9 @@ pub async fn wait(client: &Client, service: &str, until: Until) -> anyhow::Resul
 
 /// The newest task meant to run of each slot (or node, for a global
 /// service), by slot or node: the API lists a slot's tasks newest first.
-fn lines_of(tasks: &[TaskRow]) -> BTreeMap<String, Line> {
+/// A job's task is done once it has succeeded; another's once it runs the
+/// current spec.
+fn lines_of(tasks: &[TaskRow], job: bool) -> BTreeMap<String, Line> {
     let mut lines = BTreeMap::new();
     for t in tasks.iter().filter(|t| t.desired_state == "running") {
         let key = match t.slot {
@@ -132,7 +162,14 @@ fn lines_of(tasks: &[TaskRow]) -> BTreeMap<String, Line> {
             Line {
                 name: t.name.clone(),
                 text: format!("{}{old}{why}", t.state),
-                done: t.state == "running" && t.up_to_date,
+                done: if job {
+                    t.state == "complete" && t.exit_code.unwrap_or(0) == 0
+                } else {
+                    t.state == "running" && t.up_to_date
+                },
+                failed: matches!(t.state.as_str(), "failed" | "rejected")
+                    || (t.state == "complete" && t.exit_code.unwrap_or(0) != 0),
+                restarts: t.restarts,
             }
         });
     }

@@ -104,6 +104,10 @@ pub struct Detach {
 pub enum Mode {
     Replicated,
     Global,
+    /// Tasks that run to completion: --replicas successful runs in all.
+    ReplicatedJob,
+    /// A task that runs to completion on every eligible node.
+    GlobalJob,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -118,12 +122,17 @@ pub struct CreateArgs {
     /// The service's name: 1-63 letters, digits, '-' or '_'.
     #[arg(long)]
     name: String,
-    /// Tasks to run (replicated mode).
+    /// Tasks to run (replicated mode), or successful runs in all
+    /// (replicated-job mode).
     #[arg(long, value_parser = parse::count, allow_negative_numbers = true)]
     replicas: Option<u64>,
-    /// replicated: --replicas tasks; global: one task on every eligible node.
+    /// replicated: --replicas tasks; global: one task on every eligible
+    /// node; replicated-job and global-job: the same, run to completion.
     #[arg(long, value_enum, default_value = "replicated")]
     mode: Mode,
+    /// Replicated jobs: how many tasks run at once (default: --replicas).
+    #[arg(long, value_parser = parse::count)]
+    max_concurrent: Option<u64>,
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(short, long = "env", value_parser = parse::key_value)]
     env: Vec<(String, String)>,
@@ -136,9 +145,13 @@ pub struct CreateArgs {
     /// Service label KEY=VALUE (repeatable).
     #[arg(short, long = "label", value_parser = parse::key_value)]
     label: Vec<(String, String)>,
-    /// When a task that ended is replaced.
-    #[arg(long, value_enum, default_value = "any")]
-    restart_condition: Condition,
+    /// Container label KEY=VALUE (repeatable).
+    #[arg(long = "container-label", value_parser = parse::key_value)]
+    container_label: Vec<(String, String)>,
+    /// When a task that ended is replaced (default: any; on-failure for
+    /// jobs).
+    #[arg(long, value_enum)]
+    restart_condition: Option<Condition>,
     /// How long to wait before replacing a task that ended (at most 24h).
     #[arg(long, value_parser = parse::duration, default_value = "5s")]
     restart_delay: Duration,
@@ -215,9 +228,57 @@ pub struct UpdateArgs {
     /// Remove an environment variable by KEY (repeatable).
     #[arg(long)]
     env_rm: Vec<String>,
-    /// The new number of tasks (replicated services).
+    /// The new number of tasks (replicated services), or of successful
+    /// runs (replicated jobs).
     #[arg(long, value_parser = parse::count, allow_negative_numbers = true)]
     replicas: Option<u64>,
+    /// Replicated jobs: how many tasks run at once.
+    #[arg(long, value_parser = parse::count)]
+    max_concurrent: Option<u64>,
+    /// A new command line for the tasks, split as a shell would ("" for
+    /// the image's own).
+    #[arg(long, allow_hyphen_values = true)]
+    args: Option<String>,
+    /// Add or replace a service label KEY=VALUE (repeatable).
+    #[arg(long, value_parser = parse::key_value)]
+    label_add: Vec<(String, String)>,
+    /// Remove a service label by KEY (repeatable).
+    #[arg(long)]
+    label_rm: Vec<String>,
+    /// Add or replace a container label KEY=VALUE (repeatable).
+    #[arg(long, value_parser = parse::key_value)]
+    container_label_add: Vec<(String, String)>,
+    /// Remove a container label by KEY (repeatable).
+    #[arg(long)]
+    container_label_rm: Vec<String>,
+    /// A new working directory ("" for the image's).
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// A new user, name or uid[:gid] ("" for the image's).
+    #[arg(short, long)]
+    user: Option<String>,
+    /// A new stop signal.
+    #[arg(long, value_parser = parse::signal)]
+    stop_signal: Option<String>,
+    /// A new stop grace period (at most 1h).
+    #[arg(long, value_parser = parse::duration)]
+    stop_grace_period: Option<Duration>,
+    /// When a task that ended is replaced.
+    #[arg(long, value_enum)]
+    restart_condition: Option<Condition>,
+    /// How long to wait before replacing a task that ended.
+    #[arg(long, value_parser = parse::duration)]
+    restart_delay: Option<Duration>,
+    /// How many times a slot's task is replaced before giving up (0: no
+    /// limit).
+    #[arg(long, value_parser = parse::count)]
+    restart_max_attempts: Option<u64>,
+    /// Join a network, by name or id (repeatable).
+    #[arg(long)]
+    network_add: Vec<String>,
+    /// Leave a network (repeatable).
+    #[arg(long)]
+    network_rm: Vec<String>,
     /// Publish a port, as `create --publish` (repeatable).
     #[arg(long, value_parser = parse::publish)]
     publish_add: Vec<crate::api::spec::PortBody>,
@@ -407,19 +468,40 @@ impl RollbackFlags {
     }
 }
 
+impl Condition {
+    fn as_str(self) -> &'static str {
+        match self {
+            Condition::Any => "any",
+            Condition::OnFailure => "on-failure",
+            Condition::None => "none",
+        }
+    }
+}
+
+fn labels(pairs: Vec<(String, String)>) -> BTreeMap<String, String> {
+    pairs.into_iter().collect()
+}
+
 fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
     let (mode, replicas) = match (a.mode, a.replicas) {
         (Mode::Replicated, n) => ("replicated", Some(n.unwrap_or(1))),
+        (Mode::ReplicatedJob, n) => ("replicated-job", Some(n.unwrap_or(1))),
         (Mode::Global, None) => ("global", None),
-        (Mode::Global, Some(_)) => {
-            anyhow::bail!("--replicas can only be used with --mode replicated")
+        (Mode::GlobalJob, None) => ("global-job", None),
+        (Mode::Global | Mode::GlobalJob, Some(_)) => {
+            anyhow::bail!("--replicas can only be used with --mode replicated or replicated-job")
         }
     };
+    if a.max_concurrent.is_some() && !matches!(a.mode, Mode::ReplicatedJob) {
+        anyhow::bail!("--max-concurrent can only be used with --mode replicated-job");
+    }
     Ok(ServiceSpecBody {
         name: a.name,
-        labels: a.label.into_iter().collect::<BTreeMap<_, _>>(),
+        labels: labels(a.label),
+        container_labels: labels(a.container_label),
         mode: mode.into(),
         replicas,
+        max_concurrent: a.max_concurrent,
         image: a.image,
         pull: a.pull,
         image_digest: None,
@@ -431,12 +513,9 @@ fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
         user: a.user,
         stop_signal: a.stop_signal,
         stop_grace_period_ms: parse::millis(a.stop_grace_period),
-        restart_condition: match a.restart_condition {
-            Condition::Any => "any",
-            Condition::OnFailure => "on-failure",
-            Condition::None => "none",
-        }
-        .into(),
+        restart_condition: a
+            .restart_condition
+            .map_or(String::new(), |c| c.as_str().into()),
         restart_delay_ms: parse::millis(a.restart_delay),
         restart_max_attempts: a.restart_max_attempts,
         constraints: a.constraint,
@@ -486,7 +565,16 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                         s.id.chars().take(12).collect(),
                         s.name.clone(),
                         s.mode.clone(),
-                        format!("{}/{}", s.running, s.replicas),
+                        match s.completed {
+                            // Docker's form: running/at once (done/all completed).
+                            Some(done) => format!(
+                                "{}/{} ({done}/{} completed)",
+                                s.running,
+                                s.max_concurrent.unwrap_or(s.replicas),
+                                s.replicas
+                            ),
+                            None => format!("{}/{}", s.running, s.replicas),
+                        },
                         s.image.clone(),
                         s.update_state.clone().unwrap_or_default(),
                     ]
@@ -540,13 +628,30 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 .await?;
             let req = ServiceUpdate {
                 image: a.image,
-                env_add: a
-                    .env_add
-                    .into_iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect(),
+                env_add: kv_list(a.env_add),
                 env_rm: a.env_rm,
                 replicas: a.replicas,
+                max_concurrent: a.max_concurrent,
+                args: match a.args {
+                    Some(line) => Some(
+                        shell_words::split(&line)
+                            .map_err(|e| anyhow::anyhow!("--args {line:?}: {e}"))?,
+                    ),
+                    None => None,
+                },
+                label_add: kv_list(a.label_add),
+                label_rm: a.label_rm,
+                container_label_add: kv_list(a.container_label_add),
+                container_label_rm: a.container_label_rm,
+                workdir: a.workdir,
+                user: a.user,
+                stop_signal: a.stop_signal,
+                stop_grace_period_ms: a.stop_grace_period.map(parse::millis),
+                restart_condition: a.restart_condition.map(|c| c.as_str().into()),
+                restart_delay_ms: a.restart_delay.map(parse::millis),
+                restart_max_attempts: a.restart_max_attempts,
+                network_add: a.network_add,
+                network_rm: a.network_rm,
                 no_resolve_image: a.no_resolve_image,
                 publish_add: a.publish_add,
                 publish_rm: a.publish_rm,
@@ -572,7 +677,8 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             if !a.detach.detach {
                 // A new spec version rolls out; anything else (a scale,
                 // labels) only has to converge.
-                let until = if s.spec_version != before.spec_version {
+                let rolls = s.spec_version != before.spec_version && !s.spec.mode.ends_with("job");
+                let until = if rolls {
                     Until::Rollout("completed")
                 } else {
                     Until::Converged
@@ -633,6 +739,10 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn kv_list(pairs: Vec<(String, String)>) -> Vec<String> {
+    pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
 /// Prints one entry; false for shoal's note that some logs are missing.

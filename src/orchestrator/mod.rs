@@ -7,6 +7,7 @@
 //! makes it look at every service.
 
 mod global;
+mod job;
 mod plan;
 mod reaper;
 mod replicated;
@@ -227,6 +228,13 @@ async fn pass(
             }
             ServiceMode::Global => {
                 global::reconcile(s, &eligible_for_global(&for_global, &s.spec.task), &ts, now)
+            }
+            ServiceMode::ReplicatedJob {
+                completions,
+                max_concurrent,
+            } => job::replicated(s, completions, max_concurrent, &ts, &unavailable, now),
+            ServiceMode::GlobalJob => {
+                job::global(s, &eligible_for_global(&for_global, &s.spec.task), &ts, now)
             }
         });
     }

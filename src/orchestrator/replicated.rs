@@ -25,11 +25,11 @@ pub struct Unavailable {
 }
 
 impl Unavailable {
-    fn down(&self, t: &Task) -> bool {
+    pub(super) fn down(&self, t: &Task) -> bool {
         t.node_id.as_ref().is_some_and(|n| self.down.contains(n))
     }
 
-    fn drained(&self, t: &Task) -> bool {
+    pub(super) fn drained(&self, t: &Task) -> bool {
         t.node_id.as_ref().is_some_and(|n| self.drained.contains(n))
     }
 }

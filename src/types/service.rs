@@ -8,8 +8,19 @@ use super::{Meta, NetworkMode, PortConfig, PullPolicy, Vip};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServiceMode {
-    Replicated { replicas: u64 },
+    Replicated {
+        replicas: u64,
+    },
     Global,
+    /// Tasks that run to completion (`--mode replicated-job`): `completions`
+    /// successful runs in all, at most `max_concurrent` at once.
+    ReplicatedJob {
+        completions: u64,
+        max_concurrent: u64,
+    },
+    /// One task that runs to completion on every eligible node, those that
+    /// join later included (`--mode global-job`).
+    GlobalJob,
 }
 
 impl ServiceMode {
@@ -17,6 +28,27 @@ impl ServiceMode {
         match self {
             ServiceMode::Replicated { .. } => "replicated",
             ServiceMode::Global => "global",
+            ServiceMode::ReplicatedJob { .. } => "replicated-job",
+            ServiceMode::GlobalJob => "global-job",
+        }
+    }
+
+    /// Its tasks run to completion: not restarted once they succeed, and
+    /// a change of the task spec runs the job again rather than rolling.
+    pub fn is_job(&self) -> bool {
+        matches!(
+            self,
+            ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob
+        )
+    }
+
+    /// The tasks it asks for: replicas, or a job's completions; None for
+    /// the global modes (one per eligible node).
+    pub fn count(&self) -> Option<u64> {
+        match *self {
+            ServiceMode::Replicated { replicas } => Some(replicas),
+            ServiceMode::ReplicatedJob { completions, .. } => Some(completions),
+            ServiceMode::Global | ServiceMode::GlobalJob => None,
         }
     }
 }
@@ -73,6 +105,21 @@ impl RestartCondition {
             RestartCondition::Any => "any",
             RestartCondition::OnFailure => "on-failure",
             RestartCondition::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for RestartCondition {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "any" => Ok(RestartCondition::Any),
+            "on-failure" => Ok(RestartCondition::OnFailure),
+            "none" => Ok(RestartCondition::None),
+            other => Err(format!(
+                "invalid restart condition {other:?}: expected \"any\", \"on-failure\" or \"none\""
+            )),
         }
     }
 }
@@ -476,6 +523,11 @@ impl Service {
         if spec.task != self.spec.task {
             self.spec_version += 1;
             self.previous_spec = Some(std::mem::replace(&mut self.spec, spec));
+            // A job does not roll: its new spec version is a new run.
+            if self.spec.mode.is_job() {
+                self.update_status = None;
+                return;
+            }
             self.update_status = Some(UpdateStatus {
                 state: UpdateState::Updating,
                 started_ms: now_ms,

@@ -87,6 +87,13 @@ pub struct TaskStatus {
     pub health_output: Option<String>,
 }
 
+impl TaskStatus {
+    /// The task ran to completion and exited 0 (what a job's task must do).
+    pub fn succeeded(&self) -> bool {
+        self.state == TaskState::Complete && self.exit_code.unwrap_or(0) == 0
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     pub id: String,
