@@ -190,6 +190,51 @@ fn draining_a_node_moves_its_tasks_away() {
 }
 
 #[test]
+fn a_node_that_comes_back_gets_its_share_when_the_service_is_rebalanced() {
+    let (manager, worker) = two_nodes();
+    manager.sleeper("web", &["--replicas", "4", "--stop-grace-period", "1s"]);
+    let split = |m: usize, w: usize| {
+        wait_until(WAIT, || {
+            manager.ctr_running().len() == m && worker.ctr_running().len() == w
+        })
+    };
+    assert!(
+        split(2, 2),
+        "expected 2 tasks per node\n{}",
+        manager.describe("web")
+    );
+    let wid = manager.node_id(&format!("127.0.0.1:{}", worker.port));
+    manager.cli_ok(&["node", "update", "--availability", "drain", &wid]);
+    assert!(
+        split(4, 0),
+        "drain did not move the tasks\n{}",
+        manager.describe("web")
+    );
+    // Back in service, the node stays empty: running tasks are not moved
+    // on their own (Swarm's rule).
+    manager.cli_ok(&["node", "update", "--availability", "active", &wid]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(worker.ctr_running().len(), 0, "{}", manager.describe("web"));
+
+    // Asked, two move back, and the CLI waits for it.
+    let out = manager.cli_ok(&["service", "rebalance", "--detach=false", "web"]);
+    assert!(out.contains("web: 2 tasks move"), "{out}");
+    assert!(out.trim_end().ends_with("web: update completed"), "{out}");
+    assert!(
+        split(2, 2),
+        "rebalance did not spread the tasks\n{}",
+        manager.describe("web")
+    );
+    let out = manager.cli_ok(&["service", "rebalance", "web"]);
+    assert!(
+        out.contains("balanced already: 4 tasks over 2 nodes"),
+        "{out}"
+    );
+    let out = manager.cli(&["service", "rebalance", "nope"]);
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}
+
+#[test]
 fn a_removed_node_is_refused_and_its_session_closed() {
     let (manager, worker) = two_nodes();
     let waddr = format!("127.0.0.1:{}", worker.port);

@@ -10,7 +10,8 @@ use shoal::sim::objects::service;
 use shoal::sim::{worker_id, Behavior, Config, SimCluster, IMAGE};
 use shoal::store::ReadView;
 use shoal::types::{
-    FailureAction, NodeState, RestartCondition, RestartPolicy, TaskState, UpdatePolicy, UpdateState,
+    FailureAction, NodeState, RestartCondition, RestartPolicy, ServiceMode, TaskState, UpdateOrder,
+    UpdatePolicy, UpdateState,
 };
 
 /// Every wait is bounded by this; the scenario as a whole must stay well
@@ -85,6 +86,16 @@ async fn start_service(cluster: &SimCluster, name: &str, image: &str, replicas: 
         .wait_until(&what, WAIT, |v| converged(v, name, replicas, &[]))
         .await
         .unwrap();
+}
+
+/// A cluster of `managers` and `workers` whose simulated executor runs
+/// `image` as `behavior` says (and the default image as usual).
+async fn scripted(managers: usize, workers: usize, image: &str, behavior: Behavior) -> SimCluster {
+    let mut cfg = Config::new(managers, workers);
+    cfg.images.push(image.to_string());
+    let cluster = SimCluster::with(&cfg).await.unwrap();
+    cluster.script().set(image, behavior);
+    cluster
 }
 
 fn node_state(view: &ReadView, id: &str) -> anyhow::Result<Option<NodeState>> {
@@ -179,18 +190,18 @@ async fn a_drained_workers_tasks_move_to_the_others() {
 async fn a_task_that_exits_non_zero_is_restarted_per_policy() {
     let turn = Turn::take().await;
     let crash = "docker.io/library/crash:latest";
-    let mut cfg = Config::new(1, 3);
-    cfg.images.push(crash.to_string());
-    let cluster = SimCluster::with(&cfg).await.unwrap();
     // The first two runs exit with 1 after a moment; the third stays up.
-    cluster.script().set(
+    let cluster = scripted(
+        1,
+        3,
         crash,
         Behavior {
             exit: Some((1, Duration::from_millis(100))),
             exits: Some(2),
             ..Default::default()
         },
-    );
+    )
+    .await;
     let delay_ms = 200;
     let mut svc = service("crashy", crash, 1);
     svc.spec.task.restart = RestartPolicy {
@@ -394,5 +405,154 @@ async fn a_failing_update_rolls_back_under_a_new_leader() {
         service.previous_spec.map(|s| s.task.container.image),
         Some(bad.to_string())
     );
+    turn.end(cluster).await;
+}
+
+/// The fewest tasks of `name` running (as their nodes report, whatever
+/// they are meant to do) at any sample until every slot runs `image`.
+async fn lowest_while_updating(
+    cluster: &SimCluster,
+    name: &str,
+    image: &str,
+    replicas: u64,
+) -> usize {
+    let mut lowest = usize::MAX;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let tasks = cluster.tasks(name).unwrap();
+        let running = tasks
+            .iter()
+            .filter(|t| t.status.state == TaskState::Running)
+            .count();
+        lowest = lowest.min(running);
+        if converged(&cluster.view().unwrap(), name, replicas, &[]).unwrap()
+            && tasks
+                .iter()
+                .filter(|t| t.desired_state == TaskState::Running)
+                .all(|t| t.spec.container.image == image)
+        {
+            return lowest;
+        }
+        assert!(Instant::now() < deadline, "the update never completed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Start-first never has fewer tasks running than asked for, all through
+/// an update two slots at a time; stop-first, the same update, does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_first_never_drops_below_the_desired_count() {
+    let turn = Turn::take().await;
+    const REPLICAS: u64 = 4;
+    let (v2, v3) = ("docker.io/library/sim:v2", "docker.io/library/sim:v3");
+    let mut cfg = Config::new(1, 4);
+    cfg.images.extend([v2.to_string(), v3.to_string()]);
+    let cluster = SimCluster::with(&cfg).await.unwrap();
+    // Slow starts: a slot without its old task would show.
+    for image in [v2, v3] {
+        cluster.script().set(
+            image,
+            Behavior {
+                start_delay: Duration::from_millis(150),
+                ..Default::default()
+            },
+        );
+    }
+    let mut svc = service("api", IMAGE, REPLICAS);
+    svc.spec.update = UpdatePolicy {
+        parallelism: 2,
+        order: UpdateOrder::StartFirst,
+        monitor_ms: 0,
+        ..UpdatePolicy::default()
+    };
+    cluster.create_service(svc).await.unwrap();
+    cluster
+        .wait_until("4 tasks of api running", WAIT, |v| {
+            converged(v, "api", REPLICAS, &[])
+        })
+        .await
+        .unwrap();
+    cluster.update_image("api", v2).await.unwrap();
+    let lowest = lowest_while_updating(&cluster, "api", v2, REPLICAS).await;
+    assert!(
+        lowest >= REPLICAS as usize,
+        "start-first fell to {lowest} running"
+    );
+
+    // The same with stop-first: two slots are down at a time. (Once the
+    // first rollout is written completed, or the write races it.)
+    cluster
+        .wait_until("the update completes", WAIT, |v| {
+            Ok(v.find_service("api")?
+                .and_then(|s| s.update_status)
+                .is_some_and(|u| u.state == UpdateState::Completed))
+        })
+        .await
+        .unwrap();
+    let mut s = cluster
+        .view()
+        .unwrap()
+        .find_service("api")
+        .unwrap()
+        .unwrap();
+    let mut spec = s.spec.clone();
+    spec.update.order = UpdateOrder::StopFirst;
+    spec.task.container.image = v3.to_string();
+    s.set_spec(spec, shoal::types::now_ms());
+    cluster
+        .propose(vec![shoal::store::Change::Update(
+            shoal::store::Object::Service(s),
+        )])
+        .await
+        .unwrap();
+    let lowest = lowest_while_updating(&cluster, "api", v3, REPLICAS).await;
+    assert!(
+        lowest < REPLICAS as usize,
+        "stop-first never fell below {REPLICAS}"
+    );
+    turn.end(cluster).await;
+}
+
+/// A replicated job in the simulated tier: 6 runs, at most 2 at once,
+/// each run a success that is never run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_job_runs_to_completion_two_at_a_time() {
+    let turn = Turn::take().await;
+    let quick = "docker.io/library/sim:job";
+    let cluster = scripted(
+        1,
+        3,
+        quick,
+        Behavior {
+            exit: Some((0, Duration::from_millis(100))),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut svc = service("batch", quick, 0);
+    svc.spec.mode = ServiceMode::ReplicatedJob {
+        completions: 6,
+        max_concurrent: 2,
+    };
+    svc.spec.task.restart.condition = RestartCondition::OnFailure;
+    cluster.create_service(svc).await.unwrap();
+    let mut most = 0;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let tasks = cluster.tasks("batch").unwrap();
+        let live = tasks.iter().filter(|t| t.is_live()).count();
+        most = most.max(live);
+        if tasks.iter().filter(|t| t.status.succeeded()).count() == 6 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job never completed: {tasks:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(most <= 2, "{most} tasks at once with max_concurrent 2");
+    let tasks = cluster.tasks("batch").unwrap();
+    assert_eq!(tasks.len(), 6, "a run was repeated: {tasks:#?}");
     turn.end(cluster).await;
 }

@@ -113,6 +113,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         )
         .route("/v1/services/{name}/update", post(services::update))
         .route("/v1/services/{name}/rollback", post(services::rollback))
+        .route("/v1/services/{name}/rebalance", post(services::rebalance))
         .route("/v1/services/{name}/scale", post(services::scale))
         .route("/v1/services/{name}/tasks", get(services::tasks))
         .route("/v1/services/{name}/logs", get(logs::service_logs))

@@ -53,6 +53,7 @@ pub async fn create(
         previous_spec: None,
         vips: Vec::new(),
         update_status: None,
+        rebalance: Vec::new(),
     };
     let id = service.id.clone();
     super::networks::write_service(&ctx, &mut service, true).await?;
@@ -430,6 +431,58 @@ pub async fn rollback(
     super::networks::write_service(&ctx, &mut back, false).await?;
     let view = ctx.store.read()?;
     Ok(Json((&find(&view, &service.id)?).into()))
+}
+
+/// `service rebalance`: the tasks an even spread does not need where
+/// they are move, as an update replaces tasks (its policy, its progress).
+pub async fn rebalance(
+    State(ctx): State<Arc<Ctx>>,
+    Path(name): Path<String>,
+) -> Result<Json<ServiceBody>, ApiError> {
+    ctx.identity()?;
+    let view = ctx.store.read()?;
+    let mut service = find(&view, &name)?;
+    if !matches!(service.spec.mode, ServiceMode::Replicated { .. }) {
+        return Err(ApiError::BadRequest(format!(
+            "service {name} is {}: only replicated services can be rebalanced (global ones run one task per node)",
+            service.spec.mode.name()
+        )));
+    }
+    if service
+        .update_status
+        .as_ref()
+        .is_some_and(|u| u.state.in_progress())
+    {
+        return Err(ApiError::Conflict(format!(
+            "service {name} is being updated: rebalance it once its rollout ends"
+        )));
+    }
+    let tasks = view.tasks_of_service(&service.id)?;
+    let live: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.is_live() && t.node_id.is_some())
+        .collect();
+    let nodes = view.nodes()?;
+    let eligible: Vec<String> = crate::scheduler::eligible_for_global(&nodes, &service.spec.task);
+    let moves = crate::scheduler::rebalance_moves(&live, &eligible);
+    drop(view);
+    let mut body: ServiceBody = if moves.is_empty() {
+        (&service).into()
+    } else {
+        service.rebalanced(moves, now_ms());
+        ctx.proposer
+            .propose(vec![Change::Update(Object::Service(service.clone()))])
+            .await?;
+        (&find(&ctx.store.read()?, &service.id)?).into()
+    };
+    if body.rebalance.is_empty() {
+        body.warnings.push(format!(
+            "service {name} is balanced already: {} tasks over {} nodes",
+            live.len(),
+            eligible.len()
+        ));
+    }
+    Ok(Json(body))
 }
 
 pub async fn scale(

@@ -353,6 +353,9 @@ pub struct ServiceBody {
     /// Its last rollout, if its spec ever changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_status: Option<UpdateStatusBody>,
+    /// The tasks (ids) that a `service rebalance` in progress moves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rebalance: Vec<String>,
 }
 
 impl ServiceSpecBody {
@@ -570,6 +573,7 @@ impl From<&Service> for ServiceBody {
             warnings: Vec::new(),
             vips: s.vips.clone(),
             update_status: s.update_status.as_ref().map(Into::into),
+            rebalance: s.rebalance.clone(),
         }
     }
 }

@@ -106,6 +106,14 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
             human_ms(c.stop_grace_period_ms)
         ));
     }
+    if spec
+        .labels
+        .keys()
+        .chain(c.labels.keys())
+        .any(|k| k.is_empty())
+    {
+        return bad("a label needs a key: KEY=VALUE".into());
+    }
     for expr in &spec.task.placement.constraints {
         crate::scheduler::Constraint::parse(expr)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;

@@ -60,6 +60,15 @@ pub enum ServiceCmd {
         #[command(flatten)]
         detach: Detach,
     },
+    /// Spread a replicated service's tasks evenly again (a node that came
+    /// back gets its share): the tasks that must move are replaced as its
+    /// update policy says.
+    Rebalance {
+        /// The service's name or id.
+        service: String,
+        #[command(flatten)]
+        detach: Detach,
+    },
     /// Remove services.
     Rm {
         /// Names or ids of the services.
@@ -696,6 +705,25 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             println!("{}", s.spec.name);
             if !detach.detach {
                 progress::wait(client, &s.id, Until::Rollout("rollback_completed")).await?;
+            }
+        }
+        ServiceCmd::Rebalance { service, detach } => {
+            let s: ServiceBody = client
+                .post(
+                    &format!("/v1/services/{}/rebalance", encode(&service)),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            if s.rebalance.is_empty() {
+                // Nothing moves: the warning says why.
+                for w in &s.warnings {
+                    println!("{w}");
+                }
+                return Ok(());
+            }
+            println!("{}: {} tasks move", s.spec.name, s.rebalance.len());
+            if !detach.detach {
+                progress::wait(client, &s.id, Until::Rollout("completed")).await?;
             }
         }
         ServiceCmd::Rm { services } => {

@@ -397,6 +397,7 @@ mod tests {
                 previous_spec: None,
                 vips: Vec::new(),
                 update_status: None,
+                rebalance: Vec::new(),
             },
             slot,
             None,

@@ -296,6 +296,10 @@ async fn write_rollouts(
         let next = match rollout {
             update::Rollout::Status(status) => {
                 let mut s = service.clone();
+                // The tasks a rebalance moved are gone once it completes.
+                if status.state == UpdateState::Completed {
+                    s.rebalance.clear();
+                }
                 s.update_status = Some(status);
                 s
             }

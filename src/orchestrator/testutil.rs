@@ -19,6 +19,7 @@ pub fn service(replicas: u64) -> Service {
         previous_spec: None,
         vips: Vec::new(),
         update_status: None,
+        rebalance: Vec::new(),
     }
 }
 

@@ -6,10 +6,12 @@
 mod constraint;
 mod filters;
 mod placer;
+mod rebalance;
 
 pub use constraint::Constraint;
 pub use filters::{eligible_for_global, Unplaceable};
 pub use placer::Placer;
+pub use rebalance::moves as rebalance_moves;
 
 use std::borrow::Borrow;
 use std::collections::HashMap;

@@ -40,6 +40,7 @@ fn task(service: &str) -> Task {
             previous_spec: None,
             vips: Vec::new(),
             update_status: None,
+            rebalance: Vec::new(),
         },
         1,
         None,

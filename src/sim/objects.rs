@@ -89,6 +89,7 @@ pub fn service(name: &str, image: &str, replicas: u64) -> Service {
         previous_spec: None,
         vips: Vec::new(),
         update_status: None,
+        rebalance: Vec::new(),
     }
 }
 

@@ -148,6 +148,7 @@ fn service(id: &str, name: &str) -> Service {
         previous_spec: None,
         vips: Vec::new(),
         update_status: None,
+        rebalance: Vec::new(),
     }
 }
 

@@ -503,6 +503,13 @@ pub struct Service {
     /// Its last rollout, if its task spec ever changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_status: Option<UpdateStatus>,
+    /// The tasks that `service rebalance` moves: out of date though their
+    /// spec is current, so that they are replaced as an update replaces
+    /// tasks (its policy, its progress), and their replacements placed
+    /// where the fewest run. A new spec replaces them all anyway. Sorted;
+    /// emptied when the rollout completes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rebalance: Vec<String>,
 }
 
 impl Service {
@@ -522,6 +529,7 @@ impl Service {
     pub fn set_spec(&mut self, spec: ServiceSpec, now_ms: i64) {
         if spec.task != self.spec.task {
             self.spec_version += 1;
+            self.rebalance.clear();
             self.previous_spec = Some(std::mem::replace(&mut self.spec, spec));
             // A job does not roll: its new spec version is a new run.
             if self.spec.mode.is_job() {
@@ -559,6 +567,7 @@ impl Service {
         let previous = s.previous_spec.take()?;
         s.previous_spec = Some(std::mem::replace(&mut s.spec, previous));
         s.spec_version += 1;
+        s.rebalance.clear();
         s.update_status = Some(UpdateStatus {
             state: UpdateState::RollbackStarted,
             started_ms: now_ms,
@@ -571,7 +580,23 @@ impl Service {
     /// Whether `task` runs the current spec: made from this spec version,
     /// or from an older one with the same content (a task that a rollback
     /// finds on the spec it goes back to is not replaced).
+    /// A task that `service rebalance` moves is not.
     pub fn is_current(&self, task: &super::Task) -> bool {
-        task.spec_version == self.spec_version || task.spec == self.spec.task
+        (task.spec_version == self.spec_version || task.spec == self.spec.task)
+            && self.rebalance.binary_search(&task.id).is_err()
+    }
+
+    /// `service rebalance` at `now_ms`: these tasks move, as an update
+    /// replaces tasks.
+    pub fn rebalanced(&mut self, mut moves: Vec<String>, now_ms: i64) {
+        // Sorted: `is_current` looks each task up in it, on every pass.
+        moves.sort_unstable();
+        self.rebalance = moves;
+        self.update_status = Some(UpdateStatus {
+            state: UpdateState::Updating,
+            started_ms: now_ms,
+            completed_ms: None,
+            message: format!("rebalance in progress: {} tasks move", self.rebalance.len()),
+        });
     }
 }

@@ -433,13 +433,17 @@ impl Daemon {
             .args(self.detached(args)))
     }
 
-    /// `args`, with `--detach` after `service create|update|scale|rollback`
+    /// `args`, with `--detach` after `service create|update|scale|rollback|rebalance`
     /// for this build's CLI (an older release's has no such flag).
     fn detached<'a>(&self, args: &[&'a str]) -> Vec<&'a str> {
         let mut all = args.to_vec();
         let waits = matches!(
             args,
-            ["service", "create" | "update" | "scale" | "rollback", ..]
+            [
+                "service",
+                "create" | "update" | "scale" | "rollback" | "rebalance",
+                ..
+            ]
         );
         let said = args.iter().any(|a| a.starts_with("--detach") || *a == "-d");
         if waits && !said && self.cli_binary == Path::new(SHOAL) {
