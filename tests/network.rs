@@ -965,3 +965,60 @@ fn a_udp_client_moves_on_when_its_task_goes() {
         let _ = s.join();
     }
 }
+
+/// A task with a health check is behind its published port only once it
+/// is healthy: its server answers "early" before, and no request may
+/// ever get that answer.
+#[test]
+fn a_published_port_sends_nothing_to_a_task_until_it_is_healthy() {
+    let d = Daemon::cluster();
+    let port = free_port();
+    let publish = format!("published={port},target=80");
+    d.cli_ok(&[
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--publish",
+        &publish,
+        "--health-cmd",
+        "test -f /www/ready",
+        "--health-interval",
+        "1s",
+        "--health-start-period",
+        "30s",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo early > /www/index.html && \
+         (sleep 5; echo ready > /www/index.html; touch /www/ready) & \
+         exec httpd -f -p 80 -h /www",
+    ]);
+    let mut tried_while_starting = 0;
+    let mut answer = String::new();
+    let ok = wait_until(std::time::Duration::from_secs(60), || {
+        let starting = d.ps("web").iter().any(|t| s(t, "state") == "starting");
+        match get("127.0.0.1", port) {
+            Ok(body) => {
+                assert_eq!(body, "ready", "the port reached a task not yet healthy");
+                answer = body;
+                true
+            }
+            Err(_) => {
+                tried_while_starting += usize::from(starting);
+                false
+            }
+        }
+    });
+    assert!(ok, "the port never answered\n{}", d.describe("web"));
+    assert!(
+        tried_while_starting > 0,
+        "the port was never tried while the task was starting\n{}",
+        d.describe("web")
+    );
+    assert!(
+        wait_until(WAIT, || d.ps("web")[0]["health"] == "healthy"),
+        "{}",
+        d.describe("web")
+    );
+}

@@ -91,6 +91,10 @@ struct Entry {
     /// on none.
     networks: Vec<String>,
     ports: Vec<PortConfig>,
+    /// The task runs (and is healthy, if it has a check): only then is it
+    /// behind its published ports, as the managers list only such tasks
+    /// as the services' backends.
+    serving: bool,
 }
 
 /// A task's network, as the worker reports it and the executor uses it.
@@ -300,12 +304,13 @@ impl TaskNets {
         if networks.is_empty() {
             networks.push("bridge".into());
         }
+        let mut tasks = self.tasks.lock().await;
         let entry = Entry {
             address: n.address.addr(),
             networks,
             ports: task.spec.ports.clone(),
+            serving: tasks.get(&task.id).is_some_and(|e| e.serving),
         };
-        let mut tasks = self.tasks.lock().await;
         if tasks.get(&task.id) != Some(&entry) {
             tasks.insert(task.id.clone(), entry);
             set_rules(net, &tasks, &self.remote_snapshot())
@@ -348,6 +353,25 @@ impl TaskNets {
             d.insert(task_id.to_string(), server);
         }
         Ok(())
+    }
+
+    /// Puts the task behind its published ports: it runs, and is healthy
+    /// if it has a check. Nothing to do for a task with no network here.
+    pub async fn serve(&self, task_id: &str) {
+        let Ok(net) = self.open(Duration::ZERO).await else {
+            return;
+        };
+        let mut tasks = self.tasks.lock().await;
+        let Some(entry) = tasks.get_mut(task_id).filter(|e| !e.serving) else {
+            return;
+        };
+        entry.serving = true;
+        if entry.ports.is_empty() {
+            return;
+        }
+        if let Err(e) = set_rules(net, &tasks, &self.remote_snapshot()).await {
+            warn!(task = %task_id, error = %e, "cannot publish the task's ports");
+        }
     }
 
     /// Takes the task's network away; nothing to do if it has none.
@@ -459,10 +483,12 @@ async fn set_rules(
     }
     for e in tasks.values() {
         for p in &e.ports {
-            by_port
-                .entry((p.protocol, p.published))
-                .or_default()
-                .push((e.address, p.target));
+            if e.serving {
+                by_port
+                    .entry((p.protocol, p.published))
+                    .or_default()
+                    .push((e.address, p.target));
+            }
             if p.mode == PublishMode::Ingress {
                 ingress_targets.push((e.address, p.protocol, p.target));
             }

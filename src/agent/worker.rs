@@ -262,6 +262,13 @@ async fn network(
     Ok(Some(a.files))
 }
 
+/// Puts a running (and healthy) task behind its published ports.
+async fn serve(rt: &Runtime, task: &Task) {
+    if let Some(nets) = rt.nets.as_ref().filter(|_| !task.spec.network.is_host()) {
+        nets.serve(&task.id).await;
+    }
+}
+
 /// The task's health check and the process it runs: the service's
 /// (`--no-healthcheck`: none), else its image's HEALTHCHECK.
 async fn health_check(
@@ -475,6 +482,9 @@ async fn run(rt: &Runtime, rx: &mut watch::Receiver<Task>, rep: &mut Reporter) {
     let mut wait = exec.wait(&id);
     // An adopted task that ran was healthy already.
     let mut health = Health::new(up && task.status.state == TaskState::Running);
+    if check.is_none() || health.healthy {
+        serve(rt, &task).await;
+    }
     loop {
         if wants_stop(rx) {
             break;
@@ -509,6 +519,7 @@ async fn run(rt: &Runtime, rx: &mut watch::Receiver<Task>, rep: &mut Reporter) {
                             st.health_output = Some(output);
                         })
                         .await;
+                        serve(rt, &task).await;
                     }
                     Verdict::Unhealthy(output) => {
                         // Stopped here, reported failed: its restart policy
