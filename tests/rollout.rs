@@ -313,6 +313,29 @@ fn without_detach_create_and_update_wait_and_show_progress() {
         "{}",
         stdout(&out)
     );
+
+    // On a terminal (a pseudo-terminal, through util-linux's `script`):
+    // docker's bars, redrawn in place.
+    let cmd = shell_words::join([
+        d.cli_binary.to_str().unwrap(),
+        "--socket",
+        d.socket.to_str().unwrap(),
+        "service",
+        "scale",
+        "--detach=false",
+        "web=3",
+    ]);
+    let out = run(std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]));
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("\x1b[2K"),
+        "no redraw on a terminal: {text:?}"
+    );
+    let full = format!("[{}]", "=".repeat(30));
+    assert!(text.contains(&full), "no full bar: {text}");
+    assert!(text.contains("web: 3/3 tasks up to date"), "{text}");
+    assert!(text.trim_end().ends_with("web: converged"), "{text}");
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Waiting for a service to converge after `service create`, `update`,
 //! `scale` or `rollback`, with its progress per slot (docker's
-//! `--detach=false`): redrawn in place on a terminal, one line per change
-//! otherwise. Ends with "converged", or with the rollout's failure (exit
-//! 1). Reads only what `service inspect`, `ls` and `ps` read.
+//! `--detach=false`): redrawn in place with docker's progress bars on a
+//! terminal, one line per change otherwise. Ends with "converged", or with
+//! the rollout's failure (exit 1). Reads only what `service inspect`, `ls`
+//! and `ps` read.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -34,6 +35,7 @@ struct Line {
     done: bool,
     failed: bool,
     restarts: u64,
+    state: String,
 }
 
 pub async fn wait(client: &Client, service: &str, until: Until) -> anyhow::Result<()> {
@@ -71,8 +73,9 @@ pub async fn wait(client: &Client, service: &str, until: Until) -> anyhow::Resul
                 write!(out, "\x1b[{drawn}A")?;
             }
             writeln!(out, "\x1b[2K{header}")?;
+            let width = lines.values().map(|l| l.name.len()).max().unwrap_or(0);
             for l in lines.values() {
-                writeln!(out, "\x1b[2K  {}  {}", l.name, l.text)?;
+                writeln!(out, "\x1b[2K  {:width$}  {}  {}", l.name, bar(l), l.text)?;
             }
             // Lines of tasks that went (a scale down) are blanked.
             for _ in lines.len() + 1..drawn {
@@ -136,6 +139,40 @@ pub async fn wait(client: &Client, service: &str, until: Until) -> anyhow::Resul
     }
 }
 
+/// The states a task goes through on its way to running, as docker's
+/// progress bars count them.
+const STAGES: [&str; 9] = [
+    "new",
+    "allocated",
+    "pending",
+    "assigned",
+    "accepted",
+    "preparing",
+    "ready",
+    "starting",
+    "running",
+];
+
+/// Docker's bar: how far along the way to running the task is.
+fn bar(l: &Line) -> String {
+    const WIDTH: usize = 30;
+    let stage = if l.done {
+        STAGES.len()
+    } else {
+        STAGES
+            .iter()
+            .position(|s| *s == l.state)
+            .map_or(0, |i| i + 1)
+    };
+    let filled = WIDTH * stage / STAGES.len();
+    let head = if filled < WIDTH { ">" } else { "" };
+    format!(
+        "[{}{head}{}]",
+        "=".repeat(filled),
+        " ".repeat(WIDTH - filled - head.len())
+    )
+}
+
 /// The newest task meant to run of each slot (or node, for a global
 /// service), by slot or node: the API lists a slot's tasks newest first.
 /// A job's task is done once it has succeeded; another's once it runs the
@@ -170,8 +207,36 @@ fn lines_of(tasks: &[TaskRow], job: bool) -> BTreeMap<String, Line> {
                 failed: matches!(t.state.as_str(), "failed" | "rejected")
                     || (t.state == "complete" && t.exit_code.unwrap_or(0) != 0),
                 restarts: t.restarts,
+                state: t.state.clone(),
             }
         });
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(state: &str, done: bool) -> Line {
+        Line {
+            name: "web.1".into(),
+            text: state.into(),
+            done,
+            failed: false,
+            restarts: 0,
+            state: state.into(),
+        }
+    }
+
+    #[test]
+    fn the_bar_fills_as_the_task_goes_to_running() {
+        let empty = bar(&line("unknown", false));
+        let half = bar(&line("accepted", false));
+        let full = bar(&line("running", true));
+        assert_eq!(empty, format!("[>{}]", " ".repeat(29)));
+        assert!(half.starts_with("[================>"), "{half}");
+        assert_eq!(full, format!("[{}]", "=".repeat(30)));
+        assert!([empty, half, full].iter().all(|b| b.chars().count() == 32));
+    }
 }
