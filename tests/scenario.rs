@@ -77,13 +77,24 @@ fn converged(view: &ReadView, name: &str, replicas: u64, dead: &[String]) -> any
 /// Create a service of `replicas` tasks of `image`, and wait until they
 /// all run.
 async fn start_service(cluster: &SimCluster, name: &str, image: &str, replicas: u64) {
-    cluster
-        .create_service(service(name, image, replicas))
-        .await
-        .unwrap();
+    run_service(cluster, service(name, image, replicas), replicas).await;
+}
+
+/// Service `name` as the store has it now.
+fn stored(cluster: &SimCluster, name: &str) -> shoal::types::Service {
+    let view = cluster.view().unwrap();
+    view.find_service(name)
+        .unwrap()
+        .expect("the service exists")
+}
+
+/// Create `svc`, of `replicas` tasks, and wait until they all run.
+async fn run_service(cluster: &SimCluster, svc: shoal::types::Service, replicas: u64) {
+    let name = svc.spec.name.clone();
+    cluster.create_service(svc).await.unwrap();
     let what = format!("{replicas} tasks of {name} running");
     cluster
-        .wait_until(&what, WAIT, |v| converged(v, name, replicas, &[]))
+        .wait_until(&what, WAIT, |v| converged(v, &name, replicas, &[]))
         .await
         .unwrap();
 }
@@ -361,13 +372,7 @@ async fn a_failing_update_rolls_back_under_a_new_leader() {
         delay_ms: 200,
         ..RestartPolicy::default()
     };
-    cluster.create_service(svc).await.unwrap();
-    cluster
-        .wait_until("4 tasks of api running", WAIT, |v| {
-            converged(v, "api", REPLICAS, &[])
-        })
-        .await
-        .unwrap();
+    run_service(&cluster, svc, REPLICAS).await;
 
     cluster.update_image("api", bad).await.unwrap();
     let state = |v: &ReadView| -> anyhow::Result<Option<UpdateState>> {
@@ -394,12 +399,7 @@ async fn a_failing_update_rolls_back_under_a_new_leader() {
     let running = cluster.running("api").unwrap();
     assert_eq!(running.len(), REPLICAS as usize);
     assert!(running.iter().all(|t| t.spec.container.image == IMAGE));
-    let service = cluster
-        .view()
-        .unwrap()
-        .find_service("api")
-        .unwrap()
-        .unwrap();
+    let service = stored(&cluster, "api");
     assert_eq!(service.spec.task.container.image, IMAGE);
     assert_eq!(
         service.previous_spec.map(|s| s.task.container.image),
@@ -465,13 +465,7 @@ async fn start_first_never_drops_below_the_desired_count() {
         monitor_ms: 0,
         ..UpdatePolicy::default()
     };
-    cluster.create_service(svc).await.unwrap();
-    cluster
-        .wait_until("4 tasks of api running", WAIT, |v| {
-            converged(v, "api", REPLICAS, &[])
-        })
-        .await
-        .unwrap();
+    run_service(&cluster, svc, REPLICAS).await;
     cluster.update_image("api", v2).await.unwrap();
     let lowest = lowest_while_updating(&cluster, "api", v2, REPLICAS).await;
     assert!(
@@ -554,5 +548,72 @@ async fn a_replicated_job_runs_to_completion_two_at_a_time() {
     assert!(most <= 2, "{most} tasks at once with max_concurrent 2");
     let tasks = cluster.tasks("batch").unwrap();
     assert_eq!(tasks.len(), 6, "a run was repeated: {tasks:#?}");
+    turn.end(cluster).await;
+}
+
+/// An update one slot at a time whose third new task fails: the update
+/// rolls back on its own, having replaced slots 1 and 2 only, and says
+/// which task failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_fails_on_its_third_slot_rolls_back() {
+    let turn = Turn::take().await;
+    const REPLICAS: u64 = 5;
+    let bad = "docker.io/library/sim:third";
+    let cluster = scripted(
+        1,
+        2,
+        bad,
+        Behavior {
+            good_runs: 2,
+            exit: Some((1, Duration::from_millis(50))),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut svc = service("api", IMAGE, REPLICAS);
+    // A delay longer than a bad task lives: the next slot is replaced
+    // only once the last one's failure would have been seen.
+    svc.spec.update = UpdatePolicy {
+        failure_action: FailureAction::Rollback,
+        delay_ms: 300,
+        monitor_ms: 200,
+        ..UpdatePolicy::default()
+    };
+    svc.spec.rollback = UpdatePolicy {
+        parallelism: 0,
+        monitor_ms: 200,
+        ..UpdatePolicy::default()
+    };
+    svc.spec.task.restart = RestartPolicy {
+        delay_ms: 200,
+        ..RestartPolicy::default()
+    };
+    run_service(&cluster, svc, REPLICAS).await;
+    cluster.update_image("api", bad).await.unwrap();
+    cluster
+        .wait_until("the rollback completes", WAIT, |v| {
+            Ok(v.find_service("api")?
+                .and_then(|s| s.update_status)
+                .is_some_and(|u| u.state == UpdateState::RollbackCompleted)
+                && converged(v, "api", REPLICAS, &[])?)
+        })
+        .await
+        .unwrap();
+    let service = stored(&cluster, "api");
+    let message = service.update_status.unwrap().message;
+    assert!(message.contains("api.3"), "{message}");
+    // The new image ran in slots 1 to 3 only: 4 and 5 were never touched.
+    let mut slots: Vec<u64> = cluster
+        .tasks("api")
+        .unwrap()
+        .iter()
+        .filter(|t| t.spec.container.image == bad)
+        .map(|t| t.slot)
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    assert_eq!(slots, vec![1, 2, 3]);
+    let running = cluster.running("api").unwrap();
+    assert!(running.iter().all(|t| t.spec.container.image == IMAGE));
     turn.end(cluster).await;
 }

@@ -32,6 +32,9 @@ pub struct Behavior {
     pub exits: Option<u32>,
     /// The node reports the image missing (`prepare` fails).
     pub missing: bool,
+    /// This many runs first, counted over every node, run until stopped
+    /// whatever `exit` says (an update that fails from its third task on).
+    pub good_runs: u32,
 }
 
 /// Behaviors by image, shared by every simulated node of a cluster. An
@@ -61,6 +64,10 @@ impl Script {
         if b.failed_starts > 0 {
             b.failed_starts -= 1;
             return Err(ExecError::Other("simulated start failure".into()));
+        }
+        if b.good_runs > 0 {
+            b.good_runs -= 1;
+            return Ok(None);
         }
         match (&mut b.exits, b.exit) {
             (None, exit) => Ok(exit),
