@@ -77,11 +77,15 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What this build can do, reported by every node (`NodeDescription::level`)
 /// so that managers can tell what all of a mixed-version cluster supports:
 /// 0 is 254a909, 1 adds networks (a new kind of stored object, and tasks
-/// with a network namespace of their own).
-pub const LEVEL: u32 = 1;
+/// with a network namespace of their own), 2 secrets and configs (two new
+/// kinds, and tasks that get files a node must know how to mount).
+pub const LEVEL: u32 = 2;
 
 /// The level at which networks exist.
 pub const LEVEL_NETWORKS: u32 = 1;
+
+/// The level at which secrets and configs exist.
+pub const LEVEL_SECRETS: u32 = 2;
 
 /// `shoal --version`: the version and the git commit it was built from.
 pub const LONG_VERSION: &str = concat!(

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub scheduling_latency: Histogram,
     /// Nodes marked down for missing heartbeats.
     pub missed_heartbeats: Counter,
+    /// Secrets and configs this node holds in memory for its tasks.
+    pub files_held: Gauge,
 }
 
 pub fn global() -> &'static Metrics {
@@ -30,6 +32,7 @@ pub fn global() -> &'static Metrics {
     M.get_or_init(|| Metrics {
         scheduling_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         missed_heartbeats: Counter::default(),
+        files_held: Gauge::default(),
     })
 }
 
@@ -90,6 +93,11 @@ pub fn render(store: &Store, raft: &RaftSlot) -> String {
         "missed_heartbeats",
         "Nodes marked down for missing heartbeats",
         m.missed_heartbeats.clone(),
+    );
+    registry.register(
+        "files_held",
+        "Secrets and configs this node holds in memory, for its tasks",
+        m.files_held.clone(),
     );
     let mut out = String::new();
     // Writing into a String cannot fail.

@@ -168,7 +168,10 @@ fn task(image: &str, args: &[&str]) -> Task {
 
 /// Runs a task to its end and returns its exit code and stdout lines.
 async fn run_to_end(env: &Env, t: &Task) -> (i32, Vec<String>) {
-    env.exec.prepare(t, None).await.expect("prepare");
+    env.exec
+        .prepare(t, &Default::default())
+        .await
+        .expect("prepare");
     env.exec.start(t).await.expect("start");
     let st = tokio::time::timeout(Duration::from_secs(30), env.exec.wait(&t.id))
         .await
@@ -180,7 +183,10 @@ async fn run_to_end(env: &Env, t: &Task) -> (i32, Vec<String>) {
 
 /// Runs a task that prints nothing to its end and removes it.
 async fn run_to_end_code(env: &Env, t: &Task) -> i32 {
-    env.exec.prepare(t, None).await.expect("prepare");
+    env.exec
+        .prepare(t, &Default::default())
+        .await
+        .expect("prepare");
     env.exec.start(t).await.expect("start");
     let code = env.exec.wait(&t.id).await.expect("wait").code;
     env.exec.remove(&t.id).await.expect("remove");
@@ -320,9 +326,12 @@ async fn runs_a_container_with_exit_code_and_separate_timestamped_logs() {
         &image,
         &["sh", "-c", "echo out; echo err >&2; printf partial; exit 3"],
     );
-    env.exec.prepare(&t, None).await.expect("prepare");
     env.exec
-        .prepare(&t, None)
+        .prepare(&t, &Default::default())
+        .await
+        .expect("prepare");
+    env.exec
+        .prepare(&t, &Default::default())
         .await
         .expect("prepare is idempotent");
     assert_eq!(
@@ -432,7 +441,7 @@ async fn logs_rotate_at_the_cap_and_file_logging_merges_streams() {
     // process that exits at once in `file://` mode; shoal's own driver,
     // the default, has no such gap (see the test above).
     let t = task(&image, &["sh", "-c", "echo out; echo err >&2; sleep 1"]);
-    file_exec.prepare(&t, None).await.unwrap();
+    file_exec.prepare(&t, &Default::default()).await.unwrap();
     file_exec.start(&t).await.unwrap();
     assert_eq!(file_exec.wait(&t.id).await.unwrap().code, 0);
     let lines = wait_for_lines(&env, &t.id, |l| l.len() >= 2).await;
@@ -479,7 +488,7 @@ async fn env_workdir_and_user_are_applied() {
     let mut t = task(&image, &[]);
     t.spec.container.user = Some("4321:99".into());
     t.spec.container.env = vec!["ENV=/dev/null".into()];
-    env.exec.prepare(&t, None).await.unwrap();
+    env.exec.prepare(&t, &Default::default()).await.unwrap();
     env.exec.start(&t).await.unwrap();
     // `sh` with no stdin exits at once.
     assert_eq!(env.exec.wait(&t.id).await.unwrap().code, 0);
@@ -488,7 +497,7 @@ async fn env_workdir_and_user_are_applied() {
     // A user the image does not have is an error the task can report.
     let mut t = task(&image, &["id"]);
     t.spec.container.user = Some("nobody".into());
-    match env.exec.prepare(&t, None).await {
+    match env.exec.prepare(&t, &Default::default()).await {
         Err(ExecError::Other(m)) => assert!(m.contains("unable to find user nobody"), "{m}"),
         other => panic!("unknown user: {other:?}"),
     }
@@ -506,7 +515,7 @@ async fn stop_sends_the_signal_then_sigkill_after_the_grace_period() {
 
     // sleep as pid 1 ignores SIGTERM (no handler), so SIGKILL must follow.
     let t = task(&image, &["sleep", "3600"]);
-    env.exec.prepare(&t, None).await.unwrap();
+    env.exec.prepare(&t, &Default::default()).await.unwrap();
     env.exec.start(&t).await.unwrap();
     env.exec
         .start(&t)
@@ -535,7 +544,7 @@ async fn stop_sends_the_signal_then_sigkill_after_the_grace_period() {
     // A process that handles SIGTERM exits within the grace period.
     let script = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
     let t = task(&image, &["sh", "-c", script]);
-    env.exec.prepare(&t, None).await.unwrap();
+    env.exec.prepare(&t, &Default::default()).await.unwrap();
     env.exec.start(&t).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let began = Instant::now();
@@ -557,7 +566,7 @@ async fn stop_sends_the_signal_then_sigkill_after_the_grace_period() {
 
     // remove kills a running container too.
     let t2 = task(&image, &["sleep", "3600"]);
-    env.exec.prepare(&t2, None).await.unwrap();
+    env.exec.prepare(&t2, &Default::default()).await.unwrap();
     env.exec.start(&t2).await.unwrap();
     env.exec
         .remove(&t2.id)
@@ -578,7 +587,7 @@ async fn stop_sends_the_signal_then_sigkill_after_the_grace_period() {
 async fn a_missing_image_is_image_not_found() {
     let env = Env::new().await;
     let t = task("shoaltest-nope:1", &["true"]);
-    match env.exec.prepare(&t, None).await {
+    match env.exec.prepare(&t, &Default::default()).await {
         Err(ExecError::ImageNotFound(name)) => {
             assert_eq!(name, "docker.io/library/shoaltest-nope:1")
         }

@@ -1022,3 +1022,38 @@ fn a_full_disk_fails_writes_clearly_and_the_manager_recovers_when_space_returns(
     assert!(lost.is_empty(), "acknowledged writes were lost: {lost:?}");
     assert!(names.contains("after"));
 }
+
+/// Secret payloads that no CLI sends: too big for the API, not base64,
+/// or just past the limit once decoded. Each is refused with a JSON
+/// message and nothing is stored; just at the limit is taken.
+#[test]
+fn oversized_or_malformed_secrets_are_refused_and_nothing_is_stored() {
+    use base64::Engine;
+    let d = Daemon::cluster();
+    let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![b'x'; n]);
+    let post = |name: &str, data: &str| {
+        post_raw(
+            &d,
+            "/v1/secrets",
+            &format!(r#"{{"name":"{name}","data":"{data}"}}"#),
+        )
+    };
+    for (name, data, want) in [
+        ("huge", b64(3 << 20), ""),
+        ("over", b64(500 * 1024 + 1), "at most 500 KiB"),
+        ("garbled", "not*base64".to_string(), "not base64"),
+    ] {
+        let (code, reply) = post(name, &data);
+        assert!((400..500).contains(&code), "{name}: {code} {reply}");
+        let json: serde_json::Value = serde_json::from_str(&reply)
+            .unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {reply}"));
+        assert!(
+            json["message"].as_str().is_some_and(|m| m.contains(want)),
+            "{name}: {reply}"
+        );
+    }
+    let listed = d.cli_json(&["secret", "ls"]);
+    assert_eq!(listed, serde_json::json!([]), "a refused secret was stored");
+    let (code, reply) = post("full", &b64(500 * 1024));
+    assert_eq!(code, 200, "{reply}");
+}

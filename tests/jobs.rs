@@ -41,9 +41,11 @@ fn row(d: &Daemon, name: &str) -> Value {
         .unwrap_or_else(|| panic!("service {name} is not listed"))
 }
 
-/// Waits for the job's current run to have `n` completions, noting the
-/// most containers of the job that containerd ran at once meanwhile.
-fn watch_until_complete(d: &Daemon, name: &str, n: usize) -> usize {
+/// Waits for the job's current run to have `n` completions, none of them
+/// a task of `earlier` (an earlier run, which stays meant to run until
+/// the orchestrator sees the new one), noting the most containers of the
+/// job that containerd ran at once meanwhile.
+fn watch_until_complete(d: &Daemon, name: &str, n: usize, earlier: &BTreeSet<String>) -> usize {
     let mut most = 0;
     let ok = wait_until(Duration::from_secs(120), || {
         let ours: BTreeSet<String> = d
@@ -53,7 +55,8 @@ fn watch_until_complete(d: &Daemon, name: &str, n: usize) -> usize {
             .map(container_id)
             .collect();
         most = most.max(ours.intersection(&d.ctr_running()).count());
-        completed(d, name).len() == n
+        let done = completed(d, name);
+        done.len() == n && done.iter().all(|t| !earlier.contains(s(t, "id")))
     });
     assert!(
         ok,
@@ -83,7 +86,7 @@ fn a_replicated_job_completes_4_runs_with_at_most_2_at_a_time() {
         "-c",
         "sleep 2; echo migrated",
     ]);
-    let most = watch_until_complete(&d, "migrate", 4);
+    let most = watch_until_complete(&d, "migrate", 4, &BTreeSet::new());
     assert!(most <= 2, "{most} runs at once with --max-concurrent 2");
     assert_eq!(
         most, 2,
@@ -110,7 +113,7 @@ fn a_replicated_job_completes_4_runs_with_at_most_2_at_a_time() {
     // --force runs it again: 4 new completions, the old run is history.
     let first: BTreeSet<String> = tasks.iter().map(|t| s(t, "id").to_string()).collect();
     d.cli_ok(&["service", "update", "--force", "migrate"]);
-    let most = watch_until_complete(&d, "migrate", 4);
+    let most = watch_until_complete(&d, "migrate", 4, &first);
     assert!(most <= 2, "{most} runs at once on the second run");
     let again: BTreeSet<String> = completed(&d, "migrate")
         .iter()

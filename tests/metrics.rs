@@ -4,35 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-
 use common::harness::*;
-
-fn scrape(addr: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to metrics");
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
 
 #[test]
 fn metrics_show_cluster_state_and_scheduling() {
-    require_root_and_containerd();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut d = Daemon::new(CONTAINERD_SOCKET);
-    d.extra_args = vec!["--metrics-addr".into(), addr.clone()];
-    d.spawn();
-    d.wait_ready().unwrap();
+    let (d, addr) = Daemon::with_metrics();
     d.cli_ok(&["init"]);
     d.load_image("busybox");
     d.sleeper("m", &["--replicas", "2"]);

@@ -4,6 +4,7 @@
 //! container. On start the agent re-adopts containers of assigned tasks
 //! and removes containers that belong to no assigned task.
 
+pub mod files;
 pub mod images;
 pub mod local;
 pub mod nets;
@@ -47,6 +48,9 @@ pub struct Runtime {
     /// The node's task networks. None on the simulated worker, whose tasks
     /// have no network to set up.
     pub nets: Option<Arc<nets::TaskNets>>,
+    /// The node's secrets and configs (data in memory, a tmpfs per task).
+    /// None on the simulated worker, which mounts nothing.
+    pub files: Option<files::Files>,
 }
 
 struct Worker {
@@ -148,9 +152,12 @@ impl Agent {
     /// Containers and task networks that no assigned task owns: left by a
     /// task that was deleted while the daemon was down.
     async fn remove_orphans(&self, set: &[Task]) {
+        let keep: Vec<String> = set.iter().map(|t| t.id.clone()).collect();
         if let Some(nets) = &self.rt.nets {
-            let keep: Vec<String> = set.iter().map(|t| t.id.clone()).collect();
             nets.detach_others(&keep).await;
+        }
+        if let Some(files) = &self.rt.files {
+            files.unmount_others(&keep);
         }
         let ids = match self.rt.exec.list().await {
             Ok(ids) => ids,

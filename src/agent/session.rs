@@ -65,6 +65,8 @@ pub struct Session {
     /// The registry access sent with the assignments, for the task workers'
     /// pulls. In memory only: never saved with the assignments.
     pub registries: Registries,
+    /// The secrets and configs sent with the assignments. In memory only.
+    pub files: crate::agent::files::Files,
     /// Told when a session opens and ends: the leader learns which image
     /// blobs this node holds, and pulls ask it who holds one.
     pub peers: Arc<crate::agent::peers::Peers>,
@@ -232,14 +234,16 @@ impl Session {
                     return Err(Ended::Redescribe);
                 }
                 msg = stream.message() => match msg {
-                    Ok(Some(SessionMessage::Assignments { full, tasks, removed, registries })) => {
+                    Ok(Some(SessionMessage::Assignments { full, tasks, removed, registries, files })) => {
                         // Before the tasks, so that a worker that starts one
-                        // finds the access its pull needs.
+                        // finds the access its pull needs, and its files.
                         if full {
                             known.clear();
                             self.registries.replace(registries);
+                            self.files.replace(files);
                         } else {
                             self.registries.update(registries);
+                            self.files.update(files);
                         }
                         for id in removed {
                             known.remove(&id);
@@ -249,6 +253,8 @@ impl Session {
                         }
                         let mut set: Vec<Task> = known.values().cloned().collect();
                         set.sort_by(|a, b| a.id.cmp(&b.id));
+                        // What no task still to run uses leaves memory.
+                        self.files.retain_used(&set);
                         if let Err(e) = self.local.save(&set) {
                             warn!(error = %e, "cannot save assignments locally");
                         }

@@ -98,6 +98,10 @@ pub async fn drive(
     if let Some(nets) = rt.nets.as_ref().filter(|_| !task.spec.network.is_host()) {
         nets.detach(&task.id).await;
     }
+    // Its secrets and configs leave the node's memory with it.
+    if let Some(files) = &rt.files {
+        files.unmount(&task.id);
+    }
     stopped.store(true, Ordering::SeqCst);
     // Keep the finished container (for logs) until the task is deleted.
     while rx.changed().await.is_ok() {}
@@ -262,6 +266,21 @@ async fn network(
     Ok(Some(a.files))
 }
 
+/// What the task's container needs from the node: its network, its
+/// secrets and configs.
+async fn setup(
+    rt: &Runtime,
+    task: &Task,
+    rep: &mut Reporter,
+) -> Result<crate::executor::Setup, ExecError> {
+    let net = network(rt, task, rep).await?;
+    let files = match &rt.files {
+        Some(f) => f.mount(task)?,
+        None => Vec::new(),
+    };
+    Ok(crate::executor::Setup { net, files })
+}
+
 /// Puts a running (and healthy) task behind its published ports.
 async fn serve(rt: &Runtime, task: &Task) {
     if let Some(nets) = rt.nets.as_ref().filter(|_| !task.spec.network.is_host()) {
@@ -411,8 +430,8 @@ async fn run(rt: &Runtime, rx: &mut watch::Receiver<Task>, rep: &mut Reporter) {
             let result = if policy == PullPolicy::Always && !pulled {
                 Err(ExecError::ImageNotFound(task.spec.container.image.clone()))
             } else {
-                match network(rt, &task, rep).await {
-                    Ok(net) => exec.prepare(&task, net.as_ref()).await,
+                match setup(rt, &task, rep).await {
+                    Ok(setup) => exec.prepare(&task, &setup).await,
                     Err(e) => Err(e),
                 }
             };

@@ -15,6 +15,7 @@ pub mod networks;
 mod node_images;
 mod registries;
 mod roles;
+pub mod secrets;
 mod services;
 pub mod spec;
 pub mod types;
@@ -91,7 +92,7 @@ impl Ctx {
 }
 
 pub fn router(ctx: Arc<Ctx>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/init", post(cluster::init))
         .route("/v1/info", get(cluster::info))
         .route("/v1/join", post(join::join))
@@ -141,7 +142,10 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
             axum::routing::delete(registries::remove_handler),
         )
         .route("/v1/unlock-key", get(lock::show_key).post(lock::rotate_key))
-        .route("/v1/unlock", post(lock::not_locked))
+        .route("/v1/unlock", post(lock::not_locked));
+    let routes = secrets::routes(routes, "/v1/secrets", crate::store::Kind::Secret);
+    let routes = secrets::routes(routes, "/v1/configs", crate::store::Kind::Config);
+    routes
         .layer(axum::middleware::map_response(error::json_errors))
         .with_state(ctx)
 }

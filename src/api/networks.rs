@@ -112,17 +112,24 @@ fn users(services: &[Service], id: &str) -> Vec<String> {
 /// Networks are a kind of object that a manager of 254a909 cannot apply:
 /// none is written until every manager reports a build that can.
 pub fn managers_support_networks(view: &ReadView) -> Result<(), ApiError> {
+    managers_support(view, crate::LEVEL_NETWORKS, "networks")
+}
+
+/// Whether every manager reports at least `level`: a kind of object (or
+/// a field) that an older manager cannot apply is not written before.
+/// `what` names it for the refusal.
+pub fn managers_support(view: &ReadView, level: u32, what: &str) -> Result<(), ApiError> {
     let old: Vec<String> = view
         .nodes()?
         .into_iter()
-        .filter(|n| n.is_manager() && n.description.level < crate::LEVEL_NETWORKS)
+        .filter(|n| n.is_manager() && n.description.level < level)
         .map(|n| n.description.hostname)
         .collect();
     if old.is_empty() {
         return Ok(());
     }
     Err(ApiError::Conflict(format!(
-        "networks need every manager to run this shoal or later: {} runs an older one (upgrade it first)",
+        "{what} need every manager to run this shoal or later: {} runs an older one (upgrade it first)",
         old.join(", ")
     )))
 }

@@ -44,6 +44,7 @@ pub async fn create(
         )));
     }
     super::networks::resolve_networks(&ctx.store.read()?, &mut spec)?;
+    super::secrets::resolve(&ctx.store.read()?, &mut spec)?;
     let warnings = pin_image(&ctx.store.read()?, &mut spec.task.container, no_resolve).await?;
     let mut service = Service {
         id: new_id(),
@@ -252,6 +253,21 @@ pub async fn update(
         restart.max_attempts = Some(n).filter(|n| *n > 0);
     }
     edit_networks(&ctx, &name, &mut spec, &req.network_add, &req.network_rm)?;
+    edit_files(
+        &name,
+        "secret",
+        &mut spec.task.secrets,
+        &req.secret_add,
+        &req.secret_rm,
+    )?;
+    edit_files(
+        &name,
+        "config",
+        &mut spec.task.configs,
+        &req.config_add,
+        &req.config_rm,
+    )?;
+    super::secrets::resolve(&ctx.store.read()?, &mut spec)?;
     if let Some(m) = &req.endpoint_mode {
         spec.endpoint_mode = m.parse().map_err(ApiError::BadRequest)?;
     }
@@ -345,6 +361,31 @@ fn edit_labels(
     for kv in add {
         let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
         labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(())
+}
+
+/// `--secret-rm NAME` (each one the service uses) and `--secret-add`
+/// (which replaces one of the same name); the same for configs.
+fn edit_files(
+    service: &str,
+    what: &str,
+    list: &mut Vec<FileRef>,
+    add: &[super::spec::FileRefBody],
+    rm: &[String],
+) -> Result<(), ApiError> {
+    for name in rm {
+        let before = list.len();
+        list.retain(|f| f.name != *name && f.id != *name);
+        if list.len() == before {
+            return Err(ApiError::BadRequest(format!(
+                "service {service} uses no {what} {name}"
+            )));
+        }
+    }
+    for r in super::spec::file_refs(add.to_vec())? {
+        list.retain(|f| f.name != r.name);
+        list.push(r);
     }
     Ok(())
 }

@@ -103,12 +103,90 @@ pub struct ServiceSpecBody {
     /// `reserve_memory_bytes`; 0 or absent: none).
     #[serde(default, skip_serializing_if = "Resources::is_none")]
     pub resources: Resources,
+    /// Secrets its tasks get as files (`--secret`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileRefBody>,
+    /// Configs its tasks get as files (`--config`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileRefBody>,
     /// How a change of the spec rolls out.
     #[serde(default)]
     pub update: PolicyBody,
     /// How a rollback rolls out.
     #[serde(default)]
     pub rollback: PolicyBody,
+}
+
+/// A task's use of a secret or a config (`--secret source=db_pw,target=pw,
+/// uid=0,gid=0,mode=0400`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRefBody {
+    /// Its name (or id).
+    pub source: String,
+    /// The file in the container: absolute, or (secrets) a name under
+    /// `/run/secrets`. Default: the name (secrets), `/NAME` (configs).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target: String,
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    /// The file's mode; default 0444 (read by anyone in the task).
+    #[serde(default = "default_file_mode")]
+    pub mode: u32,
+    /// Answers only: the id of the one it names.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+}
+
+fn default_file_mode() -> u32 {
+    0o444
+}
+
+impl FileRefBody {
+    fn into_ref(self) -> Result<FileRef, ApiError> {
+        if self.mode > 0o777 {
+            return Err(ApiError::BadRequest(format!(
+                "invalid file mode {:o} for {}: at most 0777",
+                self.mode, self.source
+            )));
+        }
+        let t = &self.target;
+        let bad_part = t.split('/').any(|p| p == "..") || t.contains('\0');
+        if self.source.is_empty() || bad_part || (t.ends_with('/') && !t.is_empty()) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid source or target in {}:{t}: a name, and a file path without '..'",
+                self.source
+            )));
+        }
+        Ok(FileRef {
+            // Resolved by the handler from the name.
+            id: String::new(),
+            name: self.source,
+            target: self.target,
+            uid: self.uid,
+            gid: self.gid,
+            mode: self.mode,
+        })
+    }
+}
+
+impl From<&FileRef> for FileRefBody {
+    fn from(f: &FileRef) -> Self {
+        FileRefBody {
+            source: f.name.clone(),
+            target: f.target.clone(),
+            uid: f.uid,
+            gid: f.gid,
+            mode: f.mode,
+            id: f.id.clone(),
+        }
+    }
+}
+
+/// References as the stored spec keeps them, each checked.
+pub fn file_refs(list: Vec<FileRefBody>) -> Result<Vec<FileRef>, ApiError> {
+    list.into_iter().map(FileRefBody::into_ref).collect()
 }
 
 /// An update or rollback policy, in the words of `service inspect`.
@@ -433,6 +511,8 @@ impl ServiceSpecBody {
                 force_update: 0,
                 resources: self.resources,
                 health: self.healthcheck,
+                secrets: file_refs(self.secrets)?,
+                configs: file_refs(self.configs)?,
             },
         })
     }
@@ -483,6 +563,8 @@ impl From<&ServiceSpec> for ServiceSpecBody {
             endpoint_mode: s.endpoint_mode.as_str().into(),
             resources: s.task.resources,
             healthcheck: s.task.health.clone(),
+            secrets: s.task.secrets.iter().map(Into::into).collect(),
+            configs: s.task.configs.iter().map(Into::into).collect(),
             update: (&s.update).into(),
             rollback: (&s.rollback).into(),
         }
@@ -634,6 +716,15 @@ mod tests {
                 reserve_nano_cpus: 250_000_000,
                 ..Resources::default()
             },
+            secrets: vec![FileRefBody {
+                source: "pw".into(),
+                target: "/etc/pw".into(),
+                uid: 1,
+                gid: 2,
+                mode: 0o400,
+                id: String::new(),
+            }],
+            configs: vec![],
             update: PolicyBody {
                 parallelism: 2,
                 delay_ms: 5_000,

@@ -82,6 +82,16 @@ pub struct ServiceUpdate {
     pub network_add: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub network_rm: Vec<String>,
+    /// Secrets and configs to add (or replace, by name) and to remove, by
+    /// name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_add: Vec<crate::api::spec::FileRefBody>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_rm: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_add: Vec<crate::api::spec::FileRefBody>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_rm: Vec<String>,
     /// Keep the new image's tag instead of pinning its digest.
     #[serde(default)]
     pub no_resolve_image: bool,

@@ -12,6 +12,7 @@ mod node;
 mod parse;
 mod progress;
 mod registry;
+mod secret;
 mod service;
 mod table;
 
@@ -128,6 +129,13 @@ pub enum Command {
     /// Manage networks: what services' tasks join to reach each other.
     #[command(subcommand)]
     Network(network::NetworkCmd),
+    /// Manage secrets: data that tasks get as files, held in memory on the
+    /// nodes that run them.
+    #[command(subcommand)]
+    Secret(secret::FileCmd),
+    /// Manage configs: files that tasks get, read-only.
+    #[command(subcommand)]
+    Config(secret::FileCmd),
     /// Print a shell completion script: shoal completion bash|zsh|fish.
     Completion {
         /// The shell to write the script for.
@@ -412,6 +420,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(c) => image::run(&Client::new(&cli.socket), c).await,
         Command::Registry(c) => registry::run(&Client::new(&cli.socket), c).await,
         Command::Network(c) => network::run(&Client::new(&cli.socket), c).await,
+        Command::Secret(c) => secret::run(&Client::new(&cli.socket), c, "secret").await,
+        Command::Config(c) => secret::run(&Client::new(&cli.socket), c, "config").await,
         Command::Completion { shell } => {
             extra::completion(shell, &mut <Cli as clap::CommandFactory>::command());
             Ok(())

@@ -92,6 +92,47 @@ mod tests {
 }
 
 /// `--publish`: `published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]`,
+/// `--secret` and `--config`: `NAME`, or `source=NAME[,target=PATH]
+/// [,uid=N][,gid=N][,mode=0400]` (mode in octal), as docker takes them.
+pub fn file_ref(s: &str) -> Result<crate::api::spec::FileRefBody, String> {
+    let mut body = crate::api::spec::FileRefBody {
+        source: String::new(),
+        target: String::new(),
+        uid: 0,
+        gid: 0,
+        mode: 0o444,
+        id: String::new(),
+    };
+    if !s.contains('=') {
+        body.source = s.to_string();
+        return Ok(body);
+    }
+    let number = |k: &str, v: &str, radix: u32| {
+        u32::from_str_radix(v, radix).map_err(|_| format!("invalid {k} {v:?}"))
+    };
+    for part in s.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("invalid part {part:?}: expected KEY=VALUE"))?;
+        match k {
+            "source" | "src" => body.source = v.to_string(),
+            "target" | "dst" | "destination" => body.target = v.to_string(),
+            "uid" => body.uid = number(k, v, 10)?,
+            "gid" => body.gid = number(k, v, 10)?,
+            "mode" => body.mode = number(k, v, 8)?,
+            _ => {
+                return Err(format!(
+                    "unknown key {k:?}: expected source, target, uid, gid or mode"
+                ))
+            }
+        }
+    }
+    if body.source.is_empty() {
+        return Err(format!("{s:?} names no source"));
+    }
+    Ok(body)
+}
+
 /// or docker's short form `P:T[/udp]`.
 pub fn publish(s: &str) -> Result<crate::api::spec::PortBody, String> {
     let port = |what: &str, v: &str| -> Result<u16, String> {

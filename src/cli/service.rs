@@ -196,6 +196,15 @@ pub struct CreateArgs {
     /// on the node's bridge.
     #[arg(long)]
     network: Vec<String>,
+    /// A secret the tasks get as a file: NAME, or
+    /// source=NAME,target=PATH,uid=N,gid=N,mode=0400 (repeatable). Default
+    /// target /run/secrets/NAME.
+    #[arg(long, value_parser = parse::file_ref)]
+    secret: Vec<crate::api::spec::FileRefBody>,
+    /// A config the tasks get as a read-only file, as --secret (default
+    /// target /NAME).
+    #[arg(long, value_parser = parse::file_ref)]
+    config: Vec<crate::api::spec::FileRefBody>,
     /// Publish a port: published=P,target=T[,protocol=udp][,mode=host], or
     /// P:T[/udp] (repeatable). The nodes answer on P and forward to a task.
     #[arg(short, long, value_parser = parse::publish)]
@@ -288,6 +297,19 @@ pub struct UpdateArgs {
     /// Leave a network (repeatable).
     #[arg(long)]
     network_rm: Vec<String>,
+    /// Add a secret, as `create --secret` (repeatable; replaces one of the
+    /// same name).
+    #[arg(long, value_parser = parse::file_ref)]
+    secret_add: Vec<crate::api::spec::FileRefBody>,
+    /// Remove a secret by name (repeatable).
+    #[arg(long)]
+    secret_rm: Vec<String>,
+    /// Add a config, as `create --config` (repeatable).
+    #[arg(long, value_parser = parse::file_ref)]
+    config_add: Vec<crate::api::spec::FileRefBody>,
+    /// Remove a config by name (repeatable).
+    #[arg(long)]
+    config_rm: Vec<String>,
     /// Publish a port, as `create --publish` (repeatable).
     #[arg(long, value_parser = parse::publish)]
     publish_add: Vec<crate::api::spec::PortBody>,
@@ -532,6 +554,8 @@ fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
         max_replicas_per_node: a.replicas_max_per_node.unwrap_or(0),
         networks: a.network,
         ports: a.publish,
+        secrets: a.secret,
+        configs: a.config,
         endpoint_mode: a.endpoint_mode,
         resources: {
             let mut r = crate::types::Resources::default();
@@ -661,6 +685,10 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 restart_max_attempts: a.restart_max_attempts,
                 network_add: a.network_add,
                 network_rm: a.network_rm,
+                secret_add: a.secret_add,
+                secret_rm: a.secret_rm,
+                config_add: a.config_add,
+                config_rm: a.config_rm,
                 no_resolve_image: a.no_resolve_image,
                 publish_add: a.publish_add,
                 publish_rm: a.publish_rm,

@@ -6,14 +6,14 @@
 //! then only what changed. It ends when the node is no longer a member
 //! (checked once a heartbeat period), or when this manager stops leading.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{Dispatcher, NetView};
-use crate::store::{Change, Object, Store, StoreError};
+use crate::store::{Change, Kind, Object, Store, StoreError};
 use crate::types::{
     ImageGc, Node, NodeRole, OverlayPeer, RegistryAccess, SessionMessage, SessionRequest, Task,
 };
@@ -189,6 +189,8 @@ async fn run(
     let mut sent: HashMap<String, Task> = HashMap::new();
     // The registry access the node was sent and keeps, by host.
     let mut node_has: BTreeMap<String, RegistryAccess> = BTreeMap::new();
+    // The secrets and configs the node was sent and keeps, by id.
+    let mut node_files: BTreeSet<String> = BTreeSet::new();
     let mut first = true;
     loop {
         let set = assignments.borrow_and_update().clone();
@@ -196,6 +198,7 @@ async fn run(
         first = false;
         if let Some(mut msg) = msg {
             with_registries(&mut msg, &cluster_registries(&store), &mut node_has);
+            with_files(&mut msg, &sent, &store, &mut node_files);
             if tx.send(Ok(msg)).await.is_err() {
                 return;
             }
@@ -226,8 +229,10 @@ async fn run(
                             tasks,
                             removed: Vec::new(),
                             registries: Vec::new(),
+                            files: Vec::new(),
                         };
                         with_registries(&mut msg, &all, &mut node_has);
+                        with_files(&mut msg, &sent, &store, &mut node_files);
                         if tx.send(Ok(msg)).await.is_err() {
                             return;
                         }
@@ -298,6 +303,7 @@ fn diff(sent: &mut HashMap<String, Task>, set: &[Task], first: bool) -> Option<S
         tasks: changed,
         removed,
         registries: Vec::new(),
+        files: Vec::new(),
     })
 }
 
@@ -359,6 +365,68 @@ fn with_registries(
     }
     for a in registries.iter() {
         node_has.insert(a.host.clone(), a.clone());
+    }
+}
+
+/// Fills an assignments message with the data of the secrets and configs
+/// of its tasks still to run that the node lacks (all of them when the
+/// message is the full set, which replaces what the node keeps). One the
+/// store no longer has is left out: the node then fails the task, saying
+/// it never got it. `sent` is the node's whole set once it has the
+/// message: the node drops the data none of its tasks still to run uses
+/// (`agent::files::Files::retain_used`), and so does `node_files` here.
+fn with_files(
+    msg: &mut SessionMessage,
+    sent: &HashMap<String, Task>,
+    store: &Store,
+    node_files: &mut BTreeSet<String>,
+) {
+    let SessionMessage::Assignments {
+        full, tasks, files, ..
+    } = msg
+    else {
+        return;
+    };
+    if *full {
+        node_files.clear();
+    }
+    let used: BTreeSet<&str> = sent
+        .values()
+        .filter(|t| t.is_live())
+        .flat_map(|t| t.spec.file_ids())
+        .collect();
+    node_files.retain(|id| used.contains(id.as_str()));
+    let mut wanted: BTreeMap<&str, Kind> = BTreeMap::new();
+    for t in tasks.iter().filter(|t| t.is_live()) {
+        for f in &t.spec.secrets {
+            wanted.insert(&f.id, Kind::Secret);
+        }
+        for f in &t.spec.configs {
+            wanted.insert(&f.id, Kind::Config);
+        }
+    }
+    wanted.retain(|id, _| !node_files.contains(*id));
+    if wanted.is_empty() {
+        return;
+    }
+    let view = match store.read() {
+        Ok(v) => v,
+        Err(e) => {
+            return warn!(error = %e, "cannot read the secrets and configs of the node's tasks")
+        }
+    };
+    for (id, kind) in wanted {
+        match view.file(kind, id) {
+            Ok(Some(f)) => {
+                node_files.insert(id.to_string());
+                files.push(crate::types::FileData {
+                    id: f.id,
+                    data: f.spec.data,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot read a secret or config of the node's tasks"),
+        }
     }
 }
 
@@ -551,5 +619,89 @@ mod tests {
         let shown = format!("{msg:?}");
         assert!(shown.contains("reg.example"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+    use crate::types::{FileRef, Meta, Secret, SecretSpec, TaskState};
+
+    fn store_with_secret() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("state.redb"),
+            crate::store::Codec::ephemeral(),
+        )
+        .unwrap();
+        let secret = Secret {
+            id: "x".into(),
+            meta: Meta::default(),
+            spec: SecretSpec {
+                name: "pw".into(),
+                labels: Default::default(),
+                data: bytes::Bytes::from_static(b"hunter2"),
+            },
+        };
+        store
+            .apply(vec![Change::Create(Object::Secret(secret))])
+            .unwrap();
+        (dir, store)
+    }
+
+    fn with_secret(id: &str) -> Task {
+        let mut t = crate::orchestrator::probe_task();
+        t.id = id.into();
+        t.status.state = TaskState::Assigned;
+        t.spec.secrets = vec![FileRef {
+            id: "x".into(),
+            name: "pw".into(),
+            target: "pw".into(),
+            uid: 0,
+            gid: 0,
+            mode: 0o444,
+        }];
+        t
+    }
+
+    /// The data in each message, as the session would send it.
+    fn step(
+        sent: &mut HashMap<String, Task>,
+        set: &[Task],
+        first: bool,
+        store: &Store,
+        node_files: &mut BTreeSet<String>,
+    ) -> Vec<String> {
+        let mut msg = diff(sent, set, first).expect("a message");
+        with_files(&mut msg, sent, store, node_files);
+        let SessionMessage::Assignments { files, .. } = msg else {
+            unreachable!()
+        };
+        files.into_iter().map(|f| f.id).collect()
+    }
+
+    /// Stop-first: the old task ends before its replacement comes; the
+    /// node drops the data meanwhile, so the replacement brings it again.
+    #[test]
+    fn data_goes_with_the_tasks_that_need_it_and_again_after_a_gap() {
+        let (_dir, store) = store_with_secret();
+        let (mut sent, mut has) = (HashMap::new(), BTreeSet::new());
+        let a = with_secret("a");
+        assert_eq!(
+            step(&mut sent, std::slice::from_ref(&a), true, &store, &mut has),
+            ["x"]
+        );
+        let mut ended = a.clone();
+        ended.status.state = TaskState::Complete;
+        assert!(step(&mut sent, &[ended.clone()], false, &store, &mut has).is_empty());
+        let b = with_secret("b");
+        assert_eq!(
+            step(&mut sent, &[ended, b.clone()], false, &store, &mut has),
+            ["x"]
+        );
+        // Once there, a change of the task sends nothing more.
+        let mut b2 = b;
+        b2.status.state = TaskState::Running;
+        assert!(step(&mut sent, &[b2], false, &store, &mut has).is_empty());
     }
 }

@@ -182,6 +182,23 @@ pub struct NetFiles {
     pub hostname: std::path::PathBuf,
 }
 
+/// What the node made for a task before its container.
+#[derive(Debug, Default)]
+pub struct Setup {
+    /// Its own network; None: the host's.
+    pub net: Option<NetFiles>,
+    /// Files bound read-only into the container: its secrets and configs,
+    /// on a tmpfs of the task's own.
+    pub files: Vec<FileMount>,
+}
+
+/// A file of the node's bound over `target` in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMount {
+    pub source: std::path::PathBuf,
+    pub target: String,
+}
+
 /// A task's container's hostname: the first 12 characters of its id, as
 /// docker names a container's.
 pub fn task_hostname(task_id: &str) -> &str {
@@ -215,12 +232,13 @@ pub trait Executor: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<crate::types::HealthCheck>, ExecError>>;
 
     /// Create the container (snapshot + container record + OCI spec) for the
-    /// task, in the task's own network when `net` is given (else the
-    /// host's). `ImageNotFound` when the image is not present locally.
+    /// task, with what the node set up for it (its network, else the
+    /// host's; its files). `ImageNotFound` when the image is not present
+    /// locally.
     fn prepare<'a>(
         &'a self,
         task: &'a Task,
-        net: Option<&'a NetFiles>,
+        setup: &'a Setup,
     ) -> BoxFuture<'a, Result<(), ExecError>>;
 
     /// Create and start the container's process, logging through the shoal

@@ -41,6 +41,12 @@ pub(super) fn run(
     // Registry access the managers send with the assignments: filled by
     // the session, read by the task workers' pulls; in memory only.
     let registries = Registries::default();
+    // Named for the data dir: several daemons may share a machine.
+    let files = crate::agent::files::Files::new(&{
+        use sha2::Digest;
+        let path = parts.data_dir.to_string_lossy().into_owned();
+        hex::encode(&sha2::Sha256::digest(path.as_bytes())[..8])
+    });
     let peers = Peers::new(client_tls.clone(), parts.images.clone());
     let keeper = parts.image_keeper.clone();
     keeper.attach(assign_rx.clone());
@@ -91,6 +97,7 @@ pub(super) fn run(
             .ok_or_else(|| anyhow::anyhow!("the agent was started twice"))?,
         daemon_stopping: node.daemon_stopping.clone(),
         registries: registries.clone(),
+        files: files.clone(),
         peers: peers.clone(),
     };
     let refresher = node.handle.clone();
@@ -110,6 +117,7 @@ pub(super) fn run(
             pulled.pulled();
         }),
         nets: Some(nets),
+        files: Some(files),
     };
     let agent = Agent::new(rt, report_tx);
     let s = tokio::spawn(session.run(assign_tx, report_rx, shutdown.clone()));

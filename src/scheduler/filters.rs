@@ -23,6 +23,8 @@ pub enum Misfit {
     NoRuntime,
     /// The node runs a shoal that cannot give a task a network of its own.
     NoNetworks,
+    /// The node runs a shoal that cannot give a task secrets or configs.
+    NoFiles,
 }
 
 impl std::fmt::Display for Misfit {
@@ -35,6 +37,7 @@ impl std::fmt::Display for Misfit {
             Misfit::ImagePlatform(p) => write!(f, ": image has no {p}"),
             Misfit::NoRuntime => write!(f, "cannot reach their container runtime"),
             Misfit::NoNetworks => write!(f, "run an older shoal without task networks"),
+            Misfit::NoFiles => write!(f, "run an older shoal without secrets and configs"),
         }
     }
 }
@@ -48,6 +51,7 @@ impl Misfit {
             Misfit::ImagePlatform(_) => self.to_string(),
             Misfit::NoRuntime => "cannot reach its container runtime".into(),
             Misfit::NoNetworks => "runs an older shoal without task networks".into(),
+            Misfit::NoFiles => "runs an older shoal without secrets and configs".into(),
         }
     }
 }
@@ -104,6 +108,10 @@ pub fn fits(spec: &TaskSpec, constraints: &[Constraint], node: &Node) -> Result<
     // none of its networks.
     if !spec.network.is_host() && node.description.level < crate::LEVEL_NETWORKS {
         return Err(Misfit::NoNetworks);
+    }
+    // An older node would run the task without its files.
+    if spec.file_ids().next().is_some() && node.description.level < crate::LEVEL_SECRETS {
+        return Err(Misfit::NoFiles);
     }
     let p = &node.description.platform;
     let here = ImagePlatform::new(&p.os, &p.arch, "");

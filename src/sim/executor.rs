@@ -256,7 +256,7 @@ impl Executor for SimulatedExecutor {
     fn prepare<'a>(
         &'a self,
         task: &'a Task,
-        _net: Option<&'a crate::executor::NetFiles>,
+        _setup: &'a crate::executor::Setup,
     ) -> BoxFuture<'a, Result<(), ExecError>> {
         Box::pin(async move {
             let image = &task.spec.container.image;
@@ -380,7 +380,7 @@ mod tests {
         );
         let exec = SimulatedExecutor::new(script);
         let t = task("t1", "img");
-        exec.prepare(&t, None).await.unwrap();
+        exec.prepare(&t, &Default::default()).await.unwrap();
         assert!(exec.start(&t).await.is_err(), "the first start fails");
         exec.start(&t).await.unwrap();
         let exit = exec.wait("t1").await.unwrap();
@@ -388,7 +388,7 @@ mod tests {
 
         // The next run is not scripted to exit: it runs until stopped.
         let t2 = task("t2", "img");
-        exec.prepare(&t2, None).await.unwrap();
+        exec.prepare(&t2, &Default::default()).await.unwrap();
         exec.start(&t2).await.unwrap();
         assert_eq!(exec.running(), 1);
         exec.stop("t2", "SIGTERM", Duration::ZERO).await.unwrap();

@@ -50,8 +50,9 @@ impl SimWorker {
             peers: None,
             node_name: node_id.to_string(),
             images_changed: Box::new(|| {}),
-            // Simulated: tasks get no network to set up.
+            // Simulated: tasks get no network to set up, no files.
             nets: None,
+            files: None,
         };
         let agent = Agent::new(rt, reports_tx);
         let tasks = [

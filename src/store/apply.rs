@@ -10,9 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::Codec;
 use super::{
-    Changed, Commit, StoreError, Written, CLUSTER, MARKS, META, NETWORKS, NODES, SERVICES, TASKS,
+    Changed, Commit, StoreError, Written, CLUSTER, CONFIGS, MARKS, META, NETWORKS, NODES, SECRETS,
+    SERVICES, TASKS,
 };
-use crate::types::{Cluster, Meta, Network, Node, Service, Task, TaskState, TaskStatus};
+use crate::types::{
+    Cluster, Config, Meta, Network, Node, Secret, Service, Task, TaskState, TaskStatus,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Kind {
@@ -21,6 +24,8 @@ pub enum Kind {
     Service,
     Task,
     Network,
+    Secret,
+    Config,
 }
 
 impl Kind {
@@ -31,6 +36,8 @@ impl Kind {
             Kind::Service => "service",
             Kind::Task => "task",
             Kind::Network => "network",
+            Kind::Secret => "secret",
+            Kind::Config => "config",
         }
     }
 
@@ -41,6 +48,8 @@ impl Kind {
             Kind::Service => SERVICES,
             Kind::Task => TASKS,
             Kind::Network => NETWORKS,
+            Kind::Secret => SECRETS,
+            Kind::Config => CONFIGS,
         }
     }
 }
@@ -57,6 +66,9 @@ pub enum Object {
     /// Written only once every manager reports `crate::LEVEL_NETWORKS`:
     /// an older manager cannot apply it.
     Network(Network),
+    /// Written only once every manager reports `crate::LEVEL_SECRETS`.
+    Secret(Secret),
+    Config(Config),
 }
 
 impl Object {
@@ -83,6 +95,8 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::Task(_) => Kind::Task,
             Object::Network(_) => Kind::Network,
+            Object::Secret(_) => Kind::Secret,
+            Object::Config(_) => Kind::Config,
         }
     }
 
@@ -93,6 +107,7 @@ impl Object {
             Object::Service(o) => &o.id,
             Object::Task(o) => &o.id,
             Object::Network(o) => &o.id,
+            Object::Secret(o) | Object::Config(o) => &o.id,
         }
     }
 
@@ -103,6 +118,7 @@ impl Object {
             Object::Service(o) => &mut o.meta,
             Object::Task(o) => &mut o.meta,
             Object::Network(o) => &mut o.meta,
+            Object::Secret(o) | Object::Config(o) => &mut o.meta,
         }
     }
 
@@ -113,6 +129,7 @@ impl Object {
             Object::Service(o) => c.encode(o),
             Object::Task(o) => c.encode(o),
             Object::Network(o) => c.encode(o),
+            Object::Secret(o) | Object::Config(o) => c.encode(o),
         }
     }
 }
@@ -318,6 +335,7 @@ fn apply_one(
             name_is_free(open, c, &obj)?;
             subnet_is_free(open, c, &obj)?;
             networks_exist(open, &obj)?;
+            files_exist(open, &obj)?;
             ports_are_free(open, c, &obj)?;
             vips_are_free(open, c, &obj)?;
             let table = open.table(kind)?;
@@ -348,6 +366,7 @@ fn apply_one(
             name_is_free(open, c, &obj)?;
             subnet_is_free(open, c, &obj)?;
             networks_exist(open, &obj)?;
+            files_exist(open, &obj)?;
             ports_are_free(open, c, &obj)?;
             vips_are_free(open, c, &obj)?;
             let table = open.table(kind)?;
@@ -412,6 +431,9 @@ fn apply_one(
             if kind == Kind::Network {
                 network_unused(open, c, &id)?;
             }
+            if matches!(kind, Kind::Secret | Kind::Config) {
+                file_unused(open, c, kind, &id)?;
+            }
             let table = open.table(kind)?;
             table.remove(id.as_str())?;
             if kind == Kind::Task {
@@ -468,6 +490,8 @@ fn name_is_free(open: &mut Open, c: &Codec, obj: &Object) -> Result<(), StoreErr
     let (kind, id, name) = match obj {
         Object::Service(s) => (Kind::Service, &s.id, &s.spec.name),
         Object::Network(n) => (Kind::Network, &n.id, &n.spec.name),
+        Object::Secret(f) => (Kind::Secret, &f.id, &f.spec.name),
+        Object::Config(f) => (Kind::Config, &f.id, &f.spec.name),
         _ => return Ok(()),
     };
     let table = open.table(kind)?;
@@ -480,6 +504,7 @@ fn name_is_free(open: &mut Open, c: &Codec, obj: &Object) -> Result<(), StoreErr
         let other_name = match &other {
             Object::Service(s) => &s.spec.name,
             Object::Network(n) => &n.spec.name,
+            Object::Secret(f) | Object::Config(f) => &f.spec.name,
             _ => continue,
         };
         if other_name == name {
@@ -629,6 +654,52 @@ fn network_unused(open: &mut Open, c: &Codec, id: &str) -> Result<(), StoreError
     Ok(())
 }
 
+/// A secret or a config that a service uses stays: its tasks get it from
+/// the store whenever they start.
+fn file_unused(open: &mut Open, c: &Codec, kind: Kind, id: &str) -> Result<(), StoreError> {
+    let table = open.table(Kind::Service)?;
+    for entry in table.iter()? {
+        let (_, value) = entry?;
+        let s: Service = c.decode(value.value())?;
+        let refs = match kind {
+            Kind::Config => &s.spec.task.configs,
+            _ => &s.spec.task.secrets,
+        };
+        if let Some(f) = refs.iter().find(|f| f.id == id) {
+            return Err(StoreError::Invalid(format!(
+                "{} {} is in use by service {}",
+                kind.as_str(),
+                f.name,
+                s.spec.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A service uses only secrets and configs that exist: checked in log
+/// order, as its networks are.
+fn files_exist(open: &mut Open, obj: &Object) -> Result<(), StoreError> {
+    let Object::Service(s) = obj else {
+        return Ok(());
+    };
+    for (kind, refs) in [
+        (Kind::Secret, &s.spec.task.secrets),
+        (Kind::Config, &s.spec.task.configs),
+    ] {
+        let table = open.table(kind)?;
+        for f in refs {
+            if table.get(f.id.as_str())?.is_none() {
+                return Err(StoreError::NotFound {
+                    kind: kind.as_str().into(),
+                    id: f.name.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Read-modify-write of one task; `f` says whether it changed anything.
 /// A missing task is not an error: the change raced with its removal.
 fn update_task(
@@ -686,6 +757,8 @@ fn stored_object(c: &Codec, kind: Kind, bytes: &[u8]) -> Result<Object, StoreErr
         Kind::Service => Object::Service(c.decode(bytes)?),
         Kind::Task => Object::Task(c.decode(bytes)?),
         Kind::Network => Object::Network(c.decode(bytes)?),
+        Kind::Secret => Object::Secret(c.decode(bytes)?),
+        Kind::Config => Object::Config(c.decode(bytes)?),
     })
 }
 
@@ -698,6 +771,7 @@ fn same_but_meta(stored: &Object, new: &Object) -> bool {
         Object::Service(o) => o.meta.clone(),
         Object::Task(o) => o.meta.clone(),
         Object::Network(o) => o.meta.clone(),
+        Object::Secret(o) | Object::Config(o) => o.meta.clone(),
     };
     stored == *new
 }
@@ -722,5 +796,6 @@ fn stored_meta(
         Kind::Service => c.decode::<Service>(bytes)?.meta,
         Kind::Task => c.decode::<Task>(bytes)?.meta,
         Kind::Network => c.decode::<Network>(bytes)?.meta,
+        Kind::Secret | Kind::Config => c.decode::<Secret>(bytes)?.meta,
     })
 }

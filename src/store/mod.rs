@@ -31,6 +31,8 @@ pub(crate) const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 pub(crate) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
 pub(crate) const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
+pub(crate) const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+pub(crate) const CONFIGS: TableDefinition<&str, &[u8]> = TableDefinition::new("configs");
 /// Bookkeeping: the index of the last applied batch.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The proposer's own bookkeeping, written atomically with each batch
@@ -38,7 +40,8 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub(crate) const MARKS: TableDefinition<&str, &[u8]> = TableDefinition::new("marks");
 
 /// The tables of cluster objects, as snapshots carry them.
-const DATA_TABLES: [TableDefinition<&str, &[u8]>; 5] = [CLUSTER, NODES, SERVICES, TASKS, NETWORKS];
+const DATA_TABLES: [TableDefinition<&str, &[u8]>; 7] =
+    [CLUSTER, NODES, SERVICES, TASKS, NETWORKS, SECRETS, CONFIGS];
 
 /// Errors travel between managers (a follower forwards writes to the
 /// leader), hence serde.
@@ -218,6 +221,8 @@ impl Store {
         tx.open_table(NODES)?;
         tx.open_table(SERVICES)?;
         tx.open_table(NETWORKS)?;
+        tx.open_table(SECRETS)?;
+        tx.open_table(CONFIGS)?;
         tx.open_table(TASKS)?;
         tx.open_table(CLUSTER)?;
         tx.open_table(META)?;

@@ -3,9 +3,11 @@
 use redb::{ReadTransaction, ReadableTable, TableDefinition};
 
 use super::codec::Codec;
-use super::{Kind, Object, StoreError, CLUSTER, META, NETWORKS, NODES, SERVICES, TASKS};
-use crate::types::Network;
+use super::{
+    Kind, Object, StoreError, CLUSTER, CONFIGS, META, NETWORKS, NODES, SECRETS, SERVICES, TASKS,
+};
 use crate::types::{Cluster, Node, Service, Task};
+use crate::types::{Config, Network, Secret};
 
 /// A snapshot of the store: everything read through one view is from the
 /// same commit.
@@ -55,6 +57,8 @@ impl ReadView {
             Kind::Service => self.service(id)?.map(Object::Service),
             Kind::Task => self.task(id)?.map(Object::Task),
             Kind::Network => self.get(NETWORKS, id)?.map(Object::Network),
+            Kind::Secret => self.get(SECRETS, id)?.map(Object::Secret),
+            Kind::Config => self.get(CONFIGS, id)?.map(Object::Config),
         })
     }
 
@@ -70,6 +74,8 @@ impl ReadView {
             Kind::Service => self.services()?.into_iter().map(Object::Service).collect(),
             Kind::Task => self.tasks()?.into_iter().map(Object::Task).collect(),
             Kind::Network => self.networks()?.into_iter().map(Object::Network).collect(),
+            Kind::Secret => self.secrets()?.into_iter().map(Object::Secret).collect(),
+            Kind::Config => self.configs()?.into_iter().map(Object::Config).collect(),
         })
     }
 
@@ -152,6 +158,31 @@ impl ReadView {
         Ok(by_name(self.networks()?, name_or_id, |n| {
             (&n.spec.name, &n.id)
         }))
+    }
+
+    pub fn secrets(&self) -> Result<Vec<Secret>, StoreError> {
+        self.all(SECRETS)
+    }
+
+    pub fn configs(&self) -> Result<Vec<Config>, StoreError> {
+        self.all(CONFIGS)
+    }
+
+    /// A secret (`Kind::Secret`) or a config (`Kind::Config`) by id.
+    pub fn file(&self, kind: Kind, id: &str) -> Result<Option<Secret>, StoreError> {
+        match kind {
+            Kind::Config => self.get(CONFIGS, id),
+            _ => self.get(SECRETS, id),
+        }
+    }
+
+    /// A secret or a config by name, or else by id or unique id prefix.
+    pub fn find_file(&self, kind: Kind, name_or_id: &str) -> Result<Option<Secret>, StoreError> {
+        let all = match kind {
+            Kind::Config => self.configs()?,
+            _ => self.secrets()?,
+        };
+        Ok(by_name(all, name_or_id, |s| (&s.spec.name, &s.id)))
     }
 }
 

@@ -92,6 +92,8 @@ fn kind_of(table: &str) -> Kind {
         "nodes" => Kind::Node,
         "services" => Kind::Service,
         "networks" => Kind::Network,
+        "secrets" => Kind::Secret,
+        "configs" => Kind::Config,
         _ => Kind::Task,
     }
 }

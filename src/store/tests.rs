@@ -413,3 +413,67 @@ fn a_network_in_use_stays_and_a_service_joins_only_what_exists() {
     delete().unwrap();
     assert!(s.read().unwrap().networks().unwrap().is_empty());
 }
+
+fn secret(id: &str, name: &str) -> crate::types::Secret {
+    crate::types::Secret {
+        id: id.into(),
+        meta: Meta::default(),
+        spec: crate::types::SecretSpec {
+            name: name.into(),
+            labels: Default::default(),
+            data: bytes::Bytes::from_static(b"data"),
+        },
+    }
+}
+
+#[test]
+fn secrets_and_configs_are_named_once_per_kind_used_only_if_there_and_kept_while_used() {
+    let (_d, s) = store();
+    s.apply(vec![
+        Change::Create(Object::Secret(secret("x1", "pw"))),
+        // A config may have a secret's name: another kind.
+        Change::Create(Object::Config(secret("c1", "pw"))),
+    ])
+    .unwrap();
+    let err = s
+        .apply(vec![Change::Create(Object::Secret(secret("x2", "pw")))])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Exists { .. }), "{err}");
+
+    let mut svc = service("s1", "db");
+    let uses = |id: &str| crate::types::FileRef {
+        id: id.into(),
+        name: "pw".into(),
+        target: "pw".into(),
+        uid: 0,
+        gid: 0,
+        mode: 0o444,
+    };
+    svc.spec.task.secrets = vec![uses("gone")];
+    let err = s
+        .apply(vec![Change::Create(Object::Service(svc.clone()))])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    svc.spec.task.secrets = vec![uses("x1")];
+    svc.spec.task.configs = vec![uses("c1")];
+    s.apply(vec![Change::Create(Object::Service(svc))]).unwrap();
+    for (kind, id) in [(Kind::Secret, "x1"), (Kind::Config, "c1")] {
+        let err = s
+            .apply(vec![Change::Delete {
+                kind,
+                id: id.into(),
+                expected_version: None,
+            }])
+            .unwrap_err();
+        assert!(err.to_string().contains("in use by service db"), "{err}");
+    }
+    // A snapshot carries them.
+    let (dump, _) = s.export().unwrap();
+    let (_d2, other) = store();
+    other.import(&dump).unwrap();
+    let view = other.read().unwrap();
+    let secrets = view.secrets().unwrap();
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets[0].spec, secret("x1", "pw").spec);
+    assert_eq!(view.configs().unwrap().len(), 1);
+}

@@ -7,6 +7,7 @@ mod network;
 mod node;
 mod registry;
 mod report;
+mod secret;
 mod service;
 mod signal;
 mod task;
@@ -28,6 +29,7 @@ pub use report::{
     Assignments, IngressView, NetView, NetworkMembers, OverlayPeer, ServiceView, SessionMessage,
     SessionRequest, StatusReport,
 };
+pub use secret::*;
 pub use service::*;
 pub use signal::parse_signal;
 pub use task::*;

@@ -62,6 +62,11 @@ pub enum SessionMessage {
         removed: Vec<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         registries: Vec<RegistryAccess>,
+        /// The data of the secrets and configs of the tasks in this
+        /// message that are still to run, which the node does not have
+        /// yet (all of them with `full`). In memory only on the node.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<crate::types::FileData>,
     },
     /// Where the managers are, how often to heartbeat, and what the store
     /// says this node is (sent again when that changes: promote, demote).

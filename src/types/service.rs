@@ -204,6 +204,23 @@ pub struct TaskSpec {
     /// fails `retries` times in a row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthCheck>,
+    /// Secrets, as files on a tmpfs that only this task's node holds, in
+    /// memory (`--secret`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<super::FileRef>,
+    /// Configs, the same way, read-only (`--config`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<super::FileRef>,
+}
+
+impl TaskSpec {
+    /// The ids of the secrets and configs its tasks use.
+    pub fn file_ids(&self) -> impl Iterator<Item = &str> {
+        self.secrets
+            .iter()
+            .chain(&self.configs)
+            .map(|f| f.id.as_str())
+    }
 }
 
 /// A health check, as Docker's (`HEALTHCHECK` and `--health-*`). Fields

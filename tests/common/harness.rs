@@ -251,6 +251,24 @@ impl Daemon {
         d
     }
 
+    /// Like [`Daemon::start`], serving Prometheus metrics on a loopback
+    /// port of its own (`--metrics-addr`); returns it and that address.
+    pub fn with_metrics() -> (Daemon, String) {
+        require_root_and_containerd();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("find a free loopback port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut d = Daemon::new(CONTAINERD_SOCKET);
+        d.extra_args = vec!["--metrics-addr".into(), addr.clone()];
+        d.spawn();
+        if let Err(e) = d.wait_ready() {
+            panic!("{e}");
+        }
+        (d, addr)
+    }
+
     /// A daemon that is initialized (`shoal init`) and has the busybox test
     /// image loaded as [`BUSYBOX`]: ready for `service create … busybox …`.
     pub fn cluster() -> Daemon {
@@ -994,4 +1012,19 @@ pub fn container_id(task: &Value) -> String {
         Some(id) if !id.is_empty() => id.to_string(),
         _ => s(task, "id").to_string(),
     }
+}
+
+/// The text of `GET /metrics` from a daemon's `--metrics-addr`, status
+/// line and headers included.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to metrics");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read the metrics");
+    out
 }

@@ -23,7 +23,7 @@ use super::{
     found, rootfs, spec, Containerd, Lease, LABEL_IMAGE_HEALTH, LABEL_SERVICE_ID,
     LABEL_SERVICE_NAME, LABEL_SLOT, LABEL_TASK_ID,
 };
-use crate::executor::{ContainerState, ExecError, ExitStatus, NetFiles};
+use crate::executor::{ContainerState, ExecError, ExitStatus, Setup};
 use crate::types::{normalize_image, Task};
 
 const RUNTIME: &str = "io.containerd.runc.v2";
@@ -69,7 +69,7 @@ impl Containerd {
     pub(super) async fn prepare_container(
         &self,
         task: &Task,
-        net: Option<&NetFiles>,
+        setup: &Setup,
     ) -> Result<(), ExecError> {
         if self.container_exists(&task.id).await? {
             return Ok(());
@@ -86,7 +86,7 @@ impl Containerd {
         // The lease keeps the new snapshot (and any layers unpacked now)
         // from GC until the container record references it.
         let lease = self.lease().await?;
-        let r = self.assemble(task, net, &name, &image, &lease).await;
+        let r = self.assemble(task, setup, &name, &image, &lease).await;
         self.end_lease(lease).await;
         r
     }
@@ -94,7 +94,7 @@ impl Containerd {
     async fn assemble(
         &self,
         task: &Task,
-        net: Option<&NetFiles>,
+        setup: &Setup,
         image_name: &str,
         image: &Resolved,
         lease: &Lease,
@@ -122,7 +122,7 @@ impl Containerd {
             Err(s) => return Err(self.err("prepare snapshot", s)),
         };
         let result = self
-            .create_container(task, net, image_name, image, &mounts)
+            .create_container(task, setup, image_name, image, &mounts)
             .await;
         if result.is_err() {
             let _ = self.remove_snapshot(id).await;
@@ -133,7 +133,7 @@ impl Containerd {
     async fn create_container(
         &self,
         task: &Task,
-        net: Option<&NetFiles>,
+        setup: &Setup,
         image_name: &str,
         image: &Resolved,
         mounts: &[Mount],
@@ -160,7 +160,7 @@ impl Containerd {
             &user,
             &self.cfg.namespace,
             nofile_hard_limit(),
-            net,
+            setup,
         )
         .map_err(ExecError::Other)?;
         spec::limit(&mut oci, &task.spec.resources);

@@ -36,8 +36,8 @@ use tonic::{Code, Request, Status};
 use futures::future::BoxFuture;
 
 use super::{
-    ContainerState, ExecError, Executor, ExitStatus, ImageStore, NetFiles, PullEvent, PullRequest,
-    Pulled,
+    ContainerState, ExecError, Executor, ExitStatus, ImageStore, PullEvent, PullRequest, Pulled,
+    Setup,
 };
 use crate::types::{DiskUsage, ImageInfo, Task};
 
@@ -353,9 +353,9 @@ impl Executor for Containerd {
     fn prepare<'a>(
         &'a self,
         task: &'a Task,
-        net: Option<&'a NetFiles>,
+        setup: &'a Setup,
     ) -> BoxFuture<'a, Result<(), ExecError>> {
-        Box::pin(self.prepare_container(task, net))
+        Box::pin(self.prepare_container(task, setup))
     }
 
     fn start<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), ExecError>> {

@@ -285,7 +285,7 @@ pub(super) fn build(
     user: &User,
     namespace: &str,
     nofile_hard: u64,
-    net: Option<&crate::executor::NetFiles>,
+    setup: &crate::executor::Setup,
 ) -> Result<Value, String> {
     let host = hostname(task_id);
     let args = process_args(&c.args, image)?;
@@ -358,10 +358,31 @@ pub(super) fn build(
             "readonlyPaths": READONLY_PATHS,
         },
     });
-    if let Some(net) = net {
+    if let Some(net) = &setup.net {
         join_network(&mut spec, net)?;
     }
+    bind_files(&mut spec, &setup.files)?;
     Ok(spec)
+}
+
+/// The task's secrets and configs: each a file of its tmpfs on the node,
+/// bound read-only over its target (runc makes the target, an empty file
+/// in the container's rootfs; the data never reaches the rootfs).
+fn bind_files(spec: &mut Value, files: &[crate::executor::FileMount]) -> Result<(), String> {
+    let Some(mounts) = spec["mounts"].as_array_mut() else {
+        return Ok(());
+    };
+    for f in files {
+        let source = f
+            .source
+            .to_str()
+            .ok_or_else(|| format!("{} is not UTF-8", f.source.display()))?;
+        mounts.push(json!({
+            "destination": f.target, "type": "bind", "source": source,
+            "options": ["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"],
+        }));
+    }
+    Ok(())
 }
 
 /// The task's cgroup limits (`--limit-*`) in the runtime spec: runc
@@ -533,11 +554,11 @@ mod tests {
             ..Default::default()
         };
         let id = "abcdefghijklmnopqrstuvwxy";
-        let with = |net| {
+        let with = |setup: &crate::executor::Setup| {
             let (run, user) = (RunConfig::default(), User::default());
-            build(id, &c, &run, &user, "ns", 20_000, net).unwrap()
+            build(id, &c, &run, &user, "ns", 20_000, setup).unwrap()
         };
-        let spec = with(None);
+        let spec = with(&Default::default());
         assert_eq!(spec["process"]["rlimits"][0]["hard"], 20_000);
         assert_eq!(spec["process"]["rlimits"][0]["soft"], 1024);
         assert_eq!(spec["hostname"], "abcdefghijkl");
@@ -562,7 +583,14 @@ mod tests {
             resolv_conf: "/run/shoal/net/x/t/resolv.conf".into(),
             hostname: "/run/shoal/net/x/t/hostname".into(),
         };
-        let spec = with(Some(&net));
+        let secret = crate::executor::FileMount {
+            source: "/run/shoal/files/ns/t/s0".into(),
+            target: "/run/secrets/pw".into(),
+        };
+        let spec = with(&crate::executor::Setup {
+            net: Some(net),
+            files: vec![secret],
+        });
         let ns = spec["linux"]["namespaces"].as_array().unwrap();
         assert!(ns.contains(&json!({"type": "network", "path": "/run/shoal/net/x/ns/t"})));
         let mounts = spec["mounts"].as_array().unwrap();
@@ -574,5 +602,12 @@ mod tests {
         assert!(mounts
             .iter()
             .any(|m| m["destination"] == "/etc/resolv.conf"));
+        // Its secret: bound read-only from the node's tmpfs.
+        let pw = mounts
+            .iter()
+            .find(|m| m["destination"] == "/run/secrets/pw")
+            .unwrap();
+        assert_eq!(pw["source"], "/run/shoal/files/ns/t/s0");
+        assert!(pw["options"].as_array().unwrap().contains(&json!("ro")));
     }
 }
