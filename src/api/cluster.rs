@@ -59,6 +59,7 @@ pub async fn init(
     .map_err(|e| ApiError::Internal(format!("cannot create the cluster's CA: {e}")))?;
     let (ca_cert_pem, ca_key_pem) = pki.ca.to_pem();
     let cluster = Cluster {
+        bind_prefixes: Vec::new(),
         id: identity.cluster_id.clone(),
         meta: Meta::default(),
         heartbeat_period_ms: 1_000,
@@ -298,6 +299,14 @@ pub struct ClusterUpdate {
     /// In the reply, when autolock is on: the key to unlock managers with.
     #[serde(default)]
     pub unlock_key: Option<String>,
+    /// Node paths that services may bind-mount (and under): to add, to
+    /// remove; the reply lists them all in `bind_allow`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bind_allow_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bind_allow_rm: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_allow: Option<Vec<String>>,
 }
 
 /// Cluster-wide settings. New certificate lengths apply from each node's
@@ -354,6 +363,21 @@ pub async fn update_cluster(
     if let Some(on) = req.autolock {
         super::lock::set_autolock(&mut cluster, on)?;
     }
+    for p in &req.bind_allow_rm {
+        let p = clean_path(p).map_err(ApiError::BadRequest)?;
+        if !cluster.bind_prefixes.contains(&p) {
+            return Err(ApiError::BadRequest(format!(
+                "{p} is not an allowed bind prefix"
+            )));
+        }
+        cluster.bind_prefixes.retain(|x| *x != p);
+    }
+    for p in &req.bind_allow_add {
+        let p = clean_path(p).map_err(ApiError::BadRequest)?;
+        if !cluster.bind_prefixes.contains(&p) {
+            cluster.bind_prefixes.push(p);
+        }
+    }
     let out = ClusterUpdate {
         cert_expiry_ms: Some(cluster.cert_expiry_ms),
         heartbeat_period_ms: Some(cluster.heartbeat_period_ms),
@@ -367,6 +391,9 @@ pub async fn update_cluster(
             .autolock
             .filter(|on| *on)
             .and(cluster.unlock_key.clone()),
+        bind_allow_add: Vec::new(),
+        bind_allow_rm: Vec::new(),
+        bind_allow: Some(cluster.bind_prefixes.clone()),
     };
     ctx.proposer
         .propose(vec![Change::Update(Object::Cluster(cluster))])

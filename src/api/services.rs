@@ -45,6 +45,7 @@ pub async fn create(
     }
     super::networks::resolve_networks(&ctx.store.read()?, &mut spec)?;
     super::secrets::resolve(&ctx.store.read()?, &mut spec)?;
+    binds_allowed(&ctx.store.read()?, &spec)?;
     let warnings = pin_image(&ctx.store.read()?, &mut spec.task.container, no_resolve).await?;
     let mut service = Service {
         id: new_id(),
@@ -212,6 +213,21 @@ pub async fn update(
     if let Some(ms) = req.stop_grace_period_ms {
         c.stop_grace_period_ms = ms;
     }
+    for cap in super::spec::caps(&req.cap_add)? {
+        c.cap_drop.retain(|d| *d != cap);
+        if !c.cap_add.contains(&cap) {
+            c.cap_add.push(cap);
+        }
+    }
+    for cap in super::spec::caps(&req.cap_drop)? {
+        c.cap_add.retain(|a| *a != cap);
+        if !c.cap_drop.contains(&cap) {
+            c.cap_drop.push(cap);
+        }
+    }
+    if let Some(ro) = req.read_only {
+        c.read_only = ro;
+    }
     for key in &req.env_rm {
         c.env.retain(|e| e.split('=').next() != Some(key.as_str()));
     }
@@ -268,6 +284,20 @@ pub async fn update(
         &req.config_rm,
     )?;
     super::secrets::resolve(&ctx.store.read()?, &mut spec)?;
+    for target in &req.mount_rm {
+        let before = spec.task.mounts.len();
+        spec.task.mounts.retain(|m| m.target != *target);
+        if spec.task.mounts.len() == before {
+            return Err(ApiError::BadRequest(format!(
+                "service {name} has no mount at {target}"
+            )));
+        }
+    }
+    for m in super::spec::mounts(req.mount_add.clone())? {
+        spec.task.mounts.retain(|o| o.target != m.target);
+        spec.task.mounts.push(m);
+    }
+    binds_allowed(&ctx.store.read()?, &spec)?;
     if let Some(m) = &req.endpoint_mode {
         spec.endpoint_mode = m.parse().map_err(ApiError::BadRequest)?;
     }
@@ -344,6 +374,31 @@ pub async fn update(
     let mut body: ServiceBody = (&find(&view, &service.id)?).into();
     body.warnings = warnings;
     Ok(Json(body))
+}
+
+/// Every bind mount of `spec` is of a path the cluster allows
+/// (`cluster update --bind-allow`): a bind of `/` is root on the node.
+fn binds_allowed(view: &ReadView, spec: &ServiceSpec) -> Result<(), ApiError> {
+    let prefixes = view.cluster()?.map(|c| c.bind_prefixes).unwrap_or_default();
+    for m in spec
+        .task
+        .mounts
+        .iter()
+        .filter(|m| m.kind == MountKind::Bind)
+    {
+        if !prefixes.iter().any(|p| path_under(&m.source, p)) {
+            return Err(ApiError::BadRequest(format!(
+                "bind mounts of {} are not allowed: the cluster allows {} (an admin adds a prefix with `shoal cluster update --bind-allow PATH`)",
+                m.source,
+                if prefixes.is_empty() {
+                    "none".to_string()
+                } else {
+                    prefixes.join(", ")
+                }
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Removes the keys of `rm` (each must be there) and sets the `KEY=VALUE`
@@ -467,8 +522,10 @@ pub async fn rollback(
             "service {name} has no previous spec to roll back to"
         )));
     };
-    // The previous spec may name a network that was removed since.
+    // The previous spec may name a network that was removed since, or
+    // bind a path no longer allowed.
     validate::service_spec(&back.spec)?;
+    binds_allowed(&ctx.store.read()?, &back.spec)?;
     super::networks::write_service(&ctx, &mut back, false).await?;
     let view = ctx.store.read()?;
     Ok(Json((&find(&view, &service.id)?).into()))

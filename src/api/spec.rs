@@ -109,12 +109,128 @@ pub struct ServiceSpecBody {
     /// Configs its tasks get as files (`--config`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<FileRefBody>,
+    /// Binds and tmpfs (`--mount`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountBody>,
+    /// Capabilities beyond docker's default set, and taken from it
+    /// (`NET_ADMIN`, `CAP_SYS_RAWIO`, `ALL`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    /// A read-only root filesystem.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
     /// How a change of the spec rolls out.
     #[serde(default)]
     pub update: PolicyBody,
     /// How a rollback rolls out.
     #[serde(default)]
     pub rollback: PolicyBody,
+}
+
+/// A mount, as `--mount type=bind,source=/srv/x,target=/data,readonly`
+/// gives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MountBody {
+    /// `bind` or `tmpfs`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    pub target: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub readonly: bool,
+    /// Tmpfs: bytes; 0: the kernel's default.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tmpfs_size: u64,
+    /// Tmpfs: the mode of its root (default 1777).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs_mode: Option<u32>,
+}
+
+impl MountBody {
+    fn into_mount(self) -> Result<Mount, ApiError> {
+        let bad = |m: String| Err(ApiError::BadRequest(m));
+        let target = clean_path(&self.target)
+            .map_err(|e| ApiError::BadRequest(format!("invalid mount target: {e}")))?;
+        let kind = match self.kind.as_str() {
+            "bind" => MountKind::Bind,
+            "tmpfs" => MountKind::Tmpfs,
+            "volume" => {
+                return bad(
+                    "type=volume: named volumes are not in this release yet; use type=bind (under a prefix that `cluster update --bind-allow` allows) or type=tmpfs".into(),
+                )
+            }
+            other => return bad(format!("invalid mount type {other:?}: expected bind or tmpfs")),
+        };
+        let source = match kind {
+            MountKind::Bind => clean_path(&self.source)
+                .map_err(|e| ApiError::BadRequest(format!("invalid bind source: {e}")))?,
+            MountKind::Tmpfs if !self.source.is_empty() => {
+                return bad(format!("a tmpfs has no source (got {:?})", self.source))
+            }
+            MountKind::Tmpfs => String::new(),
+        };
+        if kind == MountKind::Bind && (self.tmpfs_size > 0 || self.tmpfs_mode.is_some()) {
+            return bad("tmpfs-size and tmpfs-mode are for type=tmpfs".into());
+        }
+        if self.tmpfs_mode.is_some_and(|m| m > 0o7777) {
+            return bad(format!(
+                "invalid tmpfs mode {:o}",
+                self.tmpfs_mode.unwrap_or(0)
+            ));
+        }
+        Ok(Mount {
+            kind,
+            source,
+            target,
+            readonly: self.readonly,
+            tmpfs_size: self.tmpfs_size,
+            tmpfs_mode: self.tmpfs_mode,
+        })
+    }
+}
+
+impl From<&Mount> for MountBody {
+    fn from(m: &Mount) -> Self {
+        MountBody {
+            kind: m.kind.as_str().into(),
+            source: m.source.clone(),
+            target: m.target.clone(),
+            readonly: m.readonly,
+            tmpfs_size: m.tmpfs_size,
+            tmpfs_mode: m.tmpfs_mode,
+        }
+    }
+}
+
+/// Capability names as the spec keeps them (`CAP_…`), each once.
+pub fn caps(list: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut out: Vec<String> = Vec::new();
+    for c in list {
+        let c = normalize_cap(c).map_err(ApiError::BadRequest)?;
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// Mounts as the stored spec keeps them, each checked, one per target.
+pub fn mounts(list: Vec<MountBody>) -> Result<Vec<Mount>, ApiError> {
+    let mut out: Vec<Mount> = Vec::new();
+    for m in list {
+        let m = m.into_mount()?;
+        if out.iter().any(|o| o.target == m.target) {
+            return Err(ApiError::BadRequest(format!(
+                "two mounts have the target {}",
+                m.target
+            )));
+        }
+        out.push(m);
+    }
+    Ok(out)
 }
 
 /// A task's use of a secret or a config (`--secret source=db_pw,target=pw,
@@ -495,6 +611,9 @@ impl ServiceSpecBody {
                     labels: self.container_labels,
                     stop_signal: self.stop_signal,
                     stop_grace_period_ms: self.stop_grace_period_ms,
+                    cap_add: caps(&self.cap_add)?,
+                    cap_drop: caps(&self.cap_drop)?,
+                    read_only: self.read_only,
                 },
                 restart: RestartPolicy {
                     condition,
@@ -513,6 +632,7 @@ impl ServiceSpecBody {
                 health: self.healthcheck,
                 secrets: file_refs(self.secrets)?,
                 configs: file_refs(self.configs)?,
+                mounts: mounts(self.mounts)?,
             },
         })
     }
@@ -565,6 +685,10 @@ impl From<&ServiceSpec> for ServiceSpecBody {
             healthcheck: s.task.health.clone(),
             secrets: s.task.secrets.iter().map(Into::into).collect(),
             configs: s.task.configs.iter().map(Into::into).collect(),
+            mounts: s.task.mounts.iter().map(Into::into).collect(),
+            cap_add: c.cap_add.clone(),
+            cap_drop: c.cap_drop.clone(),
+            read_only: c.read_only,
             update: (&s.update).into(),
             rollback: (&s.rollback).into(),
         }
@@ -725,6 +849,17 @@ mod tests {
                 id: String::new(),
             }],
             configs: vec![],
+            cap_add: vec!["CAP_NET_ADMIN".into()],
+            cap_drop: vec!["ALL".into()],
+            read_only: true,
+            mounts: vec![MountBody {
+                kind: "tmpfs".into(),
+                source: String::new(),
+                target: "/scratch".into(),
+                readonly: false,
+                tmpfs_size: 16 << 20,
+                tmpfs_mode: Some(0o1770),
+            }],
             update: PolicyBody {
                 parallelism: 2,
                 delay_ms: 5_000,

@@ -92,6 +92,19 @@ pub struct ServiceUpdate {
     pub config_add: Vec<crate::api::spec::FileRefBody>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config_rm: Vec<String>,
+    /// Mounts to add (or replace, by target) and to remove, by target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mount_add: Vec<crate::api::spec::MountBody>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mount_rm: Vec<String>,
+    /// Capabilities to add to the task's set and to drop from it (each
+    /// also taken out of the other list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
     /// Keep the new image's tag instead of pinning its digest.
     #[serde(default)]
     pub no_resolve_image: bool,

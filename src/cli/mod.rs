@@ -186,6 +186,14 @@ pub enum ClusterCmd {
         /// (default 2m), such as one loaded for a service about to start.
         #[arg(long, value_parser = parse::duration)]
         image_gc_min_age: Option<std::time::Duration>,
+        /// Let services bind-mount this node path and what is under it
+        /// (repeatable). None is allowed by default: a bind of / is root
+        /// on the node.
+        #[arg(long, value_name = "PATH")]
+        bind_allow: Vec<String>,
+        /// No longer allow this bind prefix (repeatable).
+        #[arg(long, value_name = "PATH")]
+        bind_allow_rm: Vec<String>,
     },
 }
 
@@ -373,6 +381,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             image_gc_high,
             image_gc_low,
             image_gc_min_age,
+            bind_allow,
+            bind_allow_rm,
         }) => {
             let client = Client::new(&cli.socket);
             let req = crate::api::ClusterUpdate {
@@ -385,6 +395,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 image_gc_low_percent: image_gc_low,
                 image_gc_min_age_ms: image_gc_min_age.map(parse::millis),
                 unlock_key: None,
+                bind_allow_add: bind_allow,
+                bind_allow_rm,
+                bind_allow: None,
             };
             let r: crate::api::ClusterUpdate = client.post("/v1/cluster/update", &req).await?;
             let ms = |v: Option<u64>| {
@@ -405,6 +418,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "off"
                 }
             );
+            let binds = r.bind_allow.unwrap_or_default();
+            if !binds.is_empty() {
+                println!("bind mounts allowed under {}", binds.join(", "));
+            }
             if let Some(key) = r.unlock_key {
                 println!();
                 lock::print_key(&key);

@@ -66,6 +66,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mounts_and_file_refs_parse_as_docker_writes_them() {
+        let m = mount("type=tmpfs,target=/t,tmpfs-size=16M,tmpfs-mode=1770").unwrap();
+        assert_eq!((m.kind.as_str(), m.tmpfs_size), ("tmpfs", 16 << 20));
+        assert_eq!(m.tmpfs_mode, Some(0o1770));
+        let m = mount("/srv/x:/data:ro").unwrap();
+        assert_eq!(
+            (m.kind.as_str(), m.source.as_str(), m.readonly),
+            ("bind", "/srv/x", true)
+        );
+        assert_eq!(mount("pg:/var/lib/pg").unwrap().kind, "volume");
+        assert!(mount("type=bind,source=/a")
+            .unwrap_err()
+            .contains("no target"));
+        assert!(mount("type=bind,colour=red,target=/a")
+            .unwrap_err()
+            .contains("unknown --mount key"));
+        let f = file_ref("source=pw,target=/etc/pw,uid=7,mode=0400").unwrap();
+        assert_eq!((f.uid, f.mode, f.target.as_str()), (7, 0o400, "/etc/pw"));
+        assert_eq!(file_ref("pw").unwrap().mode, 0o444);
+        assert!(file_ref("target=/x").unwrap_err().contains("no source"));
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(duration("1m30s").unwrap(), Duration::from_secs(90));
@@ -92,6 +115,73 @@ mod tests {
 }
 
 /// `--publish`: `published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]`,
+/// `--mount`: `type=bind|tmpfs,source=PATH,target=PATH[,readonly]
+/// [,tmpfs-size=16M][,tmpfs-mode=1770]`, as docker takes it, or the short
+/// `SOURCE:TARGET[:ro]` (a bind).
+pub fn mount(s: &str) -> Result<crate::api::spec::MountBody, String> {
+    let mut body = crate::api::spec::MountBody {
+        kind: "volume".into(),
+        source: String::new(),
+        target: String::new(),
+        readonly: false,
+        tmpfs_size: 0,
+        tmpfs_mode: None,
+    };
+    if !s.contains('=') {
+        let mut parts = s.split(':');
+        let (Some(src), Some(dst)) = (parts.next(), parts.next()) else {
+            return Err(format!(
+                "invalid --mount {s:?}: expected type=…,target=… or SOURCE:TARGET[:ro]"
+            ));
+        };
+        body.kind = if src.starts_with('/') {
+            "bind"
+        } else {
+            "volume"
+        }
+        .into();
+        body.source = src.into();
+        body.target = dst.into();
+        match parts.next() {
+            None => {}
+            Some("ro") => body.readonly = true,
+            Some("rw") => {}
+            Some(o) => return Err(format!("invalid --mount option {o:?}: expected ro or rw")),
+        }
+        return Ok(body);
+    }
+    for part in s.split(',') {
+        let (k, v) = part.split_once('=').unwrap_or((part, "true"));
+        match k {
+            "type" => body.kind = v.into(),
+            "source" | "src" => body.source = v.into(),
+            "target" | "dst" | "destination" => body.target = v.into(),
+            "readonly" | "ro" => {
+                body.readonly = match v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(format!("invalid readonly {v:?}: expected true or false")),
+                }
+            }
+            "tmpfs-size" => body.tmpfs_size = crate::types::parse_bytes(v)?,
+            "tmpfs-mode" => {
+                body.tmpfs_mode = Some(
+                    u32::from_str_radix(v, 8).map_err(|_| format!("invalid tmpfs-mode {v:?}"))?,
+                )
+            }
+            _ => {
+                return Err(format!(
+                    "unknown --mount key {k:?}: expected type, source, target, readonly, tmpfs-size or tmpfs-mode"
+                ))
+            }
+        }
+    }
+    if body.target.is_empty() {
+        return Err(format!("--mount {s:?} has no target"));
+    }
+    Ok(body)
+}
+
 /// `--secret` and `--config`: `NAME`, or `source=NAME[,target=PATH]
 /// [,uid=N][,gid=N][,mode=0400]` (mode in octal), as docker takes them.
 pub fn file_ref(s: &str) -> Result<crate::api::spec::FileRefBody, String> {

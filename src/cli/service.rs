@@ -196,6 +196,23 @@ pub struct CreateArgs {
     /// on the node's bridge.
     #[arg(long)]
     network: Vec<String>,
+    /// A capability beyond docker's default set, e.g. NET_ADMIN or ALL
+    /// (repeatable).
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// A capability taken from the default set, e.g. NET_RAW or ALL
+    /// (repeatable).
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// Mount the task's root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// A mount: type=bind,source=PATH,target=PATH[,readonly] (a node path
+    /// the cluster allows: `cluster update --bind-allow`), or
+    /// type=tmpfs,target=PATH[,tmpfs-size=16M][,tmpfs-mode=1770]
+    /// (repeatable).
+    #[arg(long, value_parser = parse::mount)]
+    mount: Vec<crate::api::spec::MountBody>,
     /// A secret the tasks get as a file: NAME, or
     /// source=NAME,target=PATH,uid=N,gid=N,mode=0400 (repeatable). Default
     /// target /run/secrets/NAME.
@@ -310,6 +327,22 @@ pub struct UpdateArgs {
     /// Remove a config by name (repeatable).
     #[arg(long)]
     config_rm: Vec<String>,
+    /// Add a capability to the task's set (repeatable).
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop a capability from the task's set (repeatable).
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// A read-only root filesystem (--read-only=false: writable again).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    read_only: Option<bool>,
+    /// Add a mount, as `create --mount` (repeatable; replaces one at the
+    /// same target).
+    #[arg(long, value_parser = parse::mount)]
+    mount_add: Vec<crate::api::spec::MountBody>,
+    /// Remove the mount at this target (repeatable).
+    #[arg(long)]
+    mount_rm: Vec<String>,
     /// Publish a port, as `create --publish` (repeatable).
     #[arg(long, value_parser = parse::publish)]
     publish_add: Vec<crate::api::spec::PortBody>,
@@ -556,6 +589,10 @@ fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
         ports: a.publish,
         secrets: a.secret,
         configs: a.config,
+        mounts: a.mount,
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
+        read_only: a.read_only,
         endpoint_mode: a.endpoint_mode,
         resources: {
             let mut r = crate::types::Resources::default();
@@ -689,6 +726,11 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 secret_rm: a.secret_rm,
                 config_add: a.config_add,
                 config_rm: a.config_rm,
+                mount_add: a.mount_add,
+                mount_rm: a.mount_rm,
+                cap_add: a.cap_add,
+                cap_drop: a.cap_drop,
+                read_only: a.read_only,
                 no_resolve_image: a.no_resolve_image,
                 publish_add: a.publish_add,
                 publish_rm: a.publish_rm,

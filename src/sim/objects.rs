@@ -15,6 +15,7 @@ pub const IMAGE: &str = "docker.io/library/sim:latest";
 /// is marked down (three periods).
 pub fn cluster(heartbeat_period_ms: u64) -> anyhow::Result<Cluster> {
     Ok(Cluster {
+        bind_prefixes: Vec::new(),
         id: new_id(),
         meta: Meta::default(),
         heartbeat_period_ms,

@@ -1,8 +1,10 @@
 //! Domain types of the cluster: nodes, services, tasks and the cluster object.
 //! Plain data with serde, no I/O. Everything the store holds is defined here.
 
+mod caps;
 mod ids;
 mod image;
+mod mount;
 mod network;
 mod node;
 mod registry;
@@ -13,10 +15,12 @@ mod signal;
 mod task;
 mod units;
 
+pub use caps::{normalize_cap, task_caps, ALL_CAPS, DEFAULT_CAPS};
 pub use ids::{new_id, now_ms};
 pub use image::{
     normalize_image, BadImageRef, DiskUsage, ImageGc, ImageInfo, ImagesOnNode, NodeImage,
 };
+pub use mount::{clean_path, path_under, Mount, MountKind};
 pub use network::{
     Network, NetworkAttachment, NetworkDriver, NetworkMode, NetworkSpec, PortConfig, Protocol,
     PublishMode, Vip,
@@ -88,6 +92,11 @@ pub struct Cluster {
     /// before networks: the default then.
     #[serde(default = "default_addr_pool")]
     pub addr_pool: String,
+    /// The node paths services may bind-mount, and under (`cluster update
+    /// --bind-allow`). None by default: a bind mount of `/` is root on the
+    /// node, so an admin says which paths tasks may have.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bind_prefixes: Vec<String>,
 }
 
 fn default_addr_pool() -> String {

@@ -178,6 +178,15 @@ pub struct ContainerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
     pub stop_grace_period_ms: u64,
+    /// Capabilities beyond docker's default set, and taken from it
+    /// (`CAP_…`, or `ALL`), normalized.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    /// The root filesystem is read-only (`--read-only`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -211,6 +220,9 @@ pub struct TaskSpec {
     /// Configs, the same way, read-only (`--config`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<super::FileRef>,
+    /// Binds and tmpfs (`--mount`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<super::Mount>,
 }
 
 impl TaskSpec {

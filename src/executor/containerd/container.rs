@@ -164,6 +164,7 @@ impl Containerd {
         )
         .map_err(ExecError::Other)?;
         spec::limit(&mut oci, &task.spec.resources);
+        spec::mounts(&mut oci, &task.spec.mounts).map_err(ExecError::Other)?;
         let mut labels: HashMap<String, String> = task
             .spec
             .container

@@ -13,24 +13,6 @@ use crate::types::ContainerSpec;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Docker's default capabilities.
-const CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 const MASKED_PATHS: &[&str] = &[
     "/proc/asound",
     "/proc/acpi",
@@ -306,6 +288,7 @@ pub(super) fn build(
     } else {
         format!("/{cwd}")
     };
+    let caps = crate::types::task_caps(&c.cap_add, &c.cap_drop);
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -319,14 +302,14 @@ pub(super) fn build(
             "env": env,
             "cwd": cwd,
             "capabilities": {
-                "bounding": CAPS,
-                "effective": CAPS,
-                "permitted": CAPS,
+                "bounding": caps,
+                "effective": caps,
+                "permitted": caps,
             },
             "rlimits": [nofile(nofile_hard)],
             "noNewPrivileges": false,
         },
-        "root": {"path": "rootfs", "readonly": false},
+        "root": {"path": "rootfs", "readonly": c.read_only},
         "hostname": host,
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc",
@@ -363,6 +346,50 @@ pub(super) fn build(
     }
     bind_files(&mut spec, &setup.files)?;
     Ok(spec)
+}
+
+/// The task's binds and tmpfs (`--mount`). A bind's source must exist on
+/// the node (as docker's services say: the task is rejected, not given an
+/// empty directory made on the spot).
+pub(super) fn mounts(spec: &mut Value, list: &[crate::types::Mount]) -> Result<(), String> {
+    use crate::types::MountKind;
+    let Some(mounts) = spec["mounts"].as_array_mut() else {
+        return Ok(());
+    };
+    for m in list {
+        let rw = if m.readonly { "ro" } else { "rw" };
+        mounts.push(match m.kind {
+            MountKind::Bind => {
+                if !std::path::Path::new(&m.source).exists() {
+                    return Err(format!(
+                        "invalid mount: bind source path does not exist on this node: {}",
+                        m.source
+                    ));
+                }
+                json!({
+                    "destination": m.target, "type": "bind", "source": m.source,
+                    "options": ["rbind", "rprivate", rw],
+                })
+            }
+            MountKind::Tmpfs => {
+                let mut options = vec![
+                    "nosuid".to_string(),
+                    "nodev".to_string(),
+                    "noexec".to_string(),
+                    rw.to_string(),
+                    format!("mode={:o}", m.tmpfs_mode.unwrap_or(0o1777)),
+                ];
+                if m.tmpfs_size > 0 {
+                    options.push(format!("size={}", m.tmpfs_size));
+                }
+                json!({
+                    "destination": m.target, "type": "tmpfs", "source": "tmpfs",
+                    "options": options,
+                })
+            }
+        });
+    }
+    Ok(())
 }
 
 /// The task's secrets and configs: each a file of its tmpfs on the node,
@@ -544,6 +571,43 @@ mod tests {
             env.contains(&"PATH=/bin".to_string()) && env.contains(&"HOME=/home/x".to_string())
         );
         assert_eq!(env.iter().filter(|e| e.starts_with("PATH=")).count(), 1);
+    }
+
+    #[test]
+    fn binds_and_tmpfs_become_oci_mounts() {
+        use crate::types::{Mount, MountKind};
+        let mut spec = json!({"mounts": []});
+        let tmp = std::env::temp_dir();
+        let list = [
+            Mount {
+                kind: MountKind::Bind,
+                source: tmp.to_str().unwrap().into(),
+                target: "/data".into(),
+                readonly: true,
+                tmpfs_size: 0,
+                tmpfs_mode: None,
+            },
+            Mount {
+                kind: MountKind::Tmpfs,
+                source: String::new(),
+                target: "/scratch".into(),
+                readonly: false,
+                tmpfs_size: 1 << 20,
+                tmpfs_mode: None,
+            },
+        ];
+        mounts(&mut spec, &list).unwrap();
+        let m = spec["mounts"].as_array().unwrap();
+        assert_eq!(m[0]["type"], "bind");
+        assert!(m[0]["options"].as_array().unwrap().contains(&json!("ro")));
+        assert_eq!(m[1]["type"], "tmpfs");
+        let opts = m[1]["options"].as_array().unwrap();
+        assert!(opts.contains(&json!("size=1048576")) && opts.contains(&json!("mode=1777")));
+        // A bind of what the node lacks is refused.
+        let mut missing = list[0].clone();
+        missing.source = "/nonexistent/shoal".into();
+        let err = mounts(&mut spec, &[missing]).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
     }
 
     #[test]
