@@ -3,38 +3,18 @@
 //! from the store at scrape time, so they cost nothing between scrapes;
 //! the scheduling latency and missed heartbeats are counted as they happen.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::extract::State;
 
 use axum::Router;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::counters::global;
 use crate::store::Store;
-
-/// Counters that code paths update. One set per process.
-pub struct Metrics {
-    /// Seconds from a task's creation to its assignment to a node.
-    pub scheduling_latency: Histogram,
-    /// Nodes marked down for missing heartbeats.
-    pub missed_heartbeats: Counter,
-    /// Secrets and configs this node holds in memory for its tasks.
-    pub files_held: Gauge,
-}
-
-pub fn global() -> &'static Metrics {
-    static M: OnceLock<Metrics> = OnceLock::new();
-    M.get_or_init(|| Metrics {
-        scheduling_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
-        missed_heartbeats: Counter::default(),
-        files_held: Gauge::default(),
-    })
-}
 
 type Labels = Vec<(String, String)>;
 

@@ -43,7 +43,7 @@ impl Files {
         for f in files {
             map.insert(f.id, f.data);
         }
-        crate::metrics::global().files_held.set(map.len() as i64);
+        crate::counters::global().files_held.set(map.len() as i64);
     }
 
     /// Replaces everything: a full set of assignments brings every file
@@ -65,7 +65,7 @@ impl Files {
             .collect();
         let mut map = self.data.write().unwrap_or_else(|e| e.into_inner());
         map.retain(|id, _| used.contains(id.as_str()));
-        crate::metrics::global().files_held.set(map.len() as i64);
+        crate::counters::global().files_held.set(map.len() as i64);
     }
 
     fn task_dir(&self, task_id: &str) -> PathBuf {

@@ -90,7 +90,7 @@ pub async fn watch_nodes(
                     info!(node = %node.id, from = node.status.state.as_str(), to = next.state.as_str(), "node state");
                 }
                 if next.state == NodeState::Down && node.status.state == NodeState::Ready {
-                    crate::metrics::global().missed_heartbeats.inc();
+                    crate::counters::global().missed_heartbeats.inc();
                 }
                 node.status = next;
                 changes.push(Change::Update(Object::Node(node)));

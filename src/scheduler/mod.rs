@@ -168,7 +168,7 @@ async fn pass(
             Ok(node) => {
                 placer.add(&node, task);
                 let waited = (now_ms() - task.meta.created_ms).max(0) as f64 / 1000.0;
-                crate::metrics::global().scheduling_latency.observe(waited);
+                crate::counters::global().scheduling_latency.observe(waited);
                 changes.push(Change::TaskAssign {
                     id: task.id.clone(),
                     node_id: node,
