@@ -38,6 +38,7 @@ pub async fn describe(images: &dyn ImageStore) -> NodeDescription {
         level: crate::LEVEL,
         // The agent adds it once its overlay is up.
         overlay: None,
+        devices: crate::devices::scan(std::path::Path::new("/dev")),
     }
 }
 

@@ -41,6 +41,7 @@ pub mod cli;
 pub(crate) mod counters;
 pub(crate) mod daemon;
 pub(crate) mod data_dir;
+pub(crate) mod devices;
 pub(crate) mod discovery;
 pub(crate) mod dispatcher;
 pub(crate) mod dns;
@@ -79,14 +80,20 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// so that managers can tell what all of a mixed-version cluster supports:
 /// 0 is 254a909, 1 adds networks (a new kind of stored object, and tasks
 /// with a network namespace of their own), 2 secrets and configs (two new
-/// kinds, and tasks that get files a node must know how to mount).
-pub const LEVEL: u32 = 2;
+/// kinds, and tasks that get files a node must know how to mount), 3 task
+/// options (mounts, capabilities, devices, sysctls, ulimits, init, hostname
+/// templates, seccomp) and the devices a node reports.
+pub const LEVEL: u32 = 3;
 
 /// The level at which networks exist.
 pub const LEVEL_NETWORKS: u32 = 1;
 
 /// The level at which secrets and configs exist.
 pub const LEVEL_SECRETS: u32 = 2;
+
+/// The level at which tasks have options beyond their image, command and
+/// environment (see `ContainerSpec::has_options`).
+pub const LEVEL_OPTIONS: u32 = 3;
 
 /// `shoal --version`: the version and the git commit it was built from.
 pub const LONG_VERSION: &str = concat!(

@@ -288,14 +288,14 @@ impl TaskNets {
 
     /// Gives the task its network (the same one again if it has it), lets
     /// it reach the tasks of its networks, and publishes its ports.
-    pub async fn attach(&self, task: &Task) -> Result<Attached, ExecError> {
+    pub async fn attach(&self, task: &Task, hostname: &str) -> Result<Attached, ExecError> {
         let net = self.open(SUBNET_WAIT).await?;
         let mut networks: Vec<String> = task.spec.network.network_ids().map(String::from).collect();
         // Tasks on the node's bridge alone find no services, as in Docker:
         // they keep the host's resolvers.
         let dns = !networks.is_empty();
         let n: TaskNetwork = net
-            .attach(&task.id, crate::executor::task_hostname(&task.id), dns)
+            .attach(&task.id, hostname, dns)
             .await
             .map_err(|e| ExecError::Other(format!("task network: {e}")))?;
         if dns {

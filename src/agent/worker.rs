@@ -256,29 +256,35 @@ async fn pull(
 async fn network(
     rt: &Runtime,
     task: &Task,
+    hostname: &str,
     rep: &mut Reporter,
 ) -> Result<Option<crate::executor::NetFiles>, ExecError> {
     let Some(nets) = rt.nets.as_ref().filter(|_| !task.spec.network.is_host()) else {
         return Ok(None);
     };
-    let a = nets.attach(task).await?;
+    let a = nets.attach(task, hostname).await?;
     rep.address = Some(a.address);
     Ok(Some(a.files))
 }
 
-/// What the task's container needs from the node: its network, its
-/// secrets and configs.
+/// What the task's container needs from the node: its hostname, its
+/// network, its secrets and configs.
 async fn setup(
     rt: &Runtime,
     task: &Task,
     rep: &mut Reporter,
 ) -> Result<crate::executor::Setup, ExecError> {
-    let net = network(rt, task, rep).await?;
+    let hostname = crate::executor::hostname_of(task, &rt.node_name);
+    let net = network(rt, task, &hostname, rep).await?;
     let files = match &rt.files {
         Some(f) => f.mount(task)?,
         None => Vec::new(),
     };
-    Ok(crate::executor::Setup { net, files })
+    Ok(crate::executor::Setup {
+        hostname,
+        net,
+        files,
+    })
 }
 
 /// Puts a running (and healthy) task behind its published ports.
@@ -402,7 +408,8 @@ async fn run(rt: &Runtime, rx: &mut watch::Receiver<Task>, rep: &mut Reporter) {
                 info!(task = %id, "re-adopted running container");
                 // Its network is there already; this publishes its ports
                 // again, which a restarted daemon's table starts without.
-                if let Err(e) = network(rt, &task, rep).await {
+                let hostname = crate::executor::hostname_of(&task, node_name);
+                if let Err(e) = network(rt, &task, &hostname, rep).await {
                     warn!(task = %id, error = %e, "the running task's network");
                 }
                 up = true;

@@ -60,6 +60,7 @@ pub async fn init(
     let (ca_cert_pem, ca_key_pem) = pki.ca.to_pem();
     let cluster = Cluster {
         bind_prefixes: Vec::new(),
+        allow_privileged: false,
         id: identity.cluster_id.clone(),
         meta: Meta::default(),
         heartbeat_period_ms: 1_000,
@@ -307,6 +308,9 @@ pub struct ClusterUpdate {
     pub bind_allow_rm: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind_allow: Option<Vec<String>>,
+    /// Whether services may be `--privileged`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_privileged: Option<bool>,
 }
 
 /// Cluster-wide settings. New certificate lengths apply from each node's
@@ -378,6 +382,9 @@ pub async fn update_cluster(
             cluster.bind_prefixes.push(p);
         }
     }
+    if let Some(on) = req.allow_privileged {
+        cluster.allow_privileged = on;
+    }
     let out = ClusterUpdate {
         cert_expiry_ms: Some(cluster.cert_expiry_ms),
         heartbeat_period_ms: Some(cluster.heartbeat_period_ms),
@@ -394,6 +401,7 @@ pub async fn update_cluster(
         bind_allow_add: Vec::new(),
         bind_allow_rm: Vec::new(),
         bind_allow: Some(cluster.bind_prefixes.clone()),
+        allow_privileged: Some(cluster.allow_privileged),
     };
     ctx.proposer
         .propose(vec![Change::Update(Object::Cluster(cluster))])

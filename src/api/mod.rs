@@ -13,6 +13,7 @@ mod lock;
 mod logs;
 pub mod networks;
 mod node_images;
+pub mod options;
 mod registries;
 mod roles;
 pub mod secrets;

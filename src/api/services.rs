@@ -45,7 +45,7 @@ pub async fn create(
     }
     super::networks::resolve_networks(&ctx.store.read()?, &mut spec)?;
     super::secrets::resolve(&ctx.store.read()?, &mut spec)?;
-    binds_allowed(&ctx.store.read()?, &spec)?;
+    admin_allowed(&ctx.store.read()?, &spec)?;
     let warnings = pin_image(&ctx.store.read()?, &mut spec.task.container, no_resolve).await?;
     let mut service = Service {
         id: new_id(),
@@ -228,6 +228,7 @@ pub async fn update(
     if let Some(ro) = req.read_only {
         c.read_only = ro;
     }
+    req.options.apply(&name, c)?;
     for key in &req.env_rm {
         c.env.retain(|e| e.split('=').next() != Some(key.as_str()));
     }
@@ -297,7 +298,7 @@ pub async fn update(
         spec.task.mounts.retain(|o| o.target != m.target);
         spec.task.mounts.push(m);
     }
-    binds_allowed(&ctx.store.read()?, &spec)?;
+    admin_allowed(&ctx.store.read()?, &spec)?;
     if let Some(m) = &req.endpoint_mode {
         spec.endpoint_mode = m.parse().map_err(ApiError::BadRequest)?;
     }
@@ -376,10 +377,23 @@ pub async fn update(
     Ok(Json(body))
 }
 
-/// Every bind mount of `spec` is of a path the cluster allows
-/// (`cluster update --bind-allow`): a bind of `/` is root on the node.
-fn binds_allowed(view: &ReadView, spec: &ServiceSpec) -> Result<(), ApiError> {
-    let prefixes = view.cluster()?.map(|c| c.bind_prefixes).unwrap_or_default();
+/// What is root on the node is only what an admin allowed: every bind
+/// mount of `spec` is of a path the cluster allows (`cluster update
+/// --bind-allow`; a bind of `/` is root on the node), and `--privileged`
+/// only with `--allow-privileged`. Task options are written only once
+/// every manager can keep them (an older one would drop them when it
+/// rewrites the service).
+fn admin_allowed(view: &ReadView, spec: &ServiceSpec) -> Result<(), ApiError> {
+    let cluster = view.cluster()?;
+    if spec.task.container.privileged && !cluster.as_ref().is_some_and(|c| c.allow_privileged) {
+        return Err(ApiError::BadRequest(
+            "privileged services are not allowed: a privileged task is root on its node (an admin allows them with `shoal cluster update --allow-privileged true`)".into(),
+        ));
+    }
+    if spec.task.container.has_options() || !spec.task.mounts.is_empty() {
+        super::networks::managers_support(view, crate::LEVEL_OPTIONS, "task options")?;
+    }
+    let prefixes = cluster.map(|c| c.bind_prefixes).unwrap_or_default();
     for m in spec
         .task
         .mounts
@@ -525,7 +539,7 @@ pub async fn rollback(
     // The previous spec may name a network that was removed since, or
     // bind a path no longer allowed.
     validate::service_spec(&back.spec)?;
-    binds_allowed(&ctx.store.read()?, &back.spec)?;
+    admin_allowed(&ctx.store.read()?, &back.spec)?;
     super::networks::write_service(&ctx, &mut back, false).await?;
     let view = ctx.store.read()?;
     Ok(Json((&find(&view, &service.id)?).into()))

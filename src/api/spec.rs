@@ -121,6 +121,9 @@ pub struct ServiceSpecBody {
     /// A read-only root filesystem.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    /// Devices, privileged, groups, sysctls, ulimits, init, hostname.
+    #[serde(flatten)]
+    pub options: super::options::OptionsBody,
     /// How a change of the spec rolls out.
     #[serde(default)]
     pub update: PolicyBody,
@@ -555,8 +558,9 @@ pub struct ServiceBody {
 impl ServiceSpecBody {
     /// The stored spec, or why this one is not one. Further checks
     /// (names, env, constraints) are `validate::service_spec`'s.
-    pub fn into_spec(self) -> Result<ServiceSpec, ApiError> {
+    pub fn into_spec(mut self) -> Result<ServiceSpec, ApiError> {
         let bad = |m: String| Err(ApiError::BadRequest(m));
+        let options = std::mem::take(&mut self.options);
         let mode = match (self.mode.as_str(), self.replicas) {
             ("replicated", n) => ServiceMode::Replicated {
                 replicas: n.unwrap_or(1),
@@ -590,6 +594,25 @@ impl ServiceSpecBody {
         let pull: PullPolicy = self.pull.parse().map_err(ApiError::BadRequest)?;
         let endpoint_mode: EndpointMode =
             self.endpoint_mode.parse().map_err(ApiError::BadRequest)?;
+        let mut container = ContainerSpec {
+            image: self.image,
+            // Resolved by the handler, never taken from the client.
+            image_digest: None,
+            image_platforms: Vec::new(),
+            pull,
+            args: self.args,
+            env: self.env,
+            workdir: self.workdir,
+            user: self.user,
+            labels: self.container_labels,
+            stop_signal: self.stop_signal,
+            stop_grace_period_ms: self.stop_grace_period_ms,
+            cap_add: caps(&self.cap_add)?,
+            cap_drop: caps(&self.cap_drop)?,
+            read_only: self.read_only,
+            ..Default::default()
+        };
+        options.apply(&mut container)?;
         Ok(ServiceSpec {
             name: self.name,
             labels: self.labels,
@@ -598,23 +621,7 @@ impl ServiceSpecBody {
             update: self.update.into_policy("update")?,
             rollback: self.rollback.into_policy("rollback")?,
             task: TaskSpec {
-                container: ContainerSpec {
-                    image: self.image,
-                    // Resolved by the handler, never taken from the client.
-                    image_digest: None,
-                    image_platforms: Vec::new(),
-                    pull,
-                    args: self.args,
-                    env: self.env,
-                    workdir: self.workdir,
-                    user: self.user,
-                    labels: self.container_labels,
-                    stop_signal: self.stop_signal,
-                    stop_grace_period_ms: self.stop_grace_period_ms,
-                    cap_add: caps(&self.cap_add)?,
-                    cap_drop: caps(&self.cap_drop)?,
-                    read_only: self.read_only,
-                },
+                container,
                 restart: RestartPolicy {
                     condition,
                     delay_ms: self.restart_delay_ms,
@@ -689,6 +696,7 @@ impl From<&ServiceSpec> for ServiceSpecBody {
             cap_add: c.cap_add.clone(),
             cap_drop: c.cap_drop.clone(),
             read_only: c.read_only,
+            options: c.into(),
             update: (&s.update).into(),
             rollback: (&s.rollback).into(),
         }
@@ -860,6 +868,15 @@ mod tests {
                 tmpfs_size: 16 << 20,
                 tmpfs_mode: Some(0o1770),
             }],
+            options: super::super::options::OptionsBody {
+                devices: vec!["/dev/ttyUSB0:/dev/serial:rw".into()],
+                privileged: true,
+                group_add: vec!["dialout".into()],
+                sysctls: BTreeMap::from([("kernel.shmmax".into(), "4096".into())]),
+                ulimits: vec!["nofile=1024:2048".into()],
+                init: true,
+                hostname: Some("{{.Node.Hostname}}-{{.Task.Slot}}".into()),
+            },
             update: PolicyBody {
                 parallelism: 2,
                 delay_ms: 5_000,

@@ -105,6 +105,9 @@ pub struct ServiceUpdate {
     pub cap_drop: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
+    /// Devices, privileged, groups, sysctls, ulimits, init, hostname.
+    #[serde(flatten)]
+    pub options: crate::api::options::OptionsPatch,
     /// Keep the new image's tag instead of pinning its digest.
     #[serde(default)]
     pub no_resolve_image: bool,
@@ -479,6 +482,9 @@ pub struct NodeRow {
     /// The subnet of the node's bridge, which its tasks get addresses from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge_subnet: Option<String>,
+    /// Its devices (what `--device` may name), as it reports them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 /// The Raft as the serving manager sees it: who leads, and who is in the
@@ -515,6 +521,7 @@ impl NodeRow {
             images: n.description.images.clone(),
             runtime_error: n.description.runtime_error.clone(),
             bridge_subnet: n.bridge_subnet.clone(),
+            devices: n.description.devices.clone(),
         }
     }
 }

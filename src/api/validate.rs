@@ -78,6 +78,7 @@ pub fn service_spec(spec: &ServiceSpec) -> Result<(), ApiError> {
     if let Err(e) = crate::types::normalize_image(&c.image) {
         return bad(e.to_string());
     }
+    super::options::check(c, !spec.task.network.is_host())?;
     for e in &c.env {
         if e.split_once('=').is_none_or(|(k, _)| k.is_empty()) {
             return bad(format!("invalid env {e:?}: expected KEY=VALUE"));

@@ -15,6 +15,7 @@ mod registry;
 mod secret;
 mod service;
 mod table;
+mod task_options;
 
 use std::path::PathBuf;
 
@@ -194,6 +195,11 @@ pub enum ClusterCmd {
         /// No longer allow this bind prefix (repeatable).
         #[arg(long, value_name = "PATH")]
         bind_allow_rm: Vec<String>,
+        /// Let services run `--privileged` (every capability and device of
+        /// the node, no seccomp filter): root on the node, so off by
+        /// default.
+        #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+        allow_privileged: Option<bool>,
     },
 }
 
@@ -383,6 +389,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             image_gc_min_age,
             bind_allow,
             bind_allow_rm,
+            allow_privileged,
         }) => {
             let client = Client::new(&cli.socket);
             let req = crate::api::ClusterUpdate {
@@ -398,6 +405,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 bind_allow_add: bind_allow,
                 bind_allow_rm,
                 bind_allow: None,
+                allow_privileged,
             };
             let r: crate::api::ClusterUpdate = client.post("/v1/cluster/update", &req).await?;
             let ms = |v: Option<u64>| {
@@ -421,6 +429,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let binds = r.bind_allow.unwrap_or_default();
             if !binds.is_empty() {
                 println!("bind mounts allowed under {}", binds.join(", "));
+            }
+            if r.allow_privileged == Some(true) {
+                println!("privileged services allowed");
             }
             if let Some(key) = r.unlock_key {
                 println!();

@@ -222,6 +222,8 @@ pub struct CreateArgs {
     /// target /NAME).
     #[arg(long, value_parser = parse::file_ref)]
     config: Vec<crate::api::spec::FileRefBody>,
+    #[command(flatten)]
+    options: super::task_options::CreateOptionFlags,
     /// Publish a port: published=P,target=T[,protocol=udp][,mode=host], or
     /// P:T[/udp] (repeatable). The nodes answer on P and forward to a task.
     #[arg(short, long, value_parser = parse::publish)]
@@ -343,6 +345,8 @@ pub struct UpdateArgs {
     /// Remove the mount at this target (repeatable).
     #[arg(long)]
     mount_rm: Vec<String>,
+    #[command(flatten)]
+    options: super::task_options::UpdateOptionFlags,
     /// Publish a port, as `create --publish` (repeatable).
     #[arg(long, value_parser = parse::publish)]
     publish_add: Vec<crate::api::spec::PortBody>,
@@ -593,6 +597,7 @@ fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
         cap_add: a.cap_add,
         cap_drop: a.cap_drop,
         read_only: a.read_only,
+        options: a.options.body(),
         endpoint_mode: a.endpoint_mode,
         resources: {
             let mut r = crate::types::Resources::default();
@@ -731,6 +736,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                 cap_add: a.cap_add,
                 cap_drop: a.cap_drop,
                 read_only: a.read_only,
+                options: a.options.patch(),
                 no_resolve_image: a.no_resolve_image,
                 publish_add: a.publish_add,
                 publish_rm: a.publish_rm,

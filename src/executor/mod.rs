@@ -185,6 +185,8 @@ pub struct NetFiles {
 /// What the node made for a task before its container.
 #[derive(Debug, Default)]
 pub struct Setup {
+    /// The container's hostname (`hostname_of`); empty: `task_hostname`.
+    pub hostname: String,
     /// Its own network; None: the host's.
     pub net: Option<NetFiles>,
     /// Files bound read-only into the container: its secrets and configs,
@@ -203,6 +205,29 @@ pub struct FileMount {
 /// docker names a container's.
 pub fn task_hostname(task_id: &str) -> &str {
     task_id.get(..12).unwrap_or(task_id)
+}
+
+/// The hostname of a task's container on the node named `node_hostname`:
+/// its `--hostname` with the placeholders filled in, else the start of
+/// its id.
+pub fn hostname_of(task: &Task, node_hostname: &str) -> String {
+    let task_name = task.display_name();
+    let named = task.spec.container.hostname.as_deref().map(|t| {
+        let vars = crate::types::HostnameVars {
+            node_id: task.node_id.as_deref().unwrap_or(""),
+            node_hostname,
+            service_id: &task.service_id,
+            service_name: &task.service_name,
+            task_id: &task.id,
+            task_name: &task_name,
+            task_slot: task.slot,
+        };
+        crate::types::expand_hostname(t, &vars)
+    });
+    match named.filter(|h| !h.is_empty()) {
+        Some(h) => h,
+        None => task_hostname(&task.id).to_string(),
+    }
 }
 
 /// A node's container runtime: the task's life, one step at a time. Every

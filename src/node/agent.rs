@@ -141,10 +141,39 @@ pub(super) fn run(
             }
         }
     });
+    let d = tokio::spawn(watch_devices(node.handle.clone(), shutdown.clone()));
     let a = tokio::spawn(agent.run(assign_rx, shutdown));
     Ok(tokio::spawn(async move {
-        let _ = tokio::join!(s, r, a, gc, told);
+        let _ = tokio::join!(s, r, a, gc, told, d);
     }))
+}
+
+/// How often the node looks for devices plugged in or taken out.
+const DEVICE_CHECK: Duration = Duration::from_secs(10);
+
+/// Describe the node again when its devices change (a USB serial adapter
+/// plugged in): tasks that wait for a device are then placed on it.
+async fn watch_devices(handle: Handle, mut shutdown: Shutdown) {
+    let scan = || crate::devices::scan(std::path::Path::new("/dev"));
+    let mut seen = tokio::task::spawn_blocking(scan).await.unwrap_or_default();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(DEVICE_CHECK) => {}
+        }
+        let Ok(now) = tokio::task::spawn_blocking(scan).await else {
+            continue;
+        };
+        if now != seen {
+            info!(
+                before = seen.len(),
+                now = now.len(),
+                "the node's devices changed"
+            );
+            seen = now;
+            handle.refresh().await;
+        }
+    }
 }
 
 /// How often the agent checks that it reaches its container runtime.

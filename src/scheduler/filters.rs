@@ -25,6 +25,11 @@ pub enum Misfit {
     NoNetworks,
     /// The node runs a shoal that cannot give a task secrets or configs.
     NoFiles,
+    /// The node runs a shoal that would leave out some of the task's
+    /// options (mounts, capabilities, devices, …).
+    NoOptions,
+    /// The node has no such device.
+    NoDevice(String),
 }
 
 impl std::fmt::Display for Misfit {
@@ -38,6 +43,8 @@ impl std::fmt::Display for Misfit {
             Misfit::NoRuntime => write!(f, "cannot reach their container runtime"),
             Misfit::NoNetworks => write!(f, "run an older shoal without task networks"),
             Misfit::NoFiles => write!(f, "run an older shoal without secrets and configs"),
+            Misfit::NoOptions => write!(f, "run an older shoal without the task's options"),
+            Misfit::NoDevice(d) => write!(f, "do not have device {d}"),
         }
     }
 }
@@ -52,6 +59,8 @@ impl Misfit {
             Misfit::NoRuntime => "cannot reach its container runtime".into(),
             Misfit::NoNetworks => "runs an older shoal without task networks".into(),
             Misfit::NoFiles => "runs an older shoal without secrets and configs".into(),
+            Misfit::NoOptions => "runs an older shoal without the task's options".into(),
+            Misfit::NoDevice(d) => format!("does not have device {d}"),
         }
     }
 }
@@ -112,6 +121,18 @@ pub fn fits(spec: &TaskSpec, constraints: &[Constraint], node: &Node) -> Result<
     // An older node would run the task without its files.
     if spec.file_ids().next().is_some() && node.description.level < crate::LEVEL_SECRETS {
         return Err(Misfit::NoFiles);
+    }
+    let options = spec.container.has_options() || !spec.mounts.is_empty();
+    if options && node.description.level < crate::LEVEL_OPTIONS {
+        return Err(Misfit::NoOptions);
+    }
+    if let Some(d) = spec
+        .container
+        .devices
+        .iter()
+        .find(|d| !crate::types::node_has_device(&node.description.devices, &d.host))
+    {
+        return Err(Misfit::NoDevice(d.host.clone()));
     }
     let p = &node.description.platform;
     let here = ImagePlatform::new(&p.os, &p.arch, "");

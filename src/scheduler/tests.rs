@@ -104,6 +104,27 @@ fn a_task_with_its_own_network_goes_only_to_nodes_that_can_give_it() {
 }
 
 #[test]
+fn a_task_with_a_device_goes_only_where_the_device_is() {
+    let mut with = node("with", NodeState::Ready, Availability::Active);
+    with.description.level = crate::LEVEL;
+    with.description.devices = vec!["/dev/ttyUSB0".into(), "/dev/null".into()];
+    let mut without = node("without", NodeState::Ready, Availability::Active);
+    without.description.level = crate::LEVEL;
+    without.description.devices = vec!["/dev/null".into()];
+    let old = node("old", NodeState::Ready, Availability::Active);
+    let mut t = task("sensor");
+    t.spec.container.devices = vec!["/dev/ttyUSB0".parse().unwrap()];
+    assert_eq!(
+        place(&t, &[without.clone(), with], &Load::default()).unwrap(),
+        "with"
+    );
+    assert_eq!(
+        place(&t, &[without, old], &Load::default()).unwrap_err(),
+        "no suitable node (1 node does not have device /dev/ttyUSB0, 1 node runs an older shoal without the task's options)"
+    );
+}
+
+#[test]
 fn a_task_made_for_a_node_goes_only_there() {
     let nodes = [
         node("a", NodeState::Ready, Availability::Active),

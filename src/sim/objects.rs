@@ -16,6 +16,7 @@ pub const IMAGE: &str = "docker.io/library/sim:latest";
 pub fn cluster(heartbeat_period_ms: u64) -> anyhow::Result<Cluster> {
     Ok(Cluster {
         bind_prefixes: Vec::new(),
+        allow_privileged: false,
         id: new_id(),
         meta: Meta::default(),
         heartbeat_period_ms,

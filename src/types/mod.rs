@@ -2,6 +2,8 @@
 //! Plain data with serde, no I/O. Everything the store holds is defined here.
 
 mod caps;
+mod device;
+mod hostname;
 mod ids;
 mod image;
 mod mount;
@@ -12,10 +14,14 @@ mod report;
 mod secret;
 mod service;
 mod signal;
+mod sysctl;
 mod task;
+mod ulimit;
 mod units;
 
 pub use caps::{normalize_cap, task_caps, ALL_CAPS, DEFAULT_CAPS};
+pub use device::{node_has_device, Device, MAX_REPORTED_DEVICES};
+pub use hostname::{check_hostname, expand_hostname, HostnameVars};
 pub use ids::{new_id, now_ms};
 pub use image::{
     normalize_image, BadImageRef, DiskUsage, ImageGc, ImageInfo, ImagesOnNode, NodeImage,
@@ -36,7 +42,9 @@ pub use report::{
 pub use secret::*;
 pub use service::*;
 pub use signal::parse_signal;
+pub use sysctl::check_sysctl;
 pub use task::*;
+pub use ulimit::{Ulimit, UNLIMITED};
 pub use units::{human_bytes, human_cpus, parse_bytes, parse_cpus};
 
 use serde::{Deserialize, Serialize};
@@ -97,6 +105,11 @@ pub struct Cluster {
     /// node, so an admin says which paths tasks may have.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bind_prefixes: Vec<String>,
+    /// Services may ask for `--privileged` (every capability and device
+    /// of the node, no seccomp filter): off by default, as it is root on
+    /// the node (`cluster update --allow-privileged`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_privileged: bool,
 }
 
 fn default_addr_pool() -> String {

@@ -123,6 +123,12 @@ pub struct NodeDescription {
     /// and from a node whose overlay could not be made).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay: Option<OverlayEndpoint>,
+    /// The character and block devices under the node's /dev (and links
+    /// to them, such as /dev/serial/by-id/…), sorted, at most
+    /// `MAX_REPORTED_DEVICES`: the scheduler places a task with
+    /// `--device` only on a node that has it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 /// What other nodes need to reach this node's tasks over the overlay: its

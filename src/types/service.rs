@@ -187,6 +187,48 @@ pub struct ContainerSpec {
     /// The root filesystem is read-only (`--read-only`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
+    /// Devices of the node (`--device`): the task is placed only on nodes
+    /// that have them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<super::Device>,
+    /// Every capability and device, no seccomp filter (`--privileged`),
+    /// only where the cluster allows it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// Supplementary groups, by name (from the image's /etc/group) or id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    /// Namespaced kernel parameters (`--sysctl`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Rlimits of its processes (`--ulimit`), one per name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<super::Ulimit>,
+    /// An init (the node's tini) runs as PID 1, reaps zombies and passes
+    /// signals on (`--init`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+    /// The container's hostname, or a template of it
+    /// (`{{.Node.Hostname}}-{{.Task.Slot}}`); None: the task id's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+impl ContainerSpec {
+    /// Whether it asks for what a node before `crate::LEVEL_OPTIONS`
+    /// would silently leave out.
+    pub fn has_options(&self) -> bool {
+        !self.cap_add.is_empty()
+            || !self.cap_drop.is_empty()
+            || self.read_only
+            || !self.devices.is_empty()
+            || self.privileged
+            || !self.group_add.is_empty()
+            || !self.sysctls.is_empty()
+            || !self.ulimits.is_empty()
+            || self.init
+            || self.hostname.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -20,7 +20,7 @@ use tonic::Code;
 
 use super::image::{Resolved, SNAPSHOTTER};
 use super::{
-    found, rootfs, spec, Containerd, Lease, LABEL_IMAGE_HEALTH, LABEL_SERVICE_ID,
+    found, options, rootfs, spec, Containerd, Lease, LABEL_IMAGE_HEALTH, LABEL_SERVICE_ID,
     LABEL_SERVICE_NAME, LABEL_SLOT, LABEL_TASK_ID,
 };
 use crate::executor::{ContainerState, ExecError, ExitStatus, Setup};
@@ -151,8 +151,15 @@ impl Containerd {
                 "cannot resolve user {user_spec:?}: {e}"
             )));
         }
-        let user = spec::resolve_user(user_spec, passwd.as_deref(), group.as_deref())
+        let mut user = spec::resolve_user(user_spec, passwd.as_deref(), group.as_deref())
             .map_err(|e| ExecError::Other(format!("image {image_name}: {e}")))?;
+        for gid in spec::resolve_groups(&task.spec.container.group_add, group.as_deref())
+            .map_err(|e| ExecError::Other(format!("image {image_name}: {e}")))?
+        {
+            if gid != user.gid && !user.additional_gids.contains(&gid) {
+                user.additional_gids.push(gid);
+            }
+        }
         let mut oci = spec::build(
             &task.id,
             &task.spec.container,
@@ -165,6 +172,13 @@ impl Containerd {
         .map_err(ExecError::Other)?;
         spec::limit(&mut oci, &task.spec.resources);
         spec::mounts(&mut oci, &task.spec.mounts).map_err(ExecError::Other)?;
+        options::apply(
+            &mut oci,
+            &task.spec.container,
+            nofile_hard_limit(),
+            options::init_binary(),
+        )
+        .map_err(ExecError::Other)?;
         let mut labels: HashMap<String, String> = task
             .spec
             .container

@@ -4,10 +4,13 @@
 //! Files: this one holds the connection, the request helpers (namespace and
 //! lease headers, error mapping) and the `Executor` impl, which only
 //! delegates. `image.rs` resolves and unpacks images, `load.rs` imports
-//! archives, `pull.rs` pulls from registries (`crate::registry`), `spec.rs` builds the OCI spec (pure), `rootfs.rs` reads
-//! /etc/passwd from a snapshot, `task.rs` runs containers.
-//! It may use `crate::types`, `crate::registry` and `crate::logs` (for log
-//! paths and the driver's URI), nothing above them.
+//! archives, `pull.rs` pulls from registries (`crate::registry`),
+//! `spec.rs` builds the OCI spec (pure), `options.rs` adds a task's
+//! options to it (devices, privileged, sysctls, ulimits, init) and
+//! `seccomp.rs` its filter, `rootfs.rs` reads /etc/passwd from a snapshot,
+//! `task.rs` runs containers. It may use `crate::types`, `crate::registry`,
+//! `crate::devices` and `crate::logs` (for log paths and the driver's
+//! URI), nothing above them.
 
 mod archive;
 mod container;
@@ -15,8 +18,10 @@ mod disk;
 mod exec;
 mod image;
 mod load;
+mod options;
 mod pull;
 mod rootfs;
+mod seccomp;
 mod spec;
 mod task;
 

@@ -203,6 +203,26 @@ pub(super) fn resolve_user(
     })
 }
 
+/// The ids of `--group-add` groups: numbers as they are, names from the
+/// image's /etc/group.
+pub(super) fn resolve_groups(names: &[String], group: Option<&str>) -> Result<Vec<u32>, String> {
+    names
+        .iter()
+        .map(|g| match g.parse::<u32>() {
+            Ok(id) => Ok(id),
+            Err(_) => group
+                .unwrap_or("")
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                }),
+        })
+        .collect()
+}
+
 fn parse_id(field: Option<&str>, what: &str) -> Result<u32, String> {
     field
         .and_then(|f| f.parse().ok())
@@ -269,7 +289,10 @@ pub(super) fn build(
     nofile_hard: u64,
     setup: &crate::executor::Setup,
 ) -> Result<Value, String> {
-    let host = hostname(task_id);
+    let host = match setup.hostname.as_str() {
+        "" => hostname(task_id),
+        h => h,
+    };
     let args = process_args(&c.args, image)?;
     let env = merge_env(
         image.env.as_deref().unwrap_or(&[]),
@@ -525,6 +548,14 @@ mod tests {
             .contains("unable to find group"));
         assert!(resolve_user("app", None, None).is_err());
         assert!(needs_lookup("app") && needs_lookup("1:grp") && !needs_lookup("1:2"));
+        let groups = |g: &[&str]| {
+            let g: Vec<String> = g.iter().map(|s| s.to_string()).collect();
+            resolve_groups(&g, Some(GROUP))
+        };
+        assert_eq!(groups(&["wheel", "77"]).unwrap(), vec![10, 77]);
+        assert!(groups(&["dialout"])
+            .unwrap_err()
+            .contains("unable to find group dialout"));
     }
 
     #[test]
@@ -652,9 +683,11 @@ mod tests {
             target: "/run/secrets/pw".into(),
         };
         let spec = with(&crate::executor::Setup {
+            hostname: "pi3-1".into(),
             net: Some(net),
             files: vec![secret],
         });
+        assert_eq!(spec["hostname"], "pi3-1");
         let ns = spec["linux"]["namespaces"].as_array().unwrap();
         assert!(ns.contains(&json!({"type": "network", "path": "/run/shoal/net/x/ns/t"})));
         let mounts = spec["mounts"].as_array().unwrap();
