@@ -171,6 +171,15 @@ fn rpc_package(package: &str, codec: &str) {
         // The node's images: list them (in use or not, and the disk),
         // remove one, or prune; for `image ls|rm|prune --all-nodes`.
         .method(method("images", "Images", "ImagesOp", "ImagesReply", false))
+        // The node's named volumes: list, create, remove, prune; for
+        // `volume …` (a manager has checked what uses them).
+        .method(method(
+            "volumes",
+            "Volumes",
+            "VolumesOp",
+            "VolumesReply",
+            false,
+        ))
         .build();
     // Managers among themselves: Raft's peer RPC, and what followers
     // forward to the leader (writes, read barriers, membership changes).

@@ -120,7 +120,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         overlay: Default::default(),
     });
     let (supervisor, node) = Supervisor::new(parts.clone(), identity);
-    let ctx = Arc::new(Ctx { parts, node });
+    let events = crate::events::EventLog::new();
+    let ctx = Arc::new(Ctx {
+        parts,
+        node,
+        events: events.clone(),
+    });
 
     let listener = match bound {
         Some(l) => l,
@@ -132,6 +137,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(async move { api_shutdown.wait().await });
     let api_task = tokio::spawn(async move { server.await });
     let node_task = tokio::spawn(supervisor.run(shutdown.clone()));
+    tokio::spawn(events.record(ctx.store.clone(), shutdown.clone()));
     if let Some(addr) = cfg.metrics_addr.clone() {
         let (store, shutdown) = (ctx.store.clone(), shutdown.clone());
         let raft = ctx.raft.subscribe();

@@ -42,6 +42,11 @@ impl<'a> DataDir<'a> {
 
     /// The node's WireGuard private key (base64, mode 0600): made once, so
     /// that a restart keeps the public key the other nodes have.
+    /// The node's named volumes: `volumes/NAME/_data` each.
+    pub fn volumes(self) -> PathBuf {
+        self.0.join("volumes")
+    }
+
     pub fn overlay_key(self) -> PathBuf {
         self.0.join("overlay.key")
     }

@@ -15,10 +15,11 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// What this machine is: hostname, platform, size and local images. An
+/// What this machine is: hostname, platform, size, local images, devices
+/// and named volumes (those under `data_dir`). An
 /// image store that cannot be read gives no images rather than no
 /// description: the node still joins, and is refreshed later.
-pub async fn describe(images: &dyn ImageStore) -> NodeDescription {
+pub async fn describe(images: &dyn ImageStore, data_dir: &std::path::Path) -> NodeDescription {
     let (images, runtime_error) = match images.images().await {
         Ok(i) => (i, None),
         Err(e) => {
@@ -39,6 +40,7 @@ pub async fn describe(images: &dyn ImageStore) -> NodeDescription {
         // The agent adds it once its overlay is up.
         overlay: None,
         devices: crate::devices::scan(std::path::Path::new("/dev")),
+        volumes: crate::agent::volumes::Volumes::at(data_dir).names(),
     }
 }
 

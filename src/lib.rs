@@ -45,6 +45,7 @@ pub(crate) mod devices;
 pub(crate) mod discovery;
 pub(crate) mod dispatcher;
 pub(crate) mod dns;
+pub(crate) mod events;
 pub mod executor;
 pub(crate) mod format;
 pub(crate) mod host;

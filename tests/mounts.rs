@@ -101,8 +101,8 @@ fn binds_under_an_allowed_prefix_and_tmpfs_reach_the_task() {
         &[
             (&["--mount-rm", "/nope"][..], "has no mount at /nope"),
             (
-                &["--mount-add", "type=volume,source=pg,target=/pg"][..],
-                "named volumes are not in this release yet",
+                &["--mount-add", "type=volume,target=/pg"][..],
+                "a volume mount needs a name",
             ),
             (
                 &["--mount-add", "/etc:/etc2"][..],

@@ -77,15 +77,7 @@ fn a_device_works_in_the_task_and_a_node_without_it_is_skipped() {
     worker.binary = wrapper;
     worker.spawn();
     worker.wait_ready().unwrap_or_else(|e| panic!("{e}"));
-    let addr = format!("127.0.0.1:{}", manager.port);
-    let out = worker.cli(&["join", "--token", &manager.join_token(), &addr]);
-    assert!(out.status.success(), "join: {}", stderr(&out));
-    let waddr = format!("127.0.0.1:{}", worker.port);
-    assert!(
-        wait_until(WAIT, || manager.node_status(&waddr) == "ready"),
-        "the worker never became ready"
-    );
-    let (mid, wid) = (manager.node_id(&addr), manager.node_id(&waddr));
+    let (mid, wid) = worker.join_as_worker(&manager);
     // Each node reports what it has (the manager its new device within
     // its next look at /dev).
     let devices = |id: &str| manager.cli_json(&["node", "inspect", id])["devices"].clone();

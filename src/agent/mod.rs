@@ -11,6 +11,7 @@ pub mod nets;
 pub mod peers;
 pub mod registries;
 pub mod session;
+pub mod volumes;
 mod worker;
 
 use std::collections::HashMap;
@@ -51,6 +52,8 @@ pub struct Runtime {
     /// The node's secrets and configs (data in memory, a tmpfs per task).
     /// None on the simulated worker, which mounts nothing.
     pub files: Option<files::Files>,
+    /// The node's named volumes. None on the simulated worker.
+    pub volumes: Option<volumes::Volumes>,
 }
 
 struct Worker {

@@ -280,10 +280,21 @@ async fn setup(
         Some(f) => f.mount(task)?,
         None => Vec::new(),
     };
+    let mut volumes = Vec::new();
+    if let Some(v) = &rt.volumes {
+        for name in task.spec.volume_names() {
+            // Made on first use; the node says so at its next look.
+            let path = v
+                .ensure(name)
+                .map_err(|e| ExecError::Other(e.to_string()))?;
+            volumes.push((name.to_string(), path));
+        }
+    }
     Ok(crate::executor::Setup {
         hostname,
         net,
         files,
+        volumes,
     })
 }
 

@@ -81,7 +81,7 @@ pub async fn init(
     let mut node = Node::joined(
         identity.node_id.clone(),
         NodeRole::Manager,
-        crate::host::describe(ctx.images.as_ref()).await,
+        crate::host::describe(ctx.images.as_ref(), &ctx.data_dir).await,
         advertise.clone(),
         crate::VERSION.to_string(),
     );

@@ -87,7 +87,7 @@ pub async fn join(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let bootstrap = crate::tls::bootstrap_client_config(&digest)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let description = crate::host::describe(ctx.images.as_ref()).await;
+    let description = crate::host::describe(ctx.images.as_ref(), &ctx.data_dir).await;
 
     let mut errors = Vec::new();
     // A manager answered with a CA that is not the token's.

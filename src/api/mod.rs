@@ -5,6 +5,7 @@
 
 mod cluster;
 mod error;
+mod events;
 mod force;
 mod images;
 mod join;
@@ -21,6 +22,7 @@ mod services;
 pub mod spec;
 pub mod types;
 mod validate;
+pub mod volumes;
 
 pub use crate::node::{Identity, Left};
 pub use cluster::{ClusterUpdate, NodeUpdate};
@@ -43,6 +45,9 @@ use crate::node::{Handle, Parts};
 pub struct Ctx {
     pub parts: Arc<Parts>,
     pub node: Handle,
+    /// What `GET /v1/events` streams: this manager's record of the
+    /// store's commits.
+    pub events: Arc<crate::events::EventLog>,
 }
 
 impl std::ops::Deref for Ctx {
@@ -101,6 +106,13 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/cluster/update", post(cluster::update_cluster))
         .route("/v1/join-token/{role}", get(cluster::join_token))
         .route("/v1/nodes", get(cluster::nodes))
+        .route("/v1/events", get(events::events))
+        .route("/v1/volumes", get(volumes::list).post(volumes::create))
+        .route("/v1/volumes/prune", post(volumes::prune))
+        .route(
+            "/v1/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
         .route(
             "/v1/nodes/{id}",
             get(cluster::node).delete(cluster::remove_node),

@@ -137,14 +137,15 @@ impl From<String> for Failed {
     }
 }
 
-async fn remote(
+/// A client of `node`'s agent service, over mTLS with this manager's
+/// certificate; or why it cannot be reached.
+pub(super) async fn node_client(
     ctx: &Ctx,
     node: &Node,
-    op: ImagesOp,
-) -> Result<crate::rpc::messages::ImagesReply, Failed> {
+) -> Result<crate::rpc::compat::NodeAgentClient, String> {
     let addr = &node.status.addr;
     if addr.is_empty() {
-        return Err(String::from("the node has no known address").into());
+        return Err("the node has no known address".into());
     }
     let tls = crate::pki::NodeTls::load(&ctx.data_dir, &ctx.keys).map_err(|e| e.to_string())?;
     let cfg = crate::tls::client_config(&tls.ca_pem, Some(tls.cert.clone()))
@@ -156,7 +157,15 @@ async fn remote(
     .await
     .map_err(|_| format!("cannot reach {addr}: timed out"))?
     .map_err(|e| format!("cannot reach {addr}: {e}"))?;
-    let mut client = crate::rpc::compat::NodeAgentClient::new(channel);
+    Ok(crate::rpc::compat::NodeAgentClient::new(channel))
+}
+
+async fn remote(
+    ctx: &Ctx,
+    node: &Node,
+    op: ImagesOp,
+) -> Result<crate::rpc::messages::ImagesReply, Failed> {
+    let mut client = node_client(ctx, node).await?;
     match client.images(op).await {
         Ok(r) => Ok(r.into_inner()),
         // A node of an older release has no such route.

@@ -133,10 +133,10 @@ pub struct ServiceSpecBody {
 }
 
 /// A mount, as `--mount type=bind,source=/srv/x,target=/data,readonly`
-/// gives it.
+/// (or `type=volume,source=pgdata,target=/data`) gives it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MountBody {
-    /// `bind` or `tmpfs`.
+    /// `bind`, `volume` or `tmpfs`.
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -150,6 +150,9 @@ pub struct MountBody {
     /// Tmpfs: the mode of its root (default 1777).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmpfs_mode: Option<u32>,
+    /// Volume: `local`, the only driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_driver: Option<String>,
 }
 
 impl MountBody {
@@ -160,22 +163,36 @@ impl MountBody {
         let kind = match self.kind.as_str() {
             "bind" => MountKind::Bind,
             "tmpfs" => MountKind::Tmpfs,
-            "volume" => {
-                return bad(
-                    "type=volume: named volumes are not in this release yet; use type=bind (under a prefix that `cluster update --bind-allow` allows) or type=tmpfs".into(),
-                )
+            "volume" => MountKind::Volume,
+            other => {
+                return bad(format!(
+                    "invalid mount type {other:?}: expected bind, volume or tmpfs"
+                ))
             }
-            other => return bad(format!("invalid mount type {other:?}: expected bind or tmpfs")),
         };
+        if !matches!(self.volume_driver.as_deref(), None | Some("local"))
+            || (kind != MountKind::Volume && self.volume_driver.is_some())
+        {
+            return bad("volume-driver: only local, and only for type=volume".into());
+        }
         let source = match kind {
             MountKind::Bind => clean_path(&self.source)
                 .map_err(|e| ApiError::BadRequest(format!("invalid bind source: {e}")))?,
+            MountKind::Volume if self.source.is_empty() => {
+                return bad(format!(
+                    "a volume mount needs a name: type=volume,source=NAME,target={target}"
+                ))
+            }
+            MountKind::Volume => {
+                check_volume_name(&self.source).map_err(ApiError::BadRequest)?;
+                self.source
+            }
             MountKind::Tmpfs if !self.source.is_empty() => {
                 return bad(format!("a tmpfs has no source (got {:?})", self.source))
             }
             MountKind::Tmpfs => String::new(),
         };
-        if kind == MountKind::Bind && (self.tmpfs_size > 0 || self.tmpfs_mode.is_some()) {
+        if kind != MountKind::Tmpfs && (self.tmpfs_size > 0 || self.tmpfs_mode.is_some()) {
             return bad("tmpfs-size and tmpfs-mode are for type=tmpfs".into());
         }
         if self.tmpfs_mode.is_some_and(|m| m > 0o7777) {
@@ -204,6 +221,7 @@ impl From<&Mount> for MountBody {
             readonly: m.readonly,
             tmpfs_size: m.tmpfs_size,
             tmpfs_mode: m.tmpfs_mode,
+            volume_driver: None,
         }
     }
 }
@@ -867,6 +885,7 @@ mod tests {
                 readonly: false,
                 tmpfs_size: 16 << 20,
                 tmpfs_mode: Some(0o1770),
+                volume_driver: None,
             }],
             options: super::super::options::OptionsBody {
                 devices: vec!["/dev/ttyUSB0:/dev/serial:rw".into()],

@@ -485,6 +485,9 @@ pub struct NodeRow {
     /// Its devices (what `--device` may name), as it reports them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
+    /// The names of its named volumes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
 }
 
 /// The Raft as the serving manager sees it: who leads, and who is in the
@@ -522,6 +525,7 @@ impl NodeRow {
             runtime_error: n.description.runtime_error.clone(),
             bridge_subnet: n.bridge_subnet.clone(),
             devices: n.description.devices.clone(),
+            volumes: n.description.volumes.clone(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! the API gets plain request types.
 
 mod client;
+mod events;
 pub mod extra;
 mod image;
 mod image_nodes;
@@ -16,6 +17,7 @@ mod secret;
 mod service;
 mod table;
 mod task_options;
+mod volume;
 
 use std::path::PathBuf;
 
@@ -137,6 +139,12 @@ pub enum Command {
     /// Manage configs: files that tasks get, read-only.
     #[command(subcommand)]
     Config(secret::FileCmd),
+    /// Manage named volumes: data that outlives tasks, on one node each.
+    #[command(subcommand)]
+    Volume(volume::VolumeCmd),
+    /// Stream the cluster's changes (services, nodes, tasks, networks,
+    /// secrets, configs) as they are committed.
+    Events(events::EventsArgs),
     /// Print a shell completion script: shoal completion bash|zsh|fish.
     Completion {
         /// The shell to write the script for.
@@ -450,6 +458,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Network(c) => network::run(&Client::new(&cli.socket), c).await,
         Command::Secret(c) => secret::run(&Client::new(&cli.socket), c, "secret").await,
         Command::Config(c) => secret::run(&Client::new(&cli.socket), c, "config").await,
+        Command::Events(a) => events::run(&Client::new(&cli.socket), a).await,
+        Command::Volume(c) => volume::run(&Client::new(&cli.socket), c).await,
         Command::Completion { shell } => {
             extra::completion(shell, &mut <Cli as clap::CommandFactory>::command());
             Ok(())

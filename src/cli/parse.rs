@@ -115,9 +115,10 @@ mod tests {
 }
 
 /// `--publish`: `published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]`,
-/// `--mount`: `type=bind|tmpfs,source=PATH,target=PATH[,readonly]
-/// [,tmpfs-size=16M][,tmpfs-mode=1770]`, as docker takes it, or the short
-/// `SOURCE:TARGET[:ro]` (a bind).
+/// `--mount`: `type=bind|volume|tmpfs,source=PATH|NAME,target=PATH
+/// [,readonly][,volume-driver=local][,tmpfs-size=16M][,tmpfs-mode=1770]`,
+/// as docker takes it, or the short `SOURCE:TARGET[:ro]` (a bind when
+/// SOURCE is a path, else a volume).
 pub fn mount(s: &str) -> Result<crate::api::spec::MountBody, String> {
     let mut body = crate::api::spec::MountBody {
         kind: "volume".into(),
@@ -126,6 +127,7 @@ pub fn mount(s: &str) -> Result<crate::api::spec::MountBody, String> {
         readonly: false,
         tmpfs_size: 0,
         tmpfs_mode: None,
+        volume_driver: None,
     };
     if !s.contains('=') {
         let mut parts = s.split(':');
@@ -164,6 +166,7 @@ pub fn mount(s: &str) -> Result<crate::api::spec::MountBody, String> {
                 }
             }
             "tmpfs-size" => body.tmpfs_size = crate::types::parse_bytes(v)?,
+            "volume-driver" => body.volume_driver = Some(v.into()),
             "tmpfs-mode" => {
                 body.tmpfs_mode = Some(
                     u32::from_str_radix(v, 8).map_err(|_| format!("invalid tmpfs-mode {v:?}"))?,
@@ -171,7 +174,7 @@ pub fn mount(s: &str) -> Result<crate::api::spec::MountBody, String> {
             }
             _ => {
                 return Err(format!(
-                    "unknown --mount key {k:?}: expected type, source, target, readonly, tmpfs-size or tmpfs-mode"
+                    "unknown --mount key {k:?}: expected type, source, target, readonly, volume-driver, tmpfs-size or tmpfs-mode"
                 ))
             }
         }

@@ -192,6 +192,8 @@ pub struct Setup {
     /// Files bound read-only into the container: its secrets and configs,
     /// on a tmpfs of the task's own.
     pub files: Vec<FileMount>,
+    /// Its named volumes: name, and the node's directory of its data.
+    pub volumes: Vec<(String, std::path::PathBuf)>,
 }
 
 /// A file of the node's bound over `target` in the container.

@@ -70,6 +70,7 @@ pub(super) fn run(
     let nets_peers = nets.clone();
     let nets_members = nets.clone();
     let nets_describe = nets.clone();
+    let describe_dir = parts.data_dir.clone();
     let pulled = keeper.clone();
     let session = Session {
         tls: client_tls,
@@ -85,8 +86,9 @@ pub(super) fn run(
         on_net_view: Box::new(move |v| nets_members.set_net_view(v)),
         describe: Box::new(move || {
             let (images, nets) = (images.clone(), nets_describe.clone());
+            let data_dir = describe_dir.clone();
             Box::pin(async move {
-                let mut d = crate::host::describe(images.as_ref()).await;
+                let mut d = crate::host::describe(images.as_ref(), &data_dir).await;
                 d.overlay = nets.overlay_endpoint().await;
                 d
             })
@@ -118,6 +120,7 @@ pub(super) fn run(
         }),
         nets: Some(nets),
         files: Some(files),
+        volumes: Some(crate::agent::volumes::Volumes::at(&parts.data_dir)),
     };
     let agent = Agent::new(rt, report_tx);
     let s = tokio::spawn(session.run(assign_tx, report_rx, shutdown.clone()));
@@ -141,7 +144,11 @@ pub(super) fn run(
             }
         }
     });
-    let d = tokio::spawn(watch_devices(node.handle.clone(), shutdown.clone()));
+    let d = tokio::spawn(watch_devices(
+        node.handle.clone(),
+        parts.data_dir.clone(),
+        shutdown.clone(),
+    ));
     let a = tokio::spawn(agent.run(assign_rx, shutdown));
     Ok(tokio::spawn(async move {
         let _ = tokio::join!(s, r, a, gc, told, d);
@@ -152,23 +159,31 @@ pub(super) fn run(
 const DEVICE_CHECK: Duration = Duration::from_secs(10);
 
 /// Describe the node again when its devices change (a USB serial adapter
-/// plugged in): tasks that wait for a device are then placed on it.
-async fn watch_devices(handle: Handle, mut shutdown: Shutdown) {
-    let scan = || crate::devices::scan(std::path::Path::new("/dev"));
-    let mut seen = tokio::task::spawn_blocking(scan).await.unwrap_or_default();
+/// plugged in), or its volumes (made by a task, removed): tasks that wait
+/// for a device are then placed on it, and those of a volume where it is.
+async fn watch_devices(handle: Handle, data_dir: std::path::PathBuf, mut shutdown: Shutdown) {
+    let scan = move || {
+        (
+            crate::devices::scan(std::path::Path::new("/dev")),
+            crate::agent::volumes::Volumes::at(&data_dir).names(),
+        )
+    };
+    let mut seen = tokio::task::spawn_blocking(scan.clone())
+        .await
+        .unwrap_or_default();
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep(DEVICE_CHECK) => {}
         }
-        let Ok(now) = tokio::task::spawn_blocking(scan).await else {
+        let Ok(now) = tokio::task::spawn_blocking(scan.clone()).await else {
             continue;
         };
         if now != seen {
             info!(
-                before = seen.len(),
-                now = now.len(),
-                "the node's devices changed"
+                devices = now.0.len(),
+                volumes = now.1.len(),
+                "the node's devices or volumes changed"
             );
             seen = now;
             handle.refresh().await;

@@ -25,7 +25,7 @@ pub(super) async fn periodically(parts: &Parts, node_id: &str, mut shutdown: Shu
 /// changed. Writes are skipped when nothing changed: on an SD card every
 /// write counts.
 pub(super) async fn refresh(parts: &Parts, node_id: &str) {
-    let mut description = crate::host::describe(parts.images.as_ref()).await;
+    let mut description = crate::host::describe(parts.images.as_ref(), &parts.data_dir).await;
     description.overlay = parts.overlay.get().cloned();
     for _ in 0..5 {
         let node = match parts.store.read().and_then(|v| v.node(node_id)) {

@@ -78,6 +78,10 @@ impl<S: v2::node_agent_server::NodeAgent> v1::node_agent_server::NodeAgent for V
     async fn images(&self, req: Request<ImagesOp>) -> Result<Response<ImagesReply>, Status> {
         self.0.images(req).await
     }
+
+    async fn volumes(&self, req: Request<VolumesOp>) -> Result<Response<VolumesReply>, Status> {
+        self.0.volumes(req).await
+    }
 }
 
 /// The peer does not serve the route: it is a node of an older release.
@@ -173,6 +177,7 @@ compat_client!(
         logs(LogsRequest) -> tonic::Streaming<LogItem>;
         read_blob(BlobRead) -> tonic::Streaming<BlobChunk>;
         images(ImagesOp) -> ImagesReply;
+        volumes(VolumesOp) -> VolumesReply;
     }
 );
 

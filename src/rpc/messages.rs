@@ -129,6 +129,32 @@ pub struct ImagesOp {
 /// The node's images after the operation, what it removed, and the disk.
 pub use crate::types::ImagesOnNode as ImagesReply;
 
+/// What a manager asks of a node's volumes: make one (`create`, with
+/// `labels`), remove one, or prune those not in `keep` (what the
+/// cluster's tasks on the node use, as the manager knows it). None of
+/// them: only the list, or the one volume `get` names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VolumesOp {
+    #[serde(default)]
+    pub create: Option<String>,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Option<String>,
+    #[serde(default)]
+    pub prune: bool,
+    #[serde(default)]
+    pub keep: Vec<String>,
+}
+
+/// The node's volumes after the operation, and what it removed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VolumesReply {
+    pub volumes: Vec<crate::types::VolumeInfo>,
+    #[serde(default)]
+    pub removed: Vec<String>,
+}
+
 /// New in format 2: no node of format 1 knows these routes, so their
 /// format-1 form is never used; it is the same type.
 macro_rules! new_in_v2 {
@@ -145,7 +171,9 @@ new_in_v2!(
     BlobRead,
     BlobChunk,
     ImagesOp,
-    ImagesReply
+    ImagesReply,
+    VolumesOp,
+    VolumesReply
 );
 
 /// An encoded openraft message (see `crate::raft::wire`).

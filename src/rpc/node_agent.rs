@@ -17,6 +17,7 @@ use super::messages::*;
 use super::pb::v2::node_agent_server::NodeAgent;
 use super::transport::peer;
 use crate::agent::images::{ImageKeeper, RemoveError};
+use crate::agent::volumes::VolumeError;
 use crate::executor::{ExecError, ImageStore};
 use crate::tls::Role;
 
@@ -82,6 +83,26 @@ impl NodeAgent for NodeAgentService {
                 RemoveError::Exec(e) => Status::unavailable(e.to_string()),
             })?;
         Ok(Response::new(r))
+    }
+
+    /// `volume …`, from a manager (which has checked that no task uses
+    /// what it removes).
+    async fn volumes(&self, req: Request<VolumesOp>) -> Result<Response<VolumesReply>, Status> {
+        if peer(&req)?.role != Role::Manager {
+            return Err(Status::permission_denied(
+                "only managers may manage a node's volumes",
+            ));
+        }
+        let volumes = crate::agent::volumes::Volumes::at(&self.data_dir);
+        let op = req.into_inner();
+        let r = tokio::task::spawn_blocking(move || volumes.apply(&op))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        r.map(Response::new).map_err(|e| match e {
+            VolumeError::NotFound(_) => Status::not_found(e.to_string()),
+            VolumeError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            VolumeError::Io { .. } => Status::unavailable(e.to_string()),
+        })
     }
 
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<LogStream>, Status> {

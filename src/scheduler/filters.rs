@@ -30,6 +30,8 @@ pub enum Misfit {
     NoOptions,
     /// The node has no such device.
     NoDevice(String),
+    /// The task's volume is on another node.
+    NoVolume(String),
 }
 
 impl std::fmt::Display for Misfit {
@@ -45,6 +47,7 @@ impl std::fmt::Display for Misfit {
             Misfit::NoFiles => write!(f, "run an older shoal without secrets and configs"),
             Misfit::NoOptions => write!(f, "run an older shoal without the task's options"),
             Misfit::NoDevice(d) => write!(f, "do not have device {d}"),
+            Misfit::NoVolume(v) => write!(f, "do not have volume {v}"),
         }
     }
 }
@@ -61,6 +64,7 @@ impl Misfit {
             Misfit::NoFiles => "runs an older shoal without secrets and configs".into(),
             Misfit::NoOptions => "runs an older shoal without the task's options".into(),
             Misfit::NoDevice(d) => format!("does not have device {d}"),
+            Misfit::NoVolume(v) => format!("does not have volume {v}"),
         }
     }
 }
@@ -155,6 +159,30 @@ pub fn fits(spec: &TaskSpec, constraints: &[Constraint], node: &Node) -> Result<
         }
     }
     Ok(())
+}
+
+/// The task's named volumes that some node of `nodes` has: a task that
+/// uses one goes only where it is (a volume is a node's directory). One
+/// that no node has yet is made where the task lands.
+pub fn volumes_held<'a, N: Borrow<Node>>(spec: &'a TaskSpec, nodes: &[N]) -> Vec<&'a str> {
+    spec.volume_names()
+        .filter(|v| {
+            nodes
+                .iter()
+                .any(|n| n.borrow().description.volumes.iter().any(|x| x == v))
+        })
+        .collect()
+}
+
+/// Whether `node` has every volume of `held` (see `volumes_held`).
+pub fn has_volumes(held: &[&str], node: &Node) -> Result<(), Misfit> {
+    match held
+        .iter()
+        .find(|v| !node.description.volumes.iter().any(|x| x == *v))
+    {
+        Some(v) => Err(Misfit::NoVolume(v.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// Whether `node` has the task's image (by name, or by the pinned

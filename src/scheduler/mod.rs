@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 use crate::shutdown::Shutdown;
 use crate::store::{Change, Kind, Mirror, Proposer, Store, StoreError};
 use crate::types::{now_ms, Node, Task, TaskState, TaskStatus};
-use filters::{constraints, explain, fits, has_image, runtime_up};
+use filters::{constraints, explain, fits, has_image, has_volumes, runtime_up, volumes_held};
 
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
@@ -35,6 +35,7 @@ pub fn place<N: Borrow<Node>>(
     load: &Load,
 ) -> Result<String, Unplaceable> {
     let constraints = constraints(&task.spec)?;
+    let held = volumes_held(&task.spec, nodes);
     let mut best: Option<(&Node, (usize, bool, usize))> = None;
     let mut misfits = Vec::new();
     for node in nodes.iter().map(Borrow::borrow) {
@@ -43,7 +44,10 @@ pub fn place<N: Borrow<Node>>(
                 continue;
             }
         }
-        match fits(&task.spec, &constraints, node).and_then(|()| runtime_up(node)) {
+        let fit = fits(&task.spec, &constraints, node)
+            .and_then(|()| has_volumes(&held, node))
+            .and_then(|()| runtime_up(node));
+        match fit {
             Ok(()) => {
                 let (per_service, total) = load.of(&node.id, &task.service_id);
                 // Spread first; among equals, a node with the image.

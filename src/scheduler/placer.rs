@@ -9,7 +9,9 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 
-use super::filters::{constraints, explain, fits, has_image, runtime_up, Unplaceable};
+use super::filters::{
+    constraints, explain, fits, has_image, has_volumes, runtime_up, volumes_held, Unplaceable,
+};
 use super::{place, Load};
 use crate::types::{Node, Task};
 
@@ -253,10 +255,14 @@ fn short(lacking: &[Short]) -> Unplaceable {
 /// The nodes (by index) that pass the filters for `task`, or why none does.
 fn filter(task: &Task, nodes: &[&Node]) -> Eligible {
     let constraints = constraints(&task.spec)?;
+    let held = volumes_held(&task.spec, nodes);
     let mut ids = Vec::new();
     let mut misfits = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
-        match fits(&task.spec, &constraints, node).and_then(|()| runtime_up(node)) {
+        let fit = fits(&task.spec, &constraints, node)
+            .and_then(|()| has_volumes(&held, node))
+            .and_then(|()| runtime_up(node));
+        match fit {
             Ok(()) => ids.push((i, !has_image(&task.spec, node))),
             Err(why) => misfits.push(why),
         }

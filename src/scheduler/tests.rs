@@ -125,6 +125,40 @@ fn a_task_with_a_device_goes_only_where_the_device_is() {
 }
 
 #[test]
+fn a_task_with_a_volume_goes_where_the_volume_is_once_one_node_has_it() {
+    let mut a = node("a", NodeState::Ready, Availability::Active);
+    let mut b = node("b", NodeState::Ready, Availability::Active);
+    a.description.level = crate::LEVEL;
+    b.description.level = crate::LEVEL;
+    let mut t = task("db");
+    t.spec.mounts = vec![Mount {
+        kind: MountKind::Volume,
+        source: "pgdata".into(),
+        target: "/data".into(),
+        readonly: false,
+        tmpfs_size: 0,
+        tmpfs_mode: None,
+    }];
+    // No node has it yet: any (it is made where the task lands).
+    let mut load = Load::default();
+    load.add("a", "db");
+    assert_eq!(place(&t, &[a.clone(), b.clone()], &load).unwrap(), "b");
+    // Once a has it, only a, though it runs more.
+    a.description.volumes = vec!["pgdata".into()];
+    assert_eq!(place(&t, &[a.clone(), b.clone()], &load).unwrap(), "a");
+    assert_eq!(
+        place(&t, &[a.clone(), b.clone()], &Load::default()).unwrap(),
+        "a"
+    );
+    let mut down = a.clone();
+    down.status.state = NodeState::Down;
+    assert_eq!(
+        place(&t, &[down, b], &Load::default()).unwrap_err(),
+        "no suitable node (1 node does not have volume pgdata, 1 node not ready)"
+    );
+}
+
+#[test]
 fn a_task_made_for_a_node_goes_only_there() {
     let nodes = [
         node("a", NodeState::Ready, Availability::Active),

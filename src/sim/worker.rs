@@ -53,6 +53,7 @@ impl SimWorker {
             // Simulated: tasks get no network to set up, no files.
             nets: None,
             files: None,
+            volumes: None,
         };
         let agent = Agent::new(rt, reports_tx);
         let tasks = [

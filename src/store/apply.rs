@@ -359,7 +359,9 @@ fn apply_one(
                 updated_ms: now,
             };
             table.insert(id.as_str(), obj.encode(c).as_slice())?;
-            Ok(Some(written(tasks, kind, id, obj)))
+            let mut changed = written(tasks, kind, id, obj);
+            changed.created = true;
+            Ok(Some(changed))
         }
         Change::Update(mut obj) => {
             let (kind, id) = (obj.kind(), obj.id().to_string());
@@ -443,6 +445,7 @@ fn apply_one(
                 kind,
                 id,
                 written: Written::Deleted,
+                created: false,
             }))
         }
         Change::TaskStatus { id, status, node } => {
@@ -746,6 +749,7 @@ fn written(tasks: &mut Tasks, kind: Kind, id: String, obj: Object) -> Changed {
         kind,
         id,
         written: Written::Object(obj),
+        created: false,
     }
 }
 

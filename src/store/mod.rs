@@ -121,6 +121,8 @@ pub struct Changed {
     pub kind: Kind,
     pub id: String,
     pub written: Written,
+    /// Written by a create (events say "create" rather than "update").
+    pub created: bool,
 }
 
 /// What a commit left of an object. Watchers take the object from here

@@ -123,6 +123,7 @@ pub(super) fn import(db: &Database, c: &Codec, data: &[u8]) -> Result<Commit, St
                     kind,
                     id: id.clone(),
                     written: Written::Deleted,
+                    created: false,
                 });
             }
         }
@@ -132,6 +133,7 @@ pub(super) fn import(db: &Database, c: &Codec, data: &[u8]) -> Result<Commit, St
                 kind,
                 id,
                 written: Written::Unread,
+                created: false,
             });
         }
     }

@@ -18,6 +18,7 @@ mod sysctl;
 mod task;
 mod ulimit;
 mod units;
+mod volume;
 
 pub use caps::{normalize_cap, task_caps, ALL_CAPS, DEFAULT_CAPS};
 pub use device::{node_has_device, Device, MAX_REPORTED_DEVICES};
@@ -46,6 +47,7 @@ pub use sysctl::check_sysctl;
 pub use task::*;
 pub use ulimit::{Ulimit, UNLIMITED};
 pub use units::{human_bytes, human_cpus, parse_bytes, parse_cpus};
+pub use volume::{check_volume_name, VolumeInfo};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
 //! What a task mounts besides its image: host paths (bind), memory
-//! (tmpfs), and, later, named volumes.
+//! (tmpfs) and named volumes of its node.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +10,10 @@ pub enum MountKind {
     Bind,
     /// Memory of the node, gone with the task.
     Tmpfs,
+    /// A named volume of the node (its `source`), made on first use and
+    /// kept when the task goes; tasks that use one are placed on the node
+    /// that has it.
+    Volume,
 }
 
 impl MountKind {
@@ -17,6 +21,7 @@ impl MountKind {
         match self {
             MountKind::Bind => "bind",
             MountKind::Tmpfs => "tmpfs",
+            MountKind::Volume => "volume",
         }
     }
 }
@@ -24,7 +29,7 @@ impl MountKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mount {
     pub kind: MountKind,
-    /// Bind: the node's path. Tmpfs: empty.
+    /// Bind: the node's path. Volume: its name. Tmpfs: empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
     /// Where it is in the container (absolute).

@@ -129,6 +129,10 @@ pub struct NodeDescription {
     /// `--device` only on a node that has it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
+    /// The names of its named volumes: a task that uses one is placed on
+    /// a node that has it, when any has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
 }
 
 /// What other nodes need to reach this node's tasks over the overlay: its

@@ -268,6 +268,14 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
+    /// The names of the node volumes it mounts.
+    pub fn volume_names(&self) -> impl Iterator<Item = &str> {
+        self.mounts
+            .iter()
+            .filter(|m| m.kind == super::MountKind::Volume)
+            .map(|m| m.source.as_str())
+    }
+
     /// The ids of the secrets and configs its tasks use.
     pub fn file_ids(&self) -> impl Iterator<Item = &str> {
         self.secrets

@@ -577,6 +577,21 @@ impl Daemon {
     }
 
     /// The manager join token (`join-token manager -q`).
+    /// Joins this (started, not yet joined) daemon to `manager`'s cluster
+    /// as a worker and waits until the manager calls it ready. Returns the
+    /// node ids of the manager and of this worker.
+    pub fn join_as_worker(&self, manager: &Daemon) -> (String, String) {
+        let addr = format!("127.0.0.1:{}", manager.port);
+        let out = self.cli(&["join", "--token", &manager.join_token(), &addr]);
+        assert!(out.status.success(), "join: {}", stderr(&out));
+        let waddr = format!("127.0.0.1:{}", self.port);
+        assert!(
+            wait_until(WAIT, || manager.node_status(&waddr) == "ready"),
+            "the worker never became ready"
+        );
+        (manager.node_id(&addr), manager.node_id(&waddr))
+    }
+
     pub fn manager_token(&self) -> String {
         self.cli_ok(&["join-token", "manager", "-q"])
             .trim()

@@ -171,7 +171,7 @@ impl Containerd {
         )
         .map_err(ExecError::Other)?;
         spec::limit(&mut oci, &task.spec.resources);
-        spec::mounts(&mut oci, &task.spec.mounts).map_err(ExecError::Other)?;
+        spec::mounts(&mut oci, &task.spec.mounts, &setup.volumes).map_err(ExecError::Other)?;
         options::apply(
             &mut oci,
             &task.spec.container,

@@ -374,7 +374,11 @@ pub(super) fn build(
 /// The task's binds and tmpfs (`--mount`). A bind's source must exist on
 /// the node (as docker's services say: the task is rejected, not given an
 /// empty directory made on the spot).
-pub(super) fn mounts(spec: &mut Value, list: &[crate::types::Mount]) -> Result<(), String> {
+pub(super) fn mounts(
+    spec: &mut Value,
+    list: &[crate::types::Mount],
+    volumes: &[(String, std::path::PathBuf)],
+) -> Result<(), String> {
     use crate::types::MountKind;
     let Some(mounts) = spec["mounts"].as_array_mut() else {
         return Ok(());
@@ -391,6 +395,17 @@ pub(super) fn mounts(spec: &mut Value, list: &[crate::types::Mount]) -> Result<(
                 }
                 json!({
                     "destination": m.target, "type": "bind", "source": m.source,
+                    "options": ["rbind", "rprivate", rw],
+                })
+            }
+            MountKind::Volume => {
+                let source = volumes
+                    .iter()
+                    .find(|(n, _)| *n == m.source)
+                    .and_then(|(_, p)| p.to_str())
+                    .ok_or_else(|| format!("volume {} was not made on this node", m.source))?;
+                json!({
+                    "destination": m.target, "type": "bind", "source": source,
                     "options": ["rbind", "rprivate", rw],
                 })
             }
@@ -627,7 +642,7 @@ mod tests {
                 tmpfs_mode: None,
             },
         ];
-        mounts(&mut spec, &list).unwrap();
+        mounts(&mut spec, &list, &[]).unwrap();
         let m = spec["mounts"].as_array().unwrap();
         assert_eq!(m[0]["type"], "bind");
         assert!(m[0]["options"].as_array().unwrap().contains(&json!("ro")));
@@ -637,7 +652,7 @@ mod tests {
         // A bind of what the node lacks is refused.
         let mut missing = list[0].clone();
         missing.source = "/nonexistent/shoal".into();
-        let err = mounts(&mut spec, &[missing]).unwrap_err();
+        let err = mounts(&mut spec, &[missing], &[]).unwrap_err();
         assert!(err.contains("does not exist"), "{err}");
     }
 
@@ -686,6 +701,7 @@ mod tests {
             hostname: "pi3-1".into(),
             net: Some(net),
             files: vec![secret],
+            volumes: Vec::new(),
         });
         assert_eq!(spec["hostname"], "pi3-1");
         let ns = spec["linux"]["namespaces"].as_array().unwrap();
