@@ -180,6 +180,19 @@ fn rpc_package(package: &str, codec: &str) {
             "VolumesReply",
             false,
         ))
+        // `shoal exec`: a process in one of the node's tasks, its input
+        // in, its output and exit code out, both streamed.
+        .method(
+            Method::builder()
+                .name("exec")
+                .route_name("Exec")
+                .input_type("crate::rpc::messages::ExecIn")
+                .output_type("crate::rpc::messages::ExecOut")
+                .codec_path(codec)
+                .client_streaming()
+                .server_streaming()
+                .build(),
+        )
         .build();
     // Managers among themselves: Raft's peer RPC, and what followers
     // forward to the leader (writes, read barriers, membership changes).

@@ -6,6 +6,7 @@
 mod cluster;
 mod error;
 mod events;
+pub mod exec;
 mod force;
 mod images;
 mod join;
@@ -107,6 +108,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/join-token/{role}", get(cluster::join_token))
         .route("/v1/nodes", get(cluster::nodes))
         .route("/v1/events", get(events::events))
+        .route("/v1/exec", post(exec::exec))
         .route("/v1/volumes", get(volumes::list).post(volumes::create))
         .route("/v1/volumes/prune", post(volumes::prune))
         .route(

@@ -143,6 +143,16 @@ pub(super) async fn node_client(
     ctx: &Ctx,
     node: &Node,
 ) -> Result<crate::rpc::compat::NodeAgentClient, String> {
+    Ok(crate::rpc::compat::NodeAgentClient::new(
+        node_channel(ctx, node).await?,
+    ))
+}
+
+/// An mTLS channel to `node`'s port, with this manager's certificate.
+pub(super) async fn node_channel(
+    ctx: &Ctx,
+    node: &Node,
+) -> Result<tonic::transport::Channel, String> {
     let addr = &node.status.addr;
     if addr.is_empty() {
         return Err("the node has no known address".into());
@@ -150,14 +160,13 @@ pub(super) async fn node_client(
     let tls = crate::pki::NodeTls::load(&ctx.data_dir, &ctx.keys).map_err(|e| e.to_string())?;
     let cfg = crate::tls::client_config(&tls.ca_pem, Some(tls.cert.clone()))
         .map_err(|e| e.to_string())?;
-    let channel = tokio::time::timeout(
+    tokio::time::timeout(
         Duration::from_secs(5),
         crate::rpc::transport::connect(addr, cfg, &node.id),
     )
     .await
     .map_err(|_| format!("cannot reach {addr}: timed out"))?
-    .map_err(|e| format!("cannot reach {addr}: {e}"))?;
-    Ok(crate::rpc::compat::NodeAgentClient::new(channel))
+    .map_err(|e| format!("cannot reach {addr}: {e}"))
 }
 
 async fn remote(

@@ -73,6 +73,46 @@ impl Client {
         }
     }
 
+    /// POSTs to `path` asking to upgrade the connection to `protocol`;
+    /// the raw connection once the daemon switched.
+    pub async fn upgrade(
+        &self,
+        path: &str,
+        protocol: &str,
+    ) -> anyhow::Result<TokioIo<hyper::upgrade::Upgraded>> {
+        let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
+            anyhow!(
+                "cannot connect to the shoal daemon at {}: {e}. Is `shoal daemon` running?",
+                self.socket.display()
+            )
+        })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("handshake with the shoal daemon failed")?;
+        tokio::spawn(conn.with_upgrades());
+        let mut req = Self::request(Method::POST, path, Self::full(Vec::new()));
+        let headers = req.headers_mut();
+        headers.insert(hyper::header::CONNECTION, "upgrade".parse()?);
+        headers.insert(hyper::header::UPGRADE, protocol.parse()?);
+        let resp = sender
+            .send_request(req)
+            .await
+            .context("the shoal daemon closed the connection")?;
+        if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            return Err(match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(e) => Refused {
+                    status,
+                    message: e.message,
+                }
+                .into(),
+                Err(_) => anyhow!("the shoal daemon answered {status}"),
+            });
+        }
+        Ok(TokioIo::new(hyper::upgrade::on(resp).await?))
+    }
+
     fn request(method: Method, path: &str, body: BoxBody) -> Request<BoxBody> {
         Request::builder()
             .method(method)

@@ -4,6 +4,7 @@
 
 mod client;
 mod events;
+mod exec;
 pub mod extra;
 mod image;
 mod image_nodes;
@@ -142,6 +143,8 @@ pub enum Command {
     /// Manage named volumes: data that outlives tasks, on one node each.
     #[command(subcommand)]
     Volume(volume::VolumeCmd),
+    /// Run a command in a running task, on whichever node runs it.
+    Exec(exec::ExecArgs),
     /// Stream the cluster's changes (services, nodes, tasks, networks,
     /// secrets, configs) as they are committed.
     Events(events::EventsArgs),
@@ -459,6 +462,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secret(c) => secret::run(&Client::new(&cli.socket), c, "secret").await,
         Command::Config(c) => secret::run(&Client::new(&cli.socket), c, "config").await,
         Command::Events(a) => events::run(&Client::new(&cli.socket), a).await,
+        Command::Exec(a) => exec::run(&Client::new(&cli.socket), a).await,
         Command::Volume(c) => volume::run(&Client::new(&cli.socket), c).await,
         Command::Completion { shell } => {
             extra::completion(shell, &mut <Cli as clap::CommandFactory>::command());

@@ -232,6 +232,42 @@ pub fn hostname_of(task: &Task, node_hostname: &str) -> String {
     }
 }
 
+/// What `shoal exec` runs in a task.
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    pub args: Vec<String>,
+    /// A terminal of its own: its output is one stream.
+    pub tty: bool,
+    /// Input is sent (else the process reads nothing).
+    pub stdin: bool,
+    /// `uid[:gid]`; None: the task's own.
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    /// Added to the task's environment.
+    pub env: Vec<String>,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// Output of a `shoal exec` process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecChunk {
+    Stdout(bytes::Bytes),
+    Stderr(bytes::Bytes),
+}
+
+/// A running `shoal exec` process: its input (dropping the sender ends
+/// it), its output, terminal resizes, and its exit code once its output
+/// is all read. Dropping the session kills the process if it still runs.
+pub struct ExecSession {
+    pub stdin: Option<mpsc::Sender<bytes::Bytes>>,
+    pub output: mpsc::Receiver<ExecChunk>,
+    pub resize: mpsc::Sender<(u16, u16)>,
+    pub exit: tokio::sync::oneshot::Receiver<Result<i32, String>>,
+    /// Held for its drop: the process is killed when the session goes.
+    pub cancel: tokio::sync::oneshot::Sender<()>,
+}
+
 /// A node's container runtime: the task's life, one step at a time. Every
 /// call is idempotent: calling `prepare` for a container that exists, or
 /// `remove` for one that is gone, succeeds. This is what lets the agent
@@ -250,6 +286,14 @@ pub trait Executor: Send + Sync + 'static {
         args: &'a [String],
         timeout: std::time::Duration,
     ) -> BoxFuture<'a, Result<ExecOutput, ExecError>>;
+
+    /// Starts `spec` in the running task's container, interactively
+    /// (`shoal exec`).
+    fn exec_session<'a>(
+        &'a self,
+        task_id: &'a str,
+        spec: ExecSpec,
+    ) -> BoxFuture<'a, Result<ExecSession, ExecError>>;
 
     /// The health check of the task's image (its `HEALTHCHECK`), if it
     /// has one; asked once the container exists.

@@ -169,6 +169,7 @@ async fn serve(
         data_dir: parts.data_dir.clone(),
         images: parts.images.clone(),
         keeper: parts.image_keeper.clone(),
+        exec: parts.exec.clone(),
     });
     let raft_rpc = Arc::new(RaftService {
         slot: parts.raft.subscribe(),

@@ -39,6 +39,7 @@ pub(super) async fn run(mut node: Node, shutdown: Shutdown) -> anyhow::Result<()
         data_dir: parts.data_dir.clone(),
         images: parts.images.clone(),
         keeper: parts.image_keeper.clone(),
+        exec: parts.exec.clone(),
     });
     // Both formats: shoal.v1 for managers of 254a909.
     let server = tonic::transport::Server::builder()

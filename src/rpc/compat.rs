@@ -82,6 +82,15 @@ impl<S: v2::node_agent_server::NodeAgent> v1::node_agent_server::NodeAgent for V
     async fn volumes(&self, req: Request<VolumesOp>) -> Result<Response<VolumesReply>, Status> {
         self.0.volumes(req).await
     }
+
+    type ExecStream = S::ExecStream;
+
+    async fn exec(
+        &self,
+        req: Request<tonic::Streaming<ExecIn>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        self.0.exec(req).await
+    }
 }
 
 /// The peer does not serve the route: it is a node of an older release.

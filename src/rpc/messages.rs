@@ -155,6 +155,55 @@ pub struct VolumesReply {
     pub removed: Vec<String>,
 }
 
+/// What starts a `shoal exec`: the process to run in a task's container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExecStart {
+    /// A task id, a prefix of one, or `SERVICE.SLOT` (the manager sends
+    /// the node the task's full id).
+    pub task: String,
+    pub args: Vec<String>,
+    /// A terminal of its own (stdout and stderr are one stream).
+    #[serde(default)]
+    pub tty: bool,
+    /// The client sends input.
+    #[serde(default)]
+    pub stdin: bool,
+    /// `uid[:gid]`; default: the task's own user.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// `KEY=VALUE`, added to the task's environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// The terminal's size at the start.
+    #[serde(default)]
+    pub cols: u16,
+    #[serde(default)]
+    pub rows: u16,
+    /// Who asked (the manager's CLI user), for the node's log.
+    #[serde(default)]
+    pub who: String,
+}
+
+/// From the client: the start (first), then input, its end, resizes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ExecIn {
+    Start(ExecStart),
+    Stdin(bytes::Bytes),
+    StdinEnd,
+    Resize { cols: u16, rows: u16 },
+}
+
+/// To the client: output, then the exit code (or why it could not run).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ExecOut {
+    Stdout(bytes::Bytes),
+    Stderr(bytes::Bytes),
+    Exit(i32),
+    Error(String),
+}
+
 /// New in format 2: no node of format 1 knows these routes, so their
 /// format-1 form is never used; it is the same type.
 macro_rules! new_in_v2 {
@@ -173,7 +222,9 @@ new_in_v2!(
     ImagesOp,
     ImagesReply,
     VolumesOp,
-    VolumesReply
+    VolumesReply,
+    ExecIn,
+    ExecOut
 );
 
 /// An encoded openraft message (see `crate::raft::wire`).

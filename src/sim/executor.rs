@@ -236,6 +236,18 @@ impl Executor for SimulatedExecutor {
     }
 
     /// Simulated: every command in a running task succeeds, silently.
+    fn exec_session<'a>(
+        &'a self,
+        _task_id: &'a str,
+        _spec: crate::executor::ExecSpec,
+    ) -> BoxFuture<'a, Result<crate::executor::ExecSession, ExecError>> {
+        Box::pin(async {
+            Err(ExecError::Other(
+                "the simulated executor runs no processes to exec into".into(),
+            ))
+        })
+    }
+
     fn exec<'a>(
         &'a self,
         task_id: &'a str,

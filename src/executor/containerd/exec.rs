@@ -20,15 +20,13 @@ use crate::logs::driver;
 
 /// What is kept of a command's output: its start, as docker keeps 4 KiB.
 pub const OUTPUT_MAX: u64 = 4096;
-const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
+pub(super) const PROCESS_TYPE_URL: &str =
+    "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 impl Containerd {
-    pub(super) async fn exec_in(
-        &self,
-        id: &str,
-        args: &[String],
-        timeout: Duration,
-    ) -> Result<ExecOutput, ExecError> {
+    /// The `process` of the task's container's runtime spec: what a second
+    /// process in it starts from (user, env, cwd, capabilities).
+    pub(super) async fn task_process(&self, id: &str) -> Result<serde_json::Value, ExecError> {
         let container = ContainersClient::new(self.channel.clone())
             .get(self.req(GetContainerRequest { id: id.to_string() }))
             .await;
@@ -43,7 +41,16 @@ impl Containerd {
             .ok_or_else(|| {
                 ExecError::Other(format!("the container of {id} has no readable spec"))
             })?;
-        let mut process = spec["process"].clone();
+        Ok(spec["process"].clone())
+    }
+
+    pub(super) async fn exec_in(
+        &self,
+        id: &str,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, ExecError> {
+        let mut process = self.task_process(id).await?;
         process["args"] = serde_json::json!(args);
         process["terminal"] = serde_json::json!(false);
         let exec_id = format!("exec-{}", crate::types::new_id());

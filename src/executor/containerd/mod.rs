@@ -22,6 +22,7 @@ mod options;
 mod pull;
 mod rootfs;
 mod seccomp;
+mod session;
 mod spec;
 mod task;
 
@@ -346,6 +347,14 @@ impl Executor for Containerd {
         timeout: std::time::Duration,
     ) -> BoxFuture<'a, Result<crate::executor::ExecOutput, ExecError>> {
         Box::pin(self.exec_in(task_id, args, timeout))
+    }
+
+    fn exec_session<'a>(
+        &'a self,
+        task_id: &'a str,
+        spec: crate::executor::ExecSpec,
+    ) -> BoxFuture<'a, Result<crate::executor::ExecSession, ExecError>> {
+        Box::pin(self.exec_session(task_id, spec))
     }
 
     fn image_health_check<'a>(
