@@ -84,6 +84,24 @@ fn exec_runs_in_a_task_on_its_node_and_returns_the_exit_code() {
         "the worker did not log the exec"
     );
 
+    // A client that goes takes its process with it.
+    let mut child = Command::new(SHOAL)
+        .args(["--socket", manager.socket.to_str().unwrap()])
+        .args(["exec", "web.1", "sleep", "4321"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = || stdout(&manager.cli(&["exec", "web.1", "ps"])).contains("sleep 4321");
+    assert!(wait_until(WAIT, sleeping), "the exec never ran");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        wait_until(WAIT, || !sleeping()),
+        "the process outlived its client"
+    );
+
     // What cannot run is refused, saying why.
     for (args, want) in [
         (

@@ -1057,3 +1057,53 @@ fn oversized_or_malformed_secrets_are_refused_and_nothing_is_stored() {
     let (code, reply) = post("full", &b64(500 * 1024));
     assert_eq!(code, 200, "{reply}");
 }
+
+/// An exec connection that sends what is not a frame of the protocol, or
+/// a frame larger than any, gets an error (or is closed), and the daemon
+/// serves on; a plain request without the upgrade is refused with JSON.
+#[test]
+fn garbage_on_an_exec_connection_is_refused_and_the_daemon_serves_on() {
+    let mut d = Daemon::cluster();
+    let (code, body) = post_raw(&d, "/v1/exec", "{}");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("upgraded to shoal-exec"), "{body}");
+    let upgraded = || {
+        let mut s = UnixStream::connect(&d.socket).expect("connect to the control socket");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(
+            b"POST /v1/exec HTTP/1.1\r\nHost: shoal\r\nConnection: upgrade\r\n\
+              Upgrade: shoal-exec\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).expect("read the switch");
+            head.push(byte[0]);
+        }
+        assert!(
+            String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        s
+    };
+    // A frame of noise: an error frame comes back, naming the problem.
+    let mut s = upgraded();
+    let noise = b"\xffnot a message at all";
+    s.write_all(&(noise.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(noise).unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    assert!(reply.len() > 4, "no answer to a bad frame");
+    let text = String::from_utf8_lossy(&reply[4..]).to_lowercase();
+    assert!(text.contains("format") || text.contains("decode"), "{text}");
+    // A frame said to be 2 GiB: the connection is closed, nothing read.
+    let mut s = upgraded();
+    s.write_all(&0x8000_0000u32.to_be_bytes()).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    // The daemon serves on.
+    d.cli_ok(&["service", "ls"]);
+    assert!(d.try_exit_status().is_none(), "the daemon exited");
+}
