@@ -38,6 +38,7 @@ pub(crate) mod admission;
 pub(crate) mod agent;
 pub(crate) mod api;
 pub mod cli;
+pub(crate) mod compose;
 pub(crate) mod counters;
 pub(crate) mod daemon;
 pub(crate) mod data_dir;

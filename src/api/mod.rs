@@ -21,6 +21,7 @@ mod roles;
 pub mod secrets;
 mod services;
 pub mod spec;
+pub mod stack_types;
 pub mod types;
 mod validate;
 pub mod volumes;

@@ -14,7 +14,7 @@ use crate::store::{Change, Kind, Object, ReadView};
 use crate::types::*;
 
 /// What `network create` sends.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkCreate {
     pub name: String,
     /// `overlay` (the default) or `bridge`.

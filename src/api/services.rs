@@ -196,6 +196,12 @@ pub async fn update(
     if let Some(args) = req.args {
         c.args = args;
     }
+    if req.entrypoint_reset {
+        c.entrypoint = None;
+    }
+    if let Some(ep) = req.entrypoint {
+        c.entrypoint = Some(ep);
+    }
     edit_labels(
         &mut c.labels,
         &req.container_label_add,

@@ -35,6 +35,10 @@ pub struct ServiceSpecBody {
     /// Labels of the containers (not of the service).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub container_labels: BTreeMap<String, String>,
+    /// Replaces the image's Entrypoint (and drops its Cmd). Absent: the
+    /// image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
     /// Command and arguments. Empty: the image's entrypoint and cmd.
     #[serde(default)]
     pub args: Vec<String>,
@@ -130,6 +134,23 @@ pub struct ServiceSpecBody {
     /// How a rollback rolls out.
     #[serde(default)]
     pub rollback: PolicyBody,
+    /// Services (by name) whose tasks must meet a condition before any
+    /// task of this one is placed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<DependsOnBody>,
+}
+
+/// One of `depends_on`: a service's name and `service_started`,
+/// `service_healthy` or `service_completed_successfully`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DependsOnBody {
+    pub service: String,
+    #[serde(default = "started")]
+    pub condition: String,
+}
+
+fn started() -> String {
+    "service_started".into()
 }
 
 /// A mount, as `--mount type=bind,source=/srv/x,target=/data,readonly`
@@ -628,6 +649,7 @@ impl ServiceSpecBody {
             cap_add: caps(&self.cap_add)?,
             cap_drop: caps(&self.cap_drop)?,
             read_only: self.read_only,
+            entrypoint: self.entrypoint,
             ..Default::default()
         };
         options.apply(&mut container)?;
@@ -638,6 +660,7 @@ impl ServiceSpecBody {
             endpoint_mode,
             update: self.update.into_policy("update")?,
             rollback: self.rollback.into_policy("rollback")?,
+            depends_on: dependencies(self.depends_on)?,
             task: TaskSpec {
                 container,
                 restart: RestartPolicy {
@@ -678,6 +701,7 @@ impl From<&ServiceSpec> for ServiceSpecBody {
             },
             image: c.image.clone(),
             container_labels: c.labels.clone(),
+            entrypoint: c.entrypoint.clone(),
             args: c.args.clone(),
             env: c.env.clone(),
             workdir: c.workdir.clone(),
@@ -717,8 +741,37 @@ impl From<&ServiceSpec> for ServiceSpecBody {
             options: c.into(),
             update: (&s.update).into(),
             rollback: (&s.rollback).into(),
+            depends_on: s
+                .depends_on
+                .iter()
+                .map(|d| DependsOnBody {
+                    service: d.service.clone(),
+                    condition: d.condition.as_str().into(),
+                })
+                .collect(),
         }
     }
+}
+
+/// `depends_on` as the spec keeps it: each service once.
+fn dependencies(list: Vec<DependsOnBody>) -> Result<Vec<Dependency>, ApiError> {
+    let mut out: Vec<Dependency> = Vec::new();
+    for d in list {
+        if d.service.is_empty() {
+            return Err(ApiError::BadRequest("depends_on: a service name is empty".into()));
+        }
+        if out.iter().any(|o| o.service == d.service) {
+            return Err(ApiError::BadRequest(format!(
+                "depends_on names {} twice",
+                d.service
+            )));
+        }
+        out.push(Dependency {
+            condition: d.condition.parse().map_err(ApiError::BadRequest)?,
+            service: d.service,
+        });
+    }
+    Ok(out)
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -49,6 +49,12 @@ pub struct ServiceUpdate {
     /// A new command and arguments (`--args`); empty: the image's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Vec<String>>,
+    /// A new entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// The image's entrypoint again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub entrypoint_reset: bool,
     /// Service labels `KEY=VALUE` to add or replace, and keys to remove.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_add: Vec<String>,

@@ -246,6 +246,7 @@ mod tests {
             endpoint_mode: Default::default(),
             update: Default::default(),
             rollback: Default::default(),
+            depends_on: Vec::new(),
             task: TaskSpec {
                 container: ContainerSpec {
                     image: "busybox".into(),

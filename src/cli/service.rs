@@ -148,6 +148,10 @@ pub struct CreateArgs {
     /// Working directory of the command (default: the image's).
     #[arg(short, long)]
     workdir: Option<String>,
+    /// Replace the image's ENTRYPOINT (and drop its CMD), split as a
+    /// shell would ("" for none at all).
+    #[arg(long, allow_hyphen_values = true)]
+    entrypoint: Option<String>,
     /// User name or uid[:gid].
     #[arg(short, long)]
     user: Option<String>,
@@ -276,6 +280,12 @@ pub struct UpdateArgs {
     /// the image's own).
     #[arg(long, allow_hyphen_values = true)]
     args: Option<String>,
+    /// A new ENTRYPOINT, split as a shell would ("" for none at all).
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "entrypoint_reset")]
+    entrypoint: Option<String>,
+    /// Go back to the image's own ENTRYPOINT and CMD.
+    #[arg(long)]
+    entrypoint_reset: bool,
     /// Add or replace a service label KEY=VALUE (repeatable).
     #[arg(long, value_parser = parse::key_value)]
     label_add: Vec<(String, String)>,
@@ -575,6 +585,8 @@ fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
         image_digest: None,
         image_platforms: Vec::new(),
         no_resolve_image: a.no_resolve_image,
+        entrypoint: a.entrypoint.as_deref().map(split_line).transpose()?,
+        depends_on: Vec::new(),
         args: a.command,
         env: a.env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
         workdir: a.workdir,
@@ -714,6 +726,8 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
                     ),
                     None => None,
                 },
+                entrypoint: a.entrypoint.as_deref().map(split_line).transpose()?,
+                entrypoint_reset: a.entrypoint_reset,
                 label_add: kv_list(a.label_add),
                 label_rm: a.label_rm,
                 container_label_add: kv_list(a.container_label_add),
@@ -926,4 +940,9 @@ fn truncate(s: &str, max: usize) -> String {
     let mut out: String = s.chars().take(max - 1).collect();
     out.push('…');
     out
+}
+
+/// A command line split as a shell would split it.
+fn split_line(line: &str) -> anyhow::Result<Vec<String>> {
+    shell_words::split(line).map_err(|e| anyhow::anyhow!("{line:?}: {e}"))
 }

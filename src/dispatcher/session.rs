@@ -459,6 +459,7 @@ mod tests {
                     endpoint_mode: Default::default(),
                     update: Default::default(),
                     rollback: Default::default(),
+                    depends_on: Vec::new(),
                     task: Default::default(),
                 },
                 spec_version: 1,

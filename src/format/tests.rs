@@ -283,6 +283,7 @@ fn encoded_len_is_the_length_of_the_encoding() {
         endpoint_mode: Default::default(),
         update: Default::default(),
         rollback: Default::default(),
+        depends_on: Vec::new(),
         task: Default::default(),
     };
     spec.task.container.env = vec!["A=1".into(); 100];

@@ -13,6 +13,7 @@ pub fn service(replicas: u64) -> Service {
             endpoint_mode: Default::default(),
             update: Default::default(),
             rollback: Default::default(),
+            depends_on: Vec::new(),
             task: TaskSpec::default(),
         },
         spec_version: 1,

@@ -34,6 +34,7 @@ fn task(service: &str) -> Task {
                 endpoint_mode: Default::default(),
                 update: Default::default(),
                 rollback: Default::default(),
+                depends_on: Vec::new(),
                 task: TaskSpec::default(),
             },
             spec_version: 1,

@@ -85,6 +85,7 @@ pub fn service(name: &str, image: &str, replicas: u64) -> Service {
             endpoint_mode: Default::default(),
             update: Default::default(),
             rollback: Default::default(),
+            depends_on: Vec::new(),
             task,
         },
         spec_version: 1,

@@ -142,6 +142,7 @@ fn service(id: &str, name: &str) -> Service {
             endpoint_mode: Default::default(),
             update: Default::default(),
             rollback: Default::default(),
+            depends_on: Vec::new(),
             task: TaskSpec::default(),
         },
         spec_version: 1,

@@ -212,6 +212,11 @@ pub struct ContainerSpec {
     /// (`{{.Node.Hostname}}-{{.Task.Slot}}`); None: the task id's start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Replaces the image's Entrypoint (`--entrypoint`, compose's
+    /// `entrypoint`); the image's Cmd is then not used either, as docker
+    /// does. None: the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
 }
 
 impl ContainerSpec {
@@ -228,6 +233,7 @@ impl ContainerSpec {
             || !self.ulimits.is_empty()
             || self.init
             || self.hostname.is_some()
+            || self.entrypoint.is_some()
     }
 }
 
@@ -405,6 +411,54 @@ pub struct ServiceSpec {
     /// How a rollback rolls out (`--rollback-*`).
     #[serde(default, skip_serializing_if = "UpdatePolicy::is_default")]
     pub rollback: UpdatePolicy,
+    /// Services whose state a new task of this one waits for (compose's
+    /// `depends_on`), by name: checked by the scheduler before it places
+    /// any task of this service, on every node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
+}
+
+/// A service this one starts after, and what it waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub service: String,
+    pub condition: DependsCondition,
+}
+
+/// Compose's `depends_on` conditions, judged cluster-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DependsCondition {
+    /// One of its tasks is running.
+    Started,
+    /// One of its tasks is running and healthy.
+    Healthy,
+    /// It ran to completion: its tasks exited 0 and none is left to run.
+    CompletedSuccessfully,
+}
+
+impl DependsCondition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DependsCondition::Started => "service_started",
+            DependsCondition::Healthy => "service_healthy",
+            DependsCondition::CompletedSuccessfully => "service_completed_successfully",
+        }
+    }
+}
+
+impl std::str::FromStr for DependsCondition {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "service_started" => Ok(DependsCondition::Started),
+            "service_healthy" => Ok(DependsCondition::Healthy),
+            "service_completed_successfully" => Ok(DependsCondition::CompletedSuccessfully),
+            other => Err(format!(
+                "invalid depends_on condition {other:?}: expected service_started, service_healthy or service_completed_successfully"
+            )),
+        }
+    }
 }
 
 /// Whether a slot's new task starts before or after its old one stops.

@@ -229,11 +229,19 @@ fn parse_id(field: Option<&str>, what: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("bad id for {what} in passwd file"))
 }
 
-/// Docker's rule: the image's Entrypoint, then the task's args or else the
-/// image's Cmd.
-pub(super) fn process_args(task_args: &[String], image: &RunConfig) -> Result<Vec<String>, String> {
-    let mut args = image.entrypoint.clone().unwrap_or_default();
-    if task_args.is_empty() {
+/// Docker's rule: the task's entrypoint or else the image's, then the
+/// task's args or else the image's Cmd (only with the image's own
+/// entrypoint: a new entrypoint drops the Cmd written for the old one).
+pub(super) fn process_args(
+    entrypoint: Option<&[String]>,
+    task_args: &[String],
+    image: &RunConfig,
+) -> Result<Vec<String>, String> {
+    let mut args = match entrypoint {
+        Some(ep) => ep.to_vec(),
+        None => image.entrypoint.clone().unwrap_or_default(),
+    };
+    if task_args.is_empty() && entrypoint.is_none() {
         args.extend(image.cmd.clone().unwrap_or_default());
     } else {
         args.extend(task_args.iter().cloned());
@@ -293,7 +301,7 @@ pub(super) fn build(
         "" => hostname(task_id),
         h => h,
     };
-    let args = process_args(&c.args, image)?;
+    let args = process_args(c.entrypoint.as_deref(), &c.args, image)?;
     let env = merge_env(
         image.env.as_deref().unwrap_or(&[]),
         &c.env,
@@ -582,22 +590,22 @@ mod tests {
         };
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            process_args(&[], &img(None, Some(&["sh"]))).unwrap(),
+            process_args(None, &[], &img(None, Some(&["sh"]))).unwrap(),
             s(&["sh"])
         );
         assert_eq!(
-            process_args(&s(&["ls"]), &img(None, Some(&["sh"]))).unwrap(),
+            process_args(None, &s(&["ls"]), &img(None, Some(&["sh"]))).unwrap(),
             s(&["ls"])
         );
         assert_eq!(
-            process_args(&s(&["-x"]), &img(Some(&["/ep"]), Some(&["d"]))).unwrap(),
+            process_args(None, &s(&["-x"]), &img(Some(&["/ep"]), Some(&["d"]))).unwrap(),
             s(&["/ep", "-x"])
         );
         assert_eq!(
-            process_args(&[], &img(Some(&["/ep"]), Some(&["d"]))).unwrap(),
+            process_args(None, &[], &img(Some(&["/ep"]), Some(&["d"]))).unwrap(),
             s(&["/ep", "d"])
         );
-        assert!(process_args(&[], &img(None, None)).is_err());
+        assert!(process_args(None, &[], &img(None, None)).is_err());
     }
 
     #[test]
