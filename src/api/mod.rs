@@ -22,6 +22,7 @@ pub mod secrets;
 mod services;
 pub mod spec;
 pub mod stack_types;
+pub mod stacks;
 pub mod types;
 mod validate;
 pub mod volumes;
@@ -135,6 +136,12 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/services/{name}/tasks", get(services::tasks))
         .route("/v1/services/{name}/logs", get(logs::service_logs))
         .route("/v1/networks", get(networks::list).post(networks::create))
+        .route("/v1/stacks", get(stacks::list))
+        .route(
+            "/v1/stacks/{name}",
+            get(stacks::inspect).put(stacks::deploy),
+        )
+        .route("/v1/stacks/{name}/tasks", get(stacks::tasks))
         .route(
             "/v1/networks/{name}",
             get(networks::inspect).delete(networks::remove),

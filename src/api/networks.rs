@@ -156,7 +156,7 @@ fn valid_name(name: &str) -> Result<(), ApiError> {
 
 /// The spec a create asks for, with its subnet still to be allocated
 /// (None) unless given.
-fn spec(req: NetworkCreate) -> Result<(NetworkSpec, Option<ipnet::Ipv4Net>), ApiError> {
+pub(super) fn spec(req: NetworkCreate) -> Result<(NetworkSpec, Option<ipnet::Ipv4Net>), ApiError> {
     let bad = |m: String| ApiError::BadRequest(m);
     valid_name(&req.name)?;
     let driver = NetworkDriver::parse(&req.driver).ok_or_else(|| {
@@ -240,7 +240,27 @@ pub async fn create(
     Json(req): Json<NetworkCreate>,
 ) -> Result<Json<Created>, ApiError> {
     let view = ctx.read_current().await?;
-    managers_support_networks(&view)?;
+    let network = new_network(&view, req, &[])?;
+    let id = network.id.clone();
+    ctx.proposer
+        .propose(vec![Change::Create(Object::Network(network))])
+        .await?;
+    Ok(Json(Created {
+        id,
+        warnings: Vec::new(),
+    }))
+}
+
+/// The network `req` asks for, its subnet allocated from the pool when it
+/// names none (not one of `also_taken`, given to networks of the same
+/// change set); refused if the name is taken. The store refuses a subnet a
+/// concurrent allocation took first, and the user tries again.
+pub(super) fn new_network(
+    view: &ReadView,
+    req: NetworkCreate,
+    also_taken: &[ipnet::Ipv4Net],
+) -> Result<Network, ApiError> {
+    managers_support_networks(view)?;
     let (mut spec, subnet) = spec(req)?;
     if view
         .find_network(&spec.name)?
@@ -252,34 +272,27 @@ pub async fn create(
         )));
     }
     if subnet.is_none() {
-        // The next free subnet of the pool; the store refuses it if a
-        // concurrent allocation took it first, and the user tries again.
         let cluster = view
             .cluster()?
             .ok_or_else(|| ApiError::Unavailable("the cluster object is missing".into()))?;
         let pool = crate::ipam::parse_pool(&cluster.addr_pool).map_err(ApiError::Internal)?;
-        let s = crate::ipam::next_subnet(&pool, crate::ipam::SUBNET_PREFIX, &taken(&view)?)
-            .ok_or_else(|| {
+        let mut taken = taken(view)?;
+        taken.extend_from_slice(also_taken);
+        let s = crate::ipam::next_subnet(&pool, crate::ipam::SUBNET_PREFIX, &taken).ok_or_else(
+            || {
                 ApiError::Conflict(format!(
                     "the address pool {pool} is full: remove a network, or give --subnet outside it"
                 ))
-            })?;
+            },
+        )?;
         spec.subnet = s.to_string();
         spec.gateway = crate::ipam::gateway(&s).to_string();
     }
-    let network = Network {
+    Ok(Network {
         id: new_id(),
         meta: Meta::default(),
         spec,
-    };
-    let id = network.id.clone();
-    ctx.proposer
-        .propose(vec![Change::Create(Object::Network(network))])
-        .await?;
-    Ok(Json(Created {
-        id,
-        warnings: Vec::new(),
-    }))
+    })
 }
 
 pub async fn list(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<NetworkBody>>, ApiError> {
@@ -415,6 +428,16 @@ pub async fn write_service(ctx: &Ctx, service: &mut Service, create: bool) -> Re
 /// it left are dropped. The store refuses a VIP that a concurrent write
 /// gave to another service first.
 fn assign_vips(view: &ReadView, service: &mut Service) -> Result<(), ApiError> {
+    assign_vips_among(view, service, &[])
+}
+
+/// `assign_vips`, the VIPs of `batch` (services written in the same change
+/// set, new or changed) taken too.
+pub(super) fn assign_vips_among(
+    view: &ReadView,
+    service: &mut Service,
+    batch: &[Service],
+) -> Result<(), ApiError> {
     if !service.spec.endpoint_mode.is_vip() {
         // Reached by its tasks' addresses: its VIPs, if it had some, go.
         service.vips.clear();
@@ -446,7 +469,11 @@ fn assign_vips(view: &ReadView, service: &mut Service) -> Result<(), ApiError> {
             .unwrap_or_else(|_| crate::ipam::gateway(&subnet));
         let services = match &mut others {
             Some(s) => s,
-            None => others.insert(view.services()?),
+            None => {
+                let mut all = view.services()?;
+                all.extend(batch.iter().cloned());
+                others.insert(all)
+            }
         };
         let taken: std::collections::HashSet<std::net::Ipv4Addr> = services
             .iter()

@@ -103,12 +103,9 @@ pub fn routes(router: Router<Arc<Ctx>>, base: &str, kind: Kind) -> Router<Arc<Ct
         )
 }
 
-async fn create(
-    State(ctx): State<Arc<Ctx>>,
-    Json(req): Json<FileCreate>,
-    kind: Kind,
-) -> Result<Json<Created>, ApiError> {
-    ctx.identity()?;
+/// The secret (config) `req` asks for, checked, refused if its name is
+/// taken.
+pub(super) fn new_file(view: &ReadView, kind: Kind, req: FileCreate) -> Result<Secret, ApiError> {
     valid_name(kind, &req.name)?;
     let max = match kind {
         Kind::Config => MAX_CONFIG_BYTES,
@@ -130,8 +127,7 @@ async fn create(
             kind.as_str()
         )));
     }
-    let view = ctx.read_current().await?;
-    super::networks::managers_support(&view, crate::LEVEL_SECRETS, "secrets and configs")?;
+    super::networks::managers_support(view, crate::LEVEL_SECRETS, "secrets and configs")?;
     if view
         .find_file(kind, &req.name)?
         .is_some_and(|f| f.spec.name == req.name)
@@ -142,7 +138,7 @@ async fn create(
             req.name
         )));
     }
-    let f = Secret {
+    Ok(Secret {
         id: new_id(),
         meta: Meta::default(),
         spec: SecretSpec {
@@ -150,7 +146,17 @@ async fn create(
             labels: req.labels,
             data: data.into(),
         },
-    };
+    })
+}
+
+async fn create(
+    State(ctx): State<Arc<Ctx>>,
+    Json(req): Json<FileCreate>,
+    kind: Kind,
+) -> Result<Json<Created>, ApiError> {
+    ctx.identity()?;
+    let view = ctx.read_current().await?;
+    let f = new_file(&view, kind, req)?;
     let id = f.id.clone();
     let object = match kind {
         Kind::Config => Object::Config(f),

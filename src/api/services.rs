@@ -18,7 +18,7 @@ fn find(view: &ReadView, name: &str) -> Result<Service, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("service {name} not found")))
 }
 
-fn normalized(mut spec: ServiceSpec) -> Result<ServiceSpec, ApiError> {
+pub(super) fn normalized(mut spec: ServiceSpec) -> Result<ServiceSpec, ApiError> {
     validate::service_spec(&spec)?;
     spec.task.container.image = normalize_image(&spec.task.container.image)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -72,7 +72,7 @@ const RESOLVE_WAIT: Duration = Duration::from_secs(15);
 /// cannot be reached, to the one image the nodes hold under that tag
 /// (loaded with `image load`). Returns what the user should know when
 /// neither could say.
-async fn pin_image(
+pub(super) async fn pin_image(
     view: &ReadView,
     c: &mut ContainerSpec,
     no_resolve: bool,
@@ -175,7 +175,7 @@ pub async fn tasks(
     Ok(Json(
         tasks
             .iter()
-            .map(|t| TaskRow::new(t, &service, &nodes))
+            .map(|t| TaskRow::new(t, Some(&service), &nodes))
             .collect(),
     ))
 }
@@ -389,14 +389,17 @@ pub async fn update(
 /// only with `--allow-privileged`. Task options are written only once
 /// every manager can keep them (an older one would drop them when it
 /// rewrites the service).
-fn admin_allowed(view: &ReadView, spec: &ServiceSpec) -> Result<(), ApiError> {
+pub(super) fn admin_allowed(view: &ReadView, spec: &ServiceSpec) -> Result<(), ApiError> {
     let cluster = view.cluster()?;
     if spec.task.container.privileged && !cluster.as_ref().is_some_and(|c| c.allow_privileged) {
         return Err(ApiError::BadRequest(
             "privileged services are not allowed: a privileged task is root on its node (an admin allows them with `shoal cluster update --allow-privileged true`)".into(),
         ));
     }
-    if spec.task.container.has_options() || !spec.task.mounts.is_empty() {
+    if spec.task.container.has_options()
+        || !spec.task.mounts.is_empty()
+        || !spec.depends_on.is_empty()
+    {
         super::networks::managers_support(view, crate::LEVEL_OPTIONS, "task options")?;
     }
     let prefixes = cluster.map(|c| c.bind_prefixes).unwrap_or_default();

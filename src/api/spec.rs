@@ -91,6 +91,11 @@ pub struct ServiceSpecBody {
     /// `["host"]`: the node's own network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<String>,
+    /// More names the tasks answer to, per network of `networks` (as
+    /// named there): a stack gives each service its short name (`db`) on
+    /// the stack's networks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_aliases: BTreeMap<String, Vec<String>>,
     /// Ports published on the nodes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortBody>,
@@ -673,7 +678,7 @@ impl ServiceSpecBody {
                     spread: spread_prefs(self.placement_prefs)?,
                     max_replicas_per_node: self.max_replicas_per_node,
                 },
-                network: network_mode(self.networks)?,
+                network: network_mode(self.networks, self.network_aliases)?,
                 ports: ports(self.ports)?,
                 force_update: 0,
                 resources: self.resources,
@@ -728,6 +733,14 @@ impl From<&ServiceSpec> for ServiceSpecBody {
                 NetworkMode::Host => vec![HOST_NETWORK.to_string()],
                 NetworkMode::Own(_) => s.task.network.network_ids().map(String::from).collect(),
             },
+            network_aliases: match &s.task.network {
+                NetworkMode::Host => BTreeMap::new(),
+                NetworkMode::Own(list) => list
+                    .iter()
+                    .filter(|a| !a.aliases.is_empty())
+                    .map(|a| (a.network.clone(), a.aliases.clone()))
+                    .collect(),
+            },
             ports: s.task.ports.iter().map(PortBody::from).collect(),
             endpoint_mode: s.endpoint_mode.as_str().into(),
             resources: s.task.resources,
@@ -758,7 +771,9 @@ fn dependencies(list: Vec<DependsOnBody>) -> Result<Vec<Dependency>, ApiError> {
     let mut out: Vec<Dependency> = Vec::new();
     for d in list {
         if d.service.is_empty() {
-            return Err(ApiError::BadRequest("depends_on: a service name is empty".into()));
+            return Err(ApiError::BadRequest(
+                "depends_on: a service name is empty".into(),
+            ));
         }
         if out.iter().any(|o| o.service == d.service) {
             return Err(ApiError::BadRequest(format!(
@@ -819,7 +834,27 @@ pub fn ports(list: Vec<PortBody>) -> Result<Vec<PortConfig>, ApiError> {
 /// The tasks' network mode as the request names it. The networks are
 /// still names here; the handler resolves them to ids
 /// (`services::resolve_networks`).
-fn network_mode(names: Vec<String>) -> Result<NetworkMode, ApiError> {
+fn network_mode(
+    names: Vec<String>,
+    mut aliases: BTreeMap<String, Vec<String>>,
+) -> Result<NetworkMode, ApiError> {
+    if let Some(n) = aliases.keys().find(|n| !names.contains(n)) {
+        return Err(ApiError::BadRequest(format!(
+            "aliases are given for network {n}, which the service is not on"
+        )));
+    }
+    for a in aliases.values().flatten() {
+        let ok = !a.is_empty()
+            && a.len() <= 63
+            && a.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+        if !ok {
+            return Err(ApiError::BadRequest(format!(
+                "invalid network alias {a:?}: use 1-63 letters, digits, '-' or '_'"
+            )));
+        }
+    }
     if names.iter().any(|n| n == HOST_NETWORK) {
         if names.len() > 1 {
             return Err(ApiError::BadRequest(
@@ -838,8 +873,8 @@ fn network_mode(names: Vec<String>) -> Result<NetworkMode, ApiError> {
             return Err(ApiError::BadRequest(format!("network {n} is given twice")));
         }
         list.push(NetworkAttachment {
+            aliases: aliases.remove(&n).unwrap_or_default(),
             network: n,
-            aliases: Vec::new(),
         });
     }
     Ok(NetworkMode::Own(list))
@@ -891,6 +926,7 @@ mod tests {
             max_concurrent: None,
             container_labels: BTreeMap::from([("c".to_string(), "d".to_string())]),
             image: "docker.io/library/busybox:latest".into(),
+            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
             args: vec!["sleep".into(), "1".into()],
             env: vec!["A=1".into()],
             workdir: Some("/tmp".into()),
@@ -958,9 +994,22 @@ mod tests {
                 max_failure_ratio: 0.2,
             },
             rollback: PolicyBody::default(),
+            depends_on: vec![DependsOnBody {
+                service: "db".into(),
+                condition: "service_healthy".into(),
+            }],
+            network_aliases: BTreeMap::new(),
         };
         let spec = body.clone().into_spec().unwrap();
         assert_eq!(ServiceSpecBody::from(&spec), body);
+        let mut aliased = body.clone();
+        aliased.networks = vec!["front".into(), "back".into()];
+        aliased.network_aliases = BTreeMap::from([("front".into(), vec!["web".into()])]);
+        let spec = aliased.clone().into_spec().unwrap();
+        assert_eq!(spec.task.network.aliases_on("front"), ["web".to_string()]);
+        assert_eq!(ServiceSpecBody::from(&spec), aliased);
+        aliased.network_aliases = BTreeMap::from([("other".into(), vec!["web".into()])]);
+        assert!(aliased.into_spec().is_err());
         // The same words as `service ls`.
         let json = serde_json::to_string(&body).unwrap();
         assert!(json.contains(r#""mode":"global""#), "{json}");

@@ -426,7 +426,8 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
-    pub fn new(t: &Task, service: &Service, nodes: &[Node]) -> TaskRow {
+    /// `service`: its service, None when that is gone.
+    pub fn new(t: &Task, service: Option<&Service>, nodes: &[Node]) -> TaskRow {
         let node = t.node_id.as_ref().map(|id| {
             nodes
                 .iter()
@@ -453,7 +454,7 @@ impl TaskRow {
                 None => t.spec.container.image.clone(),
             },
             addresses: t.status.addresses.clone(),
-            up_to_date: service.is_current(t),
+            up_to_date: service.is_some_and(|s| s.is_current(t)),
             restarts: t.restarts,
             health: t.status.health.clone(),
             health_output: t.status.health_output.clone(),

@@ -148,6 +148,15 @@ impl Client {
         Self::json(self.send(req).await?).await
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let req = Self::request(Method::PUT, path, Self::full(serde_json::to_vec(body)?));
+        Self::json(self.send(req).await?).await
+    }
+
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let req = Self::request(Method::DELETE, path, Self::full(Vec::new()));
         Self::json(self.send(req).await?).await

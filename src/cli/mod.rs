@@ -16,6 +16,7 @@ mod progress;
 mod registry;
 mod secret;
 mod service;
+mod stack;
 mod table;
 mod task_options;
 mod volume;
@@ -143,6 +144,9 @@ pub enum Command {
     /// Manage named volumes: data that outlives tasks, on one node each.
     #[command(subcommand)]
     Volume(volume::VolumeCmd),
+    /// Manage stacks: applications described by compose files.
+    #[command(subcommand)]
+    Stack(stack::StackCmd),
     /// Run a command in a running task, on whichever node runs it.
     Exec(exec::ExecArgs),
     /// Stream the cluster's changes (services, nodes, tasks, networks,
@@ -462,6 +466,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secret(c) => secret::run(&Client::new(&cli.socket), c, "secret").await,
         Command::Config(c) => secret::run(&Client::new(&cli.socket), c, "config").await,
         Command::Events(a) => events::run(&Client::new(&cli.socket), a).await,
+        Command::Stack(c) => stack::run(&Client::new(&cli.socket), c).await,
         Command::Exec(a) => exec::run(&Client::new(&cli.socket), a).await,
         Command::Volume(c) => volume::run(&Client::new(&cli.socket), c).await,
         Command::Completion { shell } => {

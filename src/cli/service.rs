@@ -587,6 +587,7 @@ fn spec(a: Box<CreateArgs>) -> anyhow::Result<ServiceSpecBody> {
         no_resolve_image: a.no_resolve_image,
         entrypoint: a.entrypoint.as_deref().map(split_line).transpose()?,
         depends_on: Vec::new(),
+        network_aliases: BTreeMap::new(),
         args: a.command,
         env: a.env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
         workdir: a.workdir,
@@ -645,32 +646,7 @@ pub async fn run(client: &Client, cmd: ServiceCmd) -> anyhow::Result<()> {
             if format == Format::Json {
                 return table::json(&rows);
             }
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|s| {
-                    vec![
-                        s.id.chars().take(12).collect(),
-                        s.name.clone(),
-                        s.mode.clone(),
-                        match s.completed {
-                            // Docker's form: running/at once (done/all completed).
-                            Some(done) => format!(
-                                "{}/{} ({done}/{} completed)",
-                                s.running,
-                                s.max_concurrent.unwrap_or(s.replicas),
-                                s.replicas
-                            ),
-                            None => format!("{}/{}", s.running, s.replicas),
-                        },
-                        s.image.clone(),
-                        s.update_state.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            table::print(
-                &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE"],
-                &cells,
-            );
+            print_services(&rows);
         }
         ServiceCmd::Ps { service, format } => {
             let rows: Vec<TaskRow> = client
@@ -894,11 +870,44 @@ fn error_column(t: &TaskRow) -> String {
     }
 }
 
-fn print_tasks(rows: &[TaskRow]) {
+pub(super) fn print_services(rows: &[ServiceRow]) {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.chars().take(12).collect(),
+                s.name.clone(),
+                s.mode.clone(),
+                match s.completed {
+                    // Docker's form: running/at once (done/all completed).
+                    Some(done) => format!(
+                        "{}/{} ({done}/{} completed)",
+                        s.running,
+                        s.max_concurrent.unwrap_or(s.replicas),
+                        s.replicas
+                    ),
+                    None => format!("{}/{}", s.running, s.replicas),
+                },
+                s.image.clone(),
+                s.update_state.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table::print(
+        &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "UPDATE"],
+        &cells,
+    );
+}
+
+pub(super) fn print_tasks(rows: &[TaskRow]) {
     let mut cells = Vec::new();
-    let mut prev: Option<(u64, Option<String>)> = None;
+    let mut prev: Option<(&str, u64, Option<String>)> = None;
     for t in rows {
-        let key = (t.slot, if t.slot == 0 { t.node_id.clone() } else { None });
+        let key = (
+            t.service.as_str(),
+            t.slot,
+            if t.slot == 0 { t.node_id.clone() } else { None },
+        );
         // Older tasks of a slot are indented under the newest, as docker does.
         let name = if prev.as_ref() == Some(&key) {
             format!(" \\_ {}", t.name)

@@ -161,7 +161,7 @@ impl Index {
             for network in on_networks(s) {
                 // Empty: no VIP (dnsrr, or not given yet), its tasks only.
                 let vip = s.vips.iter().find(|v| v.network == network);
-                views.push(ServiceView {
+                let view = ServiceView {
                     name: s.spec.name.clone(),
                     vip: vip.map(|v| v.addr.clone()).unwrap_or_default(),
                     network,
@@ -169,7 +169,17 @@ impl Index {
                         .get(s.id.as_str())
                         .map(|a| a.iter().map(|x| x.to_string()).collect())
                         .unwrap_or_default(),
-                });
+                };
+                // An alias (a stack's short service name, `db`) answers as
+                // the service does, on that network only: sent as a
+                // service of its own, so nodes need nothing new for it.
+                for alias in s.spec.task.network.aliases_on(&view.network) {
+                    views.push(ServiceView {
+                        name: alias.clone(),
+                        ..view.clone()
+                    });
+                }
+                views.push(view);
             }
         }
         views.sort();

@@ -4,6 +4,7 @@
 //! `pending` with a status message that says why.
 
 mod constraint;
+mod depends;
 mod filters;
 mod placer;
 mod rebalance;
@@ -150,7 +151,6 @@ async fn pass(
     let view = store.read()?;
     mirrors.nodes.update(&view).await?;
     mirrors.tasks.update(&view).await?;
-    drop(view);
     let nodes: Vec<&Node> = mirrors.nodes.nodes().collect();
     let tasks: Vec<&Task> = mirrors.tasks.tasks().collect();
     // In id order, as the store lists them: the same state places the same.
@@ -164,11 +164,18 @@ async fn pass(
         // the load of every node is not worth counting for them.
         return Ok(());
     }
+    let services = view.services()?;
+    drop(view);
+    let mut gate = depends::Gate::new(&services, &tasks);
     pending.sort_by(|a, b| a.id.cmp(&b.id));
     let mut placer = Placer::new(&nodes, &tasks);
     let mut changes = Vec::new();
     for task in pending {
-        match placer.place(task) {
+        let placed = match gate.waits(task) {
+            Some(why) => Err(Unplaceable(why)),
+            None => placer.place(task),
+        };
+        match placed {
             Ok(node) => {
                 placer.add(&node, task);
                 let waited = (now_ms() - task.meta.created_ms).max(0) as f64 / 1000.0;

@@ -92,6 +92,17 @@ impl NetworkMode {
         };
         list.iter().map(|a| a.network.as_str())
     }
+
+    /// The aliases the task has on network `id`.
+    pub fn aliases_on(&self, id: &str) -> &[String] {
+        match self {
+            NetworkMode::Host => &[],
+            NetworkMode::Own(l) => l
+                .iter()
+                .find(|a| a.network == id)
+                .map_or(&[], |a| a.aliases.as_slice()),
+        }
+    }
 }
 
 /// A service's virtual IP on one of its networks: one address of the
