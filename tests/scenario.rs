@@ -10,8 +10,8 @@ use shoal::sim::objects::service;
 use shoal::sim::{worker_id, Behavior, Config, SimCluster, IMAGE};
 use shoal::store::ReadView;
 use shoal::types::{
-    FailureAction, NodeState, RestartCondition, RestartPolicy, ServiceMode, TaskState, UpdateOrder,
-    UpdatePolicy, UpdateState,
+    Dependency, DependsCondition, FailureAction, NodeState, RestartCondition, RestartPolicy,
+    ServiceMode, TaskState, UpdateOrder, UpdatePolicy, UpdateState,
 };
 
 /// Every wait is bounded by this; the scenario as a whole must stay well
@@ -615,5 +615,90 @@ async fn an_update_that_fails_on_its_third_slot_rolls_back() {
     assert_eq!(slots, vec![1, 2, 3]);
     let running = cluster.running("api").unwrap();
     assert!(running.iter().all(|t| t.spec.container.image == IMAGE));
+    turn.end(cluster).await;
+}
+
+/// compose's `depends_on` in the simulated tier: a migration job, an app
+/// that waits for it to complete successfully, and a web tier that waits
+/// for the app to start, all created at once. No task of the app is
+/// placed before the job's run succeeded, and none of the web before an
+/// app task runs; meanwhile they wait saying for what. A replaced web
+/// task (its node drained) is placed at once, the app running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depends_on_holds_tasks_until_their_dependencies_are_ready() {
+    let turn = Turn::take().await;
+    let migrate_image = "docker.io/library/sim:migrate";
+    let cluster = scripted(
+        1,
+        2,
+        migrate_image,
+        Behavior {
+            start_delay: Duration::from_millis(300),
+            exit: Some((0, Duration::from_millis(500))),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut migrate = service("migrate", migrate_image, 0);
+    migrate.spec.mode = ServiceMode::ReplicatedJob {
+        completions: 1,
+        max_concurrent: 1,
+    };
+    migrate.spec.task.restart.condition = RestartCondition::OnFailure;
+    let mut app = service("app", IMAGE, 2);
+    app.spec.depends_on = vec![Dependency {
+        service: "migrate".into(),
+        condition: DependsCondition::CompletedSuccessfully,
+    }];
+    let mut web = service("web", IMAGE, 2);
+    web.spec.depends_on = vec![Dependency {
+        service: "app".into(),
+        condition: DependsCondition::Started,
+    }];
+    // Dependents first: the order they are written in does not matter.
+    cluster.create_service(web).await.unwrap();
+    cluster.create_service(app).await.unwrap();
+    cluster.create_service(migrate).await.unwrap();
+    let mut saw_waiting = false;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (migrate, app, web) = (
+            cluster.tasks("migrate").unwrap(),
+            cluster.tasks("app").unwrap(),
+            cluster.tasks("web").unwrap(),
+        );
+        let migrated = migrate.iter().any(|t| t.status.succeeded());
+        let app_runs = app.iter().any(|t| t.status.state == TaskState::Running);
+        assert!(
+            migrated || app.iter().all(|t| t.node_id.is_none()),
+            "an app task was placed before the migration completed: {app:#?}"
+        );
+        assert!(
+            app_runs || web.iter().all(|t| t.node_id.is_none()),
+            "a web task was placed before an app task ran: {web:#?}"
+        );
+        saw_waiting |= app.iter().any(|t| {
+            t.status.message == "waiting for service migrate to complete successfully (depends_on)"
+        });
+        let view = cluster.view().unwrap();
+        if converged(&view, "web", 2, &[]).unwrap() && converged(&view, "app", 2, &[]).unwrap() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the services never ran: {app:#?} {web:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(saw_waiting, "the app's tasks never said what they wait for");
+    // A replacement is held only while the dependency is not met.
+    let node = cluster.tasks("web").unwrap()[0].node_id.clone().unwrap();
+    cluster.drain(&node).await.unwrap();
+    cluster
+        .wait_until("web's tasks off the drained node", WAIT, |v| {
+            Ok(converged(v, "web", 2, std::slice::from_ref(&node))?)
+        })
+        .await
+        .unwrap();
     turn.end(cluster).await;
 }
