@@ -1115,3 +1115,91 @@ fn garbage_on_an_exec_connection_is_refused_and_the_daemon_serves_on() {
     d.cli_ok(&["service", "ls"]);
     assert!(d.try_exit_status().is_none(), "the daemon exited");
 }
+
+/// A stack deploy is checked whole before anything is written: a bad
+/// service, a bad secret, a cycle, a name another service holds, a bad
+/// stack name, too many services or a body that is not JSON are refused
+/// with JSON that says why, and leave no network, secret or service.
+#[test]
+fn a_bad_stack_is_refused_whole_and_leaves_nothing() {
+    let d = Daemon::cluster();
+    d.sleeper("s_taken", &["--replicas", "0"]);
+    let put = |stack: &str, body: &str| {
+        request_raw(
+            &d,
+            "PUT",
+            &format!("/v1/stacks/{stack}"),
+            "application/json",
+            body,
+        )
+    };
+    let ok_service = r#"{"name":"s_web","image":"busybox","networks":["s_net"]}"#;
+    let net = r#""networks":[{"name":"s_net"}]"#;
+    let many: Vec<String> = (0..1001)
+        .map(|i| format!(r#"{{"name":"s_{i}","image":"busybox"}}"#))
+        .collect();
+    let many = format!(r#"{{"services":[{}]}}"#, many.join(","));
+    for (what, stack, body, want) in [
+        (
+            "a bad mode",
+            "s",
+            format!(
+                r#"{{"services":[{ok_service},{{"name":"s_x","image":"busybox","mode":"sideways"}}],{net}}}"#
+            ),
+            "invalid mode",
+        ),
+        (
+            "a bad secret",
+            "s",
+            format!(
+                r#"{{"services":[{ok_service}],{net},"secrets":[{{"name":"s_pw","data":"not*base64"}}]}}"#
+            ),
+            "not base64",
+        ),
+        (
+            "a cycle",
+            "s",
+            format!(
+                r#"{{"services":[{{"name":"s_a","image":"busybox","depends_on":[{{"service":"s_b"}}]}},{{"name":"s_b","image":"busybox","depends_on":[{{"service":"s_a"}}]}}],{net}}}"#
+            ),
+            "dependency cycle: s_a -> s_b -> s_a",
+        ),
+        (
+            "a name another service holds",
+            "s",
+            format!(
+                r#"{{"services":[{ok_service},{{"name":"s_taken","image":"busybox"}}],{net}}}"#
+            ),
+            "service s_taken exists and is not part of stack s",
+        ),
+        (
+            "a bad stack name",
+            "-s",
+            format!(r#"{{"services":[{ok_service}]}}"#),
+            "invalid stack name",
+        ),
+        ("too many services", "s", many, "at most 1000 services"),
+        ("not JSON", "s", "{services: [".to_string(), ""),
+    ] {
+        let (code, reply) = put(stack, &body);
+        assert!((400..500).contains(&code), "{what}: {code} {reply}");
+        let json: serde_json::Value = serde_json::from_str(&reply)
+            .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {reply}"));
+        assert!(
+            json["message"].as_str().is_some_and(|m| m.contains(want)),
+            "{what}: {reply}"
+        );
+    }
+    let services: Vec<String> = d
+        .services()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(services, ["s_taken"]);
+    let networks = d.cli_ok(&["network", "ls"]);
+    assert!(!networks.contains("s_net"), "{networks}");
+    assert_eq!(d.cli_json(&["secret", "ls"]), serde_json::json!([]));
+    // The same stack, whole and right, is taken.
+    let (code, reply) = put("s", &format!(r#"{{"services":[{ok_service}],{net}}}"#));
+    assert_eq!(code, 200, "{reply}");
+}
