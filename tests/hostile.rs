@@ -1157,6 +1157,14 @@ fn a_bad_stack_is_refused_whole_and_leaves_nothing() {
             "not base64",
         ),
         (
+            "a secret that is nowhere",
+            "s",
+            format!(
+                r#"{{"services":[{ok_service},{{"name":"s_y","image":"busybox","secrets":[{{"source":"nope"}}]}}],{net}}}"#
+            ),
+            "service s_y: secret nope not found",
+        ),
+        (
             "a cycle",
             "s",
             format!(

@@ -367,7 +367,12 @@ fn plan_services(
     let mut steps = Vec::new();
     for body in &req.services {
         let no_resolve = body.no_resolve_image;
-        let spec = super::services::normalized(body.clone().into_spec()?)?;
+        let spec = body
+            .clone()
+            .into_spec()
+            .and_then(super::services::normalized)
+            .map_err(|e| of_service(&body.name, e))?;
+        check_refs(view, req, &spec).map_err(|e| of_service(&body.name, e))?;
         let name = spec.name.clone();
         let current = view.find_service(&name)?.filter(|s| s.spec.name == name);
         match current {
@@ -439,6 +444,33 @@ fn comparable(view: &ReadView, spec: &ServiceSpec) -> Result<serde_json::Value, 
         }
     }
     serde_json::to_value(&body).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// What a service uses is in the stack or exists, and it asks for nothing
+/// the cluster does not allow: checked before anything is written, so
+/// that a refusal leaves nothing behind.
+fn check_refs(view: &ReadView, req: &StackDeploy, spec: &ServiceSpec) -> Result<(), ApiError> {
+    for id in spec.task.network.network_ids() {
+        if !req.networks.iter().any(|n| n.spec.name == id) && view.find_network(id)?.is_none() {
+            return Err(ApiError::NotFound(format!("network {id} not found")));
+        }
+    }
+    for (kind, refs, listed) in [
+        (Kind::Secret, &spec.task.secrets, &req.secrets),
+        (Kind::Config, &spec.task.configs, &req.configs),
+    ] {
+        for r in refs {
+            if !listed.iter().any(|f| f.name == r.name) && view.find_file(kind, &r.name)?.is_none()
+            {
+                return Err(ApiError::NotFound(format!(
+                    "{} {} not found",
+                    kind.as_str(),
+                    r.name
+                )));
+            }
+        }
+    }
+    super::services::admin_allowed(view, spec)
 }
 
 /// The keys of `a` and `b` whose values differ, one level into objects
@@ -605,9 +637,20 @@ async fn service_changes(
 
 /// What `service create` checks and resolves before it writes a spec.
 fn prepare(view: &ReadView, spec: &mut ServiceSpec) -> Result<(), ApiError> {
-    super::networks::resolve_networks(view, spec)?;
-    super::secrets::resolve(view, spec)?;
-    super::services::admin_allowed(view, spec)
+    super::networks::resolve_networks(view, spec)
+        .and_then(|_| super::secrets::resolve(view, spec))
+        .and_then(|_| super::services::admin_allowed(view, spec))
+        .map_err(|e| of_service(&spec.name, e))
+}
+
+/// A refusal of one service of the stack, saying which.
+fn of_service(name: &str, e: ApiError) -> ApiError {
+    match e {
+        ApiError::BadRequest(m) => ApiError::BadRequest(format!("service {name}: {m}")),
+        ApiError::NotFound(m) => ApiError::NotFound(format!("service {name}: {m}")),
+        ApiError::Conflict(m) => ApiError::Conflict(format!("service {name}: {m}")),
+        other => other,
+    }
 }
 
 #[cfg(test)]
