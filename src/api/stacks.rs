@@ -399,13 +399,19 @@ fn plan_services(
             }
         }
     }
-    if req.prune {
-        for s in existing {
-            if !req.services.iter().any(|b| b.name == s.spec.name) {
-                plan.changes
-                    .push(change("remove", "service", &s.spec.name, Vec::new()));
-                steps.push(Step::Remove(Box::new(s)));
-            }
+    for s in existing {
+        if req.services.iter().any(|b| b.name == s.spec.name) {
+            continue;
+        }
+        if req.prune {
+            plan.changes
+                .push(change("remove", "service", &s.spec.name, Vec::new()));
+            steps.push(Step::Remove(Box::new(s)));
+        } else {
+            plan.warnings.push(format!(
+                "service {} is no longer in the files: it is kept (--prune removes it)",
+                s.spec.name
+            ));
         }
     }
     Ok(steps)

@@ -75,7 +75,8 @@ pub async fn run(client: &Client, cmd: StackCmd) -> anyhow::Result<()> {
         } => {
             // The files are read before the daemon is asked anything: a
             // mistake in them is reported whatever the cluster's state.
-            let loaded = load_files(&compose_file, &stack).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let loaded = crate::compose::load_files(&compose_file, &stack)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
             }
@@ -143,25 +144,6 @@ pub async fn run(client: &Client, cmd: StackCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-// TEMPORARY until crate::compose::load_files lands.
-fn load_files(paths: &[String], stack: &str) -> Result<crate::compose::Loaded, String> {
-    let mut sources = Vec::new();
-    for p in paths {
-        let text = std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"))?;
-        let dir = std::path::Path::new(p)
-            .parent()
-            .map(|d| d.to_path_buf())
-            .unwrap_or_default();
-        sources.push(crate::compose::Source {
-            name: p.clone(),
-            dir,
-            text,
-        });
-    }
-    let env: BTreeMap<String, String> = std::env::vars().collect();
-    crate::compose::load(&sources, stack, &env)
 }
 
 fn print_plan(plan: &StackPlan, stack: &str, dry_run: bool) {
