@@ -432,3 +432,52 @@ fn a_cycle_and_an_invalid_file_are_refused_with_what_is_wrong() {
         "{err}"
     );
 }
+
+/// A `healthcheck:` with timings and no `test:` runs the image's own
+/// HEALTHCHECK on those timings, as docker does; a service that waits for
+/// it to be healthy starts once it is.
+#[test]
+fn a_healthcheck_without_a_test_runs_the_image_s_on_the_file_s_timings() {
+    let d = Daemon::cluster();
+    let mut o = common::image::Options::new("checked:1", host_arch(), common::image::Format::Oci);
+    // HEALTHCHECK --interval=1h --retries=1 CMD test -f /tmp/ok: on the
+    // image's own timings it would not run within the test.
+    o.healthcheck = Some(serde_json::json!({
+        "Test": ["CMD", "test", "-f", "/tmp/ok"],
+        "Interval": 3_600_000_000_000u64,
+        "Retries": 1,
+    }));
+    let tar = common::image::build(d.dir(), &o);
+    d.cli_ok(&["image", "load", tar.to_str().unwrap()]);
+    let file = d.dir().join("checked.yml");
+    std::fs::write(
+        &file,
+        r#"
+services:
+  checked:
+    image: checked:1
+    command: ["sh", "-c", "sleep 1; touch /tmp/ok; exec sleep 3600"]
+    healthcheck:
+      interval: 500ms
+      retries: 2
+  after:
+    image: busybox
+    command: ["sleep", "3600"]
+    depends_on:
+      checked:
+        condition: service_healthy
+"#,
+    )
+    .unwrap();
+    d.cli_ok(&["stack", "deploy", "-c", file.to_str().unwrap(), "hc"]);
+    let health = d.cli_json(&["service", "inspect", "hc_checked"])["spec"]["healthcheck"].clone();
+    assert_eq!(health["test"], serde_json::json!([]), "{health}");
+    assert_eq!(health["interval_ms"], 500, "{health}");
+    let first = |svc: &str| d.ps(svc).into_iter().next().unwrap_or_default();
+    assert!(
+        wait_until(WAIT, || first("hc_checked")["health"] == "healthy"),
+        "the image's test never made the task healthy: {}",
+        first("hc_checked")
+    );
+    d.wait_running("hc_after", 1);
+}

@@ -306,15 +306,23 @@ async fn serve(rt: &Runtime, task: &Task) {
 }
 
 /// The task's health check and the process it runs: the service's
-/// (`--no-healthcheck`: none), else its image's HEALTHCHECK.
+/// (`--no-healthcheck`: none), else its image's HEALTHCHECK. A service's
+/// check with timings but no test (compose's `healthcheck:` without
+/// `test:`) runs the image's test on those timings, as docker does.
 async fn health_check(
     exec: &dyn Executor,
     task: &Task,
 ) -> Option<(crate::types::HealthCheck, Vec<String>)> {
     let check = match &task.spec.health {
-        Some(h) => h.clone(),
-        None => match exec.image_health_check(&task.id).await {
-            Ok(Some(h)) => h,
+        Some(h) if !h.test.is_empty() => h.clone(),
+        own => match exec.image_health_check(&task.id).await {
+            Ok(Some(image)) => match own {
+                Some(h) => crate::types::HealthCheck {
+                    test: image.test,
+                    ..h.clone()
+                },
+                None => image,
+            },
             Ok(None) => return None,
             Err(e) => {
                 warn!(task = %task.id, error = %e, "cannot read the image's health check");

@@ -141,6 +141,9 @@ fn health(h: &crate::types::HealthCheck) -> Result<(), ApiError> {
     match h.test.first().map(String::as_str) {
         Some("NONE") if h.test.len() == 1 => return Ok(()),
         Some("CMD-SHELL" | "CMD") if h.args().is_some() => {}
+        // The image's test, on these timings (compose's `healthcheck:`
+        // without `test:`).
+        None => {}
         _ => {
             return bad(format!(
                 "invalid health check test {:?}: expected [\"CMD-SHELL\", command], [\"CMD\", args...] or [\"NONE\"]",
@@ -306,6 +309,14 @@ mod tests {
         let mut never = check(&["CMD", "true"]);
         never.retries = 0;
         refused(with(never), "health retries");
+        // No test: the image's, on these timings; they are bounded all
+        // the same.
+        let mut inherited = spec();
+        inherited.task.health = Some(check(&[]));
+        assert!(service_spec(&inherited).is_ok());
+        let mut fast = check(&[]);
+        fast.interval_ms = 10;
+        refused(with(fast), "health interval");
         let mut ok = spec();
         ok.task.health = Some(check(&["NONE"]));
         assert!(service_spec(&ok).is_ok());
