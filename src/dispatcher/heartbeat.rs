@@ -22,6 +22,9 @@ use crate::types::{now_ms, NodeState, NodeStatus, DEFAULT_RESTART_GRACE_MS};
 /// Missed periods before a node is marked down.
 const MISSED_PERIODS: u32 = 3;
 
+/// Writes of a restart notice that lost to another write of the node.
+const RESTART_WRITE_ATTEMPTS: u32 = 5;
+
 #[derive(Default)]
 pub struct Heartbeats {
     /// Last heartbeat per node id. std Mutex: never held across .await.
@@ -143,6 +146,20 @@ impl super::Dispatcher {
     /// now, its tasks held for the cluster's restart grace (none: it is
     /// treated as any node that goes away).
     pub async fn restarting(&self, node_id: &str) -> Result<(), StoreError> {
+        // The leader's liveness loop writes node states too: a write that
+        // crossed ours fails as a conflict, and ours is made again on what
+        // it wrote (a node it has just marked down still gets held).
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.hold_for_restart(node_id).await {
+                Err(StoreError::Conflict { .. }) if attempts < RESTART_WRITE_ATTEMPTS => continue,
+                done => return done,
+            }
+        }
+    }
+
+    async fn hold_for_restart(&self, node_id: &str) -> Result<(), StoreError> {
         let view = self.store.read()?;
         let grace = view
             .cluster()?
@@ -154,8 +171,6 @@ impl super::Dispatcher {
         if grace == 0 {
             return Ok(());
         }
-        // Back only once it beats again, after it restarted.
-        self.heartbeats.forget(node_id);
         let grace = Duration::from_millis(grace);
         node.status.state = NodeState::Down;
         node.status.held_until_ms = Some(now_ms().saturating_add(grace.as_millis() as i64));
@@ -163,10 +178,15 @@ impl super::Dispatcher {
             "restarting: its tasks are held for {}",
             humantime::format_duration(grace)
         );
-        info!(node = %node_id, grace = ?grace, "node restarting; its tasks are held");
         self.proposer
             .propose(vec![Change::Update(Object::Node(node))])
             .await?;
+        // Back only once it beats again, after it restarted. Forgotten only
+        // now: forgotten before the write, the liveness loop could see the
+        // node silent and mark it down as lost (its tasks replaced), a
+        // write that wins over this one.
+        self.heartbeats.forget(node_id);
+        info!(node = %node_id, grace = ?grace, "node restarting; its tasks are held");
         Ok(())
     }
 }
@@ -174,6 +194,56 @@ impl super::Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Applies batches to the store; before the first, another writer
+    /// (the liveness loop) marks the node down as lost, so that batch
+    /// fails as a conflict.
+    struct Crossed {
+        store: Store,
+        crossed: std::sync::atomic::AtomicBool,
+    }
+
+    impl Proposer for Crossed {
+        fn propose(&self, batch: Vec<Change>) -> crate::store::ProposeFuture<'_> {
+            Box::pin(async move {
+                if !self.crossed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    let mut node = self.store.read()?.node("w1")?.expect("w1");
+                    node.status =
+                        next_status(&node.status, false, false, Duration::from_secs(1), 0)
+                            .expect("ready to down");
+                    self.store.apply(vec![Change::Update(Object::Node(node))])?;
+                }
+                self.store.apply(batch)
+            })
+        }
+    }
+
+    /// Once, the liveness loop could mark a node that had just said it
+    /// restarts down as lost, and that write won: its tasks were replaced.
+    #[tokio::test]
+    async fn a_restart_notice_that_crosses_a_liveness_write_still_holds_the_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("state.redb"),
+            crate::store::Codec::ephemeral(),
+        )
+        .unwrap();
+        let mut node = crate::sim::objects::node("w1", &[]);
+        node.status.state = NodeState::Ready;
+        store
+            .apply(vec![Change::Create(Object::Node(node))])
+            .unwrap();
+        let proposer = Arc::new(Crossed {
+            store: store.clone(),
+            crossed: Default::default(),
+        });
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        let d = crate::dispatcher::Dispatcher::new(store.clone(), proposer, shutdown);
+        d.restarting("w1").await.expect("written on a second try");
+        let status = store.read().unwrap().node("w1").unwrap().unwrap().status;
+        assert!(status.held(), "{status:?}");
+        assert!(status.message.starts_with("restarting"), "{status:?}");
+    }
 
     #[test]
     fn a_node_held_for_its_restart_is_released_when_back_or_when_the_grace_ends() {
