@@ -10,6 +10,7 @@ use crate::api::stack_types::{StackDeploy, StackNetwork, NAMESPACE_LABEL};
 
 use super::locate::{Fail, KeyPath};
 use super::model::{Assigns, Compose, FileDecl, Network, Volume};
+use super::scalar::External;
 use super::{files, service, Ctx};
 
 /// The most services one stack has (as the managers take it).
@@ -48,7 +49,7 @@ pub fn real_name(stack: &str, key: &str, external: bool, name: Option<&str>) -> 
 impl Declared {
     pub fn network(&self, key: &str) -> String {
         let n = self.networks.get(key);
-        let external = n.and_then(|n| n.external).is_some_and(|e| e.0);
+        let external = n.and_then(|n| n.external.as_ref()).is_some_and(|e| e.on);
         real_name(
             &self.stack,
             key,
@@ -59,7 +60,7 @@ impl Declared {
 
     pub fn volume(&self, key: &str) -> String {
         let v = self.volumes.get(key);
-        let external = v.and_then(|v| v.external).is_some_and(|e| e.0);
+        let external = v.and_then(|v| v.external.as_ref()).is_some_and(|e| e.on);
         real_name(
             &self.stack,
             key,
@@ -95,7 +96,7 @@ pub fn stack(c: Compose, cx: &mut Ctx) -> Result<StackDeploy, Fail> {
             ),
         ));
     }
-    let decl = Declared {
+    let mut decl = Declared {
         stack: cx.stack.to_string(),
         services: services.keys().cloned().collect(),
         networks: flat(c.networks),
@@ -103,6 +104,20 @@ pub fn stack(c: Compose, cx: &mut Ctx) -> Result<StackDeploy, Fail> {
         secrets: flat(c.secrets),
         configs: flat(c.configs),
     };
+    for (key, n) in &mut decl.networks {
+        legacy_external("networks", key, &mut n.external, &mut n.name, cx)?;
+    }
+    for (key, v) in &mut decl.volumes {
+        legacy_external("volumes", key, &mut v.external, &mut v.name, cx)?;
+    }
+    for (section, list) in [
+        ("secrets", &mut decl.secrets),
+        ("configs", &mut decl.configs),
+    ] {
+        for (key, d) in list {
+            legacy_external(section, key, &mut d.external, &mut d.name, cx)?;
+        }
+    }
     for (key, v) in &decl.volumes {
         check_volume(key, v, cx)?;
     }
@@ -134,6 +149,34 @@ pub fn stack(c: Compose, cx: &mut Ctx) -> Result<StackDeploy, Fail> {
     out.secrets.sort_by(|a, b| a.name.cmp(&b.name));
     out.configs.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// `external: {name: N}` (compose file format 3) as `external: true` and
+/// `name: N`, with docker's warning; both names given must agree.
+fn legacy_external(
+    section: &str,
+    key: &str,
+    external: &mut Option<External>,
+    name: &mut Option<String>,
+    cx: &mut Ctx,
+) -> Result<(), Fail> {
+    let Some(legacy) = external.as_mut().and_then(|e| e.name.take()) else {
+        return Ok(());
+    };
+    if name.as_ref().is_some_and(|n| *n != legacy) {
+        return Err(Fail::at(
+            &KeyPath::of(&[section, key, "external", "name"]),
+            format!(
+                "conflicts with name: {}: give the name once, as name:",
+                name.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    cx.notes.say(format!(
+        "{section}.{key}: external.name is deprecated: write name: {legacy} and external: true"
+    ));
+    *name = Some(legacy);
+    Ok(())
 }
 
 /// A declaration section with `key:` alone taken as the defaults.
@@ -191,7 +234,7 @@ fn network(key: &str, decl: &Declared, cx: &mut Ctx) -> Result<StackNetwork, Fai
     let path = KeyPath::of(&["networks", key]);
     let n = decl.networks.get(key);
     let name = decl.network(key);
-    let external = n.and_then(|n| n.external).is_some_and(|e| e.0);
+    let external = n.and_then(|n| n.external.as_ref()).is_some_and(|e| e.on);
     let mut spec = NetworkCreate {
         name,
         driver: "overlay".into(),

@@ -95,7 +95,7 @@ pub fn service_env(
                 (long.path, long.required.is_none_or(|r| r.0))
             }
         };
-        let full = join(cx.places.dir(&at), Path::new(&file));
+        let full = join(cx.places.dir(), Path::new(&file));
         if !required && !full.is_file() {
             continue;
         }

@@ -92,7 +92,7 @@ pub fn refs(
             Kind::Secret => r.source.clone(),
             Kind::Config => format!("/{}", r.source),
         });
-        let external = d.external.is_some_and(|e| e.0);
+        let external = d.external.as_ref().is_some_and(|e| e.on);
         out.push(FileRefBody {
             source: real_name(cx.stack, &r.source, external, d.name.as_deref()),
             target,
@@ -124,7 +124,7 @@ fn id(t: Option<Text>, at: &KeyPath) -> Result<u32, Fail> {
 /// Top-level secret or config `key` as the stack creates (or finds) it.
 pub fn stack_file(kind: Kind, key: &str, d: &FileDecl, cx: &mut Ctx) -> Result<StackFile, Fail> {
     let path = KeyPath::of(&[kind.key(), key]);
-    let external = d.external.is_some_and(|e| e.0);
+    let external = d.external.as_ref().is_some_and(|e| e.on);
     let name = real_name(cx.stack, key, external, d.name.as_deref());
     for k in set_keys(&[
         ("driver", d.driver.is_some()),
@@ -178,7 +178,7 @@ pub fn stack_file(kind: Kind, key: &str, d: &FileDecl, cx: &mut Ctx) -> Result<S
     }
     let data: Vec<u8> = if let Some(f) = &d.file {
         let at = path.key("file");
-        let full = join(cx.places.dir(&at), Path::new(f));
+        let full = join(cx.places.dir(), Path::new(f));
         read_bytes(&full, kind.max())
             .map_err(|e| Fail::at(&at, format!("{}: {e}", full.display())))?
     } else if let Some(var) = &d.environment {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::scalar::{Bytes, FileMode, Flag, Int, Millis, Num, StrOr, StrOrList, Text};
+use super::scalar::{Bytes, External, FileMode, Flag, Int, Millis, Num, StrOr, StrOrList, Text};
 
 /// A mapping of names to values written `KEY: VALUE` or `KEY=VALUE`,
 /// where a `KEY` alone is null.
@@ -233,7 +233,7 @@ pub struct Network {
     pub attachable: Option<Flag>,
     pub labels: Option<Assigns>,
     pub ipam: Option<Ipam>,
-    pub external: Option<Flag>,
+    pub external: Option<External>,
     pub name: Option<String>,
     pub internal: Option<IgnoredAny>,
     pub enable_ipv6: Option<IgnoredAny>,
@@ -263,7 +263,7 @@ pub struct Volume {
     pub driver: Option<String>,
     pub driver_opts: Option<IgnoredAny>,
     pub labels: Option<IgnoredAny>,
-    pub external: Option<Flag>,
+    pub external: Option<External>,
     pub name: Option<String>,
 }
 
@@ -274,7 +274,7 @@ pub struct FileDecl {
     pub file: Option<String>,
     pub environment: Option<String>,
     pub content: Option<String>,
-    pub external: Option<Flag>,
+    pub external: Option<External>,
     pub name: Option<String>,
     pub labels: Option<Assigns>,
     pub driver: Option<IgnoredAny>,

@@ -1,7 +1,7 @@
 //! A service's `volumes` and `tmpfs` as mounts. Short form:
 //! `NAME:/path[:ro]` (a volume declared at the top level), `/abs:/path`,
-//! `./rel:/path`, `../x:/p` or `~/x:/p` (binds; relative to the file's
-//! directory, or the home directory). Long form: `type`, `source`,
+//! `./rel:/path`, `../x:/p` or `~/x:/p` (binds; relative to the project
+//! directory, the first file's, or the home directory). Long form: `type`, `source`,
 //! `target`, `read_only`, `tmpfs`. A path alone is an anonymous volume,
 //! which a cluster cannot find again: it is refused, with the fix.
 
@@ -247,8 +247,8 @@ fn volume(key: &str, at: &KeyPath, decl: &Declared) -> Result<String, Fail> {
     }
 }
 
-/// A bind source as an absolute path: relative ones from the directory
-/// of the file that gave them, `~` the home directory.
+/// A bind source as an absolute path: relative ones from the project
+/// directory (the first file's), `~` the home directory.
 fn host_path(s: &str, at: &KeyPath, cx: &Ctx) -> Result<String, Fail> {
     let (dir, rel) = match s.strip_prefix('~') {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => {
@@ -257,7 +257,7 @@ fn host_path(s: &str, at: &KeyPath, cx: &Ctx) -> Result<String, Fail> {
             };
             (Path::new(home.as_str()), rest.trim_start_matches('/'))
         }
-        _ => (cx.places.dir(at), s),
+        _ => (cx.places.dir(), s),
     };
     let full = join(dir, Path::new(rel));
     full.to_str()

@@ -11,25 +11,26 @@ use super::Source;
 pub struct Places<'a> {
     sources: &'a [Source],
     lines: Vec<Lines>,
-    /// Each source's directory, absolute where the current one is known.
-    dirs: Vec<PathBuf>,
+    /// The project directory (the first file's), absolute where the
+    /// current one is known.
+    dir: PathBuf,
     merged: Merged,
 }
 
 impl<'a> Places<'a> {
     pub fn new(sources: &'a [Source], lines: Vec<Lines>, merged: Merged) -> Places<'a> {
         let cwd = std::env::current_dir().ok();
-        let dirs = sources
-            .iter()
-            .map(|s| match (&cwd, s.dir.is_absolute()) {
-                (Some(cwd), false) => cwd.join(&s.dir),
-                _ => s.dir.clone(),
-            })
-            .collect();
+        let first = sources
+            .first()
+            .map_or(PathBuf::from("."), |s| s.dir.clone());
+        let dir = match (&cwd, first.is_absolute()) {
+            (Some(cwd), false) => cwd.join(first),
+            _ => first,
+        };
         Places {
             sources,
             lines,
-            dirs,
+            dir,
             merged,
         }
     }
@@ -46,10 +47,12 @@ impl<'a> Places<'a> {
             .unwrap_or((self.sources.len().saturating_sub(1), KeyPath::root()))
     }
 
-    /// The directory relative paths of the value at `path` start from.
-    pub fn dir(&self, path: &KeyPath) -> &Path {
-        let (file, _) = self.origin(path);
-        self.dirs.get(file).map_or(Path::new("."), |d| d.as_path())
+    /// The directory relative paths start from: the project directory,
+    /// the first file's, whichever file set the path (compose's rule, and
+    /// `docker stack deploy`'s: an override file kept elsewhere still
+    /// names the project's files).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// `f`, a problem with the merged value, as the user reads it.

@@ -173,6 +173,51 @@ impl<'de> Deserialize<'de> for Flag {
     }
 }
 
+/// `external`: a flag, or compose file format 3's `{name: N}` (external,
+/// found by name N), which swarm stack files written for docker still use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct External {
+    pub on: bool,
+    /// The legacy form's name.
+    pub name: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacyExternal {
+    name: String,
+}
+
+struct ExternalVisitor;
+
+impl<'de> Visitor<'de> for ExternalVisitor {
+    type Value = External;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a boolean")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<External, E> {
+        Ok(External { on: v, name: None })
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<External, E> {
+        FlagVisitor
+            .visit_str(v)
+            .map(|on| External { on, name: None })
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<External, A::Error> {
+        let legacy = LegacyExternal::deserialize(MapAccessDeserializer::new(map))?;
+        Ok(External {
+            on: true,
+            name: Some(legacy.name),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for External {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ExternalVisitor)
+    }
+}
+
 struct MillisVisitor;
 
 impl Visitor<'_> for MillisVisitor {

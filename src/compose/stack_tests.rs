@@ -605,3 +605,86 @@ fn aliases_of_aliases_are_refused_before_they_are_expanded() {
         "compose.yml: more than 1000000 values with its aliases expanded"
     );
 }
+
+#[test]
+fn relative_paths_start_from_the_first_files_directory() {
+    // As compose and `docker stack deploy` do: an override kept elsewhere
+    // (here in ./env/prod) still names the project's files.
+    let dir = tempfile::tempdir().unwrap();
+    let prod = dir.path().join("env/prod");
+    std::fs::create_dir_all(&prod).unwrap();
+    std::fs::write(dir.path().join("key.txt"), "project").unwrap();
+    std::fs::write(prod.join("key.txt"), "beside the override").unwrap();
+    let sources = [
+        Source {
+            name: "compose.yml".into(),
+            dir: dir.path().to_path_buf(),
+            text: "services:\n  a: {image: x}\n".into(),
+        },
+        Source {
+            name: "env/prod/compose.prod.yml".into(),
+            dir: prod.clone(),
+            text: "services:\n  a:\n    volumes: [./conf:/conf]\n    secrets: [key]\nsecrets:\n  key: {file: ./key.txt}\n".into(),
+        },
+    ];
+    let loaded = load(&sources, "s", &BTreeMap::new()).unwrap();
+    let conf = dir.path().join("conf");
+    assert_eq!(
+        loaded.deploy.services[0].mounts[0].source,
+        conf.to_str().unwrap()
+    );
+    // base64 of "project"
+    assert_eq!(loaded.deploy.secrets[0].data, "cHJvamVjdA==");
+}
+
+#[test]
+fn external_name_of_compose_format_3_is_read_with_a_warning() {
+    // Swarm stack files written for docker still use it.
+    let loaded = load_text(
+        r#"
+services:
+  web:
+    image: x
+    networks: [proxy]
+    secrets: [cert]
+networks:
+  proxy:
+    external:
+      name: traefik-public
+secrets:
+  cert:
+    external: {name: site-cert}
+"#,
+        &[],
+    )
+    .unwrap();
+    let d = &loaded.deploy;
+    assert_eq!(d.services[0].networks, strings(&["traefik-public"]));
+    assert_eq!(d.services[0].secrets[0].source, "site-cert");
+    assert!(d.networks[0].external && d.secrets[0].external);
+    assert_eq!(
+        loaded.warnings,
+        strings(&[
+            "networks.proxy: external.name is deprecated: write name: traefik-public and external: true",
+            "secrets.cert: external.name is deprecated: write name: site-cert and external: true",
+        ])
+    );
+    let err = load_text(
+        "services:\n  a: {image: x, networks: [n]}\nnetworks:\n  n:\n    name: one\n    external: {name: two}\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "compose.yml:6: networks.n.external.name: conflicts with name: one: give the name once, as name:"
+    );
+    let err = load_text(
+        "services:\n  a: {image: x, networks: [n]}\nnetworks:\n  n:\n    external: {nmae: two}\n",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "compose.yml:5: networks.n.external.nmae: unknown key (did you mean name?)"
+    );
+}
