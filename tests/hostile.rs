@@ -1187,6 +1187,12 @@ fn a_bad_stack_is_refused_whole_and_leaves_nothing() {
             "invalid stack name",
         ),
         ("too many services", "s", many, "at most 1000 services"),
+        (
+            "an unknown image resolution",
+            "s",
+            format!(r#"{{"services":[{ok_service}],"resolve_image":"sometimes"}}"#),
+            "unknown variant `sometimes`",
+        ),
         ("not JSON", "s", "{services: [".to_string(), ""),
     ] {
         let (code, reply) = put(stack, &body);

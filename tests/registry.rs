@@ -147,6 +147,77 @@ fn a_service_pulls_its_image_pinned_to_the_digest_its_tag_had() {
     assert!(ok, "tasks must move to {want}\n{}", d.describe("web"));
 }
 
+/// `stack deploy` asks the registry what each tag names now, as docker's
+/// `--resolve-image always`: a tag pushed again since the last deploy
+/// rolls the services that run it, and only those; `--resolve-image
+/// changed` leaves them on the digest they run.
+#[test]
+fn a_stack_redeploy_rolls_the_services_whose_tag_was_pushed_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start_plain();
+    let v1 = reg.push_archive(&build(tmp.path(), "team/app:1", "1", 1003), "team/app:1");
+    reg.push_archive(&build(tmp.path(), "team/tool:1", "1", 1004), "team/tool:1");
+    let d = empty_cluster();
+    let file = tmp.path().join("compose.yml");
+    let service = |name: &str, image: &str| {
+        format!(
+            "  {name}:\n    image: {}/{image}\n    command: [sleep, \"3600\"]\n    stop_grace_period: 1s\n",
+            reg.addr()
+        )
+    };
+    std::fs::write(
+        &file,
+        format!(
+            "services:\n{}{}",
+            service("app", "team/app:1"),
+            service("tool", "team/tool:1")
+        ),
+    )
+    .unwrap();
+    // Two services and the stack's default network.
+    let deploy = |extra: &[&str]| {
+        let mut args = vec!["stack", "deploy", "-c", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push("s");
+        d.cli_ok(&args)
+    };
+    deploy(&[]);
+    let app = d.wait_running("s_app", 1);
+    let tool = d.wait_running("s_tool", 1);
+    let pinned = format!("{}/team/app@{v1}", reg.addr());
+    assert_eq!(task_images(&d, &app), vec![pinned.clone()]);
+
+    let v2 = reg.push_archive(&build(tmp.path(), "team/app:1", "2", 1003), "team/app:1");
+    assert_ne!(v1, v2);
+    let out = deploy(&["--resolve-image", "changed"]);
+    assert!(
+        out.contains("0 to create, 0 to update, 0 to remove, 3 unchanged"),
+        "{out}"
+    );
+    let out = deploy(&["--dry-run"]);
+    assert!(
+        out.contains("~ service s_app (image digest)")
+            && out.contains("0 to create, 1 to update, 0 to remove, 2 unchanged (dry run"),
+        "{out}"
+    );
+    assert_eq!(task_images(&d, &d.running("s_app")), vec![pinned]);
+
+    let out = deploy(&[]);
+    assert!(out.contains("1 to update"), "{out}");
+    let want = format!("{}/team/app@{v2}", reg.addr());
+    let ok = wait_until(WAIT, || {
+        let ids = d.running("s_app");
+        ids.len() == 1 && ids != app && task_images(&d, &ids) == vec![want.clone()]
+    });
+    assert!(ok, "s_app must roll to {want}\n{}", d.describe("s_app"));
+    assert_eq!(d.running("s_tool"), tool, "{}", d.describe("s_tool"));
+    let out = deploy(&[]);
+    assert!(
+        out.contains("0 to create, 0 to update, 0 to remove, 3 unchanged"),
+        "{out}"
+    );
+}
+
 #[test]
 fn no_resolve_image_keeps_the_tag_and_pull_never_refuses_to_pull() {
     let tmp = tempfile::tempdir().unwrap();

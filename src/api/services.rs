@@ -10,6 +10,7 @@ use axum::Json;
 use super::spec::{ServiceBody, ServiceSpecBody};
 use super::types::{Created, ScaleRequest, ServiceRow, ServiceUpdate, TaskRow};
 use super::{validate, ApiError, Ctx};
+use crate::registry::Resolved;
 use crate::store::{Change, Kind, Object, ReadView};
 use crate::types::*;
 
@@ -79,27 +80,52 @@ pub(super) async fn pin_image(
 ) -> Result<Vec<String>, ApiError> {
     c.image_digest = None;
     c.image_platforms = Vec::new();
-    let image = c.image.clone();
-    if no_resolve || image.contains('@') {
+    if no_resolve || c.image.contains('@') {
         return Ok(Vec::new());
     }
-    let host = registry_host(&image);
+    let resolved = resolve_tag(view, &c.image).await?;
+    pin_with(view, c, resolved)
+}
+
+/// What the registry of `image` says its tag names now, or why it could
+/// not say, within `RESOLVE_WAIT`.
+pub(super) async fn resolve_tag(
+    view: &ReadView,
+    image: &str,
+) -> Result<Result<Resolved, String>, ApiError> {
+    let host = registry_host(image);
     let access = view
         .cluster()?
         .and_then(|cl| cl.registries.into_iter().find(|r| r.host == host));
-    let why = match tokio::time::timeout(
-        RESOLVE_WAIT,
-        crate::registry::resolve(&image, access.as_ref()),
+    Ok(
+        match tokio::time::timeout(
+            RESOLVE_WAIT,
+            crate::registry::resolve(image, access.as_ref()),
+        )
+        .await
+        {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(e.0),
+            Err(_) => Err(format!("no answer within {RESOLVE_WAIT:?}")),
+        },
     )
-    .await
-    {
-        Ok(Ok(r)) => {
+}
+
+/// Pins `c`'s image to what its registry answered, or, when it could not
+/// be asked, to the one image the nodes hold under that tag.
+pub(super) fn pin_with(
+    view: &ReadView,
+    c: &mut ContainerSpec,
+    resolved: Result<Resolved, String>,
+) -> Result<Vec<String>, ApiError> {
+    let image = c.image.clone();
+    let why = match resolved {
+        Ok(r) => {
             c.image_digest = Some(r.digest);
             c.image_platforms = r.platforms;
             return Ok(Vec::new());
         }
-        Ok(Err(e)) => e.0,
-        Err(_) => format!("no answer within {RESOLVE_WAIT:?}"),
+        Err(why) => why,
     };
     // Unreachable (an air-gapped cluster, most often): the copies the
     // nodes hold under this tag decide, if they agree.

@@ -30,6 +30,36 @@ pub struct StackDeploy {
     /// Answer the plan, write nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// When image tags are asked of their registries.
+    #[serde(default)]
+    pub resolve_image: ResolveImage,
+}
+
+/// When a deploy asks the registries what the files' image tags name
+/// (docker's `stack deploy --resolve-image`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResolveImage {
+    /// Every service's tag, each deploy: a tag pushed again since the
+    /// last deploy rolls its services onto what it names now.
+    #[default]
+    Always,
+    /// Only the tags of images that changed in the files.
+    Changed,
+    /// None: services run their tags as each node finds them.
+    Never,
+}
+
+impl std::str::FromStr for ResolveImage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(ResolveImage::Always),
+            "changed" => Ok(ResolveImage::Changed),
+            "never" => Ok(ResolveImage::Never),
+            _ => Err(format!("{s:?}: expected always, changed or never")),
+        }
+    }
 }
 
 /// A network the stack's services use: one it creates, or (`external`)

@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use axum::extract::{Path, State};
 use axum::Json;
 use base64::Engine;
@@ -18,6 +20,7 @@ use super::spec::{ServiceBody, ServiceSpecBody, HOST_NETWORK};
 use super::stack_types::*;
 use super::types::TaskRow;
 use super::{ApiError, Ctx};
+use crate::registry::Resolved;
 use crate::store::{Change, Kind, Object, ReadView};
 use crate::types::*;
 
@@ -177,10 +180,16 @@ pub async fn deploy(
         )));
     }
     label(&stack, &mut req);
+    if req.resolve_image == ResolveImage::Never {
+        for s in &mut req.services {
+            s.no_resolve_image = true;
+        }
+    }
     let view = ctx.read_current().await?;
+    let fresh = resolve_tags(&view, &req).await?;
     let mut plan = StackPlan::default();
     let objects = plan_objects(&view, &stack, &req, &mut plan)?;
-    let steps = plan_services(&view, &stack, &req, &mut plan)?;
+    let steps = plan_services(&view, &stack, &req, &fresh, &mut plan)?;
     if req.dry_run {
         return Ok(Json(plan));
     }
@@ -188,11 +197,47 @@ pub async fn deploy(
         ctx.proposer.propose(objects).await?;
     }
     let view = ctx.read_current().await?;
-    let changes = service_changes(&view, steps, &mut plan.warnings).await?;
+    let changes = service_changes(&view, steps, &fresh, &mut plan.warnings).await?;
     if !changes.is_empty() {
         ctx.proposer.propose(changes).await?;
     }
     Ok(Json(plan))
+}
+
+/// What the registries answered for each image tag of a deploy (by its
+/// normalized name), or why they could not.
+type Fresh = HashMap<String, Result<Resolved, String>>;
+
+/// Tags asked of their registries at once.
+const RESOLVE_AT_ONCE: usize = 8;
+
+/// What each image tag of the deploy names now, asked once per image and
+/// a few at a time (`--resolve-image always`, docker's default); nothing
+/// otherwise. A tag pushed again since the last deploy then shows as a
+/// change of its services' image digest.
+async fn resolve_tags(view: &ReadView, req: &StackDeploy) -> Result<Fresh, ApiError> {
+    if req.resolve_image != ResolveImage::Always {
+        return Ok(Fresh::new());
+    }
+    let mut images: Vec<String> = req
+        .services
+        .iter()
+        .filter(|b| !b.no_resolve_image)
+        .filter_map(|b| normalize_image(&b.image).ok())
+        .filter(|i| !i.contains('@'))
+        .collect();
+    images.sort_unstable();
+    images.dedup();
+    type Answer = Result<(String, Result<Resolved, String>), ApiError>;
+    let answers: Vec<Answer> = futures::stream::iter(images)
+        .map(|image| async move {
+            let r = super::services::resolve_tag(view, &image).await?;
+            Ok((image, r))
+        })
+        .buffer_unordered(RESOLVE_AT_ONCE)
+        .collect()
+        .await;
+    answers.into_iter().collect()
 }
 
 /// Everything the stack creates carries its namespace, whatever the
@@ -352,9 +397,11 @@ fn plan_services(
     view: &ReadView,
     stack: &str,
     req: &StackDeploy,
+    fresh: &Fresh,
     plan: &mut StackPlan,
 ) -> Result<Vec<Step>, ApiError> {
     let existing = stack_services(view, stack)?;
+    let mut unasked: Vec<String> = Vec::new();
     let mut names: Vec<&str> = req.services.iter().map(|s| s.name.as_str()).collect();
     names.sort_unstable();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
@@ -387,7 +434,23 @@ fn plan_services(
                 )))
             }
             Some(s) => {
-                let fields = differences(&comparable(view, &s.spec)?, &comparable(view, &spec)?);
+                let mut fields =
+                    differences(&comparable(view, &s.spec)?, &comparable(view, &spec)?);
+                let (old, new) = (&s.spec.task.container, &spec.task.container);
+                match fresh.get(&new.image) {
+                    _ if old.image != new.image || no_resolve => {}
+                    Some(Ok(r)) if old.image_digest.as_ref() != Some(&r.digest) => {
+                        fields.push("image digest".into());
+                    }
+                    Some(Err(why)) if !unasked.contains(&new.image) => {
+                        plan.warnings.push(format!(
+                            "image {}: its registry could not say what the tag names now ({why}): services keep the image they run",
+                            new.image
+                        ));
+                        unasked.push(new.image.clone());
+                    }
+                    _ => {}
+                }
                 if fields.is_empty() {
                     plan.changes
                         .push(change("unchanged", "service", &name, Vec::new()));
@@ -580,6 +643,7 @@ fn find_cycle<'a>(
 async fn service_changes(
     view: &ReadView,
     steps: Vec<Step>,
+    fresh: &Fresh,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<Change>, ApiError> {
     let mut written: Vec<Service> = Vec::new();
@@ -598,8 +662,7 @@ async fn service_changes(
             Step::Create(mut spec, no_resolve) => {
                 prepare(view, &mut spec)?;
                 created.push(true);
-                let c = &mut spec.task.container;
-                warnings.extend(super::services::pin_image(view, c, no_resolve).await?);
+                warnings.extend(pin(view, &mut spec.task.container, no_resolve, fresh).await?);
                 Service {
                     id: new_id(),
                     meta: Meta::default(),
@@ -617,12 +680,14 @@ async fn service_changes(
                 // What the user does not say in a file stays as it was: the
                 // pinned digest of an unchanged image, `update --force`'s
                 // count, a network's aliases.
+                // An image the registry could not be asked about keeps it.
                 let (old, new) = (&s.spec.task.container, &mut spec.task.container);
-                if old.image == new.image {
+                let asked = fresh.get(&new.image).is_some_and(|r| r.is_ok()) && !no_resolve;
+                if old.image == new.image && !asked {
                     new.image_digest = old.image_digest.clone();
                     new.image_platforms = old.image_platforms.clone();
                 } else {
-                    warnings.extend(super::services::pin_image(view, new, no_resolve).await?);
+                    warnings.extend(pin(view, new, no_resolve, fresh).await?);
                 }
                 spec.task.force_update = s.spec.task.force_update;
                 s.set_spec(*spec, now_ms());
@@ -656,6 +721,24 @@ fn of_service(name: &str, e: ApiError) -> ApiError {
         ApiError::NotFound(m) => ApiError::NotFound(format!("service {name}: {m}")),
         ApiError::Conflict(m) => ApiError::Conflict(format!("service {name}: {m}")),
         other => other,
+    }
+}
+
+/// Pins `c`'s image as `service create` does, with what the deploy has
+/// already asked the registry, if it did.
+async fn pin(
+    view: &ReadView,
+    c: &mut ContainerSpec,
+    no_resolve: bool,
+    fresh: &Fresh,
+) -> Result<Vec<String>, ApiError> {
+    match fresh.get(&c.image) {
+        Some(r) if !no_resolve => {
+            c.image_digest = None;
+            c.image_platforms = Vec::new();
+            super::services::pin_with(view, c, r.clone())
+        }
+        _ => super::services::pin_image(view, c, no_resolve).await,
     }
 }
 

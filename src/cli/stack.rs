@@ -26,6 +26,11 @@ pub enum StackCmd {
         /// Print the plan (+ create, ~ update, - remove) and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Ask the registries what the image tags name: always (a tag
+        /// pushed again rolls its services), changed (only images the
+        /// files changed), never.
+        #[arg(long, default_value = "always", value_parser = ["always", "changed", "never"])]
+        resolve_image: String,
         /// The stack's name: its objects are named STACK_NAME.
         stack: String,
     },
@@ -71,6 +76,7 @@ pub async fn run(client: &Client, cmd: StackCmd) -> anyhow::Result<()> {
             compose_file,
             prune,
             dry_run,
+            resolve_image,
             stack,
         } => {
             // The files are read before the daemon is asked anything: a
@@ -83,6 +89,7 @@ pub async fn run(client: &Client, cmd: StackCmd) -> anyhow::Result<()> {
             let mut deploy = loaded.deploy;
             deploy.prune = prune;
             deploy.dry_run = dry_run;
+            deploy.resolve_image = resolve_image.parse().map_err(anyhow::Error::msg)?;
             let plan: StackPlan = client
                 .put(&format!("/v1/stacks/{}", encode(&stack)), &deploy)
                 .await?;
