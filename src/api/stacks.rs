@@ -211,6 +211,11 @@ type Fresh = HashMap<String, Result<Resolved, String>>;
 /// Tags asked of their registries at once.
 const RESOLVE_AT_ONCE: usize = 8;
 
+/// The longest a deploy waits for the registries, all tags together (each
+/// also waits at most `service create`'s 15 s): a stack of many images on
+/// stalled registries is planned with what answered by then.
+const RESOLVE_ALL_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What each image tag of the deploy names now, asked once per image and
 /// a few at a time (`--resolve-image always`, docker's default); nothing
 /// otherwise. A tag pushed again since the last deploy then shows as a
@@ -229,9 +234,16 @@ async fn resolve_tags(view: &ReadView, req: &StackDeploy) -> Result<Fresh, ApiEr
     images.sort_unstable();
     images.dedup();
     type Answer = Result<(String, Result<Resolved, String>), ApiError>;
+    let deadline = tokio::time::Instant::now() + RESOLVE_ALL_WITHIN;
     let answers: Vec<Answer> = futures::stream::iter(images)
         .map(|image| async move {
-            let r = super::services::resolve_tag(view, &image).await?;
+            let asked = super::services::resolve_tag(view, &image);
+            let r = match tokio::time::timeout_at(deadline, asked).await {
+                Ok(r) => r?,
+                Err(_) => Err(format!(
+                    "no answer within the deploy's {RESOLVE_ALL_WITHIN:?} for all its images"
+                )),
+            };
             Ok((image, r))
         })
         .buffer_unordered(RESOLVE_AT_ONCE)
